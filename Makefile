@@ -1,0 +1,31 @@
+# The README's two commands: `make plan` (offline plan of a stack) and `make test` (every test layer that runs here).
+STACK ?= prod
+GO    ?= go
+# Two packages at a time: each test binary that links the Pulumi SDKs needs ~5 GB and a core.
+GOTEST_FLAGS ?= -p 2
+
+.PHONY: plan test test-infra test-runtime vet fmt-check inventories
+
+plan:
+	$(GO) run ./cmd/omsctl plan --stack $(STACK)
+
+test: fmt-check vet test-infra test-runtime
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+	cd runtime && $(GO) vet ./...
+
+test-infra:
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+# Real PostgreSQL, Redis + Sentinel and RabbitMQ processes: never reuse a cached result.
+test-runtime:
+	cd runtime && $(GO) test $(GOTEST_FLAGS) -count=1 ./...
+
+# Rewrite stacks/testdata/<stack>.yaml after an intended change; review the diff before committing.
+inventories:
+	$(GO) test ./stacks -run TestInventories -update

@@ -1,0 +1,167 @@
+package gke
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/omscloud/omscloud/inventory"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var zones = []string{"us-central1-a", "us-central1-b", "us-central1-c"}
+
+func validArgs() Args {
+	return Args{
+		Name: "oms-prod-us", Project: "omscloud-prod-us", Region: "us-central1", Zones: zones,
+		Network: pulumi.String("vpc"), Subnetwork: pulumi.String("subnet"),
+		PodsRangeName: "pods", ServicesRangeName: "services", MasterCIDR: "172.16.0.0/28",
+		MasterAuthorizedNetworks: []AuthorizedNetwork{{Name: "ci", CIDR: "198.51.100.0/24"}},
+		ReleaseChannel:           "STABLE",
+		Maintenance:              MaintenanceWindow{Days: []string{"saturday", "sunday"}, StartHourUTC: 2, DurationHours: 6},
+		DeletionProtection:       true,
+		Labels:                   map[string]string{"environment": "production"},
+		Pools: []PoolArgs{
+			{Name: "web", MachineType: "e2-standard-4", MinNodesPerZone: 1, MaxNodesPerZone: 5, DiskSizeGB: 100,
+				Labels: map[string]string{"omscloud.io/pool": "web"}},
+			{Name: "stateful", MachineType: "n2-standard-4", MinNodesPerZone: 1, MaxNodesPerZone: 2, DiskSizeGB: 100,
+				Taints: []Taint{{Key: "omscloud.io/stateful", Value: "true", Effect: "NO_SCHEDULE"}}},
+		},
+	}
+}
+
+func evaluate(t *testing.T, args Args) *inventory.Inventory {
+	t.Helper()
+	inv, err := inventory.Evaluate(func(ctx *pulumi.Context) error {
+		_, err := New(ctx, "gke", &args)
+		return err
+	}, "omscloud", "test", nil, nil)
+	require.NoError(t, err)
+	return inv
+}
+
+func cluster(t *testing.T, inv *inventory.Inventory) inventory.Resource {
+	c, ok := inv.Find("gcp:container/cluster:Cluster", "gke")
+	require.True(t, ok)
+	return c
+}
+
+func TestRegionalPrivateCluster(t *testing.T) {
+	c := cluster(t, evaluate(t, validArgs()))
+	assert.Equal(t, "us-central1", c.String("location"), "regional: the control plane is replicated across zones")
+	assert.Equal(t, zones, c.Strings("nodeLocations"))
+	assert.True(t, c.Bool("privateClusterConfig.enablePrivateNodes"), "nodes have no public IP")
+	assert.Equal(t, "172.16.0.0/28", c.String("privateClusterConfig.masterIpv4CidrBlock"))
+	assert.Equal(t, "198.51.100.0/24", c.String("masterAuthorizedNetworksConfig.cidrBlocks[0].cidrBlock"))
+	assert.False(t, c.Bool("masterAuthorizedNetworksConfig.gcpPublicCidrsAccessEnabled"))
+	assert.Equal(t, "VPC_NATIVE", c.String("networkingMode"))
+	assert.Equal(t, "pods", c.String("ipAllocationPolicy.clusterSecondaryRangeName"))
+}
+
+func TestSecurityBaseline(t *testing.T) {
+	c := cluster(t, evaluate(t, validArgs()))
+	assert.Equal(t, "omscloud-prod-us.svc.id.goog", c.String("workloadIdentityConfig.workloadPool"), "Workload Identity")
+	assert.Equal(t, "ADVANCED_DATAPATH", c.String("datapathProvider"), "Dataplane V2 enforces NetworkPolicies")
+	assert.True(t, c.Bool("enableShieldedNodes"))
+	assert.True(t, c.Bool("removeDefaultNodePool"))
+	assert.True(t, c.Bool("deletionProtection"))
+	assert.Equal(t, "STABLE", c.String("releaseChannel.channel"))
+	assert.Equal(t, "FREQ=WEEKLY;BYDAY=SA,SU", c.String("maintenancePolicy.recurringWindow.recurrence"))
+	assert.Equal(t, "2025-01-04T02:00:00Z", c.String("maintenancePolicy.recurringWindow.startTime"))
+	assert.Equal(t, "2025-01-04T08:00:00Z", c.String("maintenancePolicy.recurringWindow.endTime"))
+	_, cmek := c.Get("databaseEncryption")
+	assert.False(t, cmek, "no secrets CMEK unless a key is given")
+}
+
+func TestSecretsEncryptionWithCMEK(t *testing.T) {
+	args := validArgs()
+	args.SecretsEncryptionKey = pulumi.String("projects/p/locations/us-central1/keyRings/r/cryptoKeys/k")
+	c := cluster(t, evaluate(t, args))
+	assert.Equal(t, "ENCRYPTED", c.String("databaseEncryption.state"))
+	assert.Equal(t, "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k", c.String("databaseEncryption.keyName"))
+}
+
+func TestDeletionProtectionFollowsArgs(t *testing.T) {
+	args := validArgs()
+	args.DeletionProtection = false
+	assert.False(t, cluster(t, evaluate(t, args)).Bool("deletionProtection"))
+}
+
+func TestNodePoolsSpanEveryZoneWithAutoscalingBounds(t *testing.T) {
+	inv := evaluate(t, validArgs())
+	pools := inv.OfType("gcp:container/nodePool:NodePool")
+	require.Len(t, pools, 2)
+	want := map[string][2]float64{"web": {1, 5}, "stateful": {1, 2}}
+	for _, p := range pools {
+		name := p.String("name")
+		assert.Equal(t, zones, p.Strings("nodeLocations"), name)
+		lo, _ := p.Number("autoscaling.minNodeCount")
+		hi, _ := p.Number("autoscaling.maxNodeCount")
+		assert.Equal(t, want[name], [2]float64{lo, hi}, name)
+		assert.Equal(t, "BALANCED", p.String("autoscaling.locationPolicy"), "keep zones even")
+		assert.True(t, p.Bool("management.autoRepair"))
+		assert.True(t, p.Bool("management.autoUpgrade"))
+		surge, _ := p.Number("upgradeSettings.maxSurge")
+		unavailable, _ := p.Number("upgradeSettings.maxUnavailable")
+		assert.Equal(t, [2]float64{1, 0}, [2]float64{surge, unavailable}, "surge upgrades never lower capacity")
+		assert.Equal(t, "GKE_METADATA", p.String("nodeConfig.workloadMetadataConfig.mode"))
+		assert.True(t, p.Bool("nodeConfig.shieldedInstanceConfig.enableSecureBoot"))
+		assert.Equal(t, "oms-prod-us-nodes@omscloud-prod-us.iam.gserviceaccount.com", p.String("nodeConfig.serviceAccount"),
+			"nodes run as the dedicated least-privilege account, not the default compute one")
+		assert.Equal(t, "oms-prod-us", p.String("cluster"))
+	}
+	stateful, _ := inv.Find("gcp:container/nodePool:NodePool", "gke-stateful")
+	assert.Equal(t, "NO_SCHEDULE", stateful.String("nodeConfig.taints[0].effect"))
+}
+
+func TestNodeServiceAccountHasOnlyNodeRoles(t *testing.T) {
+	inv := evaluate(t, validArgs())
+	var roles []string
+	for _, m := range inv.OfType("gcp:projects/iAMMember:IAMMember") {
+		roles = append(roles, m.String("role"))
+		assert.Equal(t, "serviceAccount:oms-prod-us-nodes@omscloud-prod-us.iam.gserviceaccount.com", m.String("member"))
+	}
+	assert.ElementsMatch(t, nodeRoles, roles)
+	for _, r := range roles {
+		assert.NotContains(t, []string{"roles/editor", "roles/owner"}, r)
+	}
+}
+
+func TestKubeconfigAndProvider(t *testing.T) {
+	inv := evaluate(t, validArgs())
+	p, ok := inv.Find("pulumi:providers:kubernetes", "gke-k8s")
+	require.True(t, ok)
+	assert.Equal(t, inventory.Secret, p.String("kubeconfig"), "the kubeconfig never appears in plain text")
+	assert.Equal(t, "gke", p.Parent)
+
+	kc := Kubeconfig("c", "203.0.113.10", "Q0E=")
+	assert.Contains(t, kc, "server: https://203.0.113.10")
+	assert.Contains(t, kc, "command: gke-gcloud-auth-plugin", "no long-lived credential in the kubeconfig")
+	assert.NotContains(t, strings.ToLower(kc), "token")
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Args)
+		want   string
+	}{
+		{"one zone", func(a *Args) { a.Zones = zones[:1] }, "at least 2"},
+		{"no pools", func(a *Args) { a.Pools = nil }, "at least one pool"},
+		{"bad bounds", func(a *Args) { a.Pools[0].MaxNodesPerZone = 0 }, "inconsistent"},
+		{"duplicate pool", func(a *Args) { a.Pools[1].Name = "web" }, "unique"},
+		{"release channel", func(a *Args) { a.ReleaseChannel = "NIGHTLY" }, "ReleaseChannel"},
+		{"long name", func(a *Args) { a.Name = strings.Repeat("x", 41) }, "40 characters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := validArgs()
+			args.Pools = append([]PoolArgs(nil), args.Pools...)
+			tt.mutate(&args)
+			err := args.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}

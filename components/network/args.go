@@ -1,0 +1,53 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Args configures the network of one environment.
+type Args struct {
+	// Name prefixes every resource ("oms-prod-us").
+	Name    string
+	Project string
+	Region  string
+	// SubnetCIDR holds the nodes; PodsCIDR and ServicesCIDR are the subnet's secondary ranges for GKE.
+	SubnetCIDR   string
+	PodsCIDR     string
+	ServicesCIDR string
+	// MasterCIDR is the GKE control plane's /28; it may reach admission webhooks on the nodes.
+	MasterCIDR string
+	// PrivateServicesCIDR is reserved for Google-managed services (Cloud SQL private IP).
+	PrivateServicesCIDR string
+	// FlowLogs samples VPC flow logs on the subnet (production).
+	FlowLogs bool
+}
+
+// Range names on the subnet, used by the GKE cluster's IP allocation policy.
+const (
+	PodsRangeName     = "pods"
+	ServicesRangeName = "services"
+)
+
+// Google's health-check and load-balancer source ranges.
+var healthCheckRanges = []string{"35.191.0.0/16", "130.211.0.0/22"}
+
+// Validate reports every missing or malformed argument.
+func (a *Args) Validate() error {
+	var errs []error
+	for field, v := range map[string]string{"Name": a.Name, "Project": a.Project, "Region": a.Region} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("network: %s is required", field))
+		}
+	}
+	for field, v := range map[string]string{
+		"SubnetCIDR": a.SubnetCIDR, "PodsCIDR": a.PodsCIDR, "ServicesCIDR": a.ServicesCIDR,
+		"MasterCIDR": a.MasterCIDR, "PrivateServicesCIDR": a.PrivateServicesCIDR,
+	} {
+		if _, err := netip.ParsePrefix(v); err != nil {
+			errs = append(errs, fmt.Errorf("network: %s %q is not a CIDR block", field, v))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,166 @@
+package inventory
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Mocks records every resource a program registers and fakes the outputs providers would compute, so that
+// dependent resources see plausible values. It implements pulumi.MockResourceMonitor.
+type Mocks struct {
+	Project, Stack string
+
+	mu        sync.Mutex
+	resources []Resource
+}
+
+var _ pulumi.MockResourceMonitor = (*Mocks)(nil)
+
+// Resources returns what has been recorded so far.
+func (m *Mocks) Resources() []Resource {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Resource(nil), m.resources...)
+}
+
+// NewResource records the resource and returns its fake ID and state.
+func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	parentURN := ""
+	if args.RegisterRPC != nil {
+		parentURN = args.RegisterRPC.GetParent()
+	}
+	if strings.Contains(parentURN, "::pulumi:pulumi:Stack::") {
+		parentURN = ""
+	}
+	m.mu.Lock()
+	m.resources = append(m.resources, Resource{
+		Type:      args.TypeToken,
+		Name:      args.Name,
+		Parent:    nameOfURN(parentURN),
+		Inputs:    plainMap(args.Inputs),
+		URN:       string(m.urn(parentURN, args.TypeToken, args.Name)),
+		ParentURN: parentURN,
+	})
+	m.mu.Unlock()
+
+	state := args.Inputs.Copy()
+	id := args.Name + "-id"
+	computeOutputs(args.TypeToken, args.Name, state)
+	return id, state, nil
+}
+
+// Call fakes provider functions; omscloud programs call none that matter offline.
+func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return resource.PropertyMap{}, nil
+}
+
+// urn computes a resource's URN the way the engine does: the parent's type qualifies the child's.
+func (m *Mocks) urn(parentURN, typ, name string) resource.URN {
+	parentType := tokens.Type("")
+	if parentURN != "" {
+		if u, err := resource.ParseURN(parentURN); err == nil {
+			parentType = u.QualifiedType()
+		}
+	}
+	return resource.NewURN(tokens.QName(m.Stack), tokens.PackageName(m.Project), parentType, tokens.Type(typ), name)
+}
+
+// nameOfURN returns the resource name of a URN, or "" for the stack itself.
+func nameOfURN(urn string) string {
+	if urn == "" || strings.Contains(urn, "::pulumi:pulumi:Stack::") {
+		return ""
+	}
+	return urn[strings.LastIndex(urn, "::")+2:]
+}
+
+// computeOutputs adds the outputs that real providers compute and other resources consume.
+func computeOutputs(typ, name string, state resource.PropertyMap) {
+	set := func(k string, v any) {
+		if _, ok := state[resource.PropertyKey(k)]; !ok {
+			state[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
+		}
+	}
+	physical := name
+	if n, ok := state["name"]; ok && n.IsString() {
+		physical = n.StringValue()
+	}
+	project := "mock-project"
+	if p, ok := state["project"]; ok && p.IsString() {
+		project = p.StringValue()
+	}
+	set("name", physical)
+	switch typ {
+	case "gcp:container/cluster:Cluster":
+		set("endpoint", "203.0.113.10")
+		state["masterAuth"] = resource.NewObjectProperty(resource.PropertyMap{
+			"clusterCaCertificate": resource.NewProperty(base64.StdEncoding.EncodeToString([]byte("mock CA of " + physical))),
+		})
+	case "gcp:serviceaccount/account:Account":
+		if id, ok := state["accountId"]; ok && id.IsString() {
+			set("email", fmt.Sprintf("%s@%s.iam.gserviceaccount.com", id.StringValue(), project))
+		}
+	case "gcp:sql/databaseInstance:DatabaseInstance":
+		set("connectionName", fmt.Sprintf("%s:region:%s", project, physical))
+		set("privateIpAddress", "10.30.0.3")
+	case "gcp:compute/globalAddress:GlobalAddress", "gcp:compute/address:Address":
+		set("address", "203.0.113.20")
+	case "random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString":
+		set("result", "mock-generated-"+name)
+	case "random:index/randomId:RandomId":
+		set("hex", "00112233445566778899aabbccddeeff")
+		set("b64Std", base64.StdEncoding.EncodeToString([]byte("mock-random-id-"+name)))
+	}
+	kind := strings.ToLower(typ[strings.LastIndex(typ, ":")+1:])
+	set("selfLink", fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/%ss/%s", project, kind, physical))
+}
+
+// plainMap turns engine property values into plain data for the inventory; secrets never leave as values.
+func plainMap(pm resource.PropertyMap) map[string]any {
+	out := make(map[string]any, len(pm))
+	for k, v := range pm {
+		if strings.HasPrefix(string(k), "__") {
+			continue // engine bookkeeping such as __defaults
+		}
+		out[string(k)] = plain(v)
+	}
+	return out
+}
+
+func plain(v resource.PropertyValue) any {
+	switch {
+	case v.IsSecret():
+		return Secret
+	case v.IsComputed():
+		return Unknown
+	case v.IsOutput():
+		o := v.OutputValue()
+		if o.Secret {
+			return Secret
+		}
+		if !o.Known {
+			return Unknown
+		}
+		return plain(o.Element)
+	case v.IsResourceReference():
+		return nameOfURN(string(v.ResourceReferenceValue().URN))
+	case v.IsObject():
+		return plainMap(v.ObjectValue())
+	case v.IsArray():
+		arr := v.ArrayValue()
+		out := make([]any, len(arr))
+		for i, e := range arr {
+			out[i] = plain(e)
+		}
+		return out
+	case v.IsNull():
+		return nil
+	default:
+		return v.V
+	}
+}

@@ -1,0 +1,396 @@
+package stacks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/omscloud/omscloud/regions"
+)
+
+// Namespace is the Pulumi config namespace of every omscloud key.
+const Namespace = "omscloud"
+
+// Environment classes. Production and sandbox share one topology; they differ in size and protection.
+const (
+	Production = "production"
+	Sandbox    = "sandbox"
+)
+
+// Tenancy modes.
+const (
+	Shared    = "shared"
+	Dedicated = "dedicated"
+)
+
+// Config is one stack's typed configuration: one environment class in one region.
+type Config struct {
+	Stack       string `json:"-"`
+	Environment string `json:"environment"`
+	RegionID    string `json:"region"`
+	// Region is the catalog entry for RegionID, resolved by ParseConfig.
+	Region  regions.Region `json:"-"`
+	Project string         `json:"project"`
+	Tenancy string         `json:"tenancy"`
+	// Tenant names the customer of a dedicated stack.
+	Tenant string `json:"tenant"`
+	// Accounts are the ids of the accounts whose isolated databases this stack hosts.
+	Accounts           []string          `json:"accounts"`
+	Zones              []string          `json:"zones"`
+	Network            NetworkConfig     `json:"network"`
+	GKE                GKEConfig         `json:"gke"`
+	Sizing             Sizing            `json:"sizing"`
+	Database           DatabaseConfig    `json:"database"`
+	Edge               EdgeConfig        `json:"edge"`
+	Runtime            RuntimeConfig     `json:"runtime"`
+	DR                 DRConfig          `json:"dr"`
+	Maintenance        Maintenance       `json:"maintenance"`
+	Labels             map[string]string `json:"labels"`
+	DeletionProtection bool              `json:"deletionProtection"`
+}
+
+// NetworkConfig holds the VPC's address plan.
+type NetworkConfig struct {
+	SubnetCIDR   string `json:"subnetCidr"`
+	PodsCIDR     string `json:"podsCidr"`
+	ServicesCIDR string `json:"servicesCidr"`
+	// MasterCIDR is the /28 the GKE control plane peers into.
+	MasterCIDR string `json:"masterCidr"`
+	// PrivateServicesCIDR is reserved for Cloud SQL's private IP (private services access).
+	PrivateServicesCIDR string `json:"privateServicesCidr"`
+	FlowLogs            bool   `json:"flowLogs"`
+}
+
+// GKEConfig holds cluster settings that are not sizes.
+type GKEConfig struct {
+	ReleaseChannel string `json:"releaseChannel"`
+	// MasterAuthorizedNetworks may reach the control plane's public endpoint (e.g. the CI runners' egress).
+	MasterAuthorizedNetworks []AuthorizedNetwork `json:"masterAuthorizedNetworks"`
+}
+
+// AuthorizedNetwork is a CIDR allowed to reach the GKE control plane.
+type AuthorizedNetwork struct {
+	Name string `json:"name"`
+	CIDR string `json:"cidr"`
+}
+
+// Sizing holds every size knob of the environment.
+type Sizing struct {
+	Web      NodePoolSize `json:"web"`
+	Stateful NodePoolSize `json:"stateful"`
+	Database DatabaseSize `json:"database"`
+	Redis    WorkloadSize `json:"redis"`
+	RabbitMQ WorkloadSize `json:"rabbitmq"`
+}
+
+// WorkloadSize sizes each replica of a stateful workload on GKE (Kubernetes quantities).
+type WorkloadSize struct {
+	CPU       string `json:"cpu"`
+	Memory    string `json:"memory"`
+	StorageGB int    `json:"storageGb"`
+}
+
+// DatabaseConfig configures Cloud SQL beyond its size.
+type DatabaseConfig struct {
+	// Version is the Cloud SQL engine version, e.g. POSTGRES_16.
+	Version string `json:"version"`
+	// Availability is REGIONAL (a standby in another zone, automatic failover) or ZONAL (sandbox only).
+	Availability string `json:"availability"`
+	// BackupLocation keeps automated backups in the jurisdiction; defaults to the region's storage location.
+	BackupLocation  string `json:"backupLocation"`
+	RetainedBackups int    `json:"retainedBackups"`
+	// RetiredAccounts are accounts being removed: still declared, but no longer protected from deletion. Remove an
+	// account in two reviewed steps — move it here, `pulumi up`, then delete it from this list — so that no edit
+	// to the accounts list alone can drop a customer's database.
+	RetiredAccounts []string `json:"retiredAccounts"`
+}
+
+// NodePoolSize bounds a node pool's autoscaling, per zone.
+type NodePoolSize struct {
+	MachineType     string `json:"machineType"`
+	MinNodesPerZone int    `json:"minNodesPerZone"`
+	MaxNodesPerZone int    `json:"maxNodesPerZone"`
+	DiskSizeGB      int    `json:"diskSizeGb"`
+}
+
+// DatabaseSize sizes the Cloud SQL instance.
+type DatabaseSize struct {
+	Tier       string `json:"tier"`
+	DiskSizeGB int    `json:"diskSizeGb"`
+}
+
+// EdgeConfig selects how traffic reaches the runtime.
+type EdgeConfig struct {
+	Provider string `json:"provider"`
+	Domain   string `json:"domain"`
+	// Hostnames served; defaults to Domain.
+	Hostnames  []string         `json:"hostnames"`
+	Cloudflare CloudflareConfig `json:"cloudflare"`
+}
+
+// CloudflareConfig identifies the Cloudflare account and zone of the edge.
+type CloudflareConfig struct {
+	AccountID string `json:"accountId"`
+	ZoneID    string `json:"zoneId"`
+}
+
+// RuntimeConfig selects the OMS release and its active blue-green color.
+type RuntimeConfig struct {
+	Image       string `json:"image"`
+	ActiveColor string `json:"activeColor"`
+}
+
+// DRConfig configures the cold disaster-recovery site.
+type DRConfig struct {
+	Enabled bool `json:"enabled"`
+	// GCPRegion overrides the catalog's DR region; it must stay in the jurisdiction.
+	GCPRegion string `json:"region"`
+	// AcknowledgeCrossBorder must be true where the DR site lies outside the jurisdiction.
+	AcknowledgeCrossBorder bool `json:"acknowledgeCrossBorder"`
+}
+
+// Maintenance is the weekly window in which GKE and Cloud SQL may disrupt.
+type Maintenance struct {
+	Days          []string `json:"days"`
+	StartHourUTC  int      `json:"startHourUtc"`
+	DurationHours int      `json:"durationHours"`
+}
+
+// Keys lists every top-level key under the omscloud namespace. A key outside it is a typo.
+var Keys = []string{
+	"environment", "region", "project", "tenancy", "tenant", "accounts", "zones", "network", "gke", "sizing",
+	"edge", "runtime", "dr", "maintenance", "labels", "deletionProtection", "database",
+}
+
+// structured keys hold JSON objects or arrays; the rest are scalars.
+var structured = map[string]bool{
+	"accounts": true, "zones": true, "network": true, "gke": true, "sizing": true, "edge": true, "runtime": true,
+	"dr": true, "maintenance": true, "labels": true, "database": true,
+}
+
+// ProviderSecretKeys are provider settings that must only ever be given as secrets.
+var ProviderSecretKeys = []string{"gcp:credentials", "gcp:accessToken", "cloudflare:apiToken", "cloudflare:apiKey"}
+
+// Defaults returns the configuration an environment class starts from before the stack's own values apply.
+func Defaults(environment string) Config {
+	c := Config{
+		Environment: environment,
+		Tenancy:     Shared,
+		Network: NetworkConfig{
+			SubnetCIDR: "10.10.0.0/20", PodsCIDR: "10.16.0.0/14", ServicesCIDR: "10.20.0.0/20",
+			MasterCIDR: "172.16.0.0/28", PrivateServicesCIDR: "10.30.0.0/16",
+		},
+		GKE:         GKEConfig{ReleaseChannel: "REGULAR"},
+		Edge:        EdgeConfig{Provider: "gcp"},
+		Runtime:     RuntimeConfig{ActiveColor: "blue"},
+		Maintenance: Maintenance{Days: []string{"saturday", "sunday"}, StartHourUTC: 2, DurationHours: 6},
+		Database:    DatabaseConfig{Version: "POSTGRES_16"},
+	}
+	switch environment {
+	case Sandbox:
+		c.Sizing = Sizing{
+			Web:      NodePoolSize{MachineType: "e2-standard-2", MinNodesPerZone: 1, MaxNodesPerZone: 2, DiskSizeGB: 50},
+			Stateful: NodePoolSize{MachineType: "e2-standard-2", MinNodesPerZone: 1, MaxNodesPerZone: 1, DiskSizeGB: 50},
+			Database: DatabaseSize{Tier: "db-custom-1-3840", DiskSizeGB: 20},
+			Redis:    WorkloadSize{CPU: "250m", Memory: "512Mi", StorageGB: 5},
+			RabbitMQ: WorkloadSize{CPU: "250m", Memory: "1Gi", StorageGB: 10},
+		}
+		c.GKE.ReleaseChannel = "REGULAR"
+		// Documented trade-off: a sandbox database has no standby; its data is restorable from backups.
+		c.Database.Availability = "ZONAL"
+		c.Database.RetainedBackups = 7
+	default:
+		c.Sizing = Sizing{
+			Web:      NodePoolSize{MachineType: "e2-standard-4", MinNodesPerZone: 1, MaxNodesPerZone: 5, DiskSizeGB: 100},
+			Stateful: NodePoolSize{MachineType: "n2-standard-4", MinNodesPerZone: 1, MaxNodesPerZone: 2, DiskSizeGB: 100},
+			Database: DatabaseSize{Tier: "db-custom-4-16384", DiskSizeGB: 100},
+			Redis:    WorkloadSize{CPU: "1", Memory: "4Gi", StorageGB: 20},
+			RabbitMQ: WorkloadSize{CPU: "1", Memory: "4Gi", StorageGB: 50},
+		}
+		c.GKE.ReleaseChannel = "STABLE"
+		c.Database.Availability = "REGIONAL"
+		c.Database.RetainedBackups = 30
+		c.Network.FlowLogs = true
+		c.DR.Enabled = true
+		c.DeletionProtection = true
+	}
+	return c
+}
+
+// defaultZoneCount is how many of the region's zones a stack uses unless it lists its own.
+const defaultZoneCount = 3
+
+// ParseConfig turns a stack's flat config (keys "namespace:key", structured values as JSON, as Pulumi hands them to
+// a program) into a validated Config. secretKeys names the keys that were given as secrets. Every problem is
+// reported at once in a *ValidationError.
+func ParseConfig(stack string, values map[string]string, secretKeys []string) (*Config, error) {
+	v := &validator{stack: stack}
+	secret := map[string]bool{}
+	for _, k := range secretKeys {
+		secret[k] = true
+	}
+	checkPlaintextSecrets(v, values, secret)
+
+	env := values[key("environment")]
+	switch env {
+	case Production, Sandbox:
+	case "":
+		v.add("environment", "is required: set it to production or sandbox")
+		env = Production
+	default:
+		v.add("environment", "%q is not an environment class: use production or sandbox", env)
+		env = Production
+	}
+	c := Defaults(env)
+	c.Stack = stack
+
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		ns, name, _ := strings.Cut(k, ":")
+		if ns != Namespace {
+			continue
+		}
+		if !slices.Contains(Keys, name) {
+			v.add(name, "is not an omscloud setting%s; valid settings are %s", suggest(name, Keys), strings.Join(Keys, ", "))
+			continue
+		}
+		if name == "environment" {
+			continue
+		}
+		if err := decodeInto(&c, name, values[k]); err != nil {
+			v.add(name, "%v", err)
+		}
+	}
+	c.validate(v)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func key(name string) string { return Namespace + ":" + name }
+
+// decodeInto overlays one key's value onto the defaulted config: objects merge field by field, lists replace.
+func decodeInto(c *Config, name, raw string) error {
+	if !structured[name] {
+		switch name {
+		case "deletionProtection":
+			switch raw {
+			case "true":
+				c.DeletionProtection = true
+			case "false":
+				c.DeletionProtection = false
+			default:
+				return fmt.Errorf("%q is not a boolean: use true or false", raw)
+			}
+			return nil
+		}
+		quoted, _ := json.Marshal(raw)
+		raw = string(quoted)
+	}
+	// Decode the one field through a wrapper so the config's JSON tags apply.
+	doc := []byte(`{"` + name + `":` + raw + `}`)
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("cannot be read: %s", describeJSONError(err))
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %s must be %s, not %s", te.Field, jsonKinds[te.Type.Kind().String()], te.Value)
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return "unknown field " + f + " (check the spelling against the README's config reference)"
+	}
+	return strings.TrimPrefix(msg, "json: ")
+}
+
+var jsonKinds = map[string]string{
+	"int": "a whole number", "bool": "true or false", "string": "a string", "slice": "a list", "map": "an object",
+	"struct": "an object",
+}
+
+// suggest offers the closest valid key for a likely typo.
+func suggest(name string, valid []string) string {
+	best, bestDist := "", 3
+	for _, k := range valid {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(k)); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// FieldError is one problem with one config key.
+type FieldError struct {
+	Key     string // "omscloud:sizing.web.minNodesPerZone"
+	Problem string
+}
+
+// ValidationError lists every problem found in a stack's config.
+type ValidationError struct {
+	Stack  string
+	Errors []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "stack %s: %d configuration problem(s):", e.Stack, len(e.Errors))
+	for _, fe := range e.Errors {
+		fmt.Fprintf(&b, "\n  - %s: %s", fe.Key, fe.Problem)
+	}
+	return b.String()
+}
+
+type validator struct {
+	stack  string
+	errors []FieldError
+}
+
+func (v *validator) add(field, format string, args ...any) {
+	k := field
+	if !strings.Contains(field, ":") {
+		k = key(field)
+	}
+	v.errors = append(v.errors, FieldError{Key: k, Problem: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) err() error {
+	if len(v.errors) == 0 {
+		return nil
+	}
+	sort.SliceStable(v.errors, func(i, j int) bool { return v.errors[i].Key < v.errors[j].Key })
+	return &ValidationError{Stack: v.stack, Errors: v.errors}
+}

@@ -1,0 +1,141 @@
+package stacks
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/omscloud/omscloud/inventory"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var update = flag.Bool("update", false, "rewrite stacks/testdata/<stack>.yaml from the current program")
+
+func shippedStacks(t *testing.T) []string {
+	t.Helper()
+	names, err := ListStacks("..")
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	return names
+}
+
+func plan(t *testing.T, stack string) (*Config, *inventory.Inventory) {
+	t.Helper()
+	sf, err := LoadStackFile("..", stack)
+	require.NoError(t, err)
+	cfg, inv, err := Plan(sf)
+	require.NoError(t, err)
+	return cfg, inv
+}
+
+// TestInventories compares each shipped stack with its golden inventory, as Fabric's plan-based tests do.
+func TestInventories(t *testing.T) {
+	for _, stack := range shippedStacks(t) {
+		t.Run(stack, func(t *testing.T) {
+			_, inv := plan(t, stack)
+			got, err := inv.YAML()
+			require.NoError(t, err)
+			golden := filepath.Join("testdata", stack+".yaml")
+			if *update {
+				require.NoError(t, os.MkdirAll("testdata", 0o755))
+				require.NoError(t, os.WriteFile(golden, got, 0o644))
+				return
+			}
+			want, err := os.ReadFile(golden)
+			require.NoError(t, err, "no golden inventory: run `go test ./stacks -update` and review the diff")
+			assert.Equal(t, string(want), string(got), "inventory of %s changed: review, then `go test ./stacks -update`", stack)
+		})
+	}
+}
+
+func TestEveryGoldenInventoryHasAStack(t *testing.T) {
+	stacks := map[string]bool{}
+	for _, s := range shippedStacks(t) {
+		stacks[s] = true
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	require.NoError(t, err)
+	for _, f := range files {
+		name := filepath.Base(f)
+		assert.True(t, stacks[name[:len(name)-len(".yaml")]], "%s has no Pulumi stack file: delete it", f)
+	}
+}
+
+func TestProdPlacesWebPoolsInThreeUSZones(t *testing.T) {
+	_, inv := plan(t, "prod")
+	cluster := only(t, inv, "gcp:container/cluster:Cluster")
+	assert.Equal(t, "us-central1", cluster.String("location"), "a regional cluster")
+	assert.True(t, cluster.Bool("privateClusterConfig.enablePrivateNodes"))
+	assert.Equal(t, "omscloud-prod-us.svc.id.goog", cluster.String("workloadIdentityConfig.workloadPool"))
+	assert.True(t, cluster.Bool("removeDefaultNodePool"))
+	assert.True(t, cluster.Bool("deletionProtection"))
+
+	pools := inv.OfType("gcp:container/nodePool:NodePool")
+	require.Len(t, pools, 2)
+	for _, p := range pools {
+		assert.Equal(t, []string{"us-central1-a", "us-central1-b", "us-central1-c"}, p.Strings("nodeLocations"), p.Name)
+	}
+	zones := inv.Zones()
+	require.Len(t, zones, 3)
+	for _, z := range zones {
+		assert.Contains(t, z.Pools, inventory.PoolSpan{Pool: "web", Min: 1, Max: 5}, z.Zone)
+	}
+
+	nat := only(t, inv, "gcp:compute/routerNat:RouterNat")
+	assert.Equal(t, "ALL_SUBNETWORKS_ALL_IP_RANGES", nat.String("sourceSubnetworkIpRangesToNat"))
+	psa := only(t, inv, "gcp:servicenetworking/connection:Connection")
+	assert.Equal(t, "servicenetworking.googleapis.com", psa.String("service"))
+	vpc := only(t, inv, "gcp:compute/network:Network")
+	assert.False(t, vpc.Bool("autoCreateSubnetworks"), "custom-mode VPC")
+}
+
+func TestSandboxIsProdTopologyAtSmallerSizes(t *testing.T) {
+	_, prod := plan(t, "prod")
+	_, sbx := plan(t, "sandbox")
+	assert.Equal(t, prod.Counts, sbx.Counts, "same resources per type")
+	for i, z := range sbx.Zones() {
+		assert.Equal(t, prod.Zones()[i].Zone, z.Zone)
+		for j, p := range z.Pools {
+			assert.LessOrEqual(t, p.Max, prod.Zones()[i].Pools[j].Max, "%s %s", z.Zone, p.Pool)
+		}
+	}
+	cluster := only(t, sbx, "gcp:container/cluster:Cluster")
+	assert.False(t, cluster.Bool("deletionProtection"))
+}
+
+func TestDedicatedEUStackLandsInTheEU(t *testing.T) {
+	cfg, inv := plan(t, "acme-prod-eu")
+	assert.Equal(t, "europe-west1", only(t, inv, "gcp:container/cluster:Cluster").String("location"))
+	assert.Equal(t, "acme-prod-eu", only(t, inv, "gcp:container/cluster:Cluster").String("name"))
+	assert.Equal(t, "europe-west4", cfg.DR.GCPRegion)
+	for _, z := range inv.Zones() {
+		assert.Regexp(t, `^europe-west1-`, z.Zone)
+	}
+	provider := only(t, inv, "pulumi:providers:gcp")
+	assert.Equal(t, "acme", provider.String("defaultLabels.tenant"))
+}
+
+func TestNoFirewallRuleAdmitsTheInternet(t *testing.T) {
+	for _, stack := range shippedStacks(t) {
+		_, inv := plan(t, stack)
+		for _, fw := range inv.OfType("gcp:compute/firewall:Firewall") {
+			if _, allows := fw.Get("allows"); allows {
+				assert.NotContains(t, fw.Strings("sourceRanges"), "0.0.0.0/0", "%s: %s", stack, fw.Name)
+			}
+		}
+	}
+}
+
+func TestKubeconfigIsSecret(t *testing.T) {
+	_, inv := plan(t, "prod")
+	assert.Equal(t, inventory.Secret, only(t, inv, "pulumi:providers:kubernetes").String("kubeconfig"))
+}
+
+func only(t *testing.T, inv *inventory.Inventory, typ string) inventory.Resource {
+	t.Helper()
+	rs := inv.OfType(typ)
+	require.Len(t, rs, 1, "resources of type %s", typ)
+	return rs[0]
+}

@@ -1,0 +1,127 @@
+package stacks
+
+import (
+	"github.com/omscloud/omscloud/components/environment"
+	"github.com/omscloud/omscloud/components/gke"
+	"github.com/omscloud/omscloud/components/network"
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Project is the Pulumi project name.
+const Project = "omscloud"
+
+// Program is the omscloud Pulumi program: it reads and validates the stack's config before declaring anything,
+// then declares one environment.
+func Program(ctx *pulumi.Context) error {
+	values, secretKeys := ConfigFromContext(ctx)
+	cfg, err := ParseConfig(ctx.Stack(), values, secretKeys)
+	if err != nil {
+		return err
+	}
+	return Deploy(ctx, cfg)
+}
+
+// ConfigFromContext collects the settings ParseConfig reads from the program's config.
+func ConfigFromContext(ctx *pulumi.Context) (map[string]string, []string) {
+	values := map[string]string{}
+	var secretKeys []string
+	keys := append([]string(nil), ProviderSecretKeys...)
+	for _, k := range Keys {
+		keys = append(keys, Namespace+":"+k)
+	}
+	for _, k := range keys {
+		if v, ok := ctx.GetConfig(k); ok {
+			values[k] = v
+			if ctx.IsConfigSecret(k) {
+				secretKeys = append(secretKeys, k)
+			}
+		}
+	}
+	return values, secretKeys
+}
+
+// Deploy declares the environment a validated config describes.
+func Deploy(ctx *pulumi.Context, cfg *Config) error {
+	prefix := cfg.NamePrefix()
+	labels := cfg.ResourceLabels()
+	provider, err := gcp.NewProvider(ctx, "gcp-"+cfg.Region.Primary.GCPRegion, &gcp.ProviderArgs{
+		Project:       pulumi.String(cfg.Project),
+		Region:        pulumi.String(cfg.Region.Primary.GCPRegion),
+		DefaultLabels: pulumi.ToStringMap(labels),
+	})
+	if err != nil {
+		return err
+	}
+	env, err := environment.New(ctx, prefix, &environment.Args{
+		Network: network.Args{
+			Name:                prefix,
+			Project:             cfg.Project,
+			Region:              cfg.Region.Primary.GCPRegion,
+			SubnetCIDR:          cfg.Network.SubnetCIDR,
+			PodsCIDR:            cfg.Network.PodsCIDR,
+			ServicesCIDR:        cfg.Network.ServicesCIDR,
+			MasterCIDR:          cfg.Network.MasterCIDR,
+			PrivateServicesCIDR: cfg.Network.PrivateServicesCIDR,
+			FlowLogs:            cfg.Network.FlowLogs,
+		},
+		Cluster: gke.Args{
+			Name:                     prefix,
+			Project:                  cfg.Project,
+			Region:                   cfg.Region.Primary.GCPRegion,
+			Zones:                    cfg.Zones,
+			MasterCIDR:               cfg.Network.MasterCIDR,
+			MasterAuthorizedNetworks: authorizedNetworks(cfg.GKE.MasterAuthorizedNetworks),
+			ReleaseChannel:           cfg.GKE.ReleaseChannel,
+			Maintenance: gke.MaintenanceWindow{
+				Days: cfg.Maintenance.Days, StartHourUTC: cfg.Maintenance.StartHourUTC, DurationHours: cfg.Maintenance.DurationHours,
+			},
+			DeletionProtection: cfg.DeletionProtection,
+			Labels:             labels,
+			Pools: []gke.PoolArgs{
+				pool("web", cfg.Sizing.Web, nil),
+				pool("stateful", cfg.Sizing.Stateful, []gke.Taint{{Key: StatefulTaintKey, Value: "true", Effect: "NO_SCHEDULE"}}),
+			},
+		},
+	}, pulumi.Providers(provider))
+	if err != nil {
+		return err
+	}
+
+	ctx.Export("environment", pulumi.String(cfg.Environment))
+	ctx.Export("region", pulumi.String(cfg.RegionID))
+	ctx.Export("gcpRegion", pulumi.String(cfg.Region.Primary.GCPRegion))
+	ctx.Export("zones", pulumi.ToStringArray(cfg.Zones))
+	ctx.Export("drRegion", pulumi.String(cfg.DR.GCPRegion))
+	ctx.Export("accounts", pulumi.ToStringArray(cfg.Accounts))
+	ctx.Export("network", env.Network.Network)
+	ctx.Export("clusterName", env.Cluster.ClusterName)
+	ctx.Export("kubeconfig", env.Cluster.Kubeconfig)
+	return nil
+}
+
+// Node labels and taints the workloads select on.
+const (
+	PoolLabelKey     = "omscloud.io/pool"
+	StatefulTaintKey = "omscloud.io/stateful"
+)
+
+func pool(name string, size NodePoolSize, taints []gke.Taint) gke.PoolArgs {
+	return gke.PoolArgs{
+		Name:            name,
+		MachineType:     size.MachineType,
+		MinNodesPerZone: size.MinNodesPerZone,
+		MaxNodesPerZone: size.MaxNodesPerZone,
+		DiskSizeGB:      size.DiskSizeGB,
+		Labels:          map[string]string{PoolLabelKey: name},
+		Taints:          taints,
+	}
+}
+
+func authorizedNetworks(nets []AuthorizedNetwork) []gke.AuthorizedNetwork {
+	out := make([]gke.AuthorizedNetwork, len(nets))
+	for i, n := range nets {
+		out[i] = gke.AuthorizedNetwork{Name: n.Name, CIDR: n.CIDR}
+	}
+	return out
+}

@@ -1,0 +1,395 @@
+package stacks
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/omscloud/omscloud/regions"
+)
+
+var (
+	projectIDPattern    = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	tenantPattern       = regexp.MustCompile(`^[a-z][a-z0-9-]{0,10}[a-z0-9]$`)
+	accountPattern      = regexp.MustCompile(`^[a-z][a-z0-9-]{2,30}$`)
+	machineTypePattern  = regexp.MustCompile(`^[a-z][a-z0-9]*-[a-z0-9-]+$`)
+	dbTierPattern       = regexp.MustCompile(`^db-(custom-[0-9]+-[0-9]+|[a-z0-9-]+)$`)
+	hostnamePattern     = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	cloudflareIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	digestPattern       = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
+	labelKeyPattern     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	labelValuePattern   = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
+	secretNamePattern   = regexp.MustCompile(`(?i)(password|passwd|secret|token|apikey|api_key|credential|privatekey|private_key)`)
+)
+
+var weekdays = []string{"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+
+func (c *Config) validate(v *validator) {
+	region, err := regions.Get(c.RegionID)
+	regionOK := err == nil
+	switch {
+	case c.RegionID == "":
+		v.add("region", "is required: one of %s", strings.Join(regions.IDs(), ", "))
+	case !regionOK:
+		v.add("region", "%v", err)
+	default:
+		c.Region = region
+	}
+
+	if c.Project == "" {
+		v.add("project", "is required: the GCP project id the stack deploys into")
+	} else if !projectIDPattern.MatchString(c.Project) {
+		v.add("project", "%q is not a GCP project id (6-30 characters: lowercase letters, digits, hyphens; starts with a letter)", c.Project)
+	}
+
+	c.validateTenancy(v)
+	c.validateAccounts(v)
+	if regionOK {
+		c.validateZones(v)
+		c.validateDR(v)
+	}
+	c.validateNetwork(v)
+	c.validateGKE(v)
+	c.validateSizing(v)
+	c.validateDatabase(v, regionOK)
+	c.validateEdge(v)
+	c.validateRuntime(v)
+	c.validateMaintenance(v)
+	validateLabels(v, c.Labels)
+
+	if c.Environment == Production && !c.DeletionProtection {
+		v.add("deletionProtection", "production stacks keep deletion protection on; remove the setting (to tear a production stack down, turn protection off in a reviewed change of its own)")
+	}
+}
+
+func (c *Config) validateTenancy(v *validator) {
+	switch c.Tenancy {
+	case Shared:
+		if c.Tenant != "" {
+			v.add("tenant", "is set on a shared stack: set tenancy to dedicated, or remove tenant")
+		}
+	case Dedicated:
+		if c.Tenant == "" {
+			v.add("tenant", "is required when tenancy is dedicated: the customer's short name, e.g. acme")
+		} else if !tenantPattern.MatchString(c.Tenant) {
+			v.add("tenant", "%q is not a valid tenant name: 2-12 lowercase letters, digits or hyphens, starting with a letter", c.Tenant)
+		}
+		if len(c.Accounts) == 0 {
+			v.add("accounts", "a dedicated stack hosts its tenant's accounts: list at least one account id")
+		}
+	default:
+		v.add("tenancy", "%q is not a tenancy: use shared or dedicated", c.Tenancy)
+	}
+}
+
+func (c *Config) validateAccounts(v *validator) {
+	seen := map[string]bool{}
+	for i, a := range c.Accounts {
+		field := fmt.Sprintf("accounts[%d]", i)
+		switch {
+		case !accountPattern.MatchString(a):
+			v.add(field, "%q is not a valid account id: 3-31 characters, lowercase letters, digits and hyphens, starting with a letter", a)
+		case seen[a]:
+			v.add(field, "%q is listed twice: each account has exactly one database", a)
+		}
+		seen[a] = true
+	}
+}
+
+func (c *Config) validateZones(v *validator) {
+	if len(c.Zones) == 0 {
+		c.Zones = slices.Clone(c.Region.Primary.Zones[:min(defaultZoneCount, len(c.Region.Primary.Zones))])
+	}
+	valid := strings.Join(c.Region.Primary.Zones, ", ")
+	seen := map[string]bool{}
+	for i, z := range c.Zones {
+		switch {
+		case !c.Region.Primary.HasZone(z):
+			v.add(fmt.Sprintf("zones[%d]", i), "%q is not a zone of %s (%s): use one of %s", z, c.RegionID, c.Region.Primary.GCPRegion, valid)
+		case seen[z]:
+			v.add(fmt.Sprintf("zones[%d]", i), "%q is listed twice", z)
+		}
+		seen[z] = true
+	}
+	if len(c.Zones) < 2 {
+		v.add("zones", "%s needs at least 2 zones so web nodes and database replicas survive a zone outage, got %d; list at least 2 of %s (or remove the setting for the default %d)",
+			c.Environment, len(c.Zones), valid, defaultZoneCount)
+	}
+}
+
+func (c *Config) validateDR(v *validator) {
+	if c.DR.GCPRegion == "" {
+		if c.DR.Enabled || c.Environment == Production {
+			c.DR.GCPRegion = c.Region.DR.GCPRegion
+		}
+	} else {
+		j, known := regions.JurisdictionOf(c.DR.GCPRegion)
+		switch {
+		case !known:
+			v.add("dr.region", "%q is not a GCP region omscloud knows: use one of %s", c.DR.GCPRegion, strings.Join(regions.KnownGCPRegions(), ", "))
+		case c.DR.GCPRegion == c.Region.Primary.GCPRegion:
+			v.add("dr.region", "%q is the primary region: DR must survive the loss of %s, use %s", c.DR.GCPRegion, c.DR.GCPRegion, c.Region.DR.GCPRegion)
+		case j != c.Region.Jurisdiction && !c.Region.DRCrossBorder:
+			v.add("dr.region", "%q is in %s: data of region %s must stay in %s, use %s (the catalog's DR region)", c.DR.GCPRegion, j, c.RegionID, c.Region.Jurisdiction, c.Region.DR.GCPRegion)
+		}
+	}
+	if !c.DR.Enabled {
+		return
+	}
+	if j, _ := regions.JurisdictionOf(c.DR.GCPRegion); j != "" && j != c.Region.Jurisdiction && !c.DR.AcknowledgeCrossBorder {
+		v.add("dr.acknowledgeCrossBorder", "region %s has a single GCP region, so its DR site %s lies in %s: set dr.acknowledgeCrossBorder to true once the customer has agreed, or set dr.enabled to false",
+			c.RegionID, c.DR.GCPRegion, j)
+	}
+}
+
+func (c *Config) validateNetwork(v *validator) {
+	n := c.Network
+	ranges := []struct{ field, cidr string }{
+		{"network.subnetCidr", n.SubnetCIDR}, {"network.podsCidr", n.PodsCIDR}, {"network.servicesCidr", n.ServicesCIDR},
+		{"network.masterCidr", n.MasterCIDR}, {"network.privateServicesCidr", n.PrivateServicesCIDR},
+	}
+	var parsed []netip.Prefix
+	var names []string
+	for _, r := range ranges {
+		p, err := netip.ParsePrefix(r.cidr)
+		if err != nil || !p.Addr().Is4() || p.Masked() != p || !p.Addr().IsPrivate() {
+			v.add(r.field, "%q is not a private IPv4 CIDR block in canonical form (e.g. 10.10.0.0/20)", r.cidr)
+			continue
+		}
+		for i, q := range parsed {
+			if p.Overlaps(q) {
+				v.add(r.field, "%s overlaps %s (%s): the ranges must be disjoint", r.cidr, names[i], q)
+			}
+		}
+		parsed, names = append(parsed, p), append(names, r.field)
+	}
+	if p, err := netip.ParsePrefix(n.MasterCIDR); err == nil && p.Bits() != 28 {
+		v.add("network.masterCidr", "%q must be a /28: GKE peers its control plane into exactly 16 addresses", n.MasterCIDR)
+	}
+	if p, err := netip.ParsePrefix(n.PrivateServicesCIDR); err == nil && p.Bits() > 24 {
+		v.add("network.privateServicesCidr", "%q is smaller than a /24: Cloud SQL private services access needs at least a /24", n.PrivateServicesCIDR)
+	}
+}
+
+func (c *Config) validateGKE(v *validator) {
+	if !slices.Contains([]string{"RAPID", "REGULAR", "STABLE"}, c.GKE.ReleaseChannel) {
+		v.add("gke.releaseChannel", "%q is not a release channel: use RAPID, REGULAR or STABLE", c.GKE.ReleaseChannel)
+	}
+	for i, n := range c.GKE.MasterAuthorizedNetworks {
+		if p, err := netip.ParsePrefix(n.CIDR); err != nil || p.Masked() != p {
+			v.add(fmt.Sprintf("gke.masterAuthorizedNetworks[%d].cidr", i), "%q is not a CIDR block in canonical form", n.CIDR)
+		}
+		if n.Name == "" {
+			v.add(fmt.Sprintf("gke.masterAuthorizedNetworks[%d].name", i), "is required: say whose network this is")
+		}
+	}
+}
+
+func (c *Config) validateSizing(v *validator) {
+	for _, p := range []struct {
+		field    string
+		size     NodePoolSize
+		minNodes int
+	}{{"sizing.web", c.Sizing.Web, 1}, {"sizing.stateful", c.Sizing.Stateful, 1}} {
+		if !machineTypePattern.MatchString(p.size.MachineType) {
+			v.add(p.field+".machineType", "%q is not a GCE machine type (e.g. e2-standard-4)", p.size.MachineType)
+		}
+		if p.size.MinNodesPerZone < p.minNodes {
+			v.add(p.field+".minNodesPerZone", "is %d: at least %d node per zone keeps a replica in every zone", p.size.MinNodesPerZone, p.minNodes)
+		}
+		if p.size.MaxNodesPerZone < p.size.MinNodesPerZone {
+			v.add(p.field+".maxNodesPerZone", "is %d, below minNodesPerZone %d", p.size.MaxNodesPerZone, p.size.MinNodesPerZone)
+		}
+		if p.size.MaxNodesPerZone > 100 {
+			v.add(p.field+".maxNodesPerZone", "is %d: GKE allows at most 100 nodes per zone in a pool here; split the load", p.size.MaxNodesPerZone)
+		}
+		if p.size.DiskSizeGB < 20 {
+			v.add(p.field+".diskSizeGb", "is %d: node boot disks need at least 20 GB", p.size.DiskSizeGB)
+		}
+	}
+	if !dbTierPattern.MatchString(c.Sizing.Database.Tier) {
+		v.add("sizing.database.tier", "%q is not a Cloud SQL tier (e.g. db-custom-4-16384)", c.Sizing.Database.Tier)
+	}
+	if c.Sizing.Database.DiskSizeGB < 10 {
+		v.add("sizing.database.diskSizeGb", "is %d: Cloud SQL needs at least 10 GB", c.Sizing.Database.DiskSizeGB)
+	}
+}
+
+var (
+	quantityPattern        = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$`)
+	postgresVersionPattern = regexp.MustCompile(`^POSTGRES_1[4-7]$`)
+)
+
+func (c *Config) validateDatabase(v *validator, regionOK bool) {
+	d := &c.Database
+	if !postgresVersionPattern.MatchString(d.Version) {
+		v.add("database.version", "%q is not a supported Cloud SQL version: use POSTGRES_14 ... POSTGRES_17 (default POSTGRES_16)", d.Version)
+	}
+	switch {
+	case d.Availability != "REGIONAL" && d.Availability != "ZONAL":
+		v.add("database.availability", "%q: use REGIONAL (standby in another zone, automatic failover) or ZONAL", d.Availability)
+	case d.Availability == "ZONAL" && c.Environment == Production:
+		v.add("database.availability", "production needs REGIONAL: a primary in one zone and a standby in another with automatic failover; remove the setting")
+	}
+	if d.BackupLocation == "" && regionOK {
+		d.BackupLocation = c.Region.StorageLocation
+	}
+	if d.RetainedBackups < 7 || d.RetainedBackups > 365 {
+		v.add("database.retainedBackups", "is %d: keep between 7 and 365 automated backups", d.RetainedBackups)
+	}
+	accounts := map[string]bool{}
+	for _, a := range c.Accounts {
+		accounts[a] = true
+	}
+	for i, a := range d.RetiredAccounts {
+		field := fmt.Sprintf("database.retiredAccounts[%d]", i)
+		switch {
+		case !accountPattern.MatchString(a):
+			v.add(field, "%q is not a valid account id", a)
+		case accounts[a]:
+			v.add(field, "%q is also in accounts: an account is either active or retired, remove it from one list", a)
+		}
+	}
+	for _, w := range []struct {
+		field string
+		size  WorkloadSize
+	}{{"sizing.redis", c.Sizing.Redis}, {"sizing.rabbitmq", c.Sizing.RabbitMQ}} {
+		if !quantityPattern.MatchString(w.size.CPU) {
+			v.add(w.field+".cpu", "%q is not a Kubernetes CPU quantity (e.g. 500m or 2)", w.size.CPU)
+		}
+		if !quantityPattern.MatchString(w.size.Memory) {
+			v.add(w.field+".memory", "%q is not a Kubernetes memory quantity (e.g. 4Gi)", w.size.Memory)
+		}
+		if w.size.StorageGB < 1 {
+			v.add(w.field+".storageGb", "is %d: each replica needs a persistent volume of at least 1 GB", w.size.StorageGB)
+		}
+	}
+}
+
+func (c *Config) validateEdge(v *validator) {
+	e := &c.Edge
+	switch e.Provider {
+	case "gcp":
+	case "cloudflare":
+		if !cloudflareIDPattern.MatchString(e.Cloudflare.AccountID) {
+			v.add("edge.cloudflare.accountId", "%q is not a Cloudflare account id (32 hex characters, from the dashboard's overview page)", e.Cloudflare.AccountID)
+		}
+		if !cloudflareIDPattern.MatchString(e.Cloudflare.ZoneID) {
+			v.add("edge.cloudflare.zoneId", "%q is not a Cloudflare zone id (32 hex characters)", e.Cloudflare.ZoneID)
+		}
+	default:
+		v.add("edge.provider", "%q is not an edge: use gcp (HTTPS load balancer + Cloud Armor) or cloudflare (Zero Trust tunnel)", e.Provider)
+	}
+	if !hostnamePattern.MatchString(e.Domain) {
+		v.add("edge.domain", "%q is not a DNS name (e.g. oms.example.com)", e.Domain)
+	}
+	if len(e.Hostnames) == 0 && e.Domain != "" {
+		e.Hostnames = []string{e.Domain}
+	}
+	for i, h := range e.Hostnames {
+		if !hostnamePattern.MatchString(h) {
+			v.add(fmt.Sprintf("edge.hostnames[%d]", i), "%q is not a DNS name", h)
+		}
+	}
+}
+
+func (c *Config) validateRuntime(v *validator) {
+	r := c.Runtime
+	switch {
+	case r.Image == "":
+		v.add("runtime.image", "is required: the OMS runtime image, e.g. europe-docker.pkg.dev/p/oms/oms@sha256:<digest>")
+	case strings.ContainsAny(r.Image, " \t"):
+		v.add("runtime.image", "%q contains white space", r.Image)
+	case c.Environment == Production && !digestPattern.MatchString(r.Image):
+		v.add("runtime.image", "%q is not pinned by digest: production runs exactly the release that was tested, use image@sha256:<digest>", r.Image)
+	}
+	if r.ActiveColor != "blue" && r.ActiveColor != "green" {
+		v.add("runtime.activeColor", "%q is not a color: use blue or green", r.ActiveColor)
+	}
+}
+
+func (c *Config) validateMaintenance(v *validator) {
+	m := c.Maintenance
+	seen := map[string]bool{}
+	for i, d := range m.Days {
+		if !slices.Contains(weekdays, d) {
+			v.add(fmt.Sprintf("maintenance.days[%d]", i), "%q is not a weekday: use monday ... sunday", d)
+		} else if seen[d] {
+			v.add(fmt.Sprintf("maintenance.days[%d]", i), "%q is listed twice", d)
+		}
+		seen[d] = true
+	}
+	if len(m.Days) == 0 {
+		v.add("maintenance.days", "is empty: list the weekdays on which maintenance may run, e.g. [saturday, sunday]")
+	}
+	if m.StartHourUTC < 0 || m.StartHourUTC > 23 {
+		v.add("maintenance.startHourUtc", "is %d: use an hour from 0 to 23", m.StartHourUTC)
+	}
+	if m.DurationHours < 4 || m.DurationHours > 24 {
+		v.add("maintenance.durationHours", "is %d: GKE needs windows of 4 to 24 hours", m.DurationHours)
+	} else if hours := len(m.Days) * m.DurationHours * 32 / 7; len(m.Days) > 0 && hours < 48 {
+		v.add("maintenance.durationHours", "gives about %d hours in 32 days: GKE requires at least 48, so add days or lengthen the window", hours)
+	}
+}
+
+func validateLabels(v *validator, labels map[string]string) {
+	if len(labels) > 60 {
+		v.add("labels", "has %d labels: GCP allows 64 per resource and omscloud adds its own, keep to 60", len(labels))
+	}
+	for k, val := range labels {
+		if !labelKeyPattern.MatchString(k) {
+			v.add("labels."+k, "is not a valid GCP label key: lowercase letters, digits, _ and -, starting with a letter, at most 63")
+		}
+		if !labelValuePattern.MatchString(val) {
+			v.add("labels."+k, "value %q is not a valid GCP label value: lowercase letters, digits, _ and -, at most 63", val)
+		}
+	}
+}
+
+// checkPlaintextSecrets refuses secret-looking settings given in plain text, in any namespace and at any depth of a
+// structured value. The value itself is never echoed.
+func checkPlaintextSecrets(v *validator, values map[string]string, secret map[string]bool) {
+	for k, raw := range values {
+		if secret[k] {
+			continue
+		}
+		ns, name, _ := strings.Cut(k, ":")
+		if slices.Contains(ProviderSecretKeys, k) || secretNamePattern.MatchString(name) {
+			v.add(k, "holds a secret in plain text: remove it from the stack file and set it with `pulumi config set --secret %s`", k)
+			continue
+		}
+		if ns != Namespace {
+			continue
+		}
+		var doc any
+		if json.Unmarshal([]byte(raw), &doc) != nil {
+			continue
+		}
+		for _, path := range secretPaths(doc, name) {
+			v.add(Namespace+":"+path, "holds a secret in plain text: set it with `pulumi config set --secret --path '%s:%s'`", Namespace, path)
+		}
+	}
+}
+
+func secretPaths(doc any, prefix string) []string {
+	var out []string
+	switch d := doc.(type) {
+	case map[string]any:
+		for k, val := range d {
+			p := prefix + "." + k
+			if _, isString := val.(string); isString && secretNamePattern.MatchString(k) {
+				out = append(out, p)
+				continue
+			}
+			out = append(out, secretPaths(val, p)...)
+		}
+	case []any:
+		for i, val := range d {
+			out = append(out, secretPaths(val, fmt.Sprintf("%s[%d]", prefix, i))...)
+		}
+	}
+	return out
+}
