@@ -105,6 +105,12 @@ func computeOutputs(typ, name string, state resource.PropertyMap) {
 		if id, ok := state["accountId"]; ok && id.IsString() {
 			set("email", fmt.Sprintf("%s@%s.iam.gserviceaccount.com", id.StringValue(), project))
 		}
+	case "gcp:projects/serviceIdentity:ServiceIdentity":
+		service := "service"
+		if sv, ok := state["service"]; ok && sv.IsString() {
+			service = strings.SplitN(sv.StringValue(), ".", 2)[0]
+		}
+		set("email", fmt.Sprintf("service-123456789@gcp-sa-%s.iam.gserviceaccount.com", service))
 	case "gcp:sql/databaseInstance:DatabaseInstance":
 		set("connectionName", fmt.Sprintf("%s:region:%s", project, physical))
 		set("privateIpAddress", "10.30.0.3")

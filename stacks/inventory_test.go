@@ -94,7 +94,17 @@ func TestProdPlacesWebPoolsInThreeUSZones(t *testing.T) {
 func TestSandboxIsProdTopologyAtSmallerSizes(t *testing.T) {
 	_, prod := plan(t, "prod")
 	_, sbx := plan(t, "sandbox")
-	assert.Equal(t, prod.Counts, sbx.Counts, "same resources per type")
+	// Same resource types; the same counts except for what each hosted account adds.
+	assert.Equal(t, prod.Types(), sbx.Types())
+	perAccount := map[string]bool{
+		"gcp:sql/database:Database": true, "gcp:sql/user:User": true, "gcp:secretmanager/secret:Secret": true,
+		"gcp:secretmanager/secretVersion:SecretVersion": true, "random:index/randomPassword:RandomPassword": true,
+	}
+	for typ, n := range prod.Counts {
+		if !perAccount[typ] {
+			assert.Equal(t, n, sbx.Counts[typ], typ)
+		}
+	}
 	for i, z := range sbx.Zones() {
 		assert.Equal(t, prod.Zones()[i].Zone, z.Zone)
 		for j, p := range z.Pools {
@@ -138,4 +148,72 @@ func only(t *testing.T, inv *inventory.Inventory, typ string) inventory.Resource
 	rs := inv.OfType(typ)
 	require.Len(t, rs, 1, "resources of type %s", typ)
 	return rs[0]
+}
+
+func TestAddingAnAccountAddsOnlyThatAccountsResources(t *testing.T) {
+	sf, err := LoadStackFile("..", "prod")
+	require.NoError(t, err)
+	_, before, err := Plan(sf)
+	require.NoError(t, err)
+
+	sf.Values["omscloud:accounts"] = `["northwind","contoso","fabrikam","wingtip"]`
+	_, after, err := Plan(sf)
+	require.NoError(t, err)
+
+	old := map[string]inventory.Resource{}
+	for _, r := range before.Resources {
+		old[r.Type+" "+r.Name] = r
+	}
+	var added []string
+	for _, r := range after.Resources {
+		prev, existed := old[r.Type+" "+r.Name]
+		if !existed {
+			assert.Contains(t, r.Name, "wingtip", "only the new account's resources are new: %s %s", r.Type, r.Name)
+			added = append(added, r.Type)
+			continue
+		}
+		assert.Equal(t, prev.Inputs, r.Inputs, "%s %s changed when an account was added", r.Type, r.Name)
+		delete(old, r.Type+" "+r.Name)
+	}
+	assert.Empty(t, old, "nothing is removed")
+	assert.ElementsMatch(t, []string{
+		"gcp:sql/database:Database", "gcp:sql/user:User", "gcp:secretmanager/secret:Secret",
+		"gcp:secretmanager/secretVersion:SecretVersion", "random:index/randomPassword:RandomPassword",
+	}, added)
+}
+
+func TestEveryAccountHasAnIsolatedDatabaseAndUser(t *testing.T) {
+	for _, stack := range shippedStacks(t) {
+		cfg, inv := plan(t, stack)
+		dbs := inv.OfType("gcp:sql/database:Database")
+		users := inv.OfType("gcp:sql/user:User")
+		require.Len(t, dbs, len(cfg.Accounts), stack)
+		require.Len(t, users, len(cfg.Accounts), stack)
+		names := map[string]bool{}
+		for _, db := range dbs {
+			names[db.String("name")] = true
+		}
+		assert.Len(t, names, len(cfg.Accounts), "%s: one distinct database per account", stack)
+		for _, u := range users {
+			assert.Equal(t, inventory.Secret, u.String("password"), "%s: %s", stack, u.Name)
+		}
+	}
+}
+
+func TestProductionDatabaseIsRegionalWithStandbyInAnotherZone(t *testing.T) {
+	for _, stack := range []string{"prod", "prod-eu", "acme-prod-eu"} {
+		cfg, inv := plan(t, stack)
+		db := only(t, inv, "gcp:sql/databaseInstance:DatabaseInstance")
+		assert.Equal(t, "REGIONAL", db.String("settings.availabilityType"), stack)
+		primary, secondary := db.String("settings.locationPreference.zone"), db.String("settings.locationPreference.secondaryZone")
+		assert.NotEqual(t, primary, secondary, stack)
+		assert.Contains(t, cfg.Zones, primary)
+		assert.Contains(t, cfg.Zones, secondary)
+		assert.False(t, db.Bool("settings.ipConfiguration.ipv4Enabled"), "%s: no public IPv4", stack)
+		assert.NotEmpty(t, db.String("encryptionKeyName"), "%s: CMEK", stack)
+		assert.True(t, db.Bool("settings.backupConfiguration.pointInTimeRecoveryEnabled"), stack)
+	}
+	_, sbx := plan(t, "sandbox")
+	db := only(t, sbx, "gcp:sql/databaseInstance:DatabaseInstance")
+	assert.Equal(t, "ZONAL", db.String("settings.availabilityType"))
 }

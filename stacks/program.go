@@ -4,6 +4,7 @@ import (
 	"github.com/omscloud/omscloud/components/environment"
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/network"
+	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -53,6 +54,8 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	// Validation guarantees at least one valid maintenance day.
+	maintenanceDay, _ := postgres.Weekday(cfg.Maintenance.Days[0])
 	env, err := environment.New(ctx, prefix, &environment.Args{
 		Network: network.Args{
 			Name:                prefix,
@@ -83,6 +86,22 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 				pool("stateful", cfg.Sizing.Stateful, []gke.Taint{{Key: StatefulTaintKey, Value: "true", Effect: "NO_SCHEDULE"}}),
 			},
 		},
+		Database: postgres.Args{
+			Name:               prefix,
+			Project:            cfg.Project,
+			Region:             cfg.Region.Primary.GCPRegion,
+			Zones:              cfg.Zones,
+			Version:            cfg.Database.Version,
+			Tier:               cfg.Sizing.Database.Tier,
+			DiskSizeGB:         cfg.Sizing.Database.DiskSizeGB,
+			Availability:       cfg.Database.Availability,
+			Backup:             postgres.BackupArgs{Location: cfg.Database.BackupLocation, RetainedBackups: cfg.Database.RetainedBackups},
+			Maintenance:        postgres.MaintenanceArgs{Day: maintenanceDay, HourUTC: cfg.Maintenance.StartHourUTC},
+			DeletionProtection: cfg.DeletionProtection,
+			Labels:             labels,
+			Accounts:           cfg.Accounts,
+			RetiredAccounts:    cfg.Database.RetiredAccounts,
+		},
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return err
@@ -97,6 +116,9 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 	ctx.Export("network", env.Network.Network)
 	ctx.Export("clusterName", env.Cluster.ClusterName)
 	ctx.Export("kubeconfig", env.Cluster.Kubeconfig)
+	ctx.Export("databaseInstance", env.Database.InstanceName)
+	ctx.Export("databaseConnectionName", env.Database.ConnectionName)
+	ctx.Export("databasePrivateIp", env.Database.PrivateIP)
 	return nil
 }
 

@@ -40,5 +40,6 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().String("dir", ".", "the omscloud project directory (the one holding Pulumi.yaml), or a directory below it")
 	root.AddCommand(newPlanCmd())
+	root.AddCommand(newTenantCmd())
 	return root
 }

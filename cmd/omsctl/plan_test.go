@@ -53,9 +53,11 @@ func TestPlanTextShowsTreeCountsAndZones(t *testing.T) {
 	stdout, _, err := omsctl(t, "plan", "--dir", "../..", "--stack", "acme-prod-eu")
 	require.NoError(t, err)
 	assert.Contains(t, stdout, "Stack acme-prod-eu: production, dedicated (acme), region eu (europe-west1)")
-	assert.Contains(t, stdout, "└─ acme-prod-eu-network  omscloud:network:Network")
+	assert.Regexp(t, `(?m)^[├└]─ acme-prod-eu-network  omscloud:network:Network$`, stdout)
+	assert.Regexp(t, `(?m)^│  [├└]─ acme-prod-eu-network-vpc  gcp:compute/network:Network$`, stdout)
 	assert.Contains(t, stdout, "Counts per type:")
-	assert.Contains(t, stdout, "europe-west1-d  stateful 1-2, web 2-8")
+	assert.Contains(t, stdout, "europe-west1-b  stateful 1-2, web 2-8, acme-prod-eu-pg primary")
+	assert.Contains(t, stdout, "europe-west1-c  stateful 1-2, web 2-8, acme-prod-eu-pg secondary")
 }
 
 func TestPlanRejectsBadConfigNamingEachKey(t *testing.T) {

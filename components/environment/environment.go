@@ -5,6 +5,7 @@ package environment
 import (
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/network"
+	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -13,14 +14,17 @@ type Args struct {
 	Network network.Args
 	// Cluster's Network, Subnetwork and range names come from the network component.
 	Cluster gke.Args
+	// Database's Network and PrivateServices come from the network component.
+	Database postgres.Args
 }
 
 // Environment is the component.
 type Environment struct {
 	pulumi.ResourceState
 
-	Network *network.Network
-	Cluster *gke.Cluster
+	Network  *network.Network
+	Cluster  *gke.Cluster
+	Database *postgres.Postgres
 }
 
 // New declares the environment. Pass the stack region's GCP provider with pulumi.Providers.
@@ -45,9 +49,18 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, err
 	}
 
-	e.Network, e.Cluster = net, cluster
+	dbArgs := args.Database
+	dbArgs.Network = net.Network
+	dbArgs.PrivateServices = net.PrivateServices
+	db, err := postgres.New(ctx, name+"-postgres", &dbArgs, parent)
+	if err != nil {
+		return nil, err
+	}
+
+	e.Network, e.Cluster, e.Database = net, cluster, db
 	return e, ctx.RegisterResourceOutputs(e, pulumi.Map{
-		"network":     net.Network,
-		"clusterName": cluster.ClusterName,
+		"network":          net.Network,
+		"clusterName":      cluster.ClusterName,
+		"databaseInstance": db.InstanceName,
 	})
 }
