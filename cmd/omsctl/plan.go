@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/omscloud/omscloud/inventory"
+	"github.com/omscloud/omscloud/policy"
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/spf13/cobra"
 )
@@ -18,7 +20,8 @@ func newPlanCmd() *cobra.Command {
 		Use:   "plan --stack NAME [--format text|json]",
 		Short: "Show what a stack would create, offline: no credentials, no network",
 		Long: `plan validates the stack's config (Pulumi.yaml defaults + Pulumi.<stack>.yaml) and evaluates the real
-program under Pulumi mocks. It prints the resource tree, counts per type and a per-zone summary. Encrypted config
+program under Pulumi mocks. It prints the resource tree, counts per type, a per-zone summary and the policy results;
+a policy violation exits non-zero. Encrypted config
 values are shown as [secret] and never decrypted. A config with problems exits non-zero after listing every one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,16 +46,24 @@ values are shown as [secret] and never decrypted. A config with problems exits n
 			if err != nil {
 				return err
 			}
+			report := policy.Evaluate(cfg.PolicyContext(), inv)
 			out := cmd.OutOrStdout()
 			if format == "json" {
-				b, err := inv.JSON()
+				b, err := json.MarshalIndent(struct {
+					*inventory.Inventory
+					Policy policy.Report `json:"policy"`
+				}{inv, report}, "", "  ")
 				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintln(out, string(b))
-				return err
+				fmt.Fprintln(out, string(b))
+			} else {
+				printPlan(out, cfg, inv)
+				fmt.Fprintf(out, "\nPolicies:\n%s", report.Text())
 			}
-			printPlan(out, cfg, inv)
+			if report.HasErrors() {
+				return fmt.Errorf("stack %s violates %d policy rule(s)", inv.Stack, len(report.Errors()))
+			}
 			return nil
 		},
 	}

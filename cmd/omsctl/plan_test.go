@@ -119,3 +119,23 @@ func TestPlanUnknownStackListsKnownOnes(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "known stacks are acme-prod-eu, prod, prod-eu, sandbox")
 }
+
+func TestPlanFailsOnPolicyViolation(t *testing.T) {
+	dir := t.TempDir()
+	project, err := os.ReadFile("../../Pulumi.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi.yaml"), project, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi.open.yaml"), []byte(`config:
+  omscloud:environment: sandbox
+  omscloud:region: au
+  omscloud:project: omscloud-sbx-au
+  omscloud:edge: {provider: gcp, domain: a.example.com}
+  omscloud:runtime: {image: "oms:1.0.0"}
+  omscloud:gke: {masterAuthorizedNetworks: [{name: everyone, cidr: 0.0.0.0/0}]}
+`), 0o644))
+	stdout, _, err := omsctl(t, "plan", "--dir", dir, "--stack", "open")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "violates 1 policy rule")
+	assert.Contains(t, stdout, "FAIL  gke-private-cluster")
+	assert.Contains(t, stdout, "authorizes 0.0.0.0/0")
+}
