@@ -101,10 +101,11 @@ func (inv *Inventory) Children(parent Resource) []Resource {
 	return out
 }
 
-// Get walks a dotted path ("settings.ipConfiguration.ipv4Enabled", "nodeLocations[0]") through the inputs.
+// Get walks a dotted path ("settings.ipConfiguration.ipv4Enabled", "nodeLocations[0]") through the inputs. A key
+// that contains dots, such as a label key, escapes them: `metadata.labels.app\.kubernetes\.io/name`.
 func (r Resource) Get(path string) (any, bool) {
 	var cur any = r.Inputs
-	for _, part := range strings.Split(path, ".") {
+	for _, part := range splitPath(path) {
 		name, idx, hasIdx := strings.Cut(part, "[")
 		m, ok := cur.(map[string]any)
 		if !ok {
@@ -126,6 +127,24 @@ func (r Resource) Get(path string) (any, bool) {
 		}
 	}
 	return cur, true
+}
+
+func splitPath(path string) []string {
+	var parts []string
+	var b strings.Builder
+	for i := 0; i < len(path); i++ {
+		switch {
+		case path[i] == '\\' && i+1 < len(path) && path[i+1] == '.':
+			b.WriteByte('.')
+			i++
+		case path[i] == '.':
+			parts = append(parts, b.String())
+			b.Reset()
+		default:
+			b.WriteByte(path[i])
+		}
+	}
+	return append(parts, b.String())
 }
 
 // String returns the input at path as a string ("" when absent).

@@ -217,3 +217,21 @@ func TestProductionDatabaseIsRegionalWithStandbyInAnotherZone(t *testing.T) {
 	db := only(t, sbx, "gcp:sql/databaseInstance:DatabaseInstance")
 	assert.Equal(t, "ZONAL", db.String("settings.availabilityType"))
 }
+
+func TestRedisAndRabbitMQAreThreeReplicasSpreadOverZones(t *testing.T) {
+	for _, stack := range shippedStacks(t) {
+		_, inv := plan(t, stack)
+		sets := inv.OfType("kubernetes:apps/v1:StatefulSet")
+		require.Len(t, sets, 2, stack)
+		for _, s := range sets {
+			replicas, _ := s.Number("spec.replicas")
+			assert.Equal(t, 3.0, replicas, "%s %s", stack, s.Name)
+			assert.Equal(t, "topology.kubernetes.io/zone", s.String("spec.template.spec.topologySpreadConstraints[0].topologyKey"), "%s %s", stack, s.Name)
+			skew, _ := s.Number("spec.template.spec.topologySpreadConstraints[0].maxSkew")
+			assert.Equal(t, 1.0, skew)
+			assert.Equal(t, "oms", s.String("metadata.namespace"))
+		}
+		ns := only(t, inv, "kubernetes:core/v1:Namespace")
+		assert.Equal(t, "restricted", ns.String("metadata.labels.pod-security\\.kubernetes\\.io/enforce"))
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/network"
 	"github.com/omscloud/omscloud/components/postgres"
+	"github.com/omscloud/omscloud/components/rabbitmq"
+	"github.com/omscloud/omscloud/components/redis"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -102,6 +104,16 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 			Accounts:           cfg.Accounts,
 			RetiredAccounts:    cfg.Database.RetiredAccounts,
 		},
+		Redis: redis.Args{
+			Name:   prefix,
+			Size:   redis.Size{CPU: cfg.Sizing.Redis.CPU, Memory: cfg.Sizing.Redis.Memory, StorageGB: cfg.Sizing.Redis.StorageGB},
+			Labels: labels,
+		},
+		RabbitMQ: rabbitmq.Args{
+			Name:   prefix,
+			Size:   rabbitmq.Size{CPU: cfg.Sizing.RabbitMQ.CPU, Memory: cfg.Sizing.RabbitMQ.Memory, StorageGB: cfg.Sizing.RabbitMQ.StorageGB},
+			Labels: labels,
+		},
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return err
@@ -119,6 +131,9 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 	ctx.Export("databaseInstance", env.Database.InstanceName)
 	ctx.Export("databaseConnectionName", env.Database.ConnectionName)
 	ctx.Export("databasePrivateIp", env.Database.PrivateIP)
+	ctx.Export("redisSentinels", env.Redis.SentinelAddress)
+	ctx.Export("redisMasterName", pulumi.String(env.Redis.MasterName))
+	ctx.Export("amqpUrl", env.RabbitMQ.AmqpURL)
 	return nil
 }
 

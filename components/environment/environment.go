@@ -6,8 +6,18 @@ import (
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/network"
 	"github.com/omscloud/omscloud/components/postgres"
+	"github.com/omscloud/omscloud/components/rabbitmq"
+	"github.com/omscloud/omscloud/components/redis"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
+
+// Namespace holds the runtime and its in-cluster data tier; it enforces the restricted Pod Security level.
+const Namespace = "oms"
+
+// DataClientLabel marks the pods allowed through the data tier's NetworkPolicies (runtime web, worker and jobs).
+var DataClientLabel = map[string]string{"omscloud.io/data-client": "true"}
 
 // Args holds each component's arguments; New fills in the wiring between them.
 type Args struct {
@@ -16,6 +26,9 @@ type Args struct {
 	Cluster gke.Args
 	// Database's Network and PrivateServices come from the network component.
 	Database postgres.Args
+	// Redis and RabbitMQ run in the cluster; Namespace and ClientSelector are set by New.
+	Redis    redis.Args
+	RabbitMQ rabbitmq.Args
 }
 
 // Environment is the component.
@@ -25,6 +38,8 @@ type Environment struct {
 	Network  *network.Network
 	Cluster  *gke.Cluster
 	Database *postgres.Postgres
+	Redis    *redis.Redis
+	RabbitMQ *rabbitmq.RabbitMQ
 }
 
 // New declares the environment. Pass the stack region's GCP provider with pulumi.Providers.
@@ -57,7 +72,35 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, err
 	}
 
-	e.Network, e.Cluster, e.Database = net, cluster, db
+	ns, err := corev1.NewNamespace(ctx, name+"-ns", &corev1.NamespaceArgs{
+		Metadata: metav1.ObjectMetaArgs{
+			Name: pulumi.String(Namespace),
+			Labels: pulumi.StringMap{
+				"pod-security.kubernetes.io/enforce": pulumi.String("restricted"),
+				"pod-security.kubernetes.io/audit":   pulumi.String("restricted"),
+				"pod-security.kubernetes.io/warn":    pulumi.String("restricted"),
+			},
+		},
+	}, parent, pulumi.Provider(cluster.Provider))
+	if err != nil {
+		return nil, err
+	}
+	inCluster := []pulumi.ResourceOption{parent, pulumi.Provider(cluster.Provider), pulumi.DependsOn([]pulumi.Resource{ns})}
+
+	redisArgs := args.Redis
+	redisArgs.Namespace, redisArgs.ClientSelector = Namespace, DataClientLabel
+	cache, err := redis.New(ctx, name+"-redis", &redisArgs, inCluster...)
+	if err != nil {
+		return nil, err
+	}
+	mqArgs := args.RabbitMQ
+	mqArgs.Namespace, mqArgs.ClientSelector = Namespace, DataClientLabel
+	mq, err := rabbitmq.New(ctx, name+"-rabbitmq", &mqArgs, inCluster...)
+	if err != nil {
+		return nil, err
+	}
+
+	e.Network, e.Cluster, e.Database, e.Redis, e.RabbitMQ = net, cluster, db, cache, mq
 	return e, ctx.RegisterResourceOutputs(e, pulumi.Map{
 		"network":          net.Network,
 		"clusterName":      cluster.ClusterName,

@@ -1,0 +1,262 @@
+// Package kube holds the Kubernetes building blocks the stateful components share, so that every workload gets the
+// same placement, spread, restricted security context and labels: pods that pass the `restricted` Pod Security
+// level, land on the stateful node pool and survive the loss of a node or a zone.
+package kube
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
+	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Well-known keys and defaults.
+const (
+	ZoneKey     = "topology.kubernetes.io/zone"
+	HostnameKey = "kubernetes.io/hostname"
+	// DefaultStorageClass is GKE's pd-ssd CSI class; it binds volumes in the zone the pod is scheduled to.
+	DefaultStorageClass = "premium-rwo"
+	// StatefulPoolLabel and StatefulTaint mirror the GKE stateful node pool (stacks.PoolLabelKey/StatefulTaintKey).
+	StatefulPoolLabel = "omscloud.io/pool"
+	StatefulTaint     = "omscloud.io/stateful"
+	PartOf            = "omscloud"
+	ManagedBy         = "pulumi"
+)
+
+// Toleration lets pods onto a tainted node pool. Effect is a Kubernetes effect: NoSchedule, PreferNoSchedule or
+// NoExecute.
+type Toleration struct {
+	Key, Value, Effect string
+}
+
+// Placement selects the nodes a workload runs on.
+type Placement struct {
+	NodeSelector map[string]string
+	Tolerations  []Toleration
+}
+
+// StatefulPool is the placement on the GKE stateful node pool.
+func StatefulPool() Placement {
+	return Placement{
+		NodeSelector: map[string]string{StatefulPoolLabel: "stateful"},
+		Tolerations:  []Toleration{{Key: StatefulTaint, Value: "true", Effect: "NoSchedule"}},
+	}
+}
+
+// Labels returns the pod selector (stable: a StatefulSet's selector is immutable) and the full label set that adds
+// the recommended app.kubernetes.io labels and the caller's extra labels.
+func Labels(app, instance, component string, extra map[string]string) (selector, all map[string]string) {
+	selector = map[string]string{
+		"app.kubernetes.io/name":      app,
+		"app.kubernetes.io/instance":  instance,
+		"app.kubernetes.io/component": component,
+	}
+	all = maps.Clone(extra)
+	if all == nil {
+		all = map[string]string{}
+	}
+	maps.Copy(all, selector)
+	all["app.kubernetes.io/part-of"] = PartOf
+	all["app.kubernetes.io/managed-by"] = ManagedBy
+	return selector, all
+}
+
+// Meta is object metadata in the component's namespace.
+func Meta(name, namespace string, labels map[string]string) metav1.ObjectMetaArgs {
+	return metav1.ObjectMetaArgs{
+		Name:      pulumi.String(name),
+		Namespace: pulumi.String(namespace),
+		Labels:    pulumi.ToStringMap(labels),
+	}
+}
+
+// Selector matches pods by labels.
+func Selector(labels map[string]string) metav1.LabelSelectorArgs {
+	return metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(labels)}
+}
+
+// PodSecurityContext is the pod half of the `restricted` Pod Security level; uid is the image's non-root user, which
+// also owns the volumes (fsGroup).
+func PodSecurityContext(uid int) corev1.PodSecurityContextArgs {
+	return corev1.PodSecurityContextArgs{
+		RunAsNonRoot:        pulumi.Bool(true),
+		RunAsUser:           pulumi.Int(uid),
+		RunAsGroup:          pulumi.Int(uid),
+		FsGroup:             pulumi.Int(uid),
+		FsGroupChangePolicy: pulumi.String("OnRootMismatch"),
+		SeccompProfile:      corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+	}
+}
+
+// ContainerSecurityContext is the container half of `restricted`, with a read-only root filesystem: every writable
+// path is a volume.
+func ContainerSecurityContext(uid int) corev1.SecurityContextArgs {
+	return corev1.SecurityContextArgs{
+		RunAsNonRoot:             pulumi.Bool(true),
+		RunAsUser:                pulumi.Int(uid),
+		RunAsGroup:               pulumi.Int(uid),
+		AllowPrivilegeEscalation: pulumi.Bool(false),
+		ReadOnlyRootFilesystem:   pulumi.Bool(true),
+		Privileged:               pulumi.Bool(false),
+		Capabilities:             corev1.CapabilitiesArgs{Drop: pulumi.StringArray{pulumi.String("ALL")}},
+		SeccompProfile:           corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+	}
+}
+
+// ZoneSpread keeps the replicas evenly spread over zones: a zone never holds two more than another, so losing one
+// zone loses at most ceil(n/zones) replicas.
+func ZoneSpread(selector map[string]string) corev1.TopologySpreadConstraintArray {
+	return corev1.TopologySpreadConstraintArray{corev1.TopologySpreadConstraintArgs{
+		MaxSkew:           pulumi.Int(1),
+		TopologyKey:       pulumi.String(ZoneKey),
+		WhenUnsatisfiable: pulumi.String("DoNotSchedule"),
+		LabelSelector:     Selector(selector),
+	}}
+}
+
+// HostnameAntiAffinity forbids two replicas on one node, so a node failure costs one replica.
+func HostnameAntiAffinity(selector map[string]string) corev1.AffinityArgs {
+	return corev1.AffinityArgs{
+		PodAntiAffinity: corev1.PodAntiAffinityArgs{
+			RequiredDuringSchedulingIgnoredDuringExecution: corev1.PodAffinityTermArray{corev1.PodAffinityTermArgs{
+				LabelSelector: Selector(selector),
+				TopologyKey:   pulumi.String(HostnameKey),
+			}},
+		},
+	}
+}
+
+// TolerationArray renders the placement's tolerations.
+func (p Placement) TolerationArray() corev1.TolerationArray {
+	out := corev1.TolerationArray{}
+	for _, t := range p.Tolerations {
+		out = append(out, corev1.TolerationArgs{
+			Key: pulumi.String(t.Key), Operator: pulumi.String("Equal"), Value: pulumi.String(t.Value),
+			Effect: pulumi.String(t.Effect),
+		})
+	}
+	return out
+}
+
+// Resources reserves exactly what it limits (Guaranteed QoS): stateful pods are the last to be evicted under node
+// pressure and never run on borrowed CPU or memory.
+func Resources(cpu, memory string) corev1.ResourceRequirementsArgs {
+	q := pulumi.StringMap{"cpu": pulumi.String(cpu), "memory": pulumi.String(memory)}
+	return corev1.ResourceRequirementsArgs{Requests: q, Limits: q}
+}
+
+// VolumeClaim is a volumeClaimTemplate of sizeGB on storageClass.
+func VolumeClaim(name, storageClass string, sizeGB int, labels map[string]string) corev1.PersistentVolumeClaimTypeArgs {
+	return corev1.PersistentVolumeClaimTypeArgs{
+		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name), Labels: pulumi.ToStringMap(labels)},
+		Spec: corev1.PersistentVolumeClaimSpecArgs{
+			AccessModes:      pulumi.StringArray{pulumi.String("ReadWriteOnce")},
+			StorageClassName: pulumi.String(storageClass),
+			Resources: corev1.VolumeResourceRequirementsArgs{
+				Requests: pulumi.StringMap{"storage": pulumi.String(fmt.Sprintf("%dGi", sizeGB))},
+			},
+		},
+	}
+}
+
+// EmptyDir is a scratch volume; in memory when inMemory (rendered configs holding credentials never touch disk).
+func EmptyDir(name, sizeLimit string, inMemory bool) corev1.VolumeArgs {
+	src := corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String(sizeLimit)}
+	if inMemory {
+		src.Medium = pulumi.String("Memory")
+	}
+	return corev1.VolumeArgs{Name: pulumi.String(name), EmptyDir: src}
+}
+
+// SecretEnv reads an environment variable from a Secret key, so the value never appears in the pod spec.
+func SecretEnv(name string, secret pulumi.StringInput, key string) corev1.EnvVarArgs {
+	return corev1.EnvVarArgs{
+		Name: pulumi.String(name),
+		ValueFrom: corev1.EnvVarSourceArgs{
+			SecretKeyRef: corev1.SecretKeySelectorArgs{Name: secret, Key: pulumi.String(key)},
+		},
+	}
+}
+
+// FieldEnv exposes a pod field (metadata.name, metadata.namespace) through the downward API.
+func FieldEnv(name, fieldPath string) corev1.EnvVarArgs {
+	return corev1.EnvVarArgs{
+		Name:      pulumi.String(name),
+		ValueFrom: corev1.EnvVarSourceArgs{FieldRef: corev1.ObjectFieldSelectorArgs{FieldPath: pulumi.String(fieldPath)}},
+	}
+}
+
+// Env is a plain environment variable; never use it for a credential.
+func Env(name, value string) corev1.EnvVarArgs {
+	return corev1.EnvVarArgs{Name: pulumi.String(name), Value: pulumi.String(value)}
+}
+
+// ClusterDomain is the DNS suffix of the cluster; GKE uses the default.
+const ClusterDomain = "svc.cluster.local"
+
+// ServiceFQDN is the fully qualified DNS name of a Service.
+func ServiceFQDN(service, namespace string) string {
+	return service + "." + namespace + "." + ClusterDomain
+}
+
+// NewPDB lets voluntary disruptions (node drains, upgrades) take at most one replica at a time, so a quorum of three
+// or more always keeps its majority.
+func NewPDB(ctx *pulumi.Context, name string, meta metav1.ObjectMetaArgs, selector map[string]string,
+	opts ...pulumi.ResourceOption) (*policyv1.PodDisruptionBudget, error) {
+	return policyv1.NewPodDisruptionBudget(ctx, name, &policyv1.PodDisruptionBudgetArgs{
+		Metadata: meta,
+		Spec: policyv1.PodDisruptionBudgetSpecArgs{
+			MaxUnavailable: pulumi.Int(1),
+			Selector:       Selector(selector),
+		},
+	}, opts...)
+}
+
+// Port is a NetworkPolicy port.
+func Port(n int) networkingv1.NetworkPolicyPortArgs {
+	return networkingv1.NetworkPolicyPortArgs{Port: pulumi.Int(n), Protocol: pulumi.String("TCP")}
+}
+
+// PodPeer admits pods of the policy's namespace with these labels.
+func PodPeer(labels map[string]string) networkingv1.NetworkPolicyPeerArgs {
+	return networkingv1.NetworkPolicyPeerArgs{PodSelector: Selector(labels)}
+}
+
+// TemplateMeta is a pod template's metadata; annotations (e.g. a config checksum) roll the pods when they change.
+func TemplateMeta(labels, annotations map[string]string) metav1.ObjectMetaArgs {
+	return metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels), Annotations: pulumi.ToStringMap(annotations)}
+}
+
+// ChildOptions parents children to the component and passes on the component's explicit dependencies (such as the
+// namespace they live in), which Pulumi does not propagate to children by itself. The provider reaches children
+// through the parent.
+func ChildOptions(component pulumi.Resource, opts []pulumi.ResourceOption) ([]pulumi.ResourceOption, error) {
+	ro, err := pulumi.NewResourceOptions(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("read resource options: %w", err)
+	}
+	child := []pulumi.ResourceOption{pulumi.Parent(component)}
+	if len(ro.DependsOn) > 0 {
+		child = append(child, pulumi.DependsOn(ro.DependsOn))
+	}
+	for _, in := range ro.DependsOnInputs {
+		child = append(child, pulumi.DependsOnInputs(in))
+	}
+	return child, nil
+}
+
+// Checksum fingerprints configuration files for a pod template annotation.
+func Checksum(files map[string]string) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(files)) {
+		fmt.Fprintf(h, "%s\x00%s\x00", k, files[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
