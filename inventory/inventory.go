@@ -30,6 +30,20 @@ type Resource struct {
 	// URN and ParentURN identify resources uniquely: a child may share its component's name.
 	URN       string `json:"-" yaml:"-"`
 	ParentURN string `json:"-" yaml:"-"`
+	// DependsOn holds the URNs this resource waits for (explicit and through its inputs).
+	DependsOn []string `json:"-" yaml:"-"`
+}
+
+// Waits reports whether r depends, directly, on the resource of this type and name.
+func (r Resource) Waits(inv *Inventory, typ, name string) bool {
+	for _, urn := range r.DependsOn {
+		for _, d := range inv.Resources {
+			if d.URN == urn && d.Type == typ && d.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Inventory is everything a stack declares.

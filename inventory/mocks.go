@@ -32,8 +32,10 @@ func (m *Mocks) Resources() []Resource {
 // NewResource records the resource and returns its fake ID and state.
 func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
 	parentURN := ""
+	var deps []string
 	if args.RegisterRPC != nil {
 		parentURN = args.RegisterRPC.GetParent()
+		deps = args.RegisterRPC.GetDependencies()
 	}
 	if strings.Contains(parentURN, "::pulumi:pulumi:Stack::") {
 		parentURN = ""
@@ -46,6 +48,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		Inputs:    plainMap(args.Inputs),
 		URN:       string(m.urn(parentURN, args.TypeToken, args.Name)),
 		ParentURN: parentURN,
+		DependsOn: deps,
 	})
 	m.mu.Unlock()
 

@@ -143,6 +143,8 @@ type CloudflareConfig struct {
 type RuntimeConfig struct {
 	Image       string `json:"image"`
 	ActiveColor string `json:"activeColor"`
+	// ColorImages stages another release on one color ("green": "...@sha256:...") before switching to it.
+	ColorImages map[string]string `json:"colorImages"`
 }
 
 // DRConfig configures the cold disaster-recovery site.

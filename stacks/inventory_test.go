@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/omscloud/omscloud/inventory"
@@ -185,8 +186,15 @@ func TestAddingAnAccountAddsOnlyThatAccountsResources(t *testing.T) {
 func TestEveryAccountHasAnIsolatedDatabaseAndUser(t *testing.T) {
 	for _, stack := range shippedStacks(t) {
 		cfg, inv := plan(t, stack)
-		dbs := inv.OfType("gcp:sql/database:Database")
-		users := inv.OfType("gcp:sql/user:User")
+		var dbs, users []inventory.Resource
+		for _, r := range inv.Children(only(t, inv, "omscloud:postgres:Postgres")) {
+			switch r.Type {
+			case "gcp:sql/database:Database":
+				dbs = append(dbs, r)
+			case "gcp:sql/user:User":
+				users = append(users, r)
+			}
+		}
 		require.Len(t, dbs, len(cfg.Accounts), stack)
 		require.Len(t, users, len(cfg.Accounts), stack)
 		names := map[string]bool{}
@@ -233,5 +241,70 @@ func TestRedisAndRabbitMQAreThreeReplicasSpreadOverZones(t *testing.T) {
 		}
 		ns := only(t, inv, "kubernetes:core/v1:Namespace")
 		assert.Equal(t, "restricted", ns.String("metadata.labels.pod-security\\.kubernetes\\.io/enforce"))
+	}
+}
+
+func TestSwitchingActiveColorMovesOnlyTheSelector(t *testing.T) {
+	sf, err := LoadStackFile("..", "prod")
+	require.NoError(t, err)
+	_, blue, err := Plan(sf)
+	require.NoError(t, err)
+	sf.Values["omscloud:runtime"] = strings.Replace(sf.Values["omscloud:runtime"], `"activeColor":"blue"`, `"activeColor":"green"`, 1)
+	require.Contains(t, sf.Values["omscloud:runtime"], `"activeColor":"green"`)
+	_, green, err := Plan(sf)
+	require.NoError(t, err)
+
+	before := map[string]inventory.Resource{}
+	for _, r := range blue.Resources {
+		before[r.Type+" "+r.Name] = r
+	}
+	var changed []string
+	for _, r := range green.Resources {
+		prev, ok := before[r.Type+" "+r.Name]
+		if !ok || !assert.ObjectsAreEqual(prev.Inputs, r.Inputs) {
+			changed = append(changed, r.Type+" "+r.Name)
+		}
+	}
+	for _, c := range changed {
+		// Only the switch itself: the public Service, the colors' autoscaler bounds, the smoke test of the new color.
+		assert.Regexp(t, `^(kubernetes:core/v1:Service oms-prod-us-runtime-web|kubernetes:autoscaling/v2:HorizontalPodAutoscaler .*|kubernetes:batch/v1:Job .*smoke.*)$`, c)
+	}
+	for _, d := range green.OfType("kubernetes:apps/v1:Deployment") {
+		if strings.Contains(d.Name, "web-blue") {
+			prev := before[d.Type+" "+d.Name]
+			assert.Equal(t, prev.Inputs, d.Inputs, "the formerly active color keeps running unchanged: the instant fallback")
+		}
+	}
+
+	svc, ok := green.Find("kubernetes:core/v1:Service", "oms-prod-us-runtime-web")
+	require.True(t, ok)
+	assert.Equal(t, "green", svc.String(`spec.selector.omscloud\.io/color`))
+	var smoke []inventory.Resource
+	for _, j := range green.OfType("kubernetes:batch/v1:Job") {
+		if strings.Contains(j.Name, "smoke") {
+			smoke = append(smoke, j)
+		}
+	}
+	require.Len(t, smoke, 1)
+	assert.True(t, svc.Waits(green, smoke[0].Type, smoke[0].Name), "the selector moves only after the smoke test passed")
+}
+
+func TestEdgeModes(t *testing.T) {
+	_, gcp := plan(t, "prod")
+	cert := only(t, gcp, "gcp:compute/managedSslCertificate:ManagedSslCertificate")
+	assert.Equal(t, []string{"api.us.omscloud.example.com"}, cert.Strings("managed.domains"))
+	only(t, gcp, "gcp:compute/securityPolicy:SecurityPolicy")
+	hc := only(t, gcp, "gcp:compute/healthCheck:HealthCheck")
+	assert.Equal(t, "/readyz", hc.String("httpHealthCheck.requestPath"))
+
+	_, cf := plan(t, "acme-prod-eu")
+	assert.Empty(t, cf.OfType("gcp:compute/globalForwardingRule:GlobalForwardingRule"))
+	for _, a := range cf.OfType("gcp:compute/globalAddress:GlobalAddress") {
+		// Private services access reserves an INTERNAL range for Cloud SQL; nothing public may exist.
+		assert.Equal(t, "INTERNAL", a.String("addressType"), a.Name)
+	}
+	assert.NotEmpty(t, cf.OfType("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared"))
+	for _, s := range cf.OfType("kubernetes:core/v1:Service") {
+		assert.NotEqual(t, "LoadBalancer", s.String("spec.type"), s.Name)
 	}
 }

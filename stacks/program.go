@@ -1,12 +1,15 @@
 package stacks
 
 import (
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/environment"
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/network"
+	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/omscloud/omscloud/components/rabbitmq"
 	"github.com/omscloud/omscloud/components/redis"
+	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -55,6 +58,21 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 	})
 	if err != nil {
 		return err
+	}
+	var cloudflareProvider pulumi.ProviderResource
+	if cfg.Edge.Provider == "cloudflare" {
+		// The API token comes from the secret `cloudflare:apiToken` or, when unset, CLOUDFLARE_API_TOKEN.
+		cfArgs := &cloudflare.ProviderArgs{}
+		if token, ok := ctx.GetConfig("cloudflare:apiToken"); ok {
+			cfArgs.ApiToken = pulumi.ToSecret(pulumi.String(token)).(pulumi.StringOutput)
+		}
+		if cloudflareProvider, err = cloudflare.NewProvider(ctx, "cloudflare", cfArgs); err != nil {
+			return err
+		}
+	}
+	cloudflareReplicas := 2
+	if cfg.Environment == Production {
+		cloudflareReplicas = 3
 	}
 	// Validation guarantees at least one valid maintenance day.
 	maintenanceDay, _ := postgres.Weekday(cfg.Maintenance.Days[0])
@@ -114,6 +132,31 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 			Size:   rabbitmq.Size{CPU: cfg.Sizing.RabbitMQ.CPU, Memory: cfg.Sizing.RabbitMQ.Memory, StorageGB: cfg.Sizing.RabbitMQ.StorageGB},
 			Labels: labels,
 		},
+		Runtime: omsruntime.Args{
+			Name:        prefix,
+			Project:     cfg.Project,
+			Production:  cfg.Environment == Production,
+			Image:       cfg.Runtime.Image,
+			ColorImages: cfg.Runtime.ColorImages,
+			ActiveColor: cfg.Runtime.ActiveColor,
+			Zones:       cfg.Zones,
+			Labels:      labels,
+		},
+		Edge: edge.Args{
+			Name:      prefix,
+			Project:   cfg.Project,
+			Region:    cfg.Region.Primary.GCPRegion,
+			Zones:     cfg.Zones,
+			Provider:  cfg.Edge.Provider,
+			Hostnames: cfg.Edge.Hostnames,
+			Labels:    labels,
+			Cloudflare: edge.CloudflareArgs{
+				AccountID: cfg.Edge.Cloudflare.AccountID,
+				ZoneID:    cfg.Edge.Cloudflare.ZoneID,
+				Replicas:  cloudflareReplicas,
+			},
+		},
+		CloudflareProvider: cloudflareProvider,
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return err
@@ -134,6 +177,14 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 	ctx.Export("redisSentinels", env.Redis.SentinelAddress)
 	ctx.Export("redisMasterName", pulumi.String(env.Redis.MasterName))
 	ctx.Export("amqpUrl", env.RabbitMQ.AmqpURL)
+	ctx.Export("runtimeAdminToken", env.Runtime.AdminToken)
+	ctx.Export("runtimeServiceAccount", env.Runtime.ServiceAccountEmail)
+	ctx.Export("runtimeActiveColor", pulumi.String(cfg.Runtime.ActiveColor))
+	ctx.Export("edgeProvider", pulumi.String(cfg.Edge.Provider))
+	ctx.Export("edgeUrls", env.Edge.URLs)
+	ctx.Export("edgeIpAddress", env.Edge.IPAddress)
+	ctx.Export("tunnelId", env.Edge.TunnelID)
+	ctx.Export("primaryPoolId", env.Edge.PrimaryPoolID)
 	return nil
 }
 

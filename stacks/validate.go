@@ -309,6 +309,14 @@ func (c *Config) validateRuntime(v *validator) {
 	if r.ActiveColor != "blue" && r.ActiveColor != "green" {
 		v.add("runtime.activeColor", "%q is not a color: use blue or green", r.ActiveColor)
 	}
+	for color, image := range r.ColorImages {
+		switch {
+		case color != "blue" && color != "green":
+			v.add("runtime.colorImages."+color, "is not a color: use blue or green")
+		case c.Environment == Production && !digestPattern.MatchString(image):
+			v.add("runtime.colorImages."+color, "%q is not pinned by digest: use image@sha256:<digest>", image)
+		}
+	}
 }
 
 func (c *Config) validateMaintenance(v *validator) {

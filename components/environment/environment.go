@@ -3,8 +3,10 @@
 package environment
 
 import (
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/network"
+	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/omscloud/omscloud/components/rabbitmq"
 	"github.com/omscloud/omscloud/components/redis"
@@ -16,9 +18,6 @@ import (
 // Namespace holds the runtime and its in-cluster data tier; it enforces the restricted Pod Security level.
 const Namespace = "oms"
 
-// DataClientLabel marks the pods allowed through the data tier's NetworkPolicies (runtime web, worker and jobs).
-var DataClientLabel = map[string]string{"omscloud.io/data-client": "true"}
-
 // Args holds each component's arguments; New fills in the wiring between them.
 type Args struct {
 	Network network.Args
@@ -29,6 +28,12 @@ type Args struct {
 	// Redis and RabbitMQ run in the cluster; Namespace and ClientSelector are set by New.
 	Redis    redis.Args
 	RabbitMQ rabbitmq.Args
+	// Runtime's data-tier wiring, namespace and edge wiring are set by New.
+	Runtime omsruntime.Args
+	// Edge's backend is the runtime's public Service; set by New.
+	Edge edge.Args
+	// CloudflareProvider is required when Edge.Provider is cloudflare.
+	CloudflareProvider pulumi.ProviderResource
 }
 
 // Environment is the component.
@@ -40,6 +45,8 @@ type Environment struct {
 	Database *postgres.Postgres
 	Redis    *redis.Redis
 	RabbitMQ *rabbitmq.RabbitMQ
+	Runtime  *omsruntime.Runtime
+	Edge     *edge.Edge
 }
 
 // New declares the environment. Pass the stack region's GCP provider with pulumi.Providers.
@@ -87,20 +94,56 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	}
 	inCluster := []pulumi.ResourceOption{parent, pulumi.Provider(cluster.Provider), pulumi.DependsOn([]pulumi.Resource{ns})}
 
+	runtimeName := args.Runtime.Name
+	clients := omsruntime.ClientSelector(runtimeName)
 	redisArgs := args.Redis
-	redisArgs.Namespace, redisArgs.ClientSelector = Namespace, DataClientLabel
+	redisArgs.Namespace, redisArgs.ClientSelector = Namespace, clients
 	cache, err := redis.New(ctx, name+"-redis", &redisArgs, inCluster...)
 	if err != nil {
 		return nil, err
 	}
 	mqArgs := args.RabbitMQ
-	mqArgs.Namespace, mqArgs.ClientSelector = Namespace, DataClientLabel
+	mqArgs.Namespace, mqArgs.ClientSelector = Namespace, clients
 	mq, err := rabbitmq.New(ctx, name+"-rabbitmq", &mqArgs, inCluster...)
 	if err != nil {
 		return nil, err
 	}
 
-	e.Network, e.Cluster, e.Database, e.Redis, e.RabbitMQ = net, cluster, db, cache, mq
+	cloudflareMode := args.Edge.Provider == "cloudflare"
+	rtArgs := args.Runtime
+	rtArgs.Namespace = Namespace
+	rtArgs.Database.Host, rtArgs.Database.Instance = db.PrivateIP, db.InstanceName
+	rtArgs.Redis = omsruntime.RedisArgs{
+		SentinelAddress: cache.SentinelAddress, MasterName: pulumi.String(cache.MasterName), Password: cache.Password,
+	}
+	rtArgs.AMQPURL = mq.AmqpURL
+	if cloudflareMode {
+		rtArgs.Ingress.EdgeSelector = edge.ConnectorSelector(args.Edge.Name)
+	} else {
+		rtArgs.NEGAnnotation = edge.NEGAnnotation(args.Edge.Name)
+	}
+	rt, err := omsruntime.New(ctx, name+"-runtime", &rtArgs, inCluster...)
+	if err != nil {
+		return nil, err
+	}
+
+	edgeArgs := args.Edge
+	edgeArgs.Backend.Namespace = Namespace
+	edgeArgs.Backend.ServiceName = omsruntime.ServiceName(runtimeName)
+	edgeArgs.Backend.PodSelector = omsruntime.WebSelector(runtimeName)
+	// GKE creates the NEGs from the runtime's public Service, and the backends reference them.
+	edgeOpts := []pulumi.ResourceOption{parent, pulumi.DependsOn([]pulumi.Resource{ns, rt})}
+	providers := []pulumi.ProviderResource{cluster.Provider}
+	if cloudflareMode {
+		providers = append(providers, args.CloudflareProvider)
+	}
+	edgeOpts = append(edgeOpts, pulumi.Providers(providers...))
+	front, err := edge.New(ctx, name+"-edge", &edgeArgs, edgeOpts...)
+	if err != nil {
+		return nil, err
+	}
+
+	e.Network, e.Cluster, e.Database, e.Redis, e.RabbitMQ, e.Runtime, e.Edge = net, cluster, db, cache, mq, rt, front
 	return e, ctx.RegisterResourceOutputs(e, pulumi.Map{
 		"network":          net.Network,
 		"clusterName":      cluster.ClusterName,

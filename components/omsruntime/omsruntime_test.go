@@ -1,0 +1,629 @@
+package omsruntime_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/omscloud/omscloud/components/internal/kube/kubetest"
+	"github.com/omscloud/omscloud/components/omsruntime"
+	"github.com/omscloud/omscloud/inventory"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	deployment = "kubernetes:apps/v1:Deployment"
+	job        = "kubernetes:batch/v1:Job"
+	hpa        = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+
+	release   = "europe-docker.pkg.dev/omscloud-release/oms/oms@sha256:4f2b8c1d9e7a6b5c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c"
+	candidate = "europe-docker.pkg.dev/omscloud-release/oms/oms@sha256:0000000000000000000000000000000000000000000000000000000000000001"
+
+	// Plain values of the secret inputs: they must never show up in the inventory.
+	redisPassword = "redis-plaintext-password"
+	amqpURL       = "amqp://oms:amqp-plaintext-password@oms-test-rabbitmq.oms.svc:5672/"
+)
+
+var edgePods = map[string]string{"app.kubernetes.io/name": "cloudflared", "app.kubernetes.io/instance": "oms-test"}
+
+// prodArgs are production arguments; secret inputs are set inside the program (see evaluate).
+func prodArgs() omsruntime.Args {
+	return omsruntime.Args{
+		Name:          "oms-test",
+		Project:       "omscloud-test",
+		Production:    true,
+		Image:         release,
+		ActiveColor:   omsruntime.Blue,
+		Zones:         []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"},
+		NEGAnnotation: `{"exposed_ports":{"80":{"name":"oms-test-web-neg"}}}`,
+		Ingress:       omsruntime.IngressArgs{EdgeSelector: edgePods},
+		Labels:        map[string]string{"environment": "production"},
+	}
+}
+
+// recorder records, on top of the shared inventory mocks, every resource's explicit and input dependencies as the
+// engine receives them in RegisterResource.
+type recorder struct {
+	*inventory.Mocks
+	mu   sync.Mutex
+	deps map[string][]string // "type::name" → "type::name" of the resources it depends on
+}
+
+func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	if args.RegisterRPC != nil {
+		var names []string
+		for _, dep := range args.RegisterRPC.GetDependencies() {
+			urn := resource.URN(dep)
+			names = append(names, string(urn.Type())+"::"+urn.Name())
+		}
+		r.mu.Lock()
+		r.deps[args.TypeToken+"::"+args.Name] = names
+		r.mu.Unlock()
+	}
+	return r.Mocks.NewResource(args)
+}
+
+type result struct {
+	inv  *inventory.Inventory
+	deps map[string][]string
+	rt   struct {
+		adminTokenSecret bool
+		email, public    string
+	}
+}
+
+func evaluate(t *testing.T, args omsruntime.Args) *result {
+	t.Helper()
+	res, err := tryEvaluate(args)
+	require.NoError(t, err)
+	return res
+}
+
+func tryEvaluate(args omsruntime.Args) (*result, error) {
+	res := &result{}
+	rec := &recorder{Mocks: &inventory.Mocks{Project: "omscloud", Stack: "test"}, deps: map[string][]string{}}
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		k8s, err := kubernetes.NewProvider(ctx, "k8s", &kubernetes.ProviderArgs{})
+		if err != nil {
+			return err
+		}
+		args.Database = omsruntime.DatabaseArgs{
+			Host:     pulumi.String("10.30.0.3"),
+			Instance: pulumi.String("oms-test-pg"),
+			AccountSecrets: map[string]pulumi.StringInput{
+				"acme":   pulumi.String("projects/omscloud-test/secrets/oms-test-db-acme"),
+				"globex": pulumi.String("projects/omscloud-test/secrets/oms-test-db-globex"),
+			},
+		}
+		args.Redis = omsruntime.RedisArgs{
+			SentinelAddress: pulumi.String("oms-test-redis-sentinel.oms.svc.cluster.local:26379"),
+			MasterName:      pulumi.String("oms"),
+			Password:        pulumi.ToSecret(pulumi.String(redisPassword)).(pulumi.StringOutput),
+		}
+		args.AMQPURL = pulumi.ToSecret(pulumi.String(amqpURL)).(pulumi.StringOutput)
+		rt, err := omsruntime.New(ctx, "rt", &args, pulumi.Provider(k8s))
+		if err != nil {
+			return err
+		}
+		res.rt.adminTokenSecret = pulumi.IsSecret(rt.AdminToken)
+		rt.ServiceAccountEmail.ApplyT(func(s string) string { res.rt.email = s; return s })
+		rt.PublicService.ApplyT(func(s string) string { res.rt.public = s; return s })
+		return nil
+	}, pulumi.WithMocks("omscloud", "test", rec))
+	if err != nil {
+		return nil, err
+	}
+	res.inv = inventory.New("test", rec.Resources())
+	res.deps = rec.deps
+	return res, nil
+}
+
+func find(t *testing.T, inv *inventory.Inventory, typ, name string) inventory.Resource {
+	t.Helper()
+	r, ok := inv.Find(typ, name)
+	require.True(t, ok, "no %s %s", typ, name)
+	return r
+}
+
+// byObjectName finds a Kubernetes object by its metadata.name.
+func byObjectName(t *testing.T, inv *inventory.Inventory, typ, name string) inventory.Resource {
+	t.Helper()
+	for _, r := range inv.OfType(typ) {
+		if r.String("metadata.name") == name {
+			return r
+		}
+	}
+	require.Failf(t, "missing object", "no %s named %s", typ, name)
+	return inventory.Resource{}
+}
+
+func TestWebAndWorkerSpreadOverZonesWithPDBs(t *testing.T) {
+	inv := evaluate(t, prodArgs()).inv
+	deps := inv.OfType(deployment)
+	require.Len(t, deps, 3, "web-blue, web-green, worker")
+	pdbs := inv.OfType(kubetest.PDB)
+	require.Len(t, pdbs, 3)
+	for _, d := range deps {
+		name := d.String("metadata.name")
+		t.Run(name, func(t *testing.T) {
+			selector := kubetest.Map(t, d, "spec.selector.matchLabels")
+			spread := kubetest.List(t, d, "spec.template.spec.topologySpreadConstraints")
+			require.Len(t, spread, 1)
+			assert.Equal(t, "topology.kubernetes.io/zone", spread[0]["topologyKey"])
+			assert.Equal(t, float64(1), spread[0]["maxSkew"])
+			assert.Equal(t, selector, spread[0]["labelSelector"].(map[string]any)["matchLabels"], "spread counts this workload's pods")
+			want := "DoNotSchedule"
+			if strings.HasSuffix(name, "-worker") {
+				want = "ScheduleAnyway"
+			}
+			assert.Equal(t, want, spread[0]["whenUnsatisfiable"])
+
+			terms := kubetest.List(t, d, "spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution")
+			require.Len(t, terms, 1)
+			term := terms[0]["podAffinityTerm"].(map[string]any)
+			assert.Equal(t, "kubernetes.io/hostname", term["topologyKey"])
+			assert.Equal(t, selector, term["labelSelector"].(map[string]any)["matchLabels"])
+
+			assert.Equal(t, map[string]any{"omscloud.io/pool": "web"}, kubetest.Map(t, d, "spec.template.spec.nodeSelector"))
+			kubetest.AssertSelectorMatchesTemplate(t, d)
+			_, hasReplicas := d.Get("spec.replicas")
+			assert.False(t, hasReplicas, "the HPA owns the replica count")
+			assert.Equal(t, float64(0), d.Inputs["spec"].(map[string]any)["strategy"].(map[string]any)["rollingUpdate"].(map[string]any)["maxUnavailable"])
+
+			var pdb *inventory.Resource
+			for i := range pdbs {
+				if pdbs[i].String("metadata.name") == name {
+					pdb = &pdbs[i]
+				}
+			}
+			require.NotNil(t, pdb, "a PDB for %s", name)
+			assert.Equal(t, selector, kubetest.Map(t, *pdb, "spec.selector.matchLabels"))
+			assert.Equal(t, float64(1), pdb.Inputs["spec"].(map[string]any)["maxUnavailable"])
+		})
+	}
+	// The two colors' selectors are disjoint: a PDB or spread constraint never counts the other color's pods.
+	blue := find(t, inv, deployment, "rt-web-blue")
+	green := find(t, inv, deployment, "rt-web-green")
+	assert.Equal(t, "blue", kubetest.Map(t, blue, "spec.selector.matchLabels")["omscloud.io/color"])
+	assert.Equal(t, "green", kubetest.Map(t, green, "spec.selector.matchLabels")["omscloud.io/color"])
+}
+
+func TestEveryContainerIsRestricted(t *testing.T) {
+	inv := evaluate(t, prodArgs()).inv
+	workloads := append(inv.OfType(deployment), inv.OfType(job)...)
+	require.Len(t, workloads, 5, "3 Deployments, migrate and smoke Jobs")
+	for _, w := range workloads {
+		t.Run(w.Name, func(t *testing.T) {
+			kubetest.AssertRestricted(t, w)
+			pod := kubetest.Map(t, w, "spec.template.spec.securityContext")
+			assert.Equal(t, float64(65532), pod["runAsUser"])
+			assert.Equal(t, false, w.Bool("spec.template.spec.automountServiceAccountToken"))
+			vols := kubetest.List(t, w, "spec.template.spec.volumes")
+			require.Len(t, vols, 1)
+			assert.Equal(t, "tmp", vols[0]["name"])
+			assert.NotNil(t, vols[0]["emptyDir"])
+			for _, c := range kubetest.Containers(t, w) {
+				mounts, _ := c["volumeMounts"].([]any)
+				require.Len(t, mounts, 1)
+				assert.Equal(t, "/tmp", mounts[0].(map[string]any)["mountPath"])
+			}
+		})
+	}
+}
+
+func TestProbesAndDrain(t *testing.T) {
+	inv := evaluate(t, prodArgs()).inv
+	cm := kubetest.One(t, inv, kubetest.ConfigMap)
+	grace, err := time.ParseDuration(cm.String("data.OMS_SHUTDOWN_GRACE"))
+	require.NoError(t, err)
+	assert.Equal(t, "0.0.0.0:8080", cm.String("data.OMS_LISTEN"), "probes and Services reach the pod IP")
+	for _, d := range inv.OfType(deployment) {
+		t.Run(d.Name, func(t *testing.T) {
+			c := kubetest.List(t, d, "spec.template.spec.containers")
+			require.Len(t, c, 1)
+			probe := func(kind string) string {
+				p, ok := c[0][kind].(map[string]any)
+				require.True(t, ok, "%s", kind)
+				return p["httpGet"].(map[string]any)["path"].(string)
+			}
+			assert.Equal(t, "/readyz", probe("readinessProbe"))
+			assert.Equal(t, "/healthz", probe("livenessProbe"))
+			assert.Equal(t, "/healthz", probe("startupProbe"))
+			port := c[0]["ports"].([]any)[0].(map[string]any)
+			assert.Equal(t, float64(8080), port["containerPort"])
+
+			preStop, ok := d.Number("spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds")
+			require.True(t, ok, "preStop sleep")
+			assert.GreaterOrEqual(t, preStop, float64(5), "endpoints are removed before SIGTERM")
+			period, ok := d.Number("spec.template.spec.terminationGracePeriodSeconds")
+			require.True(t, ok)
+			assert.GreaterOrEqual(t, period, preStop+grace.Seconds(), "grace period covers preStop and the runtime's drain")
+		})
+	}
+}
+
+func TestNoSecretInPlainSight(t *testing.T) {
+	res := evaluate(t, prodArgs())
+	inv := res.inv
+	all, err := json.Marshal(inv.Resources)
+	require.NoError(t, err)
+	for _, plain := range []string{"mock-generated-", redisPassword, "amqp-plaintext-password"} {
+		assert.NotContains(t, string(all), plain)
+	}
+	assert.True(t, res.rt.adminTokenSecret, "AdminToken output is secret")
+
+	cm := kubetest.One(t, inv, kubetest.ConfigMap)
+	for k, v := range kubetest.Map(t, cm, "data") {
+		assert.NotEqual(t, inventory.Secret, v, "ConfigMap key %s", k)
+		assert.NotRegexp(t, `(?i)password|token|amqp|postgres://`, k+"="+v.(string), "ConfigMap key %s", k)
+	}
+	secret := kubetest.One(t, inv, kubetest.Secret)
+	// Any secret value makes the engine mark the whole stringData secret; a per-key map must hold only secrets.
+	switch data, _ := secret.Get("stringData"); data := data.(type) {
+	case string:
+		assert.Equal(t, inventory.Secret, data)
+	case map[string]any:
+		for k, v := range data {
+			assert.Equal(t, inventory.Secret, v, "Secret key %s is a secret output", k)
+		}
+	default:
+		t.Fatalf("Secret stringData is %T", data)
+	}
+
+	for _, w := range append(inv.OfType(deployment), inv.OfType(job)...) {
+		for _, c := range kubetest.Containers(t, w) {
+			for _, field := range []string{"command", "args"} {
+				b, _ := json.Marshal(c[field])
+				assert.NotContains(t, string(b), inventory.Secret, "%s %s", w.Name, field)
+				assert.NotContains(t, string(b), "postgres://", "%s %s", w.Name, field)
+			}
+			for _, e := range c["env"].([]any) {
+				ev := e.(map[string]any)
+				assert.NotEqual(t, inventory.Secret, ev["value"], "%s env %s holds a secret value", w.Name, ev["name"])
+				if strings.Contains(ev["name"].(string), "TOKEN") || strings.Contains(ev["name"].(string), "PASSWORD") ||
+					strings.HasSuffix(ev["name"].(string), "_URL") {
+					ref, ok := ev["valueFrom"].(map[string]any)["secretKeyRef"].(map[string]any)
+					require.True(t, ok, "%s env %s comes from a Secret key", w.Name, ev["name"])
+					assert.Equal(t, secret.String("metadata.name"), ref["name"])
+				}
+			}
+			envFrom, _ := c["envFrom"].([]any)
+			for _, e := range envFrom {
+				assert.Contains(t, e, "configMapRef", "%s envFrom only the ConfigMap", w.Name)
+			}
+		}
+	}
+
+	// Each command gets only the secrets it uses.
+	keys := func(d inventory.Resource) []string {
+		var out []string
+		for _, e := range kubetest.Containers(t, d)[0]["env"].([]any) {
+			if ev := e.(map[string]any); ev["valueFrom"] != nil && ev["valueFrom"].(map[string]any)["secretKeyRef"] != nil {
+				out = append(out, ev["name"].(string))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	assert.Equal(t, []string{"OMS_ADMIN_TOKEN", "OMS_DATABASE_URL", "OMS_REDIS_PASSWORD"}, keys(find(t, inv, deployment, "rt-web-blue")))
+	assert.Equal(t, []string{"OMS_AMQP_URL", "OMS_DATABASE_URL", "OMS_REDIS_PASSWORD"}, keys(find(t, inv, deployment, "rt-worker")))
+	assert.Equal(t, []string{"OMS_DATABASE_URL"}, keys(inv.OfType(job)[0]))
+	assert.Equal(t, []string{"OMS_ADMIN_TOKEN"}, keys(find(t, inv, job, "rt-smoke")))
+}
+
+func TestPublicServiceFollowsActiveColor(t *testing.T) {
+	for _, tc := range []struct{ active, idle string }{{"blue", "green"}, {"green", "blue"}} {
+		t.Run(tc.active, func(t *testing.T) {
+			args := prodArgs()
+			args.ActiveColor = tc.active
+			res := evaluate(t, args)
+			inv := res.inv
+			svc := find(t, inv, kubetest.Service, "rt-web")
+			assert.Equal(t, "oms-test-web", svc.String("metadata.name"))
+			assert.Equal(t, "oms-test-web", res.rt.public)
+			assert.Equal(t, map[string]any{
+				"app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": "oms-test", "app.kubernetes.io/component": "web",
+				"omscloud.io/color": tc.active,
+			}, kubetest.Map(t, svc, "spec.selector"))
+			assert.Equal(t, args.NEGAnnotation, kubetest.Map(t, svc, "metadata.annotations")["cloud.google.com/neg"])
+			assert.Equal(t, "http", svc.String("spec.ports[0].targetPort"))
+			assert.Equal(t, float64(80), mustNumber(t, svc, "spec.ports[0].port"))
+
+			for _, color := range []string{"blue", "green"} {
+				preview := byObjectName(t, inv, kubetest.Service, "oms-test-web-"+color+"-preview")
+				assert.Equal(t, color, kubetest.Map(t, preview, "spec.selector")["omscloud.io/color"])
+			}
+
+			active := byObjectName(t, inv, hpa, "oms-test-web-"+tc.active)
+			idle := byObjectName(t, inv, hpa, "oms-test-web-"+tc.idle)
+			assert.Equal(t, "oms-test-web-"+tc.active, active.String("spec.scaleTargetRef.name"))
+			assert.Equal(t, float64(3), mustNumber(t, active, "spec.minReplicas"), "one per zone")
+			assert.Equal(t, float64(10), mustNumber(t, active, "spec.maxReplicas"))
+			assert.Equal(t, float64(3), mustNumber(t, idle, "spec.minReplicas"), "production fallback keeps the minimum capacity")
+			assert.Equal(t, float64(3), mustNumber(t, idle, "spec.maxReplicas"), "the idle color does not autoscale")
+			metrics := kubetest.List(t, active, "spec.metrics")
+			require.Len(t, metrics, 2)
+			assert.Equal(t, "cpu", metrics[0]["resource"].(map[string]any)["name"])
+			assert.Equal(t, "http_requests_per_second", metrics[1]["pods"].(map[string]any)["metric"].(map[string]any)["name"])
+
+			smoke := find(t, inv, job, "rt-smoke")
+			assert.Equal(t, omsruntime.SmokeJobName("oms-test", tc.active, release), smoke.String("metadata.name"))
+			env := kubetest.Containers(t, smoke)[0]["env"].([]any)[0].(map[string]any)
+			assert.Equal(t, "OMS_PREVIEW_SERVICE", env["name"])
+			assert.Equal(t, "oms-test-web-"+tc.active+"-preview.oms.svc.cluster.local", env["value"])
+			assert.Equal(t, float64(1), mustNumber(t, smoke, "spec.backoffLimit"))
+			assert.Equal(t, float64(300), mustNumber(t, smoke, "spec.activeDeadlineSeconds"))
+		})
+	}
+}
+
+func mustNumber(t *testing.T, r inventory.Resource, path string) float64 {
+	t.Helper()
+	n, ok := r.Number(path)
+	require.True(t, ok, "%s of %s", path, r.Name)
+	return n
+}
+
+// changed lists "type::name" of the resources whose inputs differ between two inventories (or exist in one only).
+func changed(a, b *inventory.Inventory) []string {
+	key := func(r inventory.Resource) string { return r.Type + "::" + r.Name }
+	index := func(inv *inventory.Inventory) map[string]inventory.Resource {
+		m := map[string]inventory.Resource{}
+		for _, r := range inv.Resources {
+			m[key(r)] = r
+		}
+		return m
+	}
+	ia, ib := index(a), index(b)
+	var out []string
+	for k, r := range ia {
+		if o, ok := ib[k]; !ok || !reflect.DeepEqual(r.Inputs, o.Inputs) {
+			out = append(out, k)
+		}
+	}
+	for k := range ib {
+		if _, ok := ia[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func TestSwitchingColorsChangesOnlyTheSwitch(t *testing.T) {
+	switchTo := func(args omsruntime.Args, color string) *inventory.Inventory {
+		args.ActiveColor = color
+		return evaluate(t, args).inv
+	}
+	theSwitch := []string{
+		hpa + "::rt-web-blue", hpa + "::rt-web-green",
+		"kubernetes:batch/v1:Job::rt-smoke",
+		"kubernetes:core/v1:Service::rt-web",
+	}
+	t.Run("same release on both colors", func(t *testing.T) {
+		args := prodArgs()
+		blue, green := switchTo(args, "blue"), switchTo(args, "green")
+		assert.Equal(t, theSwitch, changed(blue, green))
+		// Going back is the same single change.
+		assert.Equal(t, changed(green, blue), changed(blue, green))
+	})
+	t.Run("release staged on the idle color", func(t *testing.T) {
+		args := prodArgs()
+		args.ColorImages = map[string]string{"green": candidate}
+		blue, green := switchTo(args, "blue"), switchTo(args, "green")
+		diff := changed(blue, green)
+		// The worker follows the active release; it takes no traffic.
+		worker := []string{deployment + "::rt-worker", hpa + "::rt-worker", kubetest.PDB + "::rt-worker"}
+		assert.ElementsMatch(t, append(slices.Clone(theSwitch), worker...), diff)
+		for _, name := range []string{"rt-web-blue", "rt-web-green"} {
+			assert.Equal(t, find(t, blue, deployment, name).Inputs, find(t, green, deployment, name).Inputs,
+				"%s is untouched by the switch", name)
+		}
+		assert.Equal(t, candidate, find(t, green, deployment, "rt-worker").String("spec.template.spec.containers[0].image"))
+		assert.Equal(t, release, find(t, blue, deployment, "rt-web-blue").String("spec.template.spec.containers[0].image"))
+		assert.Equal(t, candidate, find(t, blue, deployment, "rt-web-green").String("spec.template.spec.containers[0].image"))
+	})
+}
+
+func TestSwitchWaitsForMigrationAndSmokeTest(t *testing.T) {
+	for _, color := range []string{"blue", "green"} {
+		t.Run(color, func(t *testing.T) {
+			args := prodArgs()
+			args.ActiveColor = color
+			args.ColorImages = map[string]string{"green": candidate}
+			res := evaluate(t, args)
+			idle := map[string]string{"blue": "green", "green": "blue"}[color]
+			var migrations []string
+			for _, j := range res.inv.OfType(job) {
+				if j.Name != "rt-smoke" {
+					migrations = append(migrations, job+"::"+j.Name)
+				}
+			}
+			require.ElementsMatch(t, []string{job + "::rt-migrate-" + omsruntime.ImageHash(release), job + "::rt-migrate-" + omsruntime.ImageHash(candidate)}, migrations)
+
+			public := res.deps[kubetest.Service+"::rt-web"]
+			assert.Contains(t, public, job+"::rt-smoke", "the selector moves only after the smoke test completed")
+			assert.Subset(t, public, migrations, "and after every release's migration")
+			assert.Contains(t, public, hpa+"::rt-web-"+color, "and after the new active color's HPA")
+			assert.NotContains(t, public, hpa+"::rt-web-"+idle)
+			assert.Contains(t, res.deps[hpa+"::rt-web-"+idle], kubetest.Service+"::rt-web", "the old color scales down only after the selector moved")
+			assert.NotContains(t, res.deps[hpa+"::rt-web-"+color], kubetest.Service+"::rt-web")
+			assert.Contains(t, res.deps[job+"::rt-smoke"], deployment+"::rt-web-"+color, "the smoke test waits for the color's rollout")
+			image := map[string]string{"blue": release, "green": candidate}
+			for _, c := range []string{"blue", "green"} {
+				assert.Contains(t, res.deps[deployment+"::rt-web-"+c], job+"::rt-migrate-"+omsruntime.ImageHash(image[c]))
+			}
+			assert.Contains(t, res.deps[deployment+"::rt-worker"], job+"::rt-migrate-"+omsruntime.ImageHash(image[color]))
+
+			for _, r := range res.inv.Resources {
+				annotations, _ := r.Get("metadata.annotations")
+				m, _ := annotations.(map[string]any)
+				assert.NotContains(t, m, "pulumi.com/skipAwait", "%s: Pulumi must wait for Jobs and rollouts", r.Name)
+			}
+		})
+	}
+}
+
+func TestMigrateJobRunsOncePerRelease(t *testing.T) {
+	inv := evaluate(t, prodArgs()).inv
+	var migrate []inventory.Resource
+	for _, j := range inv.OfType(job) {
+		if j.Name != "rt-smoke" {
+			migrate = append(migrate, j)
+		}
+	}
+	require.Len(t, migrate, 1, "both colors run the same release")
+	m := migrate[0]
+	assert.Equal(t, "oms-test-migrate-"+omsruntime.ImageHash(release), m.String("metadata.name"))
+	c := kubetest.Containers(t, m)[0]
+	assert.Equal(t, []any{"migrate"}, c["args"])
+	assert.Equal(t, release, c["image"])
+	assert.Equal(t, "Never", m.String("spec.template.spec.restartPolicy"))
+	assert.Equal(t, "oms-test-runtime", m.String("spec.template.spec.serviceAccountName"))
+	assert.Len(t, omsruntime.ImageHash(release), 8)
+	assert.NotEqual(t, omsruntime.ImageHash(release), omsruntime.ImageHash(candidate))
+}
+
+func TestWorkloadIdentityAndLeastPrivilege(t *testing.T) {
+	res := evaluate(t, prodArgs())
+	inv := res.inv
+	gsa := kubetest.One(t, inv, "gcp:serviceaccount/account:Account")
+	assert.Equal(t, "oms-test-runtime", gsa.String("accountId"))
+	assert.Equal(t, "oms-test-runtime@omscloud-test.iam.gserviceaccount.com", res.rt.email)
+
+	binding := kubetest.One(t, inv, "gcp:serviceaccount/iAMMember:IAMMember")
+	assert.Equal(t, "roles/iam.workloadIdentityUser", binding.String("role"))
+	assert.Equal(t, "serviceAccount:omscloud-test.svc.id.goog[oms/oms-test-runtime]", binding.String("member"))
+
+	ksa := kubetest.One(t, inv, kubetest.ServiceAccount)
+	assert.Equal(t, "oms-test-runtime", ksa.String("metadata.name"))
+	assert.Equal(t, res.rt.email, kubetest.Map(t, ksa, "metadata.annotations")["iam.gke.io/gcp-service-account"])
+	for _, d := range inv.OfType(deployment) {
+		assert.Equal(t, "oms-test-runtime", d.String("spec.template.spec.serviceAccountName"))
+	}
+	assert.Equal(t, "default", find(t, inv, job, "rt-smoke").String("spec.template.spec.serviceAccountName"),
+		"the smoke test gets no GCP identity")
+
+	grants := inv.OfType("gcp:secretmanager/secretIamMember:SecretIamMember")
+	var secrets []string
+	for _, g := range grants {
+		assert.Equal(t, "roles/secretmanager.secretAccessor", g.String("role"))
+		assert.Equal(t, "serviceAccount:"+res.rt.email, g.String("member"))
+		secrets = append(secrets, g.String("secretId"))
+	}
+	assert.ElementsMatch(t, []string{"projects/omscloud-test/secrets/oms-test-db-acme", "projects/omscloud-test/secrets/oms-test-db-globex"}, secrets,
+		"exactly the account password secrets")
+	for _, typ := range inv.Types() {
+		assert.NotContains(t, typ, "projects/iAM", "no project-wide grant")
+	}
+
+	user := kubetest.One(t, inv, "gcp:sql/user:User")
+	db := kubetest.One(t, inv, "gcp:sql/database:Database")
+	assert.Equal(t, "oms", user.String("name"))
+	assert.Equal(t, "oms-test-pg", user.String("instance"))
+	assert.Equal(t, inventory.Secret, user.String("password"))
+	assert.Equal(t, "oms", db.String("name"))
+	assert.Equal(t, "ABANDON", db.String("deletionPolicy"))
+}
+
+func TestNetworkPolicies(t *testing.T) {
+	inv := evaluate(t, prodArgs()).inv
+	runtimePods := map[string]any{"app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": "oms-test"}
+	deny := byObjectName(t, inv, kubetest.NetworkPolicy, "oms-test-runtime-deny-ingress")
+	assert.Equal(t, runtimePods, kubetest.Map(t, deny, "spec.podSelector.matchLabels"))
+	assert.Equal(t, []string{"Ingress"}, deny.Strings("spec.policyTypes"))
+	assert.Empty(t, kubetest.List(t, deny, "spec.ingress"), "deny all ingress by default")
+
+	web := byObjectName(t, inv, kubetest.NetworkPolicy, "oms-test-web-ingress")
+	assert.Equal(t, "web", kubetest.Map(t, web, "spec.podSelector.matchLabels")["app.kubernetes.io/component"])
+	rules := kubetest.List(t, web, "spec.ingress")
+	require.Len(t, rules, 2)
+	var cidrs []any
+	for _, p := range rules[0]["from"].([]any) {
+		cidrs = append(cidrs, p.(map[string]any)["ipBlock"].(map[string]any)["cidr"])
+	}
+	assert.Equal(t, []any{"35.191.0.0/16", "130.211.0.0/22"}, cidrs)
+	var pods []any
+	for _, p := range rules[1]["from"].([]any) {
+		pods = append(pods, p.(map[string]any)["podSelector"].(map[string]any)["matchLabels"])
+	}
+	assert.Contains(t, pods, map[string]any{"app.kubernetes.io/name": "cloudflared", "app.kubernetes.io/instance": "oms-test"})
+	assert.Contains(t, pods, map[string]any{"app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": "oms-test", "app.kubernetes.io/component": "smoke"})
+	for _, r := range rules {
+		assert.Equal(t, []any{map[string]any{"port": float64(8080), "protocol": "TCP"}}, r["ports"])
+	}
+
+	metrics := byObjectName(t, inv, kubetest.NetworkPolicy, "oms-test-runtime-metrics")
+	rule := kubetest.List(t, metrics, "spec.ingress")
+	require.Len(t, rule, 1)
+	assert.Equal(t, []any{map[string]any{"podSelector": map[string]any{}}}, rule[0]["from"], "any pod of the namespace may scrape")
+	assert.Equal(t, []any{map[string]any{"port": float64(8080), "protocol": "TCP"}}, rule[0]["ports"])
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*omsruntime.Args)
+		want   string
+	}{
+		{"one web pod", func(a *omsruntime.Args) { a.Web.MinReplicas = 1 }, "Web.MinReplicas is 1"},
+		{"fewer web pods than zones", func(a *omsruntime.Args) { a.Web.MinReplicas = 2 }, "one web pod per zone"},
+		{"bad color", func(a *omsruntime.Args) { a.ActiveColor = "red" }, `ActiveColor "red"`},
+		{"bad color image key", func(a *omsruntime.Args) { a.ColorImages = map[string]string{"red": candidate} }, `ColorImages: key "red"`},
+		{"unpinned in production", func(a *omsruntime.Args) { a.Image = "europe-docker.pkg.dev/p/oms/oms:1.4.2" }, "not pinned by digest"},
+		{"unpinned color image", func(a *omsruntime.Args) { a.ColorImages = map[string]string{"green": "oms:1.5.0"} }, "ColorImages[green]"},
+		{"latest", func(a *omsruntime.Args) { a.Production = false; a.Image = "oms:latest" }, "not pinned"},
+		{"no image", func(a *omsruntime.Args) { a.Image = "" }, "Image is required"},
+		{"grace below drain", func(a *omsruntime.Args) { a.GracePeriodSeconds = 20 }, "GracePeriodSeconds 20 is below"},
+		{"no project", func(a *omsruntime.Args) { a.Project = "" }, "Project is required"},
+		{"long name", func(a *omsruntime.Args) { a.Name = "oms-production-europe-west" }, "Name"},
+		{"max below min", func(a *omsruntime.Args) { a.Web.MaxReplicas = 2 }, "Web.MaxReplicas 2 is below"},
+		{"idle zero", func(a *omsruntime.Args) { a.IdleReplicas = -1 }, "IdleReplicas is -1"},
+		{"cpu limit", func(a *omsruntime.Args) { a.Web.Resources = omsruntime.Resources{CPU: "2", CPULimit: "1"} }, "Web.Resources.CPULimit 1 is below"},
+		{"color label", func(a *omsruntime.Args) { a.Labels = map[string]string{"omscloud.io/color": "x"} }, "omscloud.io/color"},
+		{"bad cidr", func(a *omsruntime.Args) { a.Ingress.LoadBalancerCIDRs = []string{"35.191.0.0"} }, "LoadBalancerCIDRs[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := prodArgs()
+			tc.mutate(&args)
+			_, err := tryEvaluate(args)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Contains(t, err.Error(), "omsruntime:")
+		})
+	}
+	t.Run("missing wiring", func(t *testing.T) {
+		args := prodArgs()
+		err := args.Validate()
+		require.Error(t, err)
+		for _, want := range []string{"Database.Host", "Database.Instance", "Redis.SentinelAddress", "AMQPURL"} {
+			assert.Contains(t, err.Error(), want)
+		}
+	})
+	t.Run("sandbox defaults", func(t *testing.T) {
+		args := prodArgs()
+		args.Production = false
+		args.Image = "europe-docker.pkg.dev/p/oms/oms:1.4.2"
+		res := evaluate(t, args)
+		idle := byObjectName(t, res.inv, hpa, "oms-test-web-green")
+		assert.Equal(t, float64(1), mustNumber(t, idle, "spec.maxReplicas"))
+		active := byObjectName(t, res.inv, hpa, "oms-test-web-blue")
+		assert.Equal(t, float64(2), mustNumber(t, active, "spec.minReplicas"))
+		assert.Equal(t, "1.4.2", kubetest.Map(t, find(t, res.inv, deployment, "rt-web-blue"), "spec.template.metadata.labels")["app.kubernetes.io/version"])
+	})
+}
+
+func TestVersionLabel(t *testing.T) {
+	assert.Equal(t, "sha256-4f2b8c1d9e7a", omsruntime.Version(release))
+	assert.Equal(t, "1.4.2", omsruntime.Version("europe-docker.pkg.dev/p/oms/oms:1.4.2@sha256:4f2b8c1d9e7a6b5c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c"))
+	assert.Equal(t, "1.4.2", omsruntime.Version("localhost:5000/oms:1.4.2"))
+	assert.Equal(t, "unversioned", omsruntime.Version("localhost:5000/oms"))
+}

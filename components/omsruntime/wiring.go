@@ -1,0 +1,80 @@
+package omsruntime
+
+import (
+	"maps"
+
+	"github.com/omscloud/omscloud/components/internal/kube"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Keys of the runtime's Secret, named as the runtime's environment variables.
+const (
+	EnvDatabaseURL   = "OMS_DATABASE_URL"
+	EnvAdminToken    = "OMS_ADMIN_TOKEN"
+	EnvAMQPURL       = "OMS_AMQP_URL"
+	EnvRedisPassword = "OMS_REDIS_PASSWORD"
+)
+
+// uid is the non-root user of the runtime's (distroless nonroot) image; the pods also run the smoke image as it.
+const uid = 65532
+
+// Wiring is what every pod running the oms image needs: the Workload Identity service account, the non-secret
+// environment from the ConfigMap, secrets by key from the Secret, the restricted security context, a writable /tmp
+// and the node pool. The web and worker Deployments and the migrate Job use it; the backup CronJobs and the DR
+// restore Job reuse it (Runtime.Wiring) so they reach the same database with the same identity.
+type Wiring struct {
+	Namespace      string
+	ServiceAccount pulumi.StringOutput
+	ConfigMap      pulumi.StringOutput
+	Secret         pulumi.StringOutput
+	NodeSelector   map[string]string
+	// GracePeriodSeconds is the pods' terminationGracePeriodSeconds.
+	GracePeriodSeconds int
+}
+
+// Container runs `oms <args...>` from image with the ConfigMap's environment and exactly the Secret keys listed
+// (each through a secretKeyRef, so no value appears in the pod spec).
+func (w Wiring) Container(name, image string, args []string, secretKeys []string, res Resources) corev1.ContainerArgs {
+	env := corev1.EnvVarArray{}
+	for _, k := range secretKeys {
+		env = append(env, kube.SecretEnv(k, w.Secret, k))
+	}
+	return corev1.ContainerArgs{
+		Name:            pulumi.String(name),
+		Image:           pulumi.String(image),
+		ImagePullPolicy: pulumi.String("IfNotPresent"),
+		Args:            pulumi.ToStringArray(args),
+		EnvFrom: corev1.EnvFromSourceArray{corev1.EnvFromSourceArgs{
+			ConfigMapRef: corev1.ConfigMapEnvSourceArgs{Name: w.ConfigMap},
+		}},
+		Env:             env,
+		Resources:       res.args(),
+		SecurityContext: kube.ContainerSecurityContext(uid),
+		VolumeMounts: corev1.VolumeMountArray{corev1.VolumeMountArgs{
+			Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp"),
+		}},
+	}
+}
+
+// PodSpec runs containers under the runtime's service account with the restricted pod security context on the
+// runtime's node pool. restartPolicy is "Always" for Deployments and "Never" for Jobs.
+func (w Wiring) PodSpec(restartPolicy string, containers ...corev1.ContainerInput) corev1.PodSpecArgs {
+	return corev1.PodSpecArgs{
+		ServiceAccountName:            w.ServiceAccount,
+		AutomountServiceAccountToken:  pulumi.Bool(false),
+		SecurityContext:               kube.PodSecurityContext(uid),
+		NodeSelector:                  pulumi.ToStringMap(maps.Clone(w.NodeSelector)),
+		TerminationGracePeriodSeconds: pulumi.Int(w.GracePeriodSeconds),
+		RestartPolicy:                 pulumi.String(restartPolicy),
+		Containers:                    corev1.ContainerArray(containers),
+		Volumes:                       corev1.VolumeArray{kube.EmptyDir("tmp", "256Mi", false)},
+	}
+}
+
+func (r Resources) args() corev1.ResourceRequirementsArgs {
+	return corev1.ResourceRequirementsArgs{
+		Requests: pulumi.StringMap{"cpu": pulumi.String(r.CPU), "memory": pulumi.String(r.Memory)},
+		Limits:   pulumi.StringMap{"cpu": pulumi.String(r.CPULimit), "memory": pulumi.String(r.MemoryLimit)},
+	}
+}

@@ -1,0 +1,268 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/omscloud/omscloud/components/environment"
+	"github.com/omscloud/omscloud/components/omsruntime"
+	"github.com/omscloud/omscloud/regions"
+	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// DR spin-up: stack "<primary>-dr" declares the primary's full environment in the primary's DR region, sized like
+// production, from the primary's config (its Pulumi.<primary>.yaml) and its last state (read through a
+// StackReference: backup bucket, accounts, release, reserved DR address). Nothing of it exists until DR is
+// declared; `omsctl dr activate` creates it.
+
+// DRSuffix turns a primary stack's name into its DR stack's name.
+const DRSuffix = "-dr"
+
+// DRNamespace holds the DR stack's own settings. They live outside the omscloud namespace so that the DR stack's
+// omscloud config stays exactly the primary's.
+const DRNamespace = "omscloud-dr"
+
+// DR settings (DRNamespace:<key>).
+const (
+	// DRKeyRestore set to "true" declares the restore Job (omsctl dr activate sets it in a second `up`, so that the
+	// timeline tells provisioning and restoring apart).
+	DRKeyRestore = "restore"
+	// DRKeyPrimaryRef overrides the fully qualified name of the primary stack (default organization/omscloud/<primary>,
+	// the name on a self-managed backend).
+	DRKeyPrimaryRef = "primaryStackRef"
+)
+
+// Outputs of the primary stack the DR spin-up reads.
+const (
+	OutputBackupBucket = "backupBucket"
+	OutputAccounts     = "accounts"
+	OutputRuntimeImage = "runtimeImage"
+	OutputDRAddress    = "drAddress"
+)
+
+// DRStackName is the name of a primary stack's DR stack.
+func DRStackName(primary string) string { return primary + DRSuffix }
+
+// PrimaryRef is the fully qualified name of a primary stack on a self-managed (file, gs://) backend.
+func PrimaryRef(primary string) string {
+	if strings.Contains(primary, "/") {
+		return primary
+	}
+	return "organization/" + Project + "/" + primary
+}
+
+// PrimaryOutputs is what the DR environment takes from the primary's last state.
+type PrimaryOutputs struct {
+	// BackupBucket holds the backups the restore Job reads (outside the primary region, in the jurisdiction).
+	BackupBucket string
+	// Accounts are the accounts the primary hosted at its last update.
+	Accounts []string
+	// RuntimeImage is the release (image by digest) the primary ran; empty when the primary does not export it yet.
+	RuntimeImage string
+	// DRAddress is the reserved DR IP address customers whitelist; empty for stacks without one.
+	DRAddress string
+}
+
+// DRConfigFor turns a primary's validated config into its DR environment's: the same sizes, accounts, release and
+// settings in the DR site — region, zones (as many as the primary uses) and Cloud SQL backup location — with DR
+// disabled (a DR environment has no DR of its own) and every name prefixed "<prefix>-dr". The primary's config is
+// not modified.
+func DRConfigFor(primary *Config) (*Config, error) {
+	if primary == nil {
+		return nil, errors.New("DR config: no primary config")
+	}
+	if primary.Environment != Production || !primary.DR.Enabled {
+		return nil, fmt.Errorf("stack %s has no cold DR site (environment %s, dr.enabled %t): only production stacks with DR enabled can be recovered",
+			primary.Stack, primary.Environment, primary.DR.Enabled)
+	}
+	site := primary.Region.DR
+	if primary.DR.GCPRegion != site.GCPRegion {
+		return nil, fmt.Errorf("stack %s: omscloud:dr.region %q overrides the catalog's DR region %s, but the catalog has no zones for it: add the site to regions/ first",
+			primary.Stack, primary.DR.GCPRegion, site.GCPRegion)
+	}
+	if len(site.Zones) < 2 {
+		return nil, fmt.Errorf("DR site %s of region %s lists %d zone(s): the catalog must give at least 2", site.GCPRegion, primary.RegionID, len(site.Zones))
+	}
+
+	dr := *primary
+	dr.Stack = DRStackName(primary.Stack)
+	// NamePrefix derives every physical name from RegionID: "oms-prod-eu" becomes "oms-prod-eu-dr" (≤ 20
+	// characters for every catalog region), so no DR name can collide with a primary name in the same project.
+	dr.RegionID = primary.RegionID + DRSuffix
+	dr.Region = primary.Region
+	dr.Region.Primary = regions.Site{GCPRegion: site.GCPRegion, Zones: slices.Clone(site.Zones)}
+	dr.Region.DR = regions.Site{}
+	dr.Zones = slices.Clone(site.Zones[:min(len(primary.Zones), len(site.Zones))])
+	dr.DR = DRConfig{}
+	dr.Accounts = slices.Clone(primary.Accounts)
+	dr.Database.RetiredAccounts = slices.Clone(primary.Database.RetiredAccounts)
+	// Backups of the DR database must not land in the region that was lost.
+	if dr.Database.BackupLocation == primary.Region.Primary.GCPRegion {
+		dr.Database.BackupLocation = site.GCPRegion
+	}
+	dr.Edge.Hostnames = slices.Clone(primary.Edge.Hostnames)
+	dr.GKE.MasterAuthorizedNetworks = slices.Clone(primary.GKE.MasterAuthorizedNetworks)
+	dr.Maintenance.Days = slices.Clone(primary.Maintenance.Days)
+	dr.Labels = maps.Clone(primary.Labels)
+	if dr.Labels == nil {
+		dr.Labels = map[string]string{}
+	}
+	dr.Labels["dr-of"] = labelUnsafe.ReplaceAllString(strings.ToLower(primary.Stack), "-")
+	if n := len(dr.NamePrefix()); n > 20 {
+		return nil, fmt.Errorf("DR name prefix %q is %d characters: at most 20 fit every GCP name; shorten the tenant name", dr.NamePrefix(), n)
+	}
+	return &dr, nil
+}
+
+// applyPrimaryOutputs takes the accounts and release from the primary's last state: they are what customers were
+// using when the region was lost, even if the stack file has moved on since.
+func applyPrimaryOutputs(cfg *Config, out PrimaryOutputs) {
+	if len(out.Accounts) > 0 {
+		cfg.Accounts = slices.Clone(out.Accounts)
+	}
+	if out.RuntimeImage != "" {
+		cfg.Runtime.Image = out.RuntimeImage
+	}
+}
+
+// RestoreArgs is the restore command the DR restore Job runs.
+func RestoreArgs(bucket string) []string {
+	return []string{"restore", "--from", "gs://" + bucket, "--latest"}
+}
+
+// DRProgram is the program of stack "<primaryStack>-dr". Its omscloud config is the primary's; primaryStack is the
+// primary's short name (or a fully qualified one).
+func DRProgram(primaryStack string) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error {
+		values, secretKeys := ConfigFromContext(ctx)
+		primaryCfg, err := ParseConfig(primaryStack, values, secretKeys)
+		if err != nil {
+			return fmt.Errorf("DR of %s: the primary's config: %w", primaryStack, err)
+		}
+		cfg, err := DRConfigFor(primaryCfg)
+		if err != nil {
+			return err
+		}
+		ref, _ := ctx.GetConfig(DRNamespace + ":" + DRKeyPrimaryRef)
+		if ref == "" {
+			ref = PrimaryRef(primaryStack)
+		}
+		primary, err := pulumi.NewStackReference(ctx, "primary", &pulumi.StackReferenceArgs{Name: pulumi.String(ref)})
+		if err != nil {
+			return fmt.Errorf("DR of %s: reference the primary stack %s: %w", primaryStack, ref, err)
+		}
+		out, err := readPrimaryOutputs(primary, ref)
+		if err != nil {
+			return err
+		}
+		applyPrimaryOutputs(cfg, out)
+
+		// Interim until Deploy returns the environment: capture the environment component as it registers, so the
+		// restore Job can wait for all of it (database, cluster, namespace, data tier).
+		var env *environment.Environment
+		if err := ctx.RegisterStackTransformation(func(a *pulumi.ResourceTransformationArgs) *pulumi.ResourceTransformationResult {
+			if e, ok := a.Resource.(*environment.Environment); ok {
+				env = e
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := Deploy(ctx, cfg); err != nil {
+			return err
+		}
+
+		ctx.Export("primaryStack", pulumi.String(ref))
+		ctx.Export(OutputBackupBucket, pulumi.String(out.BackupBucket))
+		ctx.Export(OutputDRAddress, pulumi.String(out.DRAddress))
+		ctx.Export(OutputRuntimeImage, pulumi.String(cfg.Runtime.Image))
+		ctx.Export("domain", pulumi.String(cfg.Edge.Domain))
+		v, _ := ctx.GetConfig(DRNamespace + ":" + DRKeyRestore)
+		restore := v == "true"
+		ctx.Export("restore", pulumi.Bool(restore))
+		if !restore {
+			return nil
+		}
+		if env == nil || env.Runtime == nil {
+			return errors.New("DR program: stacks.Deploy declared no omscloud:environment:Environment with a runtime; the restore Job runs as the runtime")
+		}
+		job, err := restoreJob(ctx, cfg, out, env)
+		if err != nil {
+			return err
+		}
+		ctx.Export("restoreJob", job.Metadata.Name().Elem())
+		return nil
+	}
+}
+
+func readPrimaryOutputs(ref *pulumi.StackReference, name string) (PrimaryOutputs, error) {
+	get := func(key string) (any, error) {
+		d, err := ref.GetOutputDetails(key)
+		if err != nil {
+			return nil, fmt.Errorf("DR: read output %s of the primary stack %s: %w", key, name, err)
+		}
+		if d.Value != nil {
+			return d.Value, nil
+		}
+		return d.SecretValue, nil
+	}
+	var out PrimaryOutputs
+	v, err := get(OutputBackupBucket)
+	if err != nil {
+		return out, err
+	}
+	bucket, _ := v.(string)
+	if bucket == "" {
+		return out, fmt.Errorf("the primary stack %s exports no %s: there is nothing to restore from. Check that the primary was deployed with the backup component (pulumi up on %s) and that --backend points at its state",
+			name, OutputBackupBucket, name)
+	}
+	out.BackupBucket = bucket
+	if v, err = get(OutputAccounts); err != nil {
+		return out, err
+	}
+	if list, ok := v.([]any); ok {
+		for _, a := range list {
+			if s, ok := a.(string); ok {
+				out.Accounts = append(out.Accounts, s)
+			}
+		}
+	}
+	if v, err = get(OutputRuntimeImage); err != nil {
+		return out, err
+	}
+	out.RuntimeImage, _ = v.(string)
+	if v, err = get(OutputDRAddress); err != nil {
+		return out, err
+	}
+	out.DRAddress, _ = v.(string)
+	return out, nil
+}
+
+// restoreJob runs `oms restore --from gs://<bucket> --latest` once the whole DR environment is up, with the runtime's
+// identity, environment and database credentials (omsruntime.Wiring), under the restricted Pod Security level.
+func restoreJob(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment) (*batchv1.Job, error) {
+	name := cfg.NamePrefix() + "-restore"
+	w := env.Runtime.Wiring
+	labels := omsruntime.ClientSelector(cfg.NamePrefix())
+	labels["app.kubernetes.io/component"] = "restore"
+	container := w.Container("restore", cfg.Runtime.Image, RestoreArgs(out.BackupBucket), []string{omsruntime.EnvDatabaseURL},
+		omsruntime.Resources{CPU: "500m", Memory: "1Gi", CPULimit: "2", MemoryLimit: "2Gi"})
+	return batchv1.NewJob(ctx, name, &batchv1.JobArgs{
+		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(w.Namespace), Labels: pulumi.ToStringMap(labels)},
+		Spec: batchv1.JobSpecArgs{
+			BackoffLimit:            pulumi.Int(2),
+			ActiveDeadlineSeconds:   pulumi.Int(3 * 3600),
+			TtlSecondsAfterFinished: pulumi.Int(7 * 24 * 3600),
+			Template: corev1.PodTemplateSpecArgs{
+				Metadata: metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
+				Spec:     w.PodSpec("Never", container),
+			},
+		},
+	}, pulumi.Provider(env.Cluster.Provider), pulumi.DependsOn([]pulumi.Resource{env}))
+}

@@ -1,0 +1,206 @@
+package stacks
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/omscloud/omscloud/inventory"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func loadConfig(t *testing.T, stack string) *Config {
+	t.Helper()
+	dir, err := FindProjectDir(".")
+	require.NoError(t, err)
+	sf, err := LoadStackFile(dir, stack)
+	require.NoError(t, err)
+	cfg, err := sf.Config()
+	require.NoError(t, err)
+	return cfg
+}
+
+func TestDRConfigMovesEveryShippedProductionStackToItsDRSite(t *testing.T) {
+	for _, stack := range shippedStacks(t) {
+		primary := loadConfig(t, stack)
+		if !primary.DR.Enabled {
+			continue
+		}
+		t.Run(stack, func(t *testing.T) {
+			before := *primary
+			beforeZones, beforeLabels := slices.Clone(primary.Zones), len(primary.Labels)
+
+			dr, err := DRConfigFor(primary)
+			require.NoError(t, err)
+
+			site := primary.Region.DR
+			assert.Equal(t, stack+"-dr", dr.Stack)
+			assert.Equal(t, site.GCPRegion, dr.Region.Primary.GCPRegion, "the DR environment runs in the DR region")
+			assert.Len(t, dr.Zones, len(primary.Zones), "as many zones as the primary")
+			for _, z := range dr.Zones {
+				assert.Contains(t, site.Zones, z)
+			}
+			assert.False(t, dr.DR.Enabled, "a DR environment has no DR site of its own")
+			assert.Empty(t, dr.DR.GCPRegion)
+			assert.Equal(t, primary.NamePrefix()+"-dr", dr.NamePrefix())
+			assert.LessOrEqual(t, len(dr.NamePrefix()), 20)
+			assert.Equal(t, stack, dr.Labels["dr-of"])
+			assert.NotEqual(t, primary.Region.Primary.GCPRegion, dr.Database.BackupLocation, "DR backups avoid the lost region")
+
+			// Sized like production, same accounts, release and protection.
+			assert.Equal(t, primary.Sizing, dr.Sizing)
+			assert.Equal(t, primary.Accounts, dr.Accounts)
+			assert.Equal(t, primary.Runtime.Image, dr.Runtime.Image)
+			assert.Equal(t, primary.Database.Availability, dr.Database.Availability)
+			assert.True(t, dr.DeletionProtection)
+			assert.Equal(t, primary.Edge.Domain, dr.Edge.Domain)
+
+			// The primary's config is untouched.
+			assert.Equal(t, before.Region, primary.Region)
+			assert.Equal(t, beforeZones, primary.Zones)
+			assert.Len(t, primary.Labels, beforeLabels)
+			assert.Equal(t, before.RegionID, primary.RegionID)
+			assert.True(t, primary.DR.Enabled)
+		})
+	}
+}
+
+func TestDRConfigRefusesStacksWithoutDR(t *testing.T) {
+	sandbox := loadConfig(t, "sandbox")
+	_, err := DRConfigFor(sandbox)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no cold DR site")
+
+	prod := loadConfig(t, "prod-eu")
+	prod.DR.GCPRegion = "europe-west3"
+	_, err = DRConfigFor(prod)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "omscloud:dr.region")
+	assert.Contains(t, err.Error(), "regions/")
+
+	_, err = DRConfigFor(nil)
+	assert.Error(t, err)
+}
+
+func TestDRConfigKeepsSingleRegionBackupsOutOfTheLostRegion(t *testing.T) {
+	prod := loadConfig(t, "prod-eu")
+	prod.Database.BackupLocation = prod.Region.Primary.GCPRegion
+	dr, err := DRConfigFor(prod)
+	require.NoError(t, err)
+	assert.Equal(t, prod.Region.DR.GCPRegion, dr.Database.BackupLocation)
+}
+
+// drMocks answers the primary's StackReference with the outputs a deployed primary has.
+type drMocks struct {
+	*inventory.Mocks
+	outputs resource.PropertyMap
+}
+
+func (m drMocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	if args.TypeToken == "pulumi:pulumi:StackReference" {
+		return args.Name, resource.PropertyMap{
+			"name":              args.Inputs["name"],
+			"outputs":           resource.NewObjectProperty(m.outputs),
+			"secretOutputNames": resource.NewArrayProperty(nil),
+		}, nil
+	}
+	return m.Mocks.NewResource(args)
+}
+
+var gcpLocation = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+(-[a-z])?$`)
+
+// locations collects every value that names a GCP region or zone, at any depth.
+func locations(v any) []string {
+	switch x := v.(type) {
+	case string:
+		if gcpLocation.MatchString(x) {
+			return []string{x}
+		}
+	case map[string]any:
+		var out []string
+		for _, e := range x {
+			out = append(out, locations(e)...)
+		}
+		return out
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, locations(e)...)
+		}
+		return out
+	}
+	return nil
+}
+
+func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
+	dir, err := FindProjectDir(".")
+	require.NoError(t, err)
+	sf, err := LoadStackFile(dir, "prod-eu")
+	require.NoError(t, err)
+	primary, err := sf.Config()
+	require.NoError(t, err)
+
+	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: resource.PropertyMap{
+		OutputBackupBucket: resource.NewProperty("oms-prod-eu-backups"),
+		OutputAccounts:     resource.NewProperty([]resource.PropertyValue{resource.NewProperty("tailspin"), resource.NewProperty("adventureworks"), resource.NewProperty("litware")}),
+		OutputDRAddress:    resource.NewProperty("203.0.113.99"),
+	}}
+	values := map[string]string{DRNamespace + ":" + DRKeyRestore: "true"}
+	for k, v := range sf.Values {
+		values[k] = v
+	}
+	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = values, sf.SecretKeys }
+	require.NoError(t, pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig))
+	inv := inventory.New("prod-eu-dr", mocks.Resources())
+	require.NotEmpty(t, inv.Resources)
+
+	drSite := primary.Region.DR
+	for _, r := range inv.Resources {
+		for _, loc := range locations(r.Inputs) {
+			ok := loc == drSite.GCPRegion || slices.Contains(drSite.Zones, loc)
+			assert.True(t, ok, "%s %s names %s, outside the DR site %s", r.Type, r.Name, loc, drSite.GCPRegion)
+		}
+		if !strings.HasPrefix(r.Type, "pulumi:providers:") {
+			assert.True(t, strings.HasPrefix(r.Name, "oms-prod-eu-dr"), "%s is named under the DR prefix", r.Name)
+		}
+	}
+
+	// The accounts come from the primary's state (litware was added after the stack file was read).
+	var accounts []string
+	for _, db := range inv.OfType("gcp:sql/database:Database") {
+		if a, ok := strings.CutPrefix(db.String("name"), "acct_"); ok {
+			accounts = append(accounts, a)
+		}
+	}
+	assert.ElementsMatch(t, []string{"tailspin", "adventureworks", "litware"}, accounts)
+
+	jobs := inv.OfType("kubernetes:batch/v1:Job")
+	var restore *inventory.Resource
+	for i, j := range jobs {
+		if strings.HasSuffix(j.Name, "-restore") {
+			restore = &jobs[i]
+		}
+	}
+	require.NotNil(t, restore, "the restore Job is declared")
+	assert.Equal(t, []string{"restore", "--from", "gs://oms-prod-eu-backups", "--latest"}, restore.Strings("spec.template.spec.containers[0].args"))
+	assert.True(t, restore.Bool("spec.template.spec.securityContext.runAsNonRoot"))
+}
+
+func TestDRProgramNeedsTheBackupBucket(t *testing.T) {
+	dir, err := FindProjectDir(".")
+	require.NoError(t, err)
+	sf, err := LoadStackFile(dir, "prod-eu")
+	require.NoError(t, err)
+	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: resource.PropertyMap{}}
+	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = sf.Values, sf.SecretKeys }
+	err = pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "exports no backupBucket")
+	for _, r := range mocks.Resources() {
+		assert.False(t, strings.HasPrefix(r.Type, "gcp:"), "nothing is declared without a backup to restore: %s", r.Name)
+	}
+}
