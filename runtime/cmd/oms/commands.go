@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	oms "github.com/omscloud/omscloud/runtime"
+	omshttp "github.com/omscloud/omscloud/runtime/http"
+	"github.com/omscloud/omscloud/runtime/metrics"
+	"github.com/omscloud/omscloud/runtime/postgres"
+	"github.com/omscloud/omscloud/runtime/rabbitmq"
+	"github.com/omscloud/omscloud/runtime/worker"
+)
+
+func openRegistry(ctx context.Context, cfg *config, log *slog.Logger, cache oms.Cache) (*postgres.Registry, error) {
+	log.Info("connecting to postgres", "url", redactURL(cfg.DatabaseURL))
+	reg, err := postgres.Open(ctx, postgres.Options{URL: cfg.DatabaseURL, NamePrefix: cfg.AccountDBPrefix,
+		MaxConnsPerAccount: int32(cfg.MaxConns), Cache: cache, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// openMigratedRegistry is openRegistry for serve and worker, which never migrate by themselves.
+func openMigratedRegistry(ctx context.Context, cfg *config, log *slog.Logger, cache oms.Cache) (*postgres.Registry, error) {
+	reg, err := openRegistry(ctx, cfg, log, cache)
+	if err != nil {
+		return nil, err
+	}
+	if err := reg.CheckMigrated(ctx); err != nil {
+		reg.Close()
+		return nil, err
+	}
+	return reg, nil
+}
+
+func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
+	cache, cacheCheck, closeCache, err := openCache(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeCache()
+	reg, err := openMigratedRegistry(ctx, cfg, log, cache)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	checks := map[string]func(context.Context) error{"postgres": reg.Ping}
+	if cacheCheck != nil {
+		checks["redis"] = cacheCheck
+	}
+	m := metrics.New()
+	cache.register(m.Registry)
+	h := omshttp.New(omshttp.Options{Accounts: reg, AdminToken: cfg.AdminToken, Metrics: m,
+		Checks: checks, Logger: log})
+	return listenAndServe(ctx, cfg, log, h, nil, nil)
+}
+
+func work(ctx context.Context, cfg *config, log *slog.Logger) error {
+	cache, cacheCheck, closeCache, err := openCache(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeCache()
+	reg, err := openMigratedRegistry(ctx, cfg, log, cache)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	m := metrics.New()
+	cache.register(m.Registry)
+	checks := map[string]func(context.Context) error{"postgres": reg.Ping}
+	if cacheCheck != nil {
+		checks["redis"] = cacheCheck
+	}
+	proc := &worker.Processor{Accounts: reg, Metrics: m, Logger: log}
+	var publisher oms.Publisher
+	var broker *rabbitmq.Broker
+	if cfg.AMQPURL != "" {
+		broker, err = rabbitmq.Dial(ctx, rabbitmq.Options{URL: cfg.AMQPURL, Logger: log})
+		if err != nil {
+			return fmt.Errorf("connect to rabbitmq: %w", err)
+		}
+		defer broker.Close()
+		checks["rabbitmq"] = broker.Ping
+		publisher = &worker.AMQPPublisher{Broker: broker}
+	} else {
+		log.Info("no --amqp-url: consuming the outbox straight from postgres")
+		publisher = &worker.Local{Processor: proc}
+	}
+	h := omshttp.New(omshttp.Options{Metrics: m, Checks: checks, Logger: log})
+	return listenAndServe(ctx, cfg, log, h, nil, func(ctx context.Context) error {
+		return runWorker(ctx, log, reg, m, publisher, broker, proc, cfg.Concurrency)
+	})
+}
+
+// runWorker runs the relay and, with a broker, the consumers until ctx is done.
+func runWorker(ctx context.Context, log *slog.Logger, reg oms.AccountService, m *metrics.Metrics, publisher oms.Publisher,
+	broker *rabbitmq.Broker, proc *worker.Processor, concurrency int) error {
+	if broker != nil {
+		// Declare before the relay publishes, so no event routes to nowhere.
+		if err := broker.DeclareQueue(ctx, worker.Queue, worker.ConsumedTypes); err != nil {
+			return fmt.Errorf("declare worker queue: %w", err)
+		}
+	}
+	relay := worker.NewRelay(worker.RelayOptions{Accounts: reg, Publisher: publisher, Metrics: m, Logger: log})
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() { errc <- relay.Run(ctx) })
+	if broker != nil {
+		wg.Go(func() {
+			errc <- worker.Consume(ctx, worker.ConsumeOptions{Broker: broker, Processor: proc, Concurrency: concurrency,
+				Metrics: m, Logger: log})
+		})
+	}
+	log.Info("worker started", "broker", broker != nil)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listenAndServe serves h until ctx is done, running background work beside
+// it. On cancellation (SIGTERM) it reports not-ready, waits the drain delay,
+// stops accepting, and waits for in-flight requests and background work for
+// at most the shutdown grace.
+func listenAndServe(ctx context.Context, cfg *config, log *slog.Logger, h *omshttp.Server, onListen func(addr string),
+	background func(context.Context) error) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second}
+	log.Info("listening", "addr", ln.Addr().String())
+	if onListen != nil {
+		onListen(ln.Addr().String())
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	// Background work gets its own context: it stops after the listener, so
+	// requests still in flight have their events relayed.
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBg()
+	bgErr := make(chan error, 1)
+	if background != nil {
+		go func() { bgErr <- background(bgCtx) }()
+	}
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case err := <-bgErr:
+		if err == nil {
+			err = errors.New("background work stopped")
+		}
+		return err
+	case <-ctx.Done():
+	}
+	begin := time.Now()
+	log.Info("shutting down: draining", "drain_delay", cfg.DrainDelay, "grace", cfg.ShutdownGrace)
+	h.Drain()
+	select {
+	case <-time.After(cfg.DrainDelay):
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), max(cfg.ShutdownGrace-time.Since(begin), time.Second))
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown: requests still in flight at the end of the grace period", "err", err)
+	}
+	stopBg()
+	if background != nil {
+		select {
+		case err := <-bgErr:
+			if err != nil {
+				log.Error("background work failed during shutdown", "err", err)
+			}
+		case <-sctx.Done():
+			log.Error("shutdown: background work did not stop within the grace period")
+		}
+	}
+	log.Info("stopped", "elapsed", time.Since(begin).Round(time.Millisecond))
+	return nil
+}
+
+func migrateAll(ctx context.Context, cfg *config, log *slog.Logger) error {
+	reg, err := openRegistry(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	if err := reg.Migrate(ctx); err != nil {
+		return err
+	}
+	log.Info("migrated")
+	return nil
+}
+
+func createAccount(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
+	reg, err := openRegistry(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	if err := reg.Migrate(ctx); err != nil {
+		return err
+	}
+	key, err := reg.CreateAccount(ctx, &oms.Account{ID: cfg.AccountID, Name: cfg.AccountName})
+	if err != nil {
+		return err
+	}
+	// The key goes to stdout only, once: it is stored hashed and never logged.
+	return json.NewEncoder(stdout).Encode(map[string]string{"id": cfg.AccountID, "apiKey": key})
+}

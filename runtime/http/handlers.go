@@ -1,0 +1,202 @@
+package http
+
+import (
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	oms "github.com/omscloud/omscloud/runtime"
+)
+
+func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	a := &oms.Account{ID: req.ID, Name: req.Name}
+	key, err := s.opts.Accounts.CreateAccount(r.Context(), a)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": a.ID, "apiKey": key})
+}
+
+func (s *Server) putLocation(w http.ResponseWriter, r *http.Request) {
+	// The ref comes from the path, so the body may not carry one: decode into
+	// a view of the location without it.
+	var l oms.Location
+	if err := s.decode(w, r, &struct {
+		Name *string   `json:"name"`
+		Type *string   `json:"type"`
+		Lat  **float64 `json:"lat"`
+		Lon  **float64 `json:"lon"`
+	}{&l.Name, &l.Type, &l.Lat, &l.Lon}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	l.Ref = chi.URLParam(r, "ref")
+	created, err := storeOf(r).PutLocation(r.Context(), &l)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, l)
+}
+
+func (s *Server) loadInventory(w http.ResponseWriter, r *http.Request) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var lr oms.LineReader
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBatchBytes)
+	switch {
+	case err != nil:
+		s.fail(w, r, oms.Errorf(oms.EUNSUPPORTED, "Content-Type", "required: text/csv or application/x-ndjson"))
+		return
+	case mt == "text/csv":
+		lr = oms.NewCSVReader(body)
+	case mt == "application/x-ndjson" || mt == "application/ndjson":
+		lr = oms.NewNDJSONReader(body)
+	default:
+		s.fail(w, r, oms.Errorf(oms.EUNSUPPORTED, "Content-Type", "%q not supported: use text/csv or application/x-ndjson", mt))
+		return
+	}
+	res, err := storeOf(r).LoadInventory(r.Context(), lr)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) stock(w http.ResponseWriter, r *http.Request) {
+	lv, err := storeOf(r).Stock(r.Context(), chi.URLParam(r, "location"), chi.URLParam(r, "sku"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, lv)
+}
+
+func (s *Server) availability(w http.ResponseWriter, r *http.Request) {
+	var req oms.AvailabilityRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b, err := storeOf(r).AvailabilityJSON(r.Context(), &req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) {
+	var req oms.OrderRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	o, replayed, err := storeOf(r).CreateOrder(r.Context(), r.Header.Get("Idempotency-Key"), &req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if replayed {
+		// The same response as the first time, marked as a replay.
+		w.Header().Set("Idempotent-Replayed", "true")
+	} else {
+		s.m.OrdersCreated.Inc()
+	}
+	writeJSON(w, http.StatusCreated, o)
+}
+
+func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
+	o, err := storeOf(r).Order(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+// intParam parses an optional integer query parameter; an explicit 0 becomes
+// -1 so that Validate rejects it instead of applying the default.
+func intParam(r *http.Request, name string) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, oms.Invalid(name, "must be a whole number")
+	}
+	if n == 0 && name == "limit" {
+		return -1, nil
+	}
+	return n, nil
+}
+
+func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
+	limit, err := intParam(r, "limit")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f := oms.OrderFilter{Status: r.URL.Query().Get("status"), Cursor: r.URL.Query().Get("cursor"), Limit: int(limit)}
+	page, err := storeOf(r).Orders(r.Context(), f)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > 0 {
+		var empty struct{}
+		if err := s.decode(w, r, &empty); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	o, err := storeOf(r).CancelOrder(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	after, err := intParam(r, "after")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	limit, err := intParam(r, "limit")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	events, err := storeOf(r).Events(r.Context(), oms.EventFilter{Entity: r.URL.Query().Get("entity"), After: after, Limit: int(limit)})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if events == nil {
+		events = []*oms.Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": events})
+}

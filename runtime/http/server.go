@@ -1,0 +1,269 @@
+// Package http serves the OMS API (/v1), health endpoints and metrics.
+package http
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/metrics"
+)
+
+// Options configures a Server.
+type Options struct {
+	// Accounts serves the /v1 API; nil serves only health and metrics (the worker).
+	Accounts oms.AccountService
+	// AdminToken authorizes the account endpoints; empty disables them.
+	AdminToken string
+	Metrics    *metrics.Metrics
+	// Checks are the dependencies /readyz probes, by name.
+	Checks map[string]func(context.Context) error
+	// MaxBodyBytes bounds JSON bodies (default 1 MiB); MaxBatchBytes bounds inventory batches (default 4 GiB).
+	MaxBodyBytes  int64
+	MaxBatchBytes int64
+	Logger        *slog.Logger
+}
+
+// Server is the HTTP handler of the runtime.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	m        *metrics.Metrics
+	draining atomic.Bool
+	router   chi.Router
+}
+
+// New builds the router.
+func New(opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 4 << 30
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	s := &Server{opts: opts, log: opts.Logger, m: opts.Metrics}
+	r := chi.NewRouter()
+	r.Use(s.observe)
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	r.Get("/readyz", s.readyz)
+	r.Handle("/metrics", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
+	if opts.Accounts != nil {
+		s.routeAPI(r)
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, oms.Errorf(oms.ENOTFOUND, "path", "no route %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, oms.Errorf("method_not_allowed", "method", "%s not allowed on %s", r.Method, r.URL.Path))
+	})
+	s.router = r
+	return s
+}
+
+func (s *Server) routeAPI(r chi.Router) {
+	r.Route("/v1", func(r chi.Router) {
+		r.With(s.admin).Post("/accounts", s.createAccount)
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate)
+			r.Put("/locations/{ref}", s.putLocation)
+			r.Post("/inventory/batches", s.loadInventory)
+			r.Get("/inventory/{location}/{sku}", s.stock)
+			r.Post("/availability", s.availability)
+			r.Post("/orders", s.createOrder)
+			r.Get("/orders", s.listOrders)
+			r.Get("/orders/{id}", s.getOrder)
+			r.Post("/orders/{id}/cancel", s.cancelOrder)
+			r.Get("/events", s.events)
+		})
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Drain makes /readyz answer 503 so load balancers stop sending new requests
+// while in-flight ones finish.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// statusByCode is the one table mapping error codes to HTTP statuses.
+var statusByCode = map[string]int{
+	oms.EINVALID:         http.StatusBadRequest,
+	oms.ENOTFOUND:        http.StatusNotFound,
+	oms.ECONFLICT:        http.StatusConflict,
+	oms.EUNAUTHORIZED:    http.StatusUnauthorized,
+	oms.EFORBIDDEN:       http.StatusForbidden,
+	oms.ETOOLARGE:        http.StatusRequestEntityTooLarge,
+	oms.EUNSUPPORTED:     http.StatusUnsupportedMediaType,
+	oms.EUNAVAILABLE:     http.StatusServiceUnavailable,
+	oms.EINTERNAL:        http.StatusInternalServerError,
+	"method_not_allowed": http.StatusMethodNotAllowed,
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Field   string `json:"field,omitempty"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// fail writes err as JSON; internal errors are logged and never shown.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		err = oms.Errorf(oms.ETOOLARGE, "body", "larger than %d bytes", tooLarge.Limit)
+	}
+	code := oms.ErrorCode(err)
+	status, ok := statusByCode[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if code == oms.EINTERNAL {
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	var b errorBody
+	b.Error.Code, b.Error.Field, b.Error.Message = code, oms.ErrorField(err), oms.ErrorMessage(err)
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// statusRecorder captures the status for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if route == "" {
+			route = "unmatched"
+		}
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		s.m.RequestDuration.WithLabelValues(r.Method, route, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	failed := map[string]string{}
+	for name, check := range s.opts.Checks {
+		if err := check(ctx); err != nil {
+			failed[name] = "unreachable"
+			s.log.Warn("readiness check failed", "dependency", name, "err", err)
+		}
+	}
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "failed": failed})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) admin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r)
+		if s.opts.AdminToken == "" {
+			s.fail(w, r, oms.Errorf(oms.EFORBIDDEN, "Authorization", "account endpoints are disabled: no admin token configured"))
+			return
+		}
+		if tok == "" {
+			s.fail(w, r, oms.Errorf(oms.EUNAUTHORIZED, "Authorization", "missing bearer admin token"))
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.AdminToken)) != 1 {
+			s.fail(w, r, oms.Errorf(oms.EFORBIDDEN, "Authorization", "account endpoints need the admin token"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type ctxKey struct{}
+
+type tenant struct {
+	account *oms.Account
+	store   oms.Store
+}
+
+// authenticate resolves the API key to its account and binds the request to
+// that account's store (its own database): handlers cannot reach another one.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, err := s.opts.Accounts.Authenticate(r.Context(), bearer(r))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		st, err := s.opts.Accounts.Store(r.Context(), a.ID)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &tenant{account: a, store: st})))
+	})
+}
+
+func storeOf(r *http.Request) oms.Store { return r.Context().Value(ctxKey{}).(*tenant).store }
+
+// decode reads a strict JSON body into v. The Content-Type is not checked:
+// the body must be valid JSON whatever a client labels it.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	return oms.DecodeStrict(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), v)
+}

@@ -1,0 +1,439 @@
+package localenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { os.Exit(RunTests(m)) }
+
+// procSnapshot remembers processes by PID and start time, so a reused PID is not mistaken for a survivor.
+type procSnapshot map[int]string
+
+func snapshot(pids []int) procSnapshot {
+	s := procSnapshot{}
+	for _, pid := range pids {
+		if st := procStartTime(pid); st != "" {
+			s[pid] = st
+		}
+	}
+	return s
+}
+
+// requireGone asserts that no process of the snapshot is still running (a zombie — exited, waiting to be
+// reaped by init — counts as gone).
+func requireGone(t *testing.T, s procSnapshot) {
+	t.Helper()
+	require.NotEmpty(t, s, "the snapshot must hold the started processes")
+	var running []int
+	for pid, st := range s {
+		if procStartTime(pid) == st && alive(pid) {
+			running = append(running, pid)
+		}
+	}
+	require.Empty(t, running, "processes left behind")
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestPostgresStandbyFailover(t *testing.T) {
+	RequireBinaries(t, PostgresBinaries...)
+	ctx := testCtx(t, 2*time.Minute)
+	begin := time.Now()
+	pg, err := StartPostgres(ctx, PostgresOptions{Dir: t.TempDir(), Standby: true, Settings: TestPostgresSettings, Logger: TestLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pg.Stop() })
+	t.Logf("primary + standby ready in %s", time.Since(begin).Round(time.Millisecond))
+	require.NotEqual(t, pg.PrimaryPort(), pg.StandbyPort())
+
+	primary, err := pgx.Connect(ctx, pg.PrimaryURL("postgres"))
+	require.NoError(t, err)
+	defer primary.Close(ctx)
+	_, err = primary.Exec(ctx, `CREATE TABLE orders (id int PRIMARY KEY)`)
+	require.NoError(t, err)
+	// Acknowledged writes: with the default synchronous standby none of them may be lost by the failover.
+	for i := 1; i <= 200; i++ {
+		_, err = primary.Exec(ctx, `INSERT INTO orders VALUES ($1)`, i)
+		require.NoError(t, err)
+	}
+
+	lag, err := pg.ReplicationLag(ctx)
+	require.NoError(t, err)
+	t.Logf("replication lag after 200 commits: %s", lag)
+
+	standby, err := pgx.Connect(ctx, pg.StandbyURL("postgres"))
+	require.NoError(t, err)
+	var inRecovery bool
+	var n int
+	require.NoError(t, standby.QueryRow(ctx, `SELECT pg_is_in_recovery(), (SELECT count(*) FROM orders)`).Scan(&inRecovery, &n))
+	assert.True(t, inRecovery, "the standby is in recovery")
+	assert.Equal(t, 200, n, "rows written on the primary are on the standby")
+	_, err = standby.Exec(ctx, `INSERT INTO orders VALUES (0)`)
+	require.Error(t, err, "the standby is read-only")
+	standby.Close(ctx)
+
+	primaryProcs := snapshot(pg.primary.proc.tree())
+	require.NoError(t, pg.KillPrimary())
+	requireGone(t, primaryProcs)
+
+	killed := time.Now()
+	require.NoError(t, pg.Promote(ctx))
+	promoted := time.Since(killed)
+	conn, err := pgx.Connect(ctx, pg.URL("postgres"))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `INSERT INTO orders VALUES (201)`)
+	require.NoError(t, err)
+	firstWrite := time.Since(killed)
+	t.Logf("failover: promote %s, first write through URL() %s after the kill", promoted.Round(time.Millisecond), firstWrite.Round(time.Millisecond))
+
+	_, port, _ := net.SplitHostPort(conn.PgConn().Conn().RemoteAddr().String())
+	assert.Equal(t, strconv.Itoa(pg.StandbyPort()), port, "URL() reaches the promoted standby")
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&n))
+	assert.Equal(t, 201, n, "every acknowledged row survived the failover")
+
+	all := snapshot(pg.processes())
+	require.NoError(t, pg.Stop())
+	requireGone(t, all)
+	require.NoError(t, pg.Stop(), "Stop is idempotent")
+}
+
+func TestPostgresDevClusterKeepsData(t *testing.T) {
+	RequireBinaries(t, PostgresBinaries...)
+	ctx := testCtx(t, time.Minute)
+	dir := t.TempDir()
+
+	begin := time.Now()
+	pg, err := StartPostgres(ctx, PostgresOptions{Dir: dir, Logger: TestLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pg.Stop() })
+	fresh := time.Since(begin)
+	assert.Equal(t, 0, pg.StandbyPort())
+	require.NoError(t, pg.exec(ctx, pg.URL("postgres"), `CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives a restart')`))
+	first := snapshot(pg.processes())
+	require.NoError(t, pg.Stop())
+	requireGone(t, first)
+
+	begin = time.Now()
+	again, err := StartPostgres(ctx, PostgresOptions{Dir: dir, Logger: TestLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = again.Stop() })
+	t.Logf("dev cluster: fresh start %s, reopen %s", fresh.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
+	assert.Equal(t, pg.Password(), again.Password(), "the superuser password is kept with the cluster")
+
+	conn, err := pgx.Connect(ctx, again.URL("postgres"))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var v string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v))
+	assert.Equal(t, "survives a restart", v)
+
+	// Password authentication is real on TCP: a wrong password is refused.
+	cfg, err := pgx.ParseConfig(again.URL("postgres"))
+	require.NoError(t, err)
+	cfg.Password = "wrong"
+	_, err = pgx.ConnectConfig(ctx, cfg)
+	require.Error(t, err, "a wrong password must be refused")
+
+	second := snapshot(again.processes())
+	require.NoError(t, again.Stop())
+	requireGone(t, second)
+}
+
+func TestPostgresRejectsForeignDirectory(t *testing.T) {
+	RequireBinaries(t, PostgresBinaries...)
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(dir+"/primary", 0o755))
+	require.NoError(t, os.WriteFile(dir+"/primary/somefile", []byte("x"), 0o644))
+	_, err := StartPostgres(testCtx(t, time.Minute), PostgresOptions{Dir: dir})
+	require.ErrorContains(t, err, "holds no cluster")
+	_, err = StartPostgres(testCtx(t, time.Minute), PostgresOptions{})
+	require.ErrorContains(t, err, "PostgresOptions.Dir is required")
+}
+
+func TestRedisSentinelFailover(t *testing.T) {
+	RequireBinaries(t, RedisBinaries...)
+	ctx := testCtx(t, time.Minute)
+	begin := time.Now()
+	r, err := StartRedis(ctx, RedisOptions{Dir: t.TempDir(), Password: "pw-" + randomToken(8), Logger: TestLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Stop() })
+	t.Logf("master + replica + 3 sentinels ready in %s", time.Since(begin).Round(time.Millisecond))
+	require.Len(t, r.SentinelAddrs(), 3)
+	assert.Equal(t, "oms", r.MasterName())
+
+	// Sentinels know each other and the replica before StartRedis returns.
+	for _, addr := range r.SentinelAddrs() {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+		m, err := sc.Master(ctx, "oms").Result()
+		sc.Close()
+		require.NoError(t, err)
+		assert.Equal(t, "2", m["num-other-sentinels"], addr)
+		assert.Equal(t, "1", m["num-slaves"], addr)
+		assert.Equal(t, "2", m["quorum"], addr)
+	}
+
+	fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: r.MasterName(), SentinelAddrs: r.SentinelAddrs(), Password: r.Password()})
+	defer fc.Close()
+	require.NoError(t, fc.Set(ctx, "k", "before", 0).Err())
+	require.NoError(t, fc.Do(ctx, "WAIT", 1, 5000).Err(), "replicated before the kill")
+
+	// A client without the password is refused.
+	noAuth := redis.NewClient(&redis.Options{Addr: r.MasterAddr()})
+	require.Error(t, noAuth.Get(ctx, "k").Err())
+	noAuth.Close()
+
+	old := r.MasterAddr()
+	all := snapshot(r.processes())
+	require.NoError(t, r.KillMaster())
+	killed := time.Now()
+	newMaster, err := r.WaitFailover(ctx, old)
+	require.NoError(t, err)
+	t.Logf("sentinel failover %s -> %s in %s", old, newMaster, time.Since(killed).Round(time.Millisecond))
+	assert.NotEqual(t, old, newMaster)
+	assert.Equal(t, r.servers[1].addr(), newMaster, "the replica was elected")
+	assert.Equal(t, newMaster, r.MasterAddr())
+
+	v, err := fc.Get(ctx, "k").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "before", v, "data replicated before the kill is on the new master")
+	require.NoError(t, fc.Set(ctx, "k", "after", 0).Err(), "the failover client writes to the new master")
+
+	require.NoError(t, r.Stop())
+	requireGone(t, all)
+}
+
+func TestRabbitMQQuorumMessageSurvivesRestart(t *testing.T) {
+	RequireBinaries(t, RabbitMQBinaries...)
+	ctx := testCtx(t, 2*time.Minute)
+	begin := time.Now()
+	r, err := StartRabbitMQ(ctx, RabbitMQOptions{Dir: t.TempDir(), Logger: TestLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Stop() })
+	t.Logf("rabbitmq node ready in %s", time.Since(begin).Round(time.Millisecond))
+	assert.NotContains(t, r.URL(), "guest")
+
+	vhostURL := NewVhost(t, r)
+	publishConfirmed(t, vhostURL, "orders", "order-1")
+	require.NoError(t, r.WaitQueueRegistered(ctx, 0, vhostName(vhostURL), "orders"))
+
+	all := snapshot(r.processes())
+	require.NoError(t, r.Kill(0))
+	killed := time.Now()
+	require.NoError(t, r.Restart(ctx, 0))
+	t.Logf("rabbitmq kill -9 + restart until ready: %s", time.Since(killed).Round(time.Millisecond))
+	for pid, st := range all {
+		if pid != r.epmd.pid {
+			assert.NotEqual(t, st, procStartTime(pid), "node process %d survived Kill", pid)
+		}
+	}
+
+	conn, err := amqp.Dial(vhostURL)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	msg, ok, err := ch.Get("orders", false)
+	require.NoError(t, err)
+	require.True(t, ok, "the confirmed message survived kill -9 and restart")
+	assert.Equal(t, "order-1", string(msg.Body))
+	require.NoError(t, msg.Ack(false))
+
+	all = snapshot(r.processes())
+	require.NoError(t, r.Stop())
+	requireGone(t, all)
+}
+
+// publishConfirmed declares a durable quorum queue and publishes body with a publisher confirm.
+func publishConfirmed(t *testing.T, url, queue, body string) {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare(queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	ctx := testCtx(t, 30*time.Second)
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false,
+		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(body)})
+	require.NoError(t, err)
+	acked, err := dc.WaitContext(ctx)
+	require.NoError(t, err)
+	require.True(t, acked, "the broker confirmed the message")
+}
+
+func TestRabbitMQCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-node cluster takes ~30s to form")
+	}
+	RequireBinaries(t, RabbitMQBinaries...)
+	ctx := testCtx(t, 3*time.Minute)
+	begin := time.Now()
+	r, err := StartRabbitMQ(ctx, RabbitMQOptions{Dir: t.TempDir(), Nodes: 3, Logger: TestLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Stop() })
+	t.Logf("3-node rabbitmq cluster ready in %s", time.Since(begin).Round(time.Millisecond))
+	require.Len(t, r.URLs(), 3)
+
+	publishConfirmed(t, r.URL(), "jobs", "job-1")
+	require.NoError(t, r.WaitQueueRegistered(ctx, 2, "/", "jobs"))
+	require.NoError(t, r.Kill(2))
+	// Two of three replicas remain: the quorum queue keeps confirming.
+	publishConfirmed(t, r.URL(), "jobs", "job-2")
+	require.NoError(t, r.Restart(ctx, 2))
+	require.NoError(t, r.waitClustered(ctx))
+
+	conn, err := amqp.Dial(r.URLs()[2])
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	var got []string
+	for i := 0; i < 2; i++ {
+		msg, ok, err := ch.Get("jobs", true)
+		require.NoError(t, err)
+		require.True(t, ok)
+		got = append(got, string(msg.Body))
+	}
+	assert.Equal(t, []string{"job-1", "job-2"}, got, "both confirmed messages, through the restarted node")
+
+	all := snapshot(r.processes())
+	require.NoError(t, r.Stop())
+	requireGone(t, all)
+}
+
+func TestSharedInstancesAndPerTestNamespaces(t *testing.T) {
+	var dbName, vhost string
+	t.Run("postgres", func(t *testing.T) {
+		pg := SharedPostgres(t)
+		assert.Same(t, pg, SharedPostgres(t), "one instance per test binary")
+		url := NewDatabase(t, pg)
+		other := NewDatabase(t, pg)
+		assert.NotEqual(t, url, other)
+		cfg, err := pgx.ParseConfig(url)
+		require.NoError(t, err)
+		dbName = cfg.Database
+		ctx := testCtx(t, 30*time.Second)
+		conn, err := pgx.Connect(ctx, url)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		var current string
+		require.NoError(t, conn.QueryRow(ctx, `SELECT current_database()`).Scan(&current))
+		assert.Equal(t, dbName, current)
+	})
+	t.Run("redis", func(t *testing.T) {
+		r := SharedRedis(t)
+		prefix := NewKeyPrefix(t, r)
+		assert.True(t, strings.HasPrefix(prefix, "t:"))
+		c := redis.NewClient(&redis.Options{Addr: r.MasterAddr()})
+		defer c.Close()
+		require.NoError(t, c.Set(testCtx(t, 10*time.Second), prefix+"x", "1", 0).Err())
+	})
+	t.Run("rabbitmq", func(t *testing.T) {
+		r := SharedRabbitMQ(t)
+		url := NewVhost(t, r)
+		vhost = vhostName(url)
+		publishConfirmed(t, url, "q", "hello")
+	})
+	if t.Failed() {
+		return
+	}
+	ctx := testCtx(t, 30*time.Second)
+
+	pg := SharedPostgres(t)
+	var exists bool
+	conn, err := pgx.Connect(ctx, pg.URL("postgres"))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	require.NoError(t, conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, dbName).Scan(&exists))
+	assert.False(t, exists, "the per-test database is dropped at cleanup")
+
+	c := redis.NewClient(&redis.Options{Addr: SharedRedis(t).MasterAddr()})
+	defer c.Close()
+	keys, err := c.Keys(ctx, "t:*").Result()
+	require.NoError(t, err)
+	assert.Empty(t, keys, "the per-test keys are deleted at cleanup")
+
+	r := SharedRabbitMQ(t)
+	_, err = r.api(ctx, r.nodes[0], "GET", "/api/vhosts/"+vhost, nil)
+	require.Error(t, err, "the per-test vhost is deleted at cleanup")
+	assert.Contains(t, err.Error(), "404")
+}
+
+func vhostName(amqpURL string) string {
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		panic(err)
+	}
+	return strings.TrimPrefix(u.Path, "/")
+}
+
+type recordingTB struct {
+	testing.TB
+	fatal, skip string
+}
+
+func (r *recordingTB) Helper()                      {}
+func (r *recordingTB) Fatal(args ...any)            { r.fatal = fmt.Sprint(args...) }
+func (r *recordingTB) Skip(args ...any)             { r.skip = fmt.Sprint(args...) }
+func (r *recordingTB) Fatalf(f string, args ...any) { r.fatal = fmt.Sprintf(f, args...) }
+
+func TestRequireBinariesFailsInCI(t *testing.T) {
+	for _, tc := range []struct {
+		ci       string
+		wantFail bool
+	}{{"true", true}, {"", false}} {
+		t.Run("CI="+tc.ci, func(t *testing.T) {
+			t.Setenv("CI", tc.ci)
+			rec := &recordingTB{TB: t}
+			RequireBinaries(rec, "sh", "no-such-service-binary")
+			if tc.wantFail {
+				assert.Contains(t, rec.fatal, "no-such-service-binary")
+				assert.Empty(t, rec.skip)
+			} else {
+				assert.Contains(t, rec.skip, "no-such-service-binary")
+				assert.Empty(t, rec.fatal)
+			}
+			assert.NotContains(t, rec.fatal+rec.skip, "sh,", "installed binaries are not reported")
+		})
+	}
+}
+
+func TestAbandonedSharedDirsAreRemoved(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	mk := func(name, owner string) string {
+		dir := filepath.Join(os.TempDir(), name)
+		require.NoError(t, os.MkdirAll(dir, 0o700))
+		if owner != "" {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "owner"), []byte(owner), 0o644))
+		}
+		return dir
+	}
+	live := mk("localenv-pg-live", fmt.Sprintf("%d %s\n", os.Getpid(), procStartTime(os.Getpid())))
+	reused := mk("localenv-pg-reused", fmt.Sprintf("%d %s\n", os.Getpid(), "1")) // same PID, another process
+	foreign := mk("localenv-pg-foreign", "")                                     // no owner file: not ours
+	removeAbandonedSharedDirs()
+	assert.DirExists(t, live, "a running owner keeps its directory")
+	assert.NoDirExists(t, reused, "a dead owner's directory is removed")
+	assert.DirExists(t, foreign)
+}

@@ -1,0 +1,80 @@
+package oms
+
+import (
+	"math"
+	"regexp"
+)
+
+// refPattern is shared by location refs and SKUs: printable, no spaces or slashes
+// (they appear in URL paths), 1–100 characters.
+var refPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
+
+// Location types.
+const (
+	LocationStore     = "store"
+	LocationWarehouse = "warehouse"
+)
+
+// Location is a place that holds stock: a store (can serve click & collect) or a warehouse.
+type Location struct {
+	Ref  string   `json:"ref"`
+	Name string   `json:"name"`
+	Type string   `json:"type"`
+	Lat  *float64 `json:"lat"`
+	Lon  *float64 `json:"lon"`
+}
+
+// Validate checks a location as sent by a client.
+func (l *Location) Validate() error {
+	if err := ValidateRef("ref", l.Ref); err != nil {
+		return err
+	}
+	if l.Name == "" {
+		return Invalid("name", "required")
+	}
+	if len(l.Name) > 200 {
+		return Invalid("name", "at most 200 characters")
+	}
+	if l.Type != LocationStore && l.Type != LocationWarehouse {
+		return Invalid("type", "must be %q or %q", LocationStore, LocationWarehouse)
+	}
+	return ValidatePoint("", l.Lat, l.Lon)
+}
+
+// ValidateRef checks a location ref or SKU; field names it in the error.
+func ValidateRef(field, v string) error {
+	if v == "" {
+		return Invalid(field, "required")
+	}
+	if !refPattern.MatchString(v) {
+		return Invalid(field, "must be 1-100 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
+	}
+	return nil
+}
+
+// ValidatePoint checks coordinates; prefix is prepended to the field names ("near.").
+func ValidatePoint(prefix string, lat, lon *float64) error {
+	if lat == nil {
+		return Invalid(prefix+"lat", "required")
+	}
+	if lon == nil {
+		return Invalid(prefix+"lon", "required")
+	}
+	if math.IsNaN(*lat) || *lat < -90 || *lat > 90 {
+		return Invalid(prefix+"lat", "must be between -90 and 90")
+	}
+	if math.IsNaN(*lon) || *lon < -180 || *lon > 180 {
+		return Invalid(prefix+"lon", "must be between -180 and 180")
+	}
+	return nil
+}
+
+// DistanceKm is the great-circle distance between two points (haversine).
+func DistanceKm(lat1, lon1, lat2, lon2 float64) float64 {
+	const r = 6371.0
+	rad := math.Pi / 180
+	dLat := (lat2 - lat1) * rad
+	dLon := (lon2 - lon1) * rad
+	a := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * r * math.Asin(math.Min(1, math.Sqrt(a)))
+}

@@ -1,0 +1,54 @@
+// Package metrics declares the runtime's Prometheus collectors in one place, so
+// the API and the worker export the same names whichever process they run in.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every collector.
+type Metrics struct {
+	Registry        *prometheus.Registry
+	RequestDuration *prometheus.HistogramVec // by method, route, status code
+	OrdersCreated   prometheus.Counter
+	OrdersProcessed *prometheus.CounterVec // by resulting status
+	EventsRelayed   prometheus.Counter
+	EventsApplied   *prometheus.CounterVec // by type and result (applied, duplicate, error)
+	OutboxLag       *prometheus.GaugeVec   // seconds, by account
+	QueueDepth      *prometheus.GaugeVec   // messages ready, by queue
+}
+
+// New creates the collectors on a fresh registry (with Go and process collectors).
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "oms_http_request_duration_seconds",
+			Help:    "HTTP request latency by method, route pattern and status code.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method", "route", "code"}),
+		OrdersCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "oms_orders_created_total", Help: "Orders accepted by the API (replays excluded).",
+		}),
+		OrdersProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oms_orders_processed_total", Help: "Orders allocated by the worker, by resulting status.",
+		}, []string{"status"}),
+		EventsRelayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "oms_outbox_events_relayed_total", Help: "Events published from the outbox and confirmed.",
+		}),
+		EventsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oms_events_consumed_total", Help: "Events handled by the worker, by type and result.",
+		}, []string{"type", "result"}),
+		OutboxLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "oms_outbox_lag_seconds", Help: "Age of the oldest unpublished event, by account.",
+		}, []string{"account"}),
+		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "oms_queue_depth", Help: "Messages ready in a broker queue.",
+		}, []string{"queue"}),
+	}
+	reg.MustRegister(m.RequestDuration, m.OrdersCreated, m.OrdersProcessed, m.EventsRelayed, m.EventsApplied,
+		m.OutboxLag, m.QueueDepth, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

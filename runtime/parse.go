@@ -1,0 +1,270 @@
+package oms
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// maxLineBytes bounds one input line; longer lines are rejected, not buffered.
+const maxLineBytes = 64 << 10
+
+// NewCSVReader reads `sku,location,on_hand` CSV (header required, columns in any order).
+func NewCSVReader(r io.Reader) LineReader {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1 // checked per line, so one short line does not end the batch
+	cr.ReuseRecord = true
+	return &csvReader{r: cr}
+}
+
+type csvReader struct {
+	r       *csv.Reader
+	cols    [3]int // index of sku, location, on_hand
+	started bool
+	lastErr string
+	repeats int
+}
+
+func (c *csvReader) header() error {
+	rec, err := c.r.Read()
+	if errors.Is(err, io.EOF) {
+		return Invalid("header", "empty body: expected a header line sku,location,on_hand")
+	}
+	if err != nil {
+		return Invalid("header", "unreadable header: %v", err)
+	}
+	c.cols = [3]int{-1, -1, -1}
+	for i, name := range rec {
+		name = strings.TrimSpace(strings.TrimPrefix(name, "\ufeff"))
+		var k int
+		switch name {
+		case "sku":
+			k = 0
+		case "location":
+			k = 1
+		case "on_hand":
+			k = 2
+		default:
+			return Invalid("header", "unknown column %q: expected sku,location,on_hand", name)
+		}
+		if c.cols[k] >= 0 {
+			return Invalid("header", "duplicate column %q", name)
+		}
+		c.cols[k] = i
+	}
+	for k, name := range []string{"sku", "location", "on_hand"} {
+		if c.cols[k] < 0 {
+			return Invalid("header", "missing column %q: expected sku,location,on_hand", name)
+		}
+	}
+	return nil
+}
+
+func (c *csvReader) Next() (InventoryLine, int, error) {
+	if !c.started {
+		c.started = true
+		if err := c.header(); err != nil {
+			return InventoryLine{}, 1, err
+		}
+	}
+	rec, err := c.r.Read()
+	if errors.Is(err, io.EOF) {
+		return InventoryLine{}, 0, io.EOF
+	}
+	if err != nil {
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			// encoding/csv resumes after a malformed record; guard against a
+			// reader that keeps failing at the same place anyway.
+			key := pe.Error()
+			if key == c.lastErr {
+				if c.repeats++; c.repeats > 3 {
+					return InventoryLine{}, pe.StartLine, fmt.Errorf("csv: stuck at line %d: %w", pe.StartLine, err)
+				}
+			} else {
+				c.lastErr, c.repeats = key, 0
+			}
+			return InventoryLine{}, pe.StartLine, &LineError{Line: pe.StartLine, Message: "malformed CSV: " + pe.Err.Error()}
+		}
+		return InventoryLine{}, 0, fmt.Errorf("read csv: %w", err)
+	}
+	line, _ := c.r.FieldPos(0)
+	if len(rec) != 3 {
+		return InventoryLine{}, line, &LineError{Line: line, Message: fmt.Sprintf("expected 3 fields (sku,location,on_hand), got %d", len(rec))}
+	}
+	l := InventoryLine{SKU: strings.TrimSpace(rec[c.cols[0]]), Location: strings.TrimSpace(rec[c.cols[1]])}
+	n, err := strconv.ParseInt(strings.TrimSpace(rec[c.cols[2]]), 10, 64)
+	if err != nil {
+		return l, line, &LineError{Line: line, Message: "on_hand: must be a whole number"}
+	}
+	l.OnHand = n
+	if err := l.Validate(); err != nil {
+		return l, line, &LineError{Line: line, Message: err.Error()}
+	}
+	return l, line, nil
+}
+
+// NewNDJSONReader reads one {"sku","location","onHand"} object per line.
+func NewNDJSONReader(r io.Reader) LineReader {
+	return &ndjsonReader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+type ndjsonReader struct {
+	r    *bufio.Reader
+	line int
+}
+
+type ndjsonLine struct {
+	SKU      *string          `json:"sku"`
+	Location *string          `json:"location"`
+	OnHand   *json.RawMessage `json:"onHand"`
+}
+
+func (n *ndjsonReader) Next() (InventoryLine, int, error) {
+	for {
+		raw, tooLong, err := n.readLine()
+		if err != nil && !(errors.Is(err, io.EOF) && len(raw) > 0) {
+			return InventoryLine{}, 0, err
+		}
+		n.line++
+		if tooLong {
+			return InventoryLine{}, n.line, &LineError{Line: n.line, Message: fmt.Sprintf("line longer than %d bytes", maxLineBytes)}
+		}
+		raw = bytes.TrimSpace(raw)
+		if len(raw) == 0 {
+			continue // blank lines (and a trailing newline) are not lines of data
+		}
+		l, lerr := parseNDJSONLine(raw)
+		if lerr != nil {
+			return l, n.line, &LineError{Line: n.line, Message: lerr.Error()}
+		}
+		return l, n.line, nil
+	}
+}
+
+// readLine returns the next line without its newline. A line over maxLineBytes
+// is consumed and flagged, never buffered whole.
+func (n *ndjsonReader) readLine() ([]byte, bool, error) {
+	var buf []byte
+	tooLong := false
+	for {
+		chunk, err := n.r.ReadSlice('\n')
+		if !tooLong {
+			if len(buf)+len(chunk) > maxLineBytes+1 {
+				tooLong, buf = true, nil
+			} else {
+				buf = append(buf, chunk...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				if len(buf) == 0 && !tooLong {
+					return nil, false, io.EOF
+				}
+				return buf, tooLong, nil
+			}
+			return nil, false, fmt.Errorf("read ndjson: %w", err)
+		}
+		return bytes.TrimSuffix(buf, []byte("\n")), tooLong, nil
+	}
+}
+
+func parseNDJSONLine(raw []byte) (InventoryLine, error) {
+	var v ndjsonLine
+	if err := DecodeStrict(bytes.NewReader(raw), &v); err != nil {
+		return InventoryLine{}, err
+	}
+	var l InventoryLine
+	if v.SKU == nil {
+		return l, Invalid("sku", "required")
+	}
+	if v.Location == nil {
+		return l, Invalid("location", "required")
+	}
+	if v.OnHand == nil {
+		return l, Invalid("onHand", "required")
+	}
+	l.SKU, l.Location = *v.SKU, *v.Location
+	n, err := strconv.ParseInt(string(*v.OnHand), 10, 64)
+	if err != nil {
+		return l, Invalid("onHand", "must be a whole number")
+	}
+	l.OnHand = n
+	if err := l.Validate(); err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Field == "on_hand" {
+			e.Field = "onHand"
+		}
+		return l, err
+	}
+	return l, nil
+}
+
+// DecodeStrict decodes exactly one JSON value into v, rejecting unknown fields,
+// wrong types and trailing data with an *Error naming the field.
+func DecodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Invalid("body", "unexpected data after the JSON value")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return Invalid("body", "empty: expected a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return Invalid("body", "truncated JSON")
+	case errors.As(err, &syn):
+		return Invalid("body", "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "body"
+		}
+		return Invalid(field, "must be %s, got %s", jsonKind(typ.Type.Kind().String()), typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		if name == "" {
+			return Invalid("body", "unknown field %q", name)
+		}
+		return Invalid(name, "unknown field")
+	}
+	return fmt.Errorf("read body: %w", err) // I/O or size limit, not the client's JSON
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int", "int64", "int32", "uint", "uint64":
+		return "a whole number"
+	case "float64", "float32":
+		return "a number"
+	case "string":
+		return "a string"
+	case "slice":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	case "bool":
+		return "true or false"
+	}
+	return k
+}

@@ -1,0 +1,297 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	oms "github.com/omscloud/omscloud/runtime"
+)
+
+const orderColumns = `o.id::text, o.ref, o.status, o.items, o.delivery, COALESCE(l.ref, ''), o.created_at, o.updated_at`
+
+// scanOrder scans orderColumns followed by any extra columns into extra.
+func scanOrder(row pgx.Row, extra ...any) (*oms.Order, error) {
+	var o oms.Order
+	var items, delivery []byte
+	dest := append([]any{&o.ID, &o.Ref, &o.Status, &items, &delivery, &o.Location, &o.CreatedAt, &o.UpdatedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(items, &o.Items); err != nil {
+		return nil, fmt.Errorf("decode items: %w", err)
+	}
+	if err := json.Unmarshal(delivery, &o.Delivery); err != nil {
+		return nil, fmt.Errorf("decode delivery: %w", err)
+	}
+	return &o, nil
+}
+
+// validateIdempotencyKey checks the Idempotency-Key header value.
+func validateIdempotencyKey(k string) error {
+	if k == "" {
+		return oms.Invalid("Idempotency-Key", "header required: a unique value per order, reused only to retry the same request")
+	}
+	if len(k) > 200 {
+		return oms.Invalid("Idempotency-Key", "at most 200 characters")
+	}
+	for _, c := range k {
+		if c < 0x21 || c > 0x7e {
+			return oms.Invalid("Idempotency-Key", "printable ASCII without spaces only")
+		}
+	}
+	return nil
+}
+
+// CreateOrder implements oms.OrderService.
+func (s *Store) CreateOrder(ctx context.Context, key string, r *oms.OrderRequest) (*oms.Order, bool, error) {
+	if err := validateIdempotencyKey(key); err != nil {
+		return nil, false, err
+	}
+	if err := r.Validate(); err != nil {
+		return nil, false, err
+	}
+	canonical, err := json.Marshal(r)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode order: %w", err)
+	}
+	hash := sha256.Sum256(canonical)
+	items, _ := json.Marshal(r.Items)
+	delivery, _ := json.Marshal(r.Delivery)
+
+	var (
+		order    *oms.Order
+		replayed bool
+	)
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if o, err := s.replay(ctx, tx, key, hash[:]); err != nil || o != nil {
+			order, replayed = o, o != nil
+			return err
+		}
+		if err := checkOrderRefs(ctx, tx, r); err != nil {
+			return err
+		}
+		id := newUUID()
+		// ON CONFLICT waits for a concurrent insert of the same key to commit;
+		// then no row comes back and the committed order is replayed.
+		row := tx.QueryRow(ctx, `WITH o AS (
+				INSERT INTO orders (id, ref, status, items, delivery, idempotency_key, request_hash)
+				VALUES ($1, $2, 'CREATED', $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING
+				RETURNING *)
+			SELECT `+orderColumns+` FROM o LEFT JOIN locations l ON l.id = o.location_id`,
+			id, r.Ref, items, delivery, key, hash[:])
+		o, err := scanOrder(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			o, err := s.replay(ctx, tx, key, hash[:])
+			order, replayed = o, true
+			return err
+		}
+		if pgCode(err) == "23505" {
+			return oms.Errorf(oms.ECONFLICT, "ref", "an order with ref %q already exists", r.Ref)
+		}
+		if err != nil {
+			return err
+		}
+		order = o
+		_, err = appendEvent(ctx, tx, "order:"+o.ID, oms.EventOrderCreated, o)
+		return err
+	})
+	if err != nil {
+		var oe *oms.Error
+		if errors.As(err, &oe) {
+			return nil, false, err
+		}
+		return nil, false, fmt.Errorf("create order: %w", err)
+	}
+	return order, replayed, nil
+}
+
+// replay returns the order recorded under key, nil if none, or ECONFLICT if
+// the key was used for a different request.
+func (s *Store) replay(ctx context.Context, tx pgx.Tx, key string, hash []byte) (*oms.Order, error) {
+	var stored []byte
+	o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+`, o.request_hash FROM orders o
+		LEFT JOIN locations l ON l.id = o.location_id WHERE o.idempotency_key = $1`, key), &stored)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(stored, hash) {
+		return nil, oms.Errorf(oms.ECONFLICT, "Idempotency-Key", "already used for a different order request (order %s)", o.ID)
+	}
+	return o, nil
+}
+
+// checkOrderRefs rejects SKUs no location stocks and a CC location that is not a store.
+func checkOrderRefs(ctx context.Context, tx pgx.Tx, r *oms.OrderRequest) error {
+	skus := make([]string, len(r.Items))
+	for i, it := range r.Items {
+		skus[i] = it.SKU
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT sku FROM stock WHERE sku = ANY($1)`, skus)
+	if err != nil {
+		return err
+	}
+	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	if len(known) < len(skus) {
+		set := make(map[string]bool, len(known))
+		for _, k := range known {
+			set[k] = true
+		}
+		for i, sku := range skus {
+			if !set[sku] {
+				return oms.Invalid(fmt.Sprintf("items[%d].sku", i), "unknown SKU %q: no location has a stock record for it", sku)
+			}
+		}
+	}
+	if r.Delivery.Type == oms.DeliveryCC {
+		var typ string
+		err := tx.QueryRow(ctx, `SELECT type FROM locations WHERE ref = $1`, r.Delivery.Location).Scan(&typ)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return oms.Invalid("delivery.location", "unknown location %q", r.Delivery.Location)
+		}
+		if err != nil {
+			return err
+		}
+		if typ != oms.LocationStore {
+			return oms.Invalid("delivery.location", "%q is a %s: click & collect needs a store", r.Delivery.Location, typ)
+		}
+	}
+	return nil
+}
+
+// Order implements oms.OrderService.
+func (s *Store) Order(ctx context.Context, id string) (*oms.Order, error) {
+	if !uuidPattern.MatchString(id) {
+		return nil, oms.Errorf(oms.ENOTFOUND, "id", "order %q not found", id)
+	}
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders o
+		LEFT JOIN locations l ON l.id = o.location_id WHERE o.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, oms.Errorf(oms.ENOTFOUND, "id", "order %q not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get order: %w", err)
+	}
+	return o, nil
+}
+
+// Orders implements oms.OrderService: newest first, cursor-paginated.
+func (s *Store) Orders(ctx context.Context, f oms.OrderFilter) (*oms.OrderPage, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	var before int64
+	if f.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		if err == nil {
+			before, err = strconv.ParseInt(string(b), 10, 64)
+		}
+		if err != nil || before <= 0 {
+			return nil, oms.Invalid("cursor", "not a cursor returned by this API")
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+`, o.seq FROM orders o
+		LEFT JOIN locations l ON l.id = o.location_id
+		WHERE ($1 = '' OR o.status = $1) AND ($2 = 0 OR o.seq < $2)
+		ORDER BY o.seq DESC LIMIT $3`, f.Status, before, f.Limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	page := &oms.OrderPage{Orders: []*oms.Order{}}
+	var seqs []int64
+	for rows.Next() {
+		var seq int64
+		o, err := scanOrder(rows, &seq)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list orders: %w", err)
+		}
+		page.Orders = append(page.Orders, o)
+		seqs = append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	if len(page.Orders) > f.Limit {
+		page.Orders = page.Orders[:f.Limit]
+		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(seqs[f.Limit-1], 10)))
+	}
+	return page, nil
+}
+
+// CancelOrder implements oms.OrderService; the reservation is released in the same transaction.
+func (s *Store) CancelOrder(ctx context.Context, id string) (*oms.Order, error) {
+	if !uuidPattern.MatchString(id) {
+		return nil, oms.Errorf(oms.ENOTFOUND, "id", "order %q not found", id)
+	}
+	var order *oms.Order
+	released := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var status string
+		err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, id).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return oms.Errorf(oms.ENOTFOUND, "id", "order %q not found", id)
+		}
+		if err != nil {
+			return err
+		}
+		if status == oms.StatusCancelled {
+			return oms.Errorf(oms.ECONFLICT, "status", "order %s is already cancelled", id)
+		}
+		rows, err := tx.Query(ctx, `DELETE FROM reservations r WHERE r.order_id = $1 RETURNING r.sku, r.location_id, r.qty`, id)
+		if err != nil {
+			return err
+		}
+		type res struct {
+			SKU string
+			Loc int64
+			Qty int64
+		}
+		rs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[res])
+		if err != nil {
+			return err
+		}
+		sort.Slice(rs, func(i, j int) bool { return rs[i].SKU < rs[j].SKU }) // lock order, as in allocate
+		for _, r := range rs {
+			if _, err := tx.Exec(ctx, `UPDATE stock SET reserved = reserved - $3, updated_at = now()
+				WHERE sku = $1 AND location_id = $2`, r.SKU, r.Loc, r.Qty); err != nil {
+				return err
+			}
+		}
+		released = len(rs) > 0
+		o, err := scanOrder(tx.QueryRow(ctx, `WITH o AS (UPDATE orders SET status = 'CANCELLED', updated_at = now()
+			WHERE id = $1 RETURNING *) SELECT `+orderColumns+` FROM o LEFT JOIN locations l ON l.id = o.location_id`, id))
+		if err != nil {
+			return err
+		}
+		order = o
+		_, err = appendEvent(ctx, tx, "order:"+id, oms.EventOrderCancelled, map[string]any{
+			"previousStatus": status, "releasedReservation": released})
+		return err
+	})
+	if err != nil {
+		var oe *oms.Error
+		if errors.As(err, &oe) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cancel order: %w", err)
+	}
+	if released {
+		s.invalidate(ctx)
+	}
+	return order, nil
+}

@@ -1,0 +1,327 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/internal/omstest"
+	"github.com/omscloud/omscloud/runtime/postgres"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	omstest.Stop()
+	os.Exit(code)
+}
+
+func ptr(f float64) *float64 { return &f }
+
+func newAccount(t *testing.T, reg *postgres.Registry, id string) *postgres.Store {
+	t.Helper()
+	ctx := context.Background()
+	key, err := reg.CreateAccount(ctx, &oms.Account{ID: id, Name: "Test " + id})
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(key, "oms_"))
+	s, err := reg.Store(ctx, id)
+	require.NoError(t, err)
+	return s.(*postgres.Store)
+}
+
+func putLocation(t *testing.T, s *postgres.Store, ref, typ string, lat, lon float64) {
+	t.Helper()
+	_, err := s.PutLocation(context.Background(), &oms.Location{Ref: ref, Name: ref, Type: typ, Lat: ptr(lat), Lon: ptr(lon)})
+	require.NoError(t, err)
+}
+
+func load(t *testing.T, s *postgres.Store, csv string) *oms.BatchResult {
+	t.Helper()
+	res, err := s.LoadInventory(context.Background(), oms.NewCSVReader(strings.NewReader(csv)))
+	require.NoError(t, err)
+	return res
+}
+
+func hd(ref string, lat, lon float64, items ...oms.Item) *oms.OrderRequest {
+	return &oms.OrderRequest{Ref: ref, Items: items, Delivery: oms.Delivery{Type: oms.DeliveryHD,
+		Address: &oms.Address{Lat: ptr(lat), Lon: ptr(lon)}}}
+}
+
+// createdEvent returns the order.created event of an order, as the relay would publish it.
+func createdEvent(t *testing.T, s *postgres.Store, account, orderID string) *oms.Event {
+	t.Helper()
+	evs, err := s.Events(context.Background(), oms.EventFilter{Entity: "order:" + orderID})
+	require.NoError(t, err)
+	require.NotEmpty(t, evs)
+	require.Equal(t, oms.EventOrderCreated, evs[0].Type)
+	return evs[0]
+}
+
+func TestReservationsNeverOversellUnderConcurrencyAndRedelivery(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "wh-1", oms.LocationWarehouse, 52.0, 4.0)
+	putLocation(t, s, "wh-2", oms.LocationWarehouse, 48.0, 2.0)
+	load(t, s, "sku,location,on_hand\nHOT,wh-1,30\nHOT,wh-2,20\n")
+
+	var events []*oms.Event
+	for i := range 100 {
+		o, replayed, err := s.CreateOrder(ctx, fmt.Sprintf("key-%d", i), hd(fmt.Sprintf("o-%d", i), 51, 4, oms.Item{SKU: "HOT", Qty: 1}))
+		require.NoError(t, err)
+		require.False(t, replayed)
+		events = append(events, createdEvent(t, s, "acme", o.ID))
+	}
+	// Every event delivered twice, from 10 goroutines at once.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	applied := 0
+	work := make(chan *oms.Event)
+	for range 10 {
+		wg.Go(func() {
+			for e := range work {
+				ok, err := s.ApplyEvent(ctx, e)
+				assert.NoError(t, err)
+				if ok {
+					mu.Lock()
+					applied++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, e := range append(append([]*oms.Event{}, events...), events...) {
+		work <- e
+	}
+	close(work)
+	wg.Wait()
+	assert.Equal(t, 100, applied, "each event applied exactly once")
+
+	var reserved, resRows int64
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT sum(reserved) FROM stock WHERE sku = 'HOT'`).Scan(&reserved))
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT coalesce(sum(qty),0) FROM reservations`).Scan(&resRows))
+	assert.EqualValues(t, 50, reserved)
+	assert.EqualValues(t, 50, resRows)
+	counts := map[string]int{}
+	page, err := s.Orders(ctx, oms.OrderFilter{Limit: 200})
+	require.NoError(t, err)
+	for _, o := range page.Orders {
+		counts[o.Status]++
+		evs, err := s.Events(ctx, oms.EventFilter{Entity: "order:" + o.ID})
+		require.NoError(t, err)
+		require.Len(t, evs, 2, "created + one outcome for %s", o.ID)
+	}
+	assert.Equal(t, map[string]int{oms.StatusAllocated: 50, oms.StatusPendingStock: 50}, counts)
+	for _, ref := range []string{"wh-1", "wh-2"} {
+		lv, err := s.Stock(ctx, ref, "HOT")
+		require.NoError(t, err)
+		assert.Zero(t, lv.Available, ref)
+		assert.Equal(t, lv.OnHand, lv.Reserved, ref)
+	}
+}
+
+func TestAllocationPicksNearestCompleteLocationAndCancelReleases(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "near", oms.LocationStore, 52.37, 4.89)    // Amsterdam: has A only
+	putLocation(t, s, "mid", oms.LocationWarehouse, 51.92, 4.48) // Rotterdam: has A and B
+	putLocation(t, s, "far", oms.LocationWarehouse, 48.85, 2.35) // Paris: has A and B
+	load(t, s, "sku,location,on_hand\nA,near,5\nA,mid,5\nB,mid,5\nA,far,5\nB,far,5\n")
+
+	o, _, err := s.CreateOrder(ctx, "k1", hd("o1", 52.37, 4.89, oms.Item{SKU: "A", Qty: 2}, oms.Item{SKU: "B", Qty: 1}))
+	require.NoError(t, err)
+	_, err = s.ApplyEvent(ctx, createdEvent(t, s, "acme", o.ID))
+	require.NoError(t, err)
+	got, err := s.Order(ctx, o.ID)
+	require.NoError(t, err)
+	assert.Equal(t, oms.StatusAllocated, got.Status)
+	assert.Equal(t, "mid", got.Location, "nearest location holding every line")
+	lv, _ := s.Stock(ctx, "mid", "A")
+	assert.EqualValues(t, 2, lv.Reserved)
+
+	// Click & collect at a store missing a line stays pending.
+	cc := &oms.OrderRequest{Ref: "o2", Items: []oms.Item{{SKU: "B", Qty: 1}}, Delivery: oms.Delivery{Type: oms.DeliveryCC, Location: "near"}}
+	o2, _, err := s.CreateOrder(ctx, "k2", cc)
+	require.NoError(t, err)
+	_, err = s.ApplyEvent(ctx, createdEvent(t, s, "acme", o2.ID))
+	require.NoError(t, err)
+	got2, _ := s.Order(ctx, o2.ID)
+	assert.Equal(t, oms.StatusPendingStock, got2.Status)
+
+	cancelled, err := s.CancelOrder(ctx, o.ID)
+	require.NoError(t, err)
+	assert.Equal(t, oms.StatusCancelled, cancelled.Status)
+	lv, _ = s.Stock(ctx, "mid", "A")
+	assert.EqualValues(t, 0, lv.Reserved, "cancel releases the reservation")
+	_, err = s.CancelOrder(ctx, o.ID)
+	assert.Equal(t, oms.ECONFLICT, oms.ErrorCode(err))
+	evs, _ := s.Events(ctx, oms.EventFilter{Entity: "order:" + o.ID})
+	var types []string
+	for _, e := range evs {
+		types = append(types, e.Type)
+	}
+	assert.Equal(t, []string{oms.EventOrderCreated, oms.EventOrderAllocated, oms.EventOrderCancelled}, types)
+}
+
+func TestCreateOrderIdempotencyAndValidation(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "wh", oms.LocationWarehouse, 52, 4)
+	load(t, s, "sku,location,on_hand\nA,wh,5\n")
+
+	req := hd("o1", 52, 4, oms.Item{SKU: "A", Qty: 1})
+	o1, replayed, err := s.CreateOrder(ctx, "same", req)
+	require.NoError(t, err)
+	require.False(t, replayed)
+	o2, replayed, err := s.CreateOrder(ctx, "same", hd("o1", 52, 4, oms.Item{SKU: "A", Qty: 1}))
+	require.NoError(t, err)
+	assert.True(t, replayed)
+	assert.Equal(t, o1.ID, o2.ID)
+
+	tests := []struct {
+		name  string
+		key   string
+		req   *oms.OrderRequest
+		code  string
+		field string
+	}{
+		{"key reused with another body", "same", hd("o1", 52, 4, oms.Item{SKU: "A", Qty: 2}), oms.ECONFLICT, "Idempotency-Key"},
+		{"ref reused", "other", hd("o1", 52, 4, oms.Item{SKU: "A", Qty: 1}), oms.ECONFLICT, "ref"},
+		{"unknown sku", "k3", hd("o3", 52, 4, oms.Item{SKU: "A", Qty: 1}, oms.Item{SKU: "NOPE", Qty: 1}), oms.EINVALID, "items[1].sku"},
+		{"zero qty", "k4", hd("o4", 52, 4, oms.Item{SKU: "A", Qty: 0}), oms.EINVALID, "items[0].qty"},
+		{"negative qty", "k5", hd("o5", 52, 4, oms.Item{SKU: "A", Qty: -3}), oms.EINVALID, "items[0].qty"},
+		{"unknown CC store", "k6", &oms.OrderRequest{Ref: "o6", Items: []oms.Item{{SKU: "A", Qty: 1}},
+			Delivery: oms.Delivery{Type: oms.DeliveryCC, Location: "ghost"}}, oms.EINVALID, "delivery.location"},
+		{"CC at a warehouse", "k7", &oms.OrderRequest{Ref: "o7", Items: []oms.Item{{SKU: "A", Qty: 1}},
+			Delivery: oms.Delivery{Type: oms.DeliveryCC, Location: "wh"}}, oms.EINVALID, "delivery.location"},
+		{"missing key", "", hd("o8", 52, 4, oms.Item{SKU: "A", Qty: 1}), oms.EINVALID, "Idempotency-Key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := s.CreateOrder(ctx, tc.key, tc.req)
+			require.Error(t, err)
+			assert.Equal(t, tc.code, oms.ErrorCode(err), err.Error())
+			assert.Equal(t, tc.field, oms.ErrorField(err))
+		})
+	}
+	var n int
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&n))
+	assert.Equal(t, 1, n, "rejected requests leave nothing behind")
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE type = 'order.created'`).Scan(&n))
+	assert.Equal(t, 1, n)
+}
+
+func TestLoadInventoryReportsBadLinesAndAppliesTheRest(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "wh", oms.LocationWarehouse, 52, 4)
+	res := load(t, s, "sku,location,on_hand\nA,wh,5\nB,wh,-1\nC,ghost,3\nD,wh,x\nE,wh\nA,wh,7\n")
+	assert.EqualValues(t, 2, res.Accepted)
+	var lines []int
+	for _, r := range res.Rejected {
+		lines = append(lines, r.Line)
+	}
+	assert.Equal(t, []int{3, 4, 5, 6}, lines)
+	assert.Contains(t, res.Rejected[1].Message, "unknown location")
+	lv, err := s.Stock(ctx, "wh", "A")
+	require.NoError(t, err)
+	assert.EqualValues(t, 7, lv.OnHand, "the later line wins")
+	_, err = s.Stock(ctx, "wh", "B")
+	assert.Equal(t, oms.ENOTFOUND, oms.ErrorCode(err))
+
+	// A bad header fails the whole batch and applies nothing.
+	_, err = s.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader("sku,where,on_hand\nZ,wh,1\n")))
+	assert.Equal(t, oms.EINVALID, oms.ErrorCode(err))
+	assert.Equal(t, "header", oms.ErrorField(err))
+	_, err = s.Stock(ctx, "wh", "Z")
+	assert.Equal(t, oms.ENOTFOUND, oms.ErrorCode(err))
+}
+
+func TestAccountRolesCannotReachOtherAccountDatabases(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	a := newAccount(t, reg, "alpha")
+	b := newAccount(t, reg, "bravo")
+	ctx := context.Background()
+	cfgA := a.Pool().Config().ConnConfig
+	cfgB := b.Pool().Config().ConnConfig
+	require.NotEqual(t, cfgA.Database, cfgB.Database)
+	require.NotEqual(t, cfgA.User, cfgB.User)
+
+	cross := cfgA.Copy()
+	cross.Database = cfgB.Database
+	conn, err := pgx.ConnectConfig(ctx, cross)
+	if err == nil {
+		conn.Close(ctx)
+	}
+	require.Error(t, err, "alpha's role must not connect to bravo's database")
+	assert.Contains(t, err.Error(), "permission denied")
+
+	_, err = reg.CreateAccount(ctx, &oms.Account{ID: "alpha", Name: "again"})
+	assert.Equal(t, oms.ECONFLICT, oms.ErrorCode(err))
+	_, err = reg.CreateAccount(ctx, &oms.Account{ID: "Bad_ID", Name: "x"})
+	assert.Equal(t, oms.EINVALID, oms.ErrorCode(err))
+	assert.Equal(t, "id", oms.ErrorField(err))
+}
+
+func TestConcurrentBatchesWithOverlappingNewKeysBothApply(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "wh", oms.LocationWarehouse, 52, 4)
+	batch := func(qty int) string {
+		var b strings.Builder
+		b.WriteString("sku,location,on_hand\n")
+		for i := range 2000 {
+			fmt.Fprintf(&b, "S-%d,wh,%d\n", i, qty)
+		}
+		return b.String()
+	}
+	var wg sync.WaitGroup
+	for _, q := range []int{1, 2} {
+		wg.Go(func() {
+			res, err := s.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader(batch(q))))
+			assert.NoError(t, err)
+			if err == nil {
+				assert.EqualValues(t, 2000, res.Accepted)
+			}
+		})
+	}
+	wg.Wait()
+	var n, distinct int
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*), count(DISTINCT on_hand) FROM stock`).Scan(&n, &distinct))
+	assert.Equal(t, 2000, n)
+	assert.Equal(t, 1, distinct, "one batch applied after the other, not interleaved")
+}
+
+func TestAvailabilityNearestFirstWithCompleteness(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "ams", oms.LocationStore, 52.37, 4.89)
+	putLocation(t, s, "rtm", oms.LocationWarehouse, 51.92, 4.48)
+	putLocation(t, s, "par", oms.LocationWarehouse, 48.85, 2.35)
+	load(t, s, "sku,location,on_hand\nA,ams,1\nA,rtm,5\nB,rtm,5\nA,par,9\nB,par,1\n")
+	req := &oms.AvailabilityRequest{Items: []oms.Item{{SKU: "A", Qty: 2}, {SKU: "B", Qty: 1}}, Near: &oms.Point{Lat: ptr(52.37), Lon: ptr(4.89)}}
+	a, err := s.Availability(ctx, req)
+	require.NoError(t, err)
+	var got []string
+	for _, o := range a.Options {
+		got = append(got, fmt.Sprintf("%s:%v:%d/%d", o.Location, o.Complete, o.Lines[0].Available, o.Lines[1].Available))
+	}
+	assert.Equal(t, []string{"ams:false:1/0", "rtm:true:5/5", "par:true:9/1"}, got)
+	assert.Zero(t, a.Options[0].DistanceKm)
+
+	req.Items = append(req.Items, oms.Item{SKU: "NOPE", Qty: 1})
+	_, err = s.Availability(ctx, req)
+	assert.Equal(t, "items[2].sku", oms.ErrorField(err))
+}

@@ -1,0 +1,412 @@
+// Package postgres implements the oms services on PostgreSQL: a control
+// database holding the account registry, and one database per account, owned
+// by its own role, holding that account's inventory, orders and event log.
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	oms "github.com/omscloud/omscloud/runtime"
+)
+
+// Options configures a Registry.
+type Options struct {
+	// URL of the control database, e.g. postgres://oms@h1,h2/oms?target_session_attrs=read-write.
+	// Its user must be able to create roles and databases. Account pools reuse its
+	// hosts and settings with the account's own database, role and password.
+	URL string
+	// NamePrefix prefixes account database and role names (default: the control
+	// database name), so that several registries can share one cluster.
+	NamePrefix string
+	// MaxConnsPerAccount bounds each account's pool (default 8).
+	MaxConnsPerAccount int32
+	// Cache holds availability answers; nil disables caching.
+	Cache oms.Cache
+	// KeyCacheTTL is how long an authenticated API key is remembered (default 30s).
+	KeyCacheTTL time.Duration
+	Logger      *slog.Logger
+}
+
+var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,23}$`)
+
+// Registry implements oms.AccountService.
+type Registry struct {
+	opts    Options
+	base    *pgxpool.Config
+	control *pgxpool.Pool
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	stores map[string]*Store
+	keys   map[[32]byte]keyEntry
+}
+
+type keyEntry struct {
+	account *oms.Account
+	expires time.Time
+}
+
+var _ oms.AccountService = (*Registry)(nil)
+
+// Open connects to the control database. Call Migrate before first use.
+func Open(ctx context.Context, opts Options) (*Registry, error) {
+	if opts.URL == "" {
+		return nil, oms.Invalid("database-url", "required")
+	}
+	cfg, err := pgxpool.ParseConfig(opts.URL)
+	if err != nil {
+		// The parse error may echo the URL and its password: don't wrap it.
+		return nil, oms.Invalid("database-url", "not a valid PostgreSQL URL")
+	}
+	if opts.NamePrefix == "" {
+		opts.NamePrefix = strings.ReplaceAll(cfg.ConnConfig.Database, "-", "_")
+	}
+	if !prefixPattern.MatchString(opts.NamePrefix) {
+		return nil, oms.Invalid("account-db-prefix", "must match [a-z_][a-z0-9_]{0,23} (defaults to the control database name)")
+	}
+	if opts.MaxConnsPerAccount <= 0 {
+		opts.MaxConnsPerAccount = 8
+	}
+	if opts.KeyCacheTTL <= 0 {
+		opts.KeyCacheTTL = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	base := cfg.Copy()
+	control, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open control database: %w", err)
+	}
+	return &Registry{
+		opts: opts, base: base, control: control, log: opts.Logger,
+		stores: map[string]*Store{}, keys: map[[32]byte]keyEntry{},
+	}, nil
+}
+
+// Close closes every pool.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, s := range r.stores {
+		s.pool.Close()
+		delete(r.stores, id)
+	}
+	r.control.Close()
+}
+
+// Ping checks the control database.
+func (r *Registry) Ping(ctx context.Context) error {
+	if err := r.control.Ping(ctx); err != nil {
+		return fmt.Errorf("ping control database: %w", err)
+	}
+	return nil
+}
+
+// Migrate brings the control database and every account database to the latest schema.
+func (r *Registry) Migrate(ctx context.Context) error {
+	if _, err := migrate(ctx, r.control, "control"); err != nil {
+		return fmt.Errorf("migrate control database: %w", err)
+	}
+	accounts, err := r.Accounts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range accounts {
+		s, err := r.Store(ctx, a.ID)
+		if err != nil {
+			return err
+		}
+		if _, err := migrate(ctx, s.(*Store).pool, "account"); err != nil {
+			return fmt.Errorf("migrate account %s: %w", a.ID, err)
+		}
+	}
+	return nil
+}
+
+// CheckMigrated fails unless the control database has every migration, so a
+// server started before `oms migrate` says so instead of failing requests.
+func (r *Registry) CheckMigrated(ctx context.Context) error {
+	ms, err := loadMigrations("control")
+	if err != nil {
+		return err
+	}
+	var have int
+	err = r.control.QueryRow(ctx, `SELECT COALESCE(max(version), 0) FROM schema_migrations`).Scan(&have)
+	if err != nil && pgCode(err) != "42P01" { // undefined_table: never migrated
+		return fmt.Errorf("check control database schema: %w", err)
+	}
+	if want := ms[len(ms)-1].version; have < want {
+		return fmt.Errorf("control database is at schema version %d, want %d: run `oms migrate` first", have, want)
+	}
+	return nil
+}
+
+func (r *Registry) names(id string) (db, role string) {
+	n := r.opts.NamePrefix + "_" + strings.ReplaceAll(id, "-", "_")
+	return n, n
+}
+
+// CreateAccount creates the account's role and database, migrates it, and
+// returns a new API key. On failure nothing is left behind.
+func (r *Registry) CreateAccount(ctx context.Context, a *oms.Account) (string, error) {
+	if err := a.Validate(); err != nil {
+		return "", err
+	}
+	dbName, role := r.names(a.ID)
+	password := randomHex(24)
+	tag, err := r.control.Exec(ctx, `INSERT INTO accounts (id, name, db_name, db_role, db_password)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, a.ID, a.Name, dbName, role, password)
+	if err != nil {
+		return "", fmt.Errorf("create account %s: %w", a.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return "", oms.Errorf(oms.ECONFLICT, "id", "account %q already exists", a.ID)
+	}
+	key, err := r.provision(ctx, a, dbName, role, password)
+	if err != nil {
+		// Undo with a fresh context: the caller's may be what failed.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if derr := r.DropAccount(cctx, a.ID); derr != nil {
+			r.log.Error("clean up failed account", "account", a.ID, "err", derr)
+		}
+		return "", fmt.Errorf("create account %s: %w", a.ID, err)
+	}
+	r.log.Info("account created", "account", a.ID, "database", dbName)
+	return key, nil
+}
+
+func (r *Registry) provision(ctx context.Context, a *oms.Account, dbName, role, password string) (string, error) {
+	qRole, qDB := pgx.Identifier{role}.Sanitize(), pgx.Identifier{dbName}.Sanitize()
+	// The password is hex, so quoting it as a literal is safe; DDL takes no parameters.
+	stmts := []string{
+		fmt.Sprintf(`CREATE ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '%s'`, qRole, password),
+	}
+	var super bool
+	if err := r.control.QueryRow(ctx, `SELECT current_setting('is_superuser') = 'on'`).Scan(&super); err != nil {
+		return "", fmt.Errorf("check privileges: %w", err)
+	}
+	if !super {
+		// PostgreSQL 15 requires membership to create a database owned by the role.
+		stmts = append(stmts, fmt.Sprintf(`GRANT %s TO CURRENT_USER`, qRole))
+	}
+	stmts = append(stmts,
+		fmt.Sprintf(`CREATE DATABASE %s OWNER %s`, qDB, qRole),
+		// Only the owner (and the admin) may connect: no other account's role can reach it.
+		fmt.Sprintf(`REVOKE ALL ON DATABASE %s FROM PUBLIC`, qDB),
+	)
+	for _, s := range stmts {
+		if _, err := r.control.Exec(ctx, s); err != nil {
+			return "", fmt.Errorf("provision database: %s: %w", strings.SplitN(s, " PASSWORD", 2)[0], err)
+		}
+	}
+	store, err := r.Store(ctx, a.ID)
+	if err != nil {
+		return "", err
+	}
+	if _, err := migrate(ctx, store.(*Store).pool, "account"); err != nil {
+		return "", fmt.Errorf("migrate: %w", err)
+	}
+	key, hash := newAPIKey()
+	err = pgx.BeginFunc(ctx, r.control, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO api_keys (key_hash, account_id) VALUES ($1, $2)`, hash[:], a.ID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE accounts SET ready = true WHERE id = $1`, a.ID)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("store api key: %w", err)
+	}
+	return key, nil
+}
+
+func newAPIKey() (string, [32]byte) {
+	key := "oms_" + base64.RawURLEncoding.EncodeToString(randomBytes(32))
+	return key, sha256.Sum256([]byte(key))
+}
+
+// IssueKey adds a new API key to an existing account and returns it; existing keys stay valid.
+func (r *Registry) IssueKey(ctx context.Context, accountID string) (string, error) {
+	key, hash := newAPIKey()
+	tag, err := r.control.Exec(ctx, `INSERT INTO api_keys (key_hash, account_id)
+		SELECT $1, id FROM accounts WHERE id = $2 AND ready`, hash[:], accountID)
+	if err != nil {
+		return "", fmt.Errorf("issue key for %s: %w", accountID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return "", oms.Errorf(oms.ENOTFOUND, "id", "account %q not found", accountID)
+	}
+	return key, nil
+}
+
+// DropAccount deletes an account, its database and its role. It is for
+// operators and tests; the API offers no way to call it.
+func (r *Registry) DropAccount(ctx context.Context, id string) error {
+	if err := oms.ValidateAccountID(id); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if s, ok := r.stores[id]; ok {
+		s.pool.Close()
+		delete(r.stores, id)
+	}
+	for h, e := range r.keys {
+		if e.account.ID == id {
+			delete(r.keys, h)
+		}
+	}
+	r.mu.Unlock()
+	dbName, role := r.names(id)
+	qRole, qDB := pgx.Identifier{role}.Sanitize(), pgx.Identifier{dbName}.Sanitize()
+	for _, s := range []string{
+		fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, qDB),
+		fmt.Sprintf(`DROP ROLE IF EXISTS %s`, qRole),
+	} {
+		if _, err := r.control.Exec(ctx, s); err != nil {
+			return fmt.Errorf("drop account %s: %w", id, err)
+		}
+	}
+	if _, err := r.control.Exec(ctx, `DELETE FROM accounts WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("drop account %s: %w", id, err)
+	}
+	return nil
+}
+
+// Authenticate resolves an API key. Keys are compared by their SHA-256 hash only.
+func (r *Registry) Authenticate(ctx context.Context, apiKey string) (*oms.Account, error) {
+	if apiKey == "" {
+		return nil, oms.Errorf(oms.EUNAUTHORIZED, "Authorization", "missing bearer API key")
+	}
+	hash := sha256.Sum256([]byte(apiKey))
+	now := time.Now()
+	r.mu.Lock()
+	e, ok := r.keys[hash]
+	r.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.account, nil
+	}
+	var a oms.Account
+	err := r.control.QueryRow(ctx, `SELECT a.id, a.name, a.created_at FROM api_keys k
+		JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1 AND a.ready`, hash[:]).Scan(&a.ID, &a.Name, &a.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, oms.Errorf(oms.EUNAUTHORIZED, "Authorization", "unknown API key")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authenticate: %w", err)
+	}
+	r.mu.Lock()
+	r.keys[hash] = keyEntry{account: &a, expires: now.Add(r.opts.KeyCacheTTL)}
+	r.mu.Unlock()
+	return &a, nil
+}
+
+// Accounts lists the ready accounts.
+func (r *Registry) Accounts(ctx context.Context) ([]*oms.Account, error) {
+	rows, err := r.control.Query(ctx, `SELECT id, name, created_at FROM accounts WHERE ready ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	accounts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*oms.Account, error) {
+		var a oms.Account
+		return &a, row.Scan(&a.ID, &a.Name, &a.CreatedAt)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	return accounts, nil
+}
+
+// AllAccountIDs lists every account id, including ones whose creation did not finish.
+func (r *Registry) AllAccountIDs(ctx context.Context) ([]string, error) {
+	rows, err := r.control.Query(ctx, `SELECT id FROM accounts ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	return ids, nil
+}
+
+// Store returns the account's store, opening its pool on first use. The pool
+// logs in as the account's own role to the account's own database.
+func (r *Registry) Store(ctx context.Context, accountID string) (oms.Store, error) {
+	r.mu.Lock()
+	s, ok := r.stores[accountID]
+	r.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	var dbName, role, password string
+	err := r.control.QueryRow(ctx, `SELECT db_name, db_role, db_password FROM accounts WHERE id = $1`, accountID).
+		Scan(&dbName, &role, &password)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, oms.Errorf(oms.ENOTFOUND, "account", "account %q not found", accountID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up account %s: %w", accountID, err)
+	}
+	cfg := r.base.Copy()
+	cfg.ConnConfig.Database, cfg.ConnConfig.User, cfg.ConnConfig.Password = dbName, role, password
+	cfg.MaxConns = r.opts.MaxConnsPerAccount
+	// Inventory batches stage in a temp table; local buffers are allocated only when used.
+	cfg.ConnConfig.RuntimeParams["temp_buffers"] = "64MB"
+	cfg.MinConns = 0
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open account %s database: %w", accountID, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.stores[accountID]; ok { // another request opened it meanwhile
+		pool.Close()
+		return s, nil
+	}
+	s = &Store{account: accountID, pool: pool, cache: r.opts.Cache, log: r.log.With("account", accountID)}
+	r.stores[accountID] = s
+	return s, nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥1.24)
+	return b
+}
+
+func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	b := randomBytes(16)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// pgCode returns the SQLSTATE of a PostgreSQL error, or "".
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}

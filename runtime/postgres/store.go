@@ -1,0 +1,145 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	oms "github.com/omscloud/omscloud/runtime"
+)
+
+// Store implements oms.Store on one account's database. Every query runs on
+// the account's own pool, so no query can reach another account's data.
+type Store struct {
+	account string
+	pool    *pgxpool.Pool
+	cache   oms.Cache
+	log     *slog.Logger
+}
+
+var _ oms.Store = (*Store)(nil)
+
+// Pool exposes the account's pool to tests and tools in this module.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// appendEvent writes an event to the log and queues it in the outbox, inside
+// the caller's transaction: the state change and its event commit together.
+func appendEvent(ctx context.Context, tx pgx.Tx, entity, typ string, data any) (*oms.Event, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", typ, err)
+	}
+	e := &oms.Event{ID: newUUID(), Entity: entity, Type: typ, Data: b}
+	// One round trip for both rows: the log entry and its outbox marker.
+	if err := tx.QueryRow(ctx, `WITH e AS (INSERT INTO events (id, entity, type, data) VALUES ($1, $2, $3, $4)
+			RETURNING seq, created_at)
+		INSERT INTO outbox (event_seq, created_at) SELECT seq, created_at FROM e RETURNING event_seq, created_at`,
+		e.ID, entity, typ, b).Scan(&e.Seq, &e.At); err != nil {
+		return nil, fmt.Errorf("append event %s: %w", typ, err)
+	}
+	return e, nil
+}
+
+// invalidate drops the account's cached answers after stock changed.
+func (s *Store) invalidate(ctx context.Context) {
+	if s.cache != nil {
+		s.cache.Invalidate(ctx, s.account)
+	}
+}
+
+// Events reads the event log.
+func (s *Store) Events(ctx context.Context, f oms.EventFilter) ([]*oms.Event, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	if id, ok := strings.CutPrefix(f.Entity, "order:"); ok {
+		if _, err := s.Order(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, id::text, entity, type, data, created_at FROM events
+		WHERE ($1 = '' OR entity = $1) AND seq > $2 ORDER BY seq LIMIT $3`, f.Entity, f.After, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	events, err := pgx.CollectRows(rows, s.scanEvent)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return events, nil
+}
+
+func (s *Store) scanEvent(row pgx.CollectableRow) (*oms.Event, error) {
+	e := &oms.Event{Account: s.account}
+	var data []byte
+	if err := row.Scan(&e.Seq, &e.ID, &e.Entity, &e.Type, &data, &e.At); err != nil {
+		return nil, err
+	}
+	e.Data = data
+	return e, nil
+}
+
+// RelayOutbox implements oms.Outbox.
+func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func(context.Context, []*oms.Event) error) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT e.seq, e.id::text, e.entity, e.type, e.data, e.created_at
+			FROM outbox o JOIN events e ON e.seq = o.event_seq
+			ORDER BY o.event_seq LIMIT $1 FOR UPDATE OF o SKIP LOCKED`, limit)
+		if err != nil {
+			return err
+		}
+		events, err := pgx.CollectRows(rows, s.scanEvent)
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		if err := publish(ctx, events); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		seqs := make([]int64, len(events))
+		for i, e := range events {
+			seqs[i] = e.Seq
+		}
+		// If this commit fails after the broker confirmed, the events are
+		// published again: consumers deduplicate by event id.
+		if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE event_seq = ANY($1)`, seqs); err != nil {
+			return err
+		}
+		n = len(events)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("relay outbox of %s: %w", s.account, err)
+	}
+	return n, nil
+}
+
+// OutboxLag implements oms.Outbox.
+func (s *Store) OutboxLag(ctx context.Context) (time.Duration, error) {
+	var secs float64
+	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM outbox`).Scan(&secs); err != nil {
+		return 0, fmt.Errorf("outbox lag of %s: %w", s.account, err)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// ApplyEvent implements oms.EventService: the consumer side of the worker.
+func (s *Store) ApplyEvent(ctx context.Context, e *oms.Event) (bool, error) {
+	if !uuidPattern.MatchString(e.ID) {
+		return false, oms.Invalid("id", "event id must be a UUID")
+	}
+	switch e.Type {
+	case oms.EventOrderCreated:
+		return s.allocate(ctx, e)
+	}
+	return false, nil
+}
