@@ -49,6 +49,9 @@ type AccountService interface {
 	// CreateAccount provisions the account's database and returns its API key,
 	// which is shown once and stored only as a hash.
 	CreateAccount(ctx context.Context, a *Account) (apiKey string, err error)
+	// IssueKey adds an API key to an existing account (one adopted from provisioned infrastructure starts with
+	// none); earlier keys stay valid. ENOTFOUND for an unknown account.
+	IssueKey(ctx context.Context, accountID string) (apiKey string, err error)
 	// Authenticate resolves an API key to its account (EUNAUTHORIZED if unknown).
 	Authenticate(ctx context.Context, apiKey string) (*Account, error)
 	// Accounts lists every account.

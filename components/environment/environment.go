@@ -113,6 +113,11 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	rtArgs := args.Runtime
 	rtArgs.Namespace = Namespace
 	rtArgs.Database.Host, rtArgs.Database.Instance = db.PrivateIP, db.InstanceName
+	rtArgs.Database.AccountPrefix = postgres.AccountPrefix
+	rtArgs.Database.Accounts = map[string]pulumi.StringInput{}
+	for id, acct := range db.Accounts {
+		rtArgs.Database.Accounts[id] = acct.Password
+	}
 	rtArgs.Redis = omsruntime.RedisArgs{
 		SentinelAddress: cache.SentinelAddress, MasterName: pulumi.String(cache.MasterName), Password: cache.Password,
 	}

@@ -132,9 +132,14 @@ type DatabaseArgs struct {
 	Host pulumi.StringInput
 	// Instance is the Cloud SQL instance name (postgres.InstanceName).
 	Instance pulumi.StringInput
-	// Name of the control database and its login (default "oms"); the runtime names account databases
-	// "<Name>_<account>".
+	// Name of the control database and its login (default "oms").
 	Name string
+	// AccountPrefix names the account databases the runtime opens ("<prefix>_<account>"); it must match the
+	// databases provisioned for the accounts (postgres.AccountPrefix). Default: the control database's name.
+	AccountPrefix string
+	// Accounts are the provisioned account databases' passwords (secrets) by account id. `oms migrate --accounts`
+	// registers each account the runtime does not know yet by adopting its database; only the migrate Job sees them.
+	Accounts map[string]pulumi.StringInput
 	// AccountSecrets are Secret Manager secret ids the runtime's service account may read
 	// (postgres.Accounts[id].PasswordSecret): secretAccessor on exactly these, nothing project-wide.
 	AccountSecrets map[string]pulumi.StringInput

@@ -116,6 +116,8 @@ type deployer struct {
 	w     Wiring
 	// checksum fingerprints the ConfigMap for the pod templates.
 	checksum pulumi.StringOutput
+	// accountSecret names the Secret of the account databases' passwords, when there are accounts.
+	accountSecret pulumi.StringOutput
 }
 
 func (d *deployer) opts(more ...pulumi.ResourceOption) []pulumi.ResourceOption {
@@ -183,6 +185,12 @@ func (d *deployer) declare(r *Runtime) error {
 		"OMS_REDIS_MASTER":       a.Redis.MasterName,
 		"OMS_SHUTDOWN_GRACE":     pulumi.String(fmt.Sprintf("%ds", a.ShutdownGraceSeconds)),
 		"OMS_WORKER_CONCURRENCY": pulumi.String(strconv.Itoa(a.Worker.Concurrency)),
+	}
+	if a.Database.AccountPrefix != "" {
+		config["OMS_ACCOUNT_DB_PREFIX"] = pulumi.String(a.Database.AccountPrefix)
+	}
+	if err := d.accountPasswords(baseLabels); err != nil {
+		return err
 	}
 	cm, err := corev1.NewConfigMap(d.ctx, d.name+"-config", &corev1.ConfigMapArgs{
 		Metadata: d.meta(a.Name+"-runtime", baseLabels),
@@ -385,11 +393,50 @@ func Version(image string) string {
 	return "unversioned"
 }
 
+// accountPasswords keeps the provisioned account databases' passwords in a Secret of their own, mounted only into
+// the migrate Job, which adopts the databases.
+func (d *deployer) accountPasswords(labels map[string]string) error {
+	if len(d.a.Database.Accounts) == 0 {
+		return nil
+	}
+	data := pulumi.StringMap{}
+	for id, pw := range d.a.Database.Accounts {
+		data[id] = pulumi.ToSecret(pw).(pulumi.StringOutput)
+	}
+	s, err := corev1.NewSecret(d.ctx, d.name+"-account-passwords", &corev1.SecretArgs{
+		Metadata:   d.meta(d.a.Name+"-account-passwords", labels),
+		Type:       pulumi.String("Opaque"),
+		StringData: data,
+	}, d.opts()...)
+	if err != nil {
+		return fmt.Errorf("account passwords secret: %w", err)
+	}
+	d.accountSecret = s.Metadata.Name().Elem()
+	return nil
+}
+
 func (d *deployer) migrateJob(image string, ready []pulumi.Resource) (*batchv1.Job, error) {
 	a := d.a
 	hash := ImageHash(image)
 	_, labels := d.labels("migrate", "", image)
-	c := d.w.Container("migrate", image, []string{"migrate"}, []string{EnvDatabaseURL}, a.Worker.Resources)
+	args := []string{"migrate"}
+	ids := slices.Sorted(maps.Keys(a.Database.Accounts))
+	if len(ids) > 0 {
+		args = append(args, "--accounts", strings.Join(ids, ","), "--account-passwords-dir", AccountPasswordsDir)
+	}
+	c := d.w.Container("migrate", image, args, []string{EnvDatabaseURL}, a.Worker.Resources)
+	if len(ids) > 0 {
+		c.VolumeMounts = append(c.VolumeMounts.(corev1.VolumeMountArray), corev1.VolumeMountArgs{
+			Name: pulumi.String("account-passwords"), MountPath: pulumi.String(AccountPasswordsDir), ReadOnly: pulumi.Bool(true),
+		})
+	}
+	spec := d.w.PodSpec("Never", c)
+	if len(ids) > 0 {
+		spec.Volumes = append(spec.Volumes.(corev1.VolumeArray), corev1.VolumeArgs{
+			Name:   pulumi.String("account-passwords"),
+			Secret: corev1.SecretVolumeSourceArgs{SecretName: d.accountSecret, DefaultMode: pulumi.Int(0o400)},
+		})
+	}
 	job, err := batchv1.NewJob(d.ctx, d.name+"-migrate-"+hash, &batchv1.JobArgs{
 		Metadata: d.meta(a.Name+"-migrate-"+hash, labels),
 		Spec: batchv1.JobSpecArgs{
@@ -398,7 +445,7 @@ func (d *deployer) migrateJob(image string, ready []pulumi.Resource) (*batchv1.J
 			ActiveDeadlineSeconds: pulumi.Int(1800),
 			Template: corev1.PodTemplateSpecArgs{
 				Metadata: kube.TemplateMeta(labels, nil),
-				Spec:     d.w.PodSpec("Never", c),
+				Spec:     spec,
 			},
 		},
 	}, d.opts(pulumi.DependsOn(ready))...)

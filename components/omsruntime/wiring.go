@@ -16,6 +16,9 @@ const (
 	EnvRedisPassword = "OMS_REDIS_PASSWORD"
 )
 
+// AccountPasswordsDir is where the migrate Job finds one file per account id holding its database password.
+const AccountPasswordsDir = "/var/run/oms/account-passwords"
+
 // uid is the non-root user of the runtime's (distroless nonroot) image; the pods also run the smoke image as it.
 const uid = 65532
 

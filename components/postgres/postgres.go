@@ -36,12 +36,19 @@ type Postgres struct {
 type Account struct {
 	Database pulumi.StringOutput
 	User     pulumi.StringOutput
+	// Password is the user's generated password (secret): the runtime adopts the database with it.
+	Password pulumi.StringOutput
 	// PasswordSecret is the Secret Manager secret's id ("projects/<p>/secrets/<id>"); read its latest version.
 	PasswordSecret pulumi.StringOutput
 }
 
+// AccountPrefix starts every account's database and user name; the runtime's --account-db-prefix must match.
+const AccountPrefix = "acct"
+
 // DatabaseName is the account's database (and user) name: a PostgreSQL identifier that needs no quoting.
-func DatabaseName(account string) string { return "acct_" + strings.ReplaceAll(account, "-", "_") }
+func DatabaseName(account string) string {
+	return AccountPrefix + "_" + strings.ReplaceAll(account, "-", "_")
+}
 
 // SecretID is the Secret Manager id of the account's password.
 func SecretID(name, account string) string { return name + "-db-" + account }
@@ -308,5 +315,8 @@ func newAccount(ctx *pulumi.Context, name string, a *Args, id string, instance *
 	}, parent); err != nil {
 		return Account{}, err
 	}
-	return Account{Database: db.Name, User: user.Name, PasswordSecret: secret.ID().ToStringOutput()}, nil
+	return Account{
+		Database: db.Name, User: user.Name, PasswordSecret: secret.ID().ToStringOutput(),
+		Password: pulumi.ToSecret(password.Result).(pulumi.StringOutput),
+	}, nil
 }

@@ -28,6 +28,20 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]string{"id": a.ID, "apiKey": key})
 }
 
+func (s *Server) issueKey(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if err := oms.ValidateAccountID(id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	key, err := s.opts.Accounts.IssueKey(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id, "apiKey": key})
+}
+
 func (s *Server) putLocation(w http.ResponseWriter, r *http.Request) {
 	// The ref comes from the path, so the body may not carry one: decode into
 	// a view of the location without it.

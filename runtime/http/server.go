@@ -80,6 +80,7 @@ func New(opts Options) *Server {
 func (s *Server) routeAPI(r chi.Router) {
 	r.Route("/v1", func(r chi.Router) {
 		r.With(s.admin).Post("/accounts", s.createAccount)
+		r.With(s.admin).Post("/accounts/{id}/keys", s.issueKey)
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate)
 			r.Put("/locations/{ref}", s.putLocation)

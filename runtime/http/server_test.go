@@ -35,6 +35,12 @@ func newServer(t *testing.T, store *mock.Store, checks map[string]func(context.C
 			}
 			return "oms_new", nil
 		},
+		IssueKeyFn: func(_ context.Context, id string) (string, error) {
+			if id != "acme" {
+				return "", oms.Errorf(oms.ENOTFOUND, "id", "account %q not found", id)
+			}
+			return "oms_issued", nil
+		},
 	}
 	return omshttp.New(omshttp.Options{Accounts: accounts, AdminToken: "admin", Checks: checks, MaxBodyBytes: 256,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -140,4 +146,18 @@ func TestReadinessFollowsDependenciesAndDraining(t *testing.T) {
 	assert.Equal(t, 200, do(srv, "GET", "/healthz", "", "").Code, "draining is not dead")
 	m := do(srv, "GET", "/metrics", "", "")
 	assert.Contains(t, m.Body.String(), `oms_http_request_duration_seconds_count{code="503",method="GET",route="/readyz"} 2`)
+}
+
+func TestIssueKeyIsAdminOnly(t *testing.T) {
+	srv := newServer(t, &mock.Store{}, nil)
+	w := do(srv, "POST", "/v1/accounts/acme/keys", "admin", "")
+	assert.Equal(t, http.StatusCreated, w.Code)
+	assert.JSONEq(t, `{"id":"acme","apiKey":"oms_issued"}`, w.Body.String())
+
+	assert.Equal(t, http.StatusForbidden, do(srv, "POST", "/v1/accounts/acme/keys", key, "").Code, "an account key is not the admin token")
+	assert.Equal(t, http.StatusUnauthorized, do(srv, "POST", "/v1/accounts/acme/keys", "", "").Code)
+	assert.Equal(t, http.StatusNotFound, do(srv, "POST", "/v1/accounts/nobody/keys", "admin", "").Code)
+	w = do(srv, "POST", "/v1/accounts/Bad%20Id/keys", "admin", "")
+	assert.Equal(t, http.StatusBadRequest, w.Code)
+	assert.Contains(t, w.Body.String(), `"field":"id"`)
 }

@@ -12,6 +12,7 @@ import (
 // AccountService is an oms.AccountService whose methods call the function fields.
 type AccountService struct {
 	CreateAccountFn func(ctx context.Context, a *oms.Account) (string, error)
+	IssueKeyFn      func(ctx context.Context, id string) (string, error)
 	AuthenticateFn  func(ctx context.Context, key string) (*oms.Account, error)
 	AccountsFn      func(ctx context.Context) ([]*oms.Account, error)
 	StoreFn         func(ctx context.Context, id string) (oms.Store, error)
@@ -22,6 +23,10 @@ var _ oms.AccountService = (*AccountService)(nil)
 func (s *AccountService) CreateAccount(ctx context.Context, a *oms.Account) (string, error) {
 	return s.CreateAccountFn(ctx, a)
 }
+func (s *AccountService) IssueKey(ctx context.Context, id string) (string, error) {
+	return s.IssueKeyFn(ctx, id)
+}
+
 func (s *AccountService) Authenticate(ctx context.Context, key string) (*oms.Account, error) {
 	return s.AuthenticateFn(ctx, key)
 }

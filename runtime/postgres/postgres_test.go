@@ -325,3 +325,92 @@ func TestAvailabilityNearestFirstWithCompleteness(t *testing.T) {
 	_, err = s.Availability(ctx, req)
 	assert.Equal(t, "items[2].sku", oms.ErrorField(err))
 }
+
+// provisionLikeCloudSQL creates what omscloud's Cloud SQL resources create for an account: a login role with a
+// password and a database owned by the admin, not by the role.
+func provisionLikeCloudSQL(t *testing.T, url, role, password string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	for _, s := range []string{
+		fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s'`, role, password),
+		fmt.Sprintf(`CREATE DATABASE %s`, role),
+	} {
+		_, err := conn.Exec(ctx, s)
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return
+		}
+		defer conn.Close(ctx)
+		_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, role))
+		_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP ROLE IF EXISTS %s`, role))
+	})
+}
+
+func TestAdoptProvisionedAccountDatabase(t *testing.T) {
+	ctx := context.Background()
+	url := omstest.ControlDB(t)
+	prefix := fmt.Sprintf("accta%d", os.Getpid()%100000)
+	reg, err := postgres.Open(ctx, postgres.Options{URL: url, NamePrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(reg.Close)
+	require.NoError(t, reg.Migrate(ctx))
+
+	role := prefix + "_north_wind"
+	provisionLikeCloudSQL(t, url, role, "provisioned-pw")
+
+	adopted, err := reg.AdoptAccount(ctx, &oms.Account{ID: "north-wind", Name: "north-wind"}, "provisioned-pw")
+	require.NoError(t, err)
+	assert.True(t, adopted)
+
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var owner string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1`, role).Scan(&owner))
+	assert.Equal(t, role, owner, "the account's own role owns its database")
+	var publicConnect bool
+	require.NoError(t, conn.QueryRow(ctx, `SELECT has_database_privilege('public', $1, 'CONNECT')`, role).Scan(&publicConnect))
+	assert.False(t, publicConnect, "no other role may connect")
+
+	// The adopted account works through the API's own path, with a key issued afterwards.
+	s, err := reg.Store(ctx, "north-wind")
+	require.NoError(t, err)
+	putLocation(t, s.(*postgres.Store), "wh-1", oms.LocationWarehouse, 52, 4)
+	key, err := reg.IssueKey(ctx, "north-wind")
+	require.NoError(t, err)
+	a, err := reg.Authenticate(ctx, key)
+	require.NoError(t, err)
+	assert.Equal(t, "north-wind", a.ID)
+
+	again, err := reg.AdoptAccount(ctx, &oms.Account{ID: "north-wind", Name: "north-wind"}, "provisioned-pw")
+	require.NoError(t, err)
+	assert.False(t, again, "adopting twice is a no-op")
+}
+
+func TestAdoptRefusesWhatIsNotProvisionedOrAWrongPassword(t *testing.T) {
+	ctx := context.Background()
+	url := omstest.ControlDB(t)
+	prefix := fmt.Sprintf("acctw%d", os.Getpid()%100000)
+	reg, err := postgres.Open(ctx, postgres.Options{URL: url, NamePrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(reg.Close)
+	require.NoError(t, reg.Migrate(ctx))
+
+	_, err = reg.AdoptAccount(ctx, &oms.Account{ID: "ghost", Name: "ghost"}, "pw")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "must be provisioned first")
+
+	provisionLikeCloudSQL(t, url, prefix+"_wrongpw", "right-pw")
+	_, err = reg.AdoptAccount(ctx, &oms.Account{ID: "wrongpw", Name: "wrongpw"}, "wrong-pw")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "wrong-pw", "passwords never appear in errors")
+	accounts, err := reg.Accounts(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, accounts, "a failed adoption leaves no registration behind")
+}

@@ -237,6 +237,96 @@ func (r *Registry) provision(ctx context.Context, a *oms.Account, dbName, role, 
 	return key, nil
 }
 
+// AdoptAccount registers an account whose role and database were provisioned outside the runtime — in the cloud,
+// Cloud SQL users and databases declared by omscloud — with that role's password. It makes the role the owner of its
+// database, closes the database to every other role, and migrates it. It issues no API key (IssueKey does), so
+// nothing secret is printed by the deploy job that calls it. It reports false for an account already registered.
+func (r *Registry) AdoptAccount(ctx context.Context, a *oms.Account, password string) (bool, error) {
+	if err := a.Validate(); err != nil {
+		return false, err
+	}
+	if password == "" {
+		return false, oms.Invalid("password", "the provisioned database's password is required")
+	}
+	dbName, role := r.names(a.ID)
+	var roleExists, dbExists bool
+	err := r.control.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
+		EXISTS (SELECT 1 FROM pg_database WHERE datname = $2)`, role, dbName).Scan(&roleExists, &dbExists)
+	if err != nil {
+		return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
+	}
+	if !roleExists || !dbExists {
+		return false, oms.Errorf(oms.ENOTFOUND, "id", "account %q: role %s and database %s must be provisioned first (add the account to the stack's omscloud:accounts and run pulumi up)", a.ID, role, dbName)
+	}
+	tag, err := r.control.Exec(ctx, `INSERT INTO accounts (id, name, db_name, db_role, db_password)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, a.ID, a.Name, dbName, role, password)
+	if err != nil {
+		return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	if err := r.adopt(ctx, a.ID, dbName, role); err != nil {
+		// Forget the registration only: the database is the customer's and stays.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		r.forget(a.ID)
+		if _, derr := r.control.Exec(cctx, `DELETE FROM accounts WHERE id = $1`, a.ID); derr != nil {
+			r.log.Error("forget failed adoption", "account", a.ID, "err", derr)
+		}
+		return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
+	}
+	r.log.Info("account adopted", "account", a.ID, "database", dbName)
+	return true, nil
+}
+
+func (r *Registry) adopt(ctx context.Context, id, dbName, role string) error {
+	qRole, qDB := pgx.Identifier{role}.Sanitize(), pgx.Identifier{dbName}.Sanitize()
+	var super bool
+	if err := r.control.QueryRow(ctx, `SELECT current_setting('is_superuser') = 'on'`).Scan(&super); err != nil {
+		return fmt.Errorf("check privileges: %w", err)
+	}
+	var stmts []string
+	if !super {
+		// Handing a database to a role requires membership in it (Cloud SQL's admin is no superuser).
+		stmts = append(stmts, fmt.Sprintf(`GRANT %s TO CURRENT_USER`, qRole))
+	}
+	stmts = append(stmts,
+		fmt.Sprintf(`ALTER DATABASE %s OWNER TO %s`, qDB, qRole),
+		fmt.Sprintf(`REVOKE ALL ON DATABASE %s FROM PUBLIC`, qDB),
+	)
+	for _, s := range stmts {
+		if _, err := r.control.Exec(ctx, s); err != nil {
+			return fmt.Errorf("take over database: %s: %w", s, err)
+		}
+	}
+	// Opening the account's pool proves the password; migrating runs as the account's own role.
+	store, err := r.Store(ctx, id)
+	if err != nil {
+		return err
+	}
+	if _, err := migrate(ctx, store.(*Store).pool, "account"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	_, err = r.control.Exec(ctx, `UPDATE accounts SET ready = true WHERE id = $1`, id)
+	return err
+}
+
+// forget closes an account's pool and drops its cached keys.
+func (r *Registry) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.stores[id]; ok {
+		s.pool.Close()
+		delete(r.stores, id)
+	}
+	for h, e := range r.keys {
+		if e.account.ID == id {
+			delete(r.keys, h)
+		}
+	}
+}
+
 func newAPIKey() (string, [32]byte) {
 	key := "oms_" + base64.RawURLEncoding.EncodeToString(randomBytes(32))
 	return key, sha256.Sum256([]byte(key))
@@ -262,17 +352,7 @@ func (r *Registry) DropAccount(ctx context.Context, id string) error {
 	if err := oms.ValidateAccountID(id); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	if s, ok := r.stores[id]; ok {
-		s.pool.Close()
-		delete(r.stores, id)
-	}
-	for h, e := range r.keys {
-		if e.account.ID == id {
-			delete(r.keys, h)
-		}
-	}
-	r.mu.Unlock()
+	r.forget(id)
 	dbName, role := r.names(id)
 	qRole, qDB := pgx.Identifier{role}.Sanitize(), pgx.Identifier{dbName}.Sanitize()
 	for _, s := range []string{

@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -207,6 +210,23 @@ func migrateAll(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("migrated")
+	if cfg.AdoptAccounts == "" {
+		return nil
+	}
+	for _, id := range strings.Split(cfg.AdoptAccounts, ",") {
+		id = strings.TrimSpace(id)
+		pw, err := os.ReadFile(filepath.Join(cfg.AccountPasswordsDir, id))
+		if err != nil {
+			return fmt.Errorf("account %s: read its database password: %w", id, err)
+		}
+		adopted, err := reg.AdoptAccount(ctx, &oms.Account{ID: id, Name: id}, strings.TrimSpace(string(pw)))
+		if err != nil {
+			return err
+		}
+		if adopted {
+			log.Info("account registered; issue its API key with POST /v1/accounts/{id}/keys (admin token)", "account", id)
+		}
+	}
 	return nil
 }
 

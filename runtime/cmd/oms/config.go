@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	oms "github.com/omscloud/omscloud/runtime"
 )
 
 // config is every setting of every command; each flag has an OMS_* variable.
@@ -19,19 +21,22 @@ type config struct {
 	AdminToken      string
 	DatabaseURL     string
 	AccountDBPrefix string
-	RedisSentinels  string
-	RedisMaster     string
-	RedisPassword   string
-	RedisKeyPrefix  string
-	AMQPURL         string
-	LogLevel        string
-	ShutdownGrace   time.Duration
-	DrainDelay      time.Duration
-	Concurrency     int
-	MaxConns        int
-	AccountID       string
-	AccountName     string
-	DevDir          string
+	// AdoptAccounts and AccountPasswordsDir let migrate register accounts provisioned by the infrastructure.
+	AdoptAccounts       string
+	AccountPasswordsDir string
+	RedisSentinels      string
+	RedisMaster         string
+	RedisPassword       string
+	RedisKeyPrefix      string
+	AMQPURL             string
+	LogLevel            string
+	ShutdownGrace       time.Duration
+	DrainDelay          time.Duration
+	Concurrency         int
+	MaxConns            int
+	AccountID           string
+	AccountName         string
+	DevDir              string
 
 	envErrs []string
 }
@@ -107,6 +112,10 @@ func (c *config) flags(cmd string, stderr io.Writer, getenv func(string) string)
 		c.int(fs, getenv, &c.Concurrency, "concurrency", "OMS_WORKER_CONCURRENCY", 4, "parallel event consumers")
 	case "migrate":
 		db()
+		c.str(fs, getenv, &c.AdoptAccounts, "accounts", "OMS_ACCOUNTS", "",
+			"comma-separated ids of provisioned accounts to register by adopting their database and role (no API key is issued)")
+		c.str(fs, getenv, &c.AccountPasswordsDir, "account-passwords-dir", "OMS_ACCOUNT_PASSWORDS_DIR", "",
+			"directory with one file per --accounts id holding its database password")
 	case "account create":
 		db()
 		c.str(fs, getenv, &c.AccountID, "id", "OMS_ACCOUNT_ID", "", "account id: [a-z][a-z0-9-]{2,30}")
@@ -134,6 +143,16 @@ func (c *config) validate(cmd string) error {
 			errs = append(errs, "--database-url/OMS_DATABASE_URL is required (e.g. postgres://oms@db1,db2/oms?target_session_attrs=read-write)")
 		} else if _, err := url.Parse(c.DatabaseURL); err != nil || !strings.HasPrefix(c.DatabaseURL, "postgres") {
 			errs = append(errs, "--database-url/OMS_DATABASE_URL must be a postgres:// URL")
+		}
+	}
+	if cmd == "migrate" && c.AdoptAccounts != "" {
+		if c.AccountPasswordsDir == "" {
+			errs = append(errs, "--accounts/OMS_ACCOUNTS needs --account-passwords-dir/OMS_ACCOUNT_PASSWORDS_DIR")
+		}
+		for _, id := range strings.Split(c.AdoptAccounts, ",") {
+			if err := oms.ValidateAccountID(strings.TrimSpace(id)); err != nil {
+				errs = append(errs, fmt.Sprintf("--accounts/OMS_ACCOUNTS: %q is not a valid account id", id))
+			}
 		}
 	}
 	if cmd == "account create" {

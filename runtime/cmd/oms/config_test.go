@@ -28,6 +28,8 @@ func TestConfigurationErrorsNameTheFlagAndVariable(t *testing.T) {
 			"--database-url/OMS_DATABASE_URL", "--concurrency/OMS_WORKER_CONCURRENCY"}},
 		{"drain longer than grace", []string{"serve", "--database-url", "postgres://x/y", "--drain-delay", "30s"}, nil,
 			[]string{"--drain-delay/OMS_DRAIN_DELAY must be shorter"}},
+		{"migrate accounts without their passwords", []string{"migrate", "--accounts", "north,Bad Id"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y"},
+			[]string{"--accounts/OMS_ACCOUNTS needs --account-passwords-dir/OMS_ACCOUNT_PASSWORDS_DIR", `"Bad Id" is not a valid account id`}},
 		{"account create without id", []string{"account", "create", "--name", "A"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y"},
 			[]string{"--id/OMS_ACCOUNT_ID is required"}},
 	}
