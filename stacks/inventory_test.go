@@ -173,8 +173,13 @@ func TestAddingAnAccountAddsOnlyThatAccountsResources(t *testing.T) {
 			added = append(added, r.Type)
 			continue
 		}
-		assert.Equal(t, prev.Inputs, r.Inputs, "%s %s changed when an account was added", r.Type, r.Name)
 		delete(old, r.Type+" "+r.Name)
+		if r.Type == "kubernetes:batch/v1:Job" && strings.Contains(r.Name, "-migrate-") {
+			// The release's migrate Job registers the new account by adopting its database.
+			assert.Contains(t, strings.Join(r.Strings("spec.template.spec.containers[0].args"), " "), "fabrikam,northwind,wingtip")
+			continue
+		}
+		assert.Equal(t, prev.Inputs, r.Inputs, "%s %s changed when an account was added", r.Type, r.Name)
 	}
 	assert.Empty(t, old, "nothing is removed")
 	assert.ElementsMatch(t, []string{
