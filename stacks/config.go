@@ -36,7 +36,9 @@ type Config struct {
 	// Region is the catalog entry for RegionID, resolved by ParseConfig.
 	Region  regions.Region `json:"-"`
 	Project string         `json:"project"`
-	Tenancy string         `json:"tenancy"`
+	// ProjectNumber names the project's service agents (Cloud Storage's encrypts backups with CMEK).
+	ProjectNumber string `json:"projectNumber"`
+	Tenancy       string `json:"tenancy"`
 	// Tenant names the customer of a dedicated stack.
 	Tenant string `json:"tenant"`
 	// Accounts are the ids of the accounts whose isolated databases this stack hosts.
@@ -165,7 +167,7 @@ type Maintenance struct {
 
 // Keys lists every top-level key under the omscloud namespace. A key outside it is a typo.
 var Keys = []string{
-	"environment", "region", "project", "tenancy", "tenant", "accounts", "zones", "network", "gke", "sizing",
+	"environment", "region", "project", "projectNumber", "tenancy", "tenant", "accounts", "zones", "network", "gke", "sizing",
 	"edge", "runtime", "dr", "maintenance", "labels", "deletionProtection", "database",
 }
 

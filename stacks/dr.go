@@ -10,6 +10,8 @@ import (
 	"github.com/omscloud/omscloud/components/environment"
 	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/regions"
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/secretmanager"
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/storage"
 	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
@@ -40,10 +42,11 @@ const (
 
 // Outputs of the primary stack the DR spin-up reads.
 const (
-	OutputBackupBucket = "backupBucket"
-	OutputAccounts     = "accounts"
-	OutputRuntimeImage = "runtimeImage"
-	OutputDRAddress    = "drAddress"
+	OutputBackupURL       = "backupUrl"
+	OutputBackupKeySecret = "backupKeySecretId"
+	OutputAccounts        = "accounts"
+	OutputRuntimeImage    = "runtimeImage"
+	OutputDRAddress       = "drIpAddress"
 )
 
 // DRStackName is the name of a primary stack's DR stack.
@@ -59,8 +62,11 @@ func PrimaryRef(primary string) string {
 
 // PrimaryOutputs is what the DR environment takes from the primary's last state.
 type PrimaryOutputs struct {
-	// BackupBucket holds the backups the restore Job reads (outside the primary region, in the jurisdiction).
-	BackupBucket string
+	// BackupURL ("gs://<bucket>") holds the backups the restore Job reads (outside the primary region, in the
+	// jurisdiction).
+	BackupURL string
+	// KeySecretID is the Secret Manager secret of the archive key, replicated to the DR region.
+	KeySecretID string
 	// Accounts are the accounts the primary hosted at its last update.
 	Accounts []string
 	// RuntimeImage is the release (image by digest) the primary ran; empty when the primary does not export it yet.
@@ -132,9 +138,12 @@ func applyPrimaryOutputs(cfg *Config, out PrimaryOutputs) {
 }
 
 // RestoreArgs is the restore command the DR restore Job runs.
-func RestoreArgs(bucket string) []string {
-	return []string{"restore", "--from", "gs://" + bucket, "--latest"}
+func RestoreArgs(backupURL string) []string {
+	return []string{"restore", "--from", backupURL, "--latest"}
 }
+
+// EnvBackupKeySecret tells `oms restore` which Secret Manager secret holds the primary's archive key.
+const EnvBackupKeySecret = "OMS_BACKUP_KEY_SECRET"
 
 // DRProgram is the program of stack "<primaryStack>-dr". Its omscloud config is the primary's; primaryStack is the
 // primary's short name (or a fully qualified one).
@@ -179,18 +188,21 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		}
 
 		ctx.Export("primaryStack", pulumi.String(ref))
-		ctx.Export(OutputBackupBucket, pulumi.String(out.BackupBucket))
+		ctx.Export("primaryBackupUrl", pulumi.String(out.BackupURL))
 		ctx.Export(OutputDRAddress, pulumi.String(out.DRAddress))
 		ctx.Export(OutputRuntimeImage, pulumi.String(cfg.Runtime.Image))
 		ctx.Export("domain", pulumi.String(cfg.Edge.Domain))
+		if env == nil || env.Runtime == nil || env.Backup == nil {
+			return errors.New("DR program: stacks.Deploy declared no omscloud:environment:Environment with a runtime and backups; the restore needs both")
+		}
+		if err := grantPrimaryBackups(ctx, cfg, out, env); err != nil {
+			return err
+		}
 		v, _ := ctx.GetConfig(DRNamespace + ":" + DRKeyRestore)
 		restore := v == "true"
 		ctx.Export("restore", pulumi.Bool(restore))
 		if !restore {
 			return nil
-		}
-		if env == nil || env.Runtime == nil {
-			return errors.New("DR program: stacks.Deploy declared no omscloud:environment:Environment with a runtime; the restore Job runs as the runtime")
 		}
 		job, err := restoreJob(ctx, cfg, out, env)
 		if err != nil {
@@ -213,16 +225,21 @@ func readPrimaryOutputs(ref *pulumi.StackReference, name string) (PrimaryOutputs
 		return d.SecretValue, nil
 	}
 	var out PrimaryOutputs
-	v, err := get(OutputBackupBucket)
+	v, err := get(OutputBackupURL)
 	if err != nil {
 		return out, err
 	}
-	bucket, _ := v.(string)
-	if bucket == "" {
-		return out, fmt.Errorf("the primary stack %s exports no %s: there is nothing to restore from. Check that the primary was deployed with the backup component (pulumi up on %s) and that --backend points at its state",
-			name, OutputBackupBucket, name)
+	out.BackupURL, _ = v.(string)
+	if !strings.HasPrefix(out.BackupURL, "gs://") {
+		return out, fmt.Errorf("the primary stack %s exports no %s: there is nothing to restore from. Check that the primary was deployed with its backups (pulumi up on %s) and that --backend points at its state",
+			name, OutputBackupURL, name)
 	}
-	out.BackupBucket = bucket
+	if v, err = get(OutputBackupKeySecret); err != nil {
+		return out, err
+	}
+	if out.KeySecretID, _ = v.(string); out.KeySecretID == "" {
+		return out, fmt.Errorf("the primary stack %s exports no %s: the archives cannot be decrypted without it", name, OutputBackupKeySecret)
+	}
 	if v, err = get(OutputAccounts); err != nil {
 		return out, err
 	}
@@ -244,15 +261,22 @@ func readPrimaryOutputs(ref *pulumi.StackReference, name string) (PrimaryOutputs
 	return out, nil
 }
 
-// restoreJob runs `oms restore --from gs://<bucket> --latest` once the whole DR environment is up, with the runtime's
-// identity, environment and database credentials (omsruntime.Wiring), under the restricted Pod Security level.
+// restoreJob runs `oms restore --from gs://<bucket> --latest` once the whole DR environment is up: as the DR
+// environment's backup identity, with the runtime's environment and database credentials (omsruntime.Wiring), under
+// the restricted Pod Security level.
 func restoreJob(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment) (*batchv1.Job, error) {
 	name := cfg.NamePrefix() + "-restore"
 	w := env.Runtime.Wiring
 	labels := omsruntime.ClientSelector(cfg.NamePrefix())
 	labels["app.kubernetes.io/component"] = "restore"
-	container := w.Container("restore", cfg.Runtime.Image, RestoreArgs(out.BackupBucket), []string{omsruntime.EnvDatabaseURL},
+	container := w.Container("restore", cfg.Runtime.Image, RestoreArgs(out.BackupURL), []string{omsruntime.EnvDatabaseURL},
 		omsruntime.Resources{CPU: "500m", Memory: "1Gi", CPULimit: "2", MemoryLimit: "2Gi"})
+	container.Env = append(container.Env.(corev1.EnvVarArray), corev1.EnvVarArgs{
+		Name: pulumi.String(EnvBackupKeySecret), Value: pulumi.String(out.KeySecretID),
+	})
+	pod := w.PodSpec("Never", container)
+	// The backup identity reads archives and keys (grantPrimaryBackups); the runtime's Secret gives the database.
+	pod.ServiceAccountName = pulumi.String(env.Backup.ServiceAccountName)
 	return batchv1.NewJob(ctx, name, &batchv1.JobArgs{
 		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(w.Namespace), Labels: pulumi.ToStringMap(labels)},
 		Spec: batchv1.JobSpecArgs{
@@ -261,8 +285,31 @@ func restoreJob(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *envir
 			TtlSecondsAfterFinished: pulumi.Int(7 * 24 * 3600),
 			Template: corev1.PodTemplateSpecArgs{
 				Metadata: metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
-				Spec:     w.PodSpec("Never", container),
+				Spec:     pod,
 			},
 		},
 	}, pulumi.Provider(env.Cluster.Provider), pulumi.DependsOn([]pulumi.Resource{env}))
+}
+
+// grantPrimaryBackups lets the DR environment's backup identity read the primary's archives and archive key — and
+// nothing else of the primary. The grants inherit the DR environment's GCP provider.
+func grantPrimaryBackups(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment) error {
+	prefix := cfg.NamePrefix()
+	member := pulumi.Sprintf("serviceAccount:%s", env.Backup.ServiceAccountEmail)
+	if _, err := storage.NewBucketIAMMember(ctx, prefix+"-restore-read-archives", &storage.BucketIAMMemberArgs{
+		Bucket: pulumi.String(strings.TrimPrefix(out.BackupURL, "gs://")),
+		Role:   pulumi.String("roles/storage.objectViewer"),
+		Member: member,
+	}, pulumi.Parent(env)); err != nil {
+		return fmt.Errorf("DR: grant read on the primary's archives: %w", err)
+	}
+	if _, err := secretmanager.NewSecretIamMember(ctx, prefix+"-restore-read-key", &secretmanager.SecretIamMemberArgs{
+		Project:  pulumi.String(cfg.Project),
+		SecretId: pulumi.String(out.KeySecretID),
+		Role:     pulumi.String("roles/secretmanager.secretAccessor"),
+		Member:   member,
+	}, pulumi.Parent(env)); err != nil {
+		return fmt.Errorf("DR: grant access to the primary's archive key: %w", err)
+	}
+	return nil
 }

@@ -145,9 +145,10 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 	require.NoError(t, err)
 
 	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: resource.PropertyMap{
-		OutputBackupBucket: resource.NewProperty("oms-prod-eu-backups"),
-		OutputAccounts:     resource.NewProperty([]resource.PropertyValue{resource.NewProperty("tailspin"), resource.NewProperty("adventureworks"), resource.NewProperty("litware")}),
-		OutputDRAddress:    resource.NewProperty("203.0.113.99"),
+		OutputBackupURL:       resource.NewProperty("gs://oms-prod-eu-backups"),
+		OutputBackupKeySecret: resource.NewProperty("projects/omscloud-prod-eu/secrets/oms-prod-eu-backup-key"),
+		OutputAccounts:        resource.NewProperty([]resource.PropertyValue{resource.NewProperty("tailspin"), resource.NewProperty("adventureworks"), resource.NewProperty("litware")}),
+		OutputDRAddress:       resource.NewProperty("203.0.113.99"),
 	}}
 	values := map[string]string{DRNamespace + ":" + DRKeyRestore: "true"}
 	for k, v := range sf.Values {
@@ -199,7 +200,7 @@ func TestDRProgramNeedsTheBackupBucket(t *testing.T) {
 	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = sf.Values, sf.SecretKeys }
 	err = pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "exports no backupBucket")
+	assert.Contains(t, err.Error(), "exports no backupUrl")
 	for _, r := range mocks.Resources() {
 		assert.False(t, strings.HasPrefix(r.Type, "gcp:"), "nothing is declared without a backup to restore: %s", r.Name)
 	}

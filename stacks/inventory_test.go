@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,17 +96,20 @@ func TestProdPlacesWebPoolsInThreeUSZones(t *testing.T) {
 func TestSandboxIsProdTopologyAtSmallerSizes(t *testing.T) {
 	_, prod := plan(t, "prod")
 	_, sbx := plan(t, "sandbox")
-	// Same resource types; the same counts except for what each hosted account adds.
-	assert.Equal(t, prod.Types(), sbx.Types())
+	// Same resources, but for the cold-DR site (production only) and what each hosted account adds.
 	perAccount := map[string]bool{
 		"gcp:sql/database:Database": true, "gcp:sql/user:User": true, "gcp:secretmanager/secret:Secret": true,
 		"gcp:secretmanager/secretVersion:SecretVersion": true, "random:index/randomPassword:RandomPassword": true,
+		"gcp:secretmanager/secretIamMember:SecretIamMember": true,
 	}
-	for typ, n := range prod.Counts {
+	prodCounts := countsWithout(prod, only(t, prod, "omscloud:dr:DR"))
+	sbxCounts := countsWithout(sbx, inventory.Resource{})
+	for typ, n := range prodCounts {
 		if !perAccount[typ] {
-			assert.Equal(t, n, sbx.Counts[typ], typ)
+			assert.Equal(t, n, sbxCounts[typ], typ)
 		}
 	}
+	assert.Len(t, sbxCounts, len(prodCounts))
 	for i, z := range sbx.Zones() {
 		assert.Equal(t, prod.Zones()[i].Zone, z.Zone)
 		for j, p := range z.Pools {
@@ -142,6 +146,23 @@ func TestNoFirewallRuleAdmitsTheInternet(t *testing.T) {
 func TestKubeconfigIsSecret(t *testing.T) {
 	_, inv := plan(t, "prod")
 	assert.Equal(t, inventory.Secret, only(t, inv, "pulumi:providers:kubernetes").String("kubeconfig"))
+}
+
+// countsWithout counts resources per type, leaving out root and everything below it.
+func countsWithout(inv *inventory.Inventory, root inventory.Resource) map[string]int {
+	skip := map[string]bool{}
+	if root.URN != "" {
+		skip[root.URN] = true
+	}
+	counts := map[string]int{}
+	for _, r := range inv.Resources { // depth-first: a parent precedes its children
+		if skip[r.URN] || skip[r.ParentURN] {
+			skip[r.URN] = true
+			continue
+		}
+		counts[r.Type]++
+	}
+	return counts
 }
 
 func only(t *testing.T, inv *inventory.Inventory, typ string) inventory.Resource {
@@ -185,6 +206,7 @@ func TestAddingAnAccountAddsOnlyThatAccountsResources(t *testing.T) {
 	assert.ElementsMatch(t, []string{
 		"gcp:sql/database:Database", "gcp:sql/user:User", "gcp:secretmanager/secret:Secret",
 		"gcp:secretmanager/secretVersion:SecretVersion", "random:index/randomPassword:RandomPassword",
+		"gcp:secretmanager/secretIamMember:SecretIamMember", // the backup job reads the account's password
 	}, added)
 }
 
@@ -312,4 +334,62 @@ func TestEdgeModes(t *testing.T) {
 	for _, s := range cf.OfType("kubernetes:core/v1:Service") {
 		assert.NotEqual(t, "LoadBalancer", s.String("spec.type"), s.Name)
 	}
+}
+
+func TestBackupsLiveOutsideThePrimaryRegionAndDRHoldsOnlyWhatMustPreExist(t *testing.T) {
+	for _, stack := range []string{"prod", "prod-eu", "acme-prod-eu"} {
+		cfg, inv := plan(t, stack)
+		var backups inventory.Resource
+		for _, b := range inv.OfType("gcp:storage/bucket:Bucket") {
+			if strings.HasSuffix(b.String("name"), "-backups") {
+				backups = b
+			}
+		}
+		require.NotEmpty(t, backups.Name, stack)
+		assert.Equal(t, cfg.DR.GCPRegion, backups.String("location"), "%s: backups sit in the DR region", stack)
+		assert.NotEqual(t, cfg.Region.Primary.GCPRegion, backups.String("location"))
+		ages := map[string]float64{}
+		for i := range 5 {
+			prefixes := backups.Strings(fmt.Sprintf("lifecycleRules[%d].condition.matchesPrefixes", i))
+			age, ok := backups.Number(fmt.Sprintf("lifecycleRules[%d].condition.age", i))
+			if len(prefixes) == 1 && ok {
+				ages[prefixes[0]] = age
+			}
+		}
+		assert.Equal(t, map[string]float64{"hourly/": 7, "weekly/": 28, "monthly/": 365}, ages, stack)
+		assert.NotEmpty(t, backups.String("encryption.defaultKmsKeyName"), "%s: CMEK", stack)
+
+		schedules := map[string]string{}
+		for _, cj := range inv.OfType("kubernetes:batch/v1:CronJob") {
+			args := strings.Join(cj.Strings("spec.jobTemplate.spec.template.spec.containers[0].args"), " ")
+			schedules[args[:strings.Index(args, " --to")]] = cj.String("spec.schedule")
+		}
+		assert.Equal(t, map[string]string{
+			"backup --tier hourly": "7 * * * *", "backup --tier weekly": "17 0 * * 0",
+			"backup --tier monthly": "37 0 1 * *", "backup prune": "47 1 * * *",
+		}, schedules, stack)
+
+		site := only(t, inv, "omscloud:dr:DR")
+		inDR := 0
+		for _, r := range inv.Resources {
+			for _, key := range []string{"region", "location"} {
+				if r.String(key) == cfg.DR.GCPRegion {
+					inDR++
+					assert.Contains(t, []string{"gcp:storage/bucket:Bucket", "gcp:kms/keyRing:KeyRing"}, r.Type,
+						"%s: %s %s is in the DR region; nothing may run there before DR is declared", stack, r.Type, r.Name)
+				}
+			}
+		}
+		assert.Positive(t, inDR, stack)
+		if cfg.Edge.Provider == "gcp" {
+			ip, ok := inv.Find("gcp:compute/globalAddress:GlobalAddress", site.Name+"-ip")
+			require.True(t, ok, "%s: reserved DR IP", stack)
+			assert.Equal(t, "EXTERNAL", ip.String("addressType"))
+		} else {
+			pools := inv.OfType("cloudflare:index/loadBalancerPool:LoadBalancerPool")
+			require.Len(t, pools, 2, "%s: the primary pool and the pre-declared DR pool", stack)
+		}
+	}
+	_, sbx := plan(t, "sandbox")
+	assert.Empty(t, sbx.OfType("omscloud:dr:DR"), "cold DR is for production")
 }

@@ -9,6 +9,6 @@ func (c *Config) PolicyContext() policy.Context {
 		Edge:             c.Edge.Provider,
 		PrimaryRegion:    c.Region.Primary.GCPRegion,
 		DRRegion:         c.DR.GCPRegion,
-		AllowedLocations: []string{c.Region.StorageLocation, c.Database.BackupLocation},
+		AllowedLocations: append([]string{c.Region.StorageLocation, c.Database.BackupLocation}, c.storageLocations()...),
 	}
 }

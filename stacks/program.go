@@ -1,6 +1,8 @@
 package stacks
 
 import (
+	"github.com/omscloud/omscloud/components/backup"
+	"github.com/omscloud/omscloud/components/dr"
 	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/environment"
 	"github.com/omscloud/omscloud/components/gke"
@@ -73,6 +75,25 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 	cloudflareReplicas := 2
 	if cfg.Environment == Production {
 		cloudflareReplicas = 3
+	}
+	activeImage := cfg.Runtime.Image
+	if img, ok := cfg.Runtime.ColorImages[cfg.Runtime.ActiveColor]; ok {
+		activeImage = img
+	}
+	bucket, media, keepInRegion := cfg.backupPlacement()
+	var drArgs *dr.Args
+	if cfg.Environment == Production && cfg.DR.Enabled {
+		drArgs = &dr.Args{
+			Name:               prefix,
+			Project:            cfg.Project,
+			Region:             cfg.Region.Primary.GCPRegion,
+			DRRegion:           cfg.DR.GCPRegion,
+			AllowCrossBorder:   cfg.Region.DRCrossBorder && cfg.DR.AcknowledgeCrossBorder,
+			Edge:               cfg.Edge.Provider,
+			DeletionProtection: cfg.DeletionProtection,
+			Labels:             labels,
+			Cloudflare:         dr.CloudflareArgs{AccountID: cfg.Edge.Cloudflare.AccountID, Hostnames: cfg.Edge.Hostnames},
+		}
 	}
 	// Validation guarantees at least one valid maintenance day.
 	maintenanceDay, _ := postgres.Weekday(cfg.Maintenance.Days[0])
@@ -156,6 +177,21 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 				Replicas:  cloudflareReplicas,
 			},
 		},
+		Backup: backup.Args{
+			Name:               prefix,
+			Project:            cfg.Project,
+			ProjectNumber:      cfg.ProjectNumber,
+			Region:             cfg.Region.Primary.GCPRegion,
+			DRRegion:           cfg.DR.GCPRegion,
+			AllowCrossBorder:   cfg.Region.DRCrossBorder && cfg.DR.AcknowledgeCrossBorder,
+			KeepInRegion:       keepInRegion,
+			DeletionProtection: cfg.DeletionProtection,
+			Labels:             labels,
+			Bucket:             bucket,
+			Media:              media,
+			Image:              activeImage,
+		},
+		DR:                 drArgs,
 		CloudflareProvider: cloudflareProvider,
 	}, pulumi.Providers(provider))
 	if err != nil {
@@ -185,6 +221,17 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 	ctx.Export("edgeIpAddress", env.Edge.IPAddress)
 	ctx.Export("tunnelId", env.Edge.TunnelID)
 	ctx.Export("primaryPoolId", env.Edge.PrimaryPoolID)
+	ctx.Export("runtimeImage", pulumi.String(activeImage))
+	ctx.Export("backupUrl", env.Backup.BackupURL)
+	ctx.Export("mediaUrl", env.Backup.MediaURL)
+	ctx.Export("backupKeySecretId", env.Backup.KeySecretID)
+	ctx.Export("backupServiceAccount", env.Backup.ServiceAccountEmail)
+	if env.DR != nil {
+		ctx.Export("drIpAddress", env.DR.DRIPAddress)
+		ctx.Export("drPoolId", env.DR.DRPoolID)
+		ctx.Export("drTunnelId", env.DR.DRTunnelID)
+		ctx.Export("drTunnelToken", env.DR.DRTunnelToken)
+	}
 	return nil
 }
 

@@ -3,6 +3,8 @@
 package environment
 
 import (
+	"github.com/omscloud/omscloud/components/backup"
+	"github.com/omscloud/omscloud/components/dr"
 	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/network"
@@ -32,6 +34,10 @@ type Args struct {
 	Runtime omsruntime.Args
 	// Edge's backend is the runtime's public Service; set by New.
 	Edge edge.Args
+	// Backup's runtime wiring, account secrets and media writers are set by New.
+	Backup backup.Args
+	// DR is declared in production only (nil otherwise): what must exist in the DR region before a disaster.
+	DR *dr.Args
 	// CloudflareProvider is required when Edge.Provider is cloudflare.
 	CloudflareProvider pulumi.ProviderResource
 }
@@ -47,6 +53,9 @@ type Environment struct {
 	RabbitMQ *rabbitmq.RabbitMQ
 	Runtime  *omsruntime.Runtime
 	Edge     *edge.Edge
+	Backup   *backup.Backup
+	// DR is nil outside production.
+	DR *dr.DR
 }
 
 // New declares the environment. Pass the stack region's GCP provider with pulumi.Providers.
@@ -132,7 +141,34 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, err
 	}
 
+	backupArgs := args.Backup
+	backupArgs.Runtime = rt.Wiring
+	backupArgs.AccountSecrets = map[string]pulumi.StringInput{}
+	for id, acct := range db.Accounts {
+		backupArgs.AccountSecrets[id] = acct.PasswordSecret
+	}
+	backupArgs.Media.Writers = append(backupArgs.Media.Writers, rt.ServiceAccountEmail)
+	backups, err := backup.New(ctx, name+"-backup", &backupArgs, inCluster...)
+	if err != nil {
+		return nil, err
+	}
+
+	var site *dr.DR
+	if args.DR != nil {
+		drOpts := []pulumi.ResourceOption{parent}
+		if cloudflareMode {
+			drOpts = append(drOpts, pulumi.Providers(args.CloudflareProvider))
+		}
+		if site, err = dr.New(ctx, name+"-dr", args.DR, drOpts...); err != nil {
+			return nil, err
+		}
+	}
+
 	edgeArgs := args.Edge
+	if site != nil && cloudflareMode {
+		// The primary load balancer already lists the (disabled) DR pool: declaring DR only enables it.
+		edgeArgs.Cloudflare.DRPoolIDs = append(edgeArgs.Cloudflare.DRPoolIDs, site.DRPoolID)
+	}
 	edgeArgs.Backend.Namespace = Namespace
 	edgeArgs.Backend.ServiceName = omsruntime.ServiceName(runtimeName)
 	edgeArgs.Backend.PodSelector = omsruntime.WebSelector(runtimeName)
@@ -149,6 +185,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	}
 
 	e.Network, e.Cluster, e.Database, e.Redis, e.RabbitMQ, e.Runtime, e.Edge = net, cluster, db, cache, mq, rt, front
+	e.Backup, e.DR = backups, site
 	return e, ctx.RegisterResourceOutputs(e, pulumi.Map{
 		"network":          net.Network,
 		"clusterName":      cluster.ClusterName,

@@ -1,0 +1,164 @@
+package dr
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/omscloud/omscloud/components/internal/kube"
+	"github.com/omscloud/omscloud/regions"
+)
+
+// Edge modes (edge.GCP, edge.Cloudflare).
+const (
+	GCP        = "gcp"
+	Cloudflare = "cloudflare"
+)
+
+// Defaults.
+const (
+	DefaultNamespace = "oms"
+	// servicePort is the runtime's public Service port (edge.ServicePort).
+	servicePort = 80
+	nameMax     = 30
+	// maxEgressAddresses bounds the reserved NAT addresses (Cloud NAT takes many more, customers whitelist few).
+	maxEgressAddresses = 8
+)
+
+// Args configures what exists of the cold DR site before DR is declared: addresses customers whitelist and, in
+// cloudflare mode, the DR tunnel and its disabled pool. Nothing runs.
+type Args struct {
+	// Name prefixes every resource ("oms-prod-eu").
+	Name    string
+	Project string
+	// Region is the primary GCP region; DRRegion the cold DR site (regions.Region.DR.GCPRegion).
+	Region   string
+	DRRegion string
+	// AllowCrossBorder acknowledges a DR site outside the jurisdiction (regions.Region.DRCrossBorder).
+	AllowCrossBorder bool
+	// Edge is the stack's edge mode: gcp (reserve the DR load balancer's global IP) or cloudflare (DR tunnel and
+	// pool; no IP).
+	Edge string
+	// EgressAddresses reserves this many regional external IPs in DR region for the DR environment's Cloud NAT,
+	// for customers that whitelist the platform's outbound calls (webhooks). Default 0.
+	EgressAddresses int
+	// DeletionProtection protects the reserved addresses and the DR tunnel: a new IP breaks every whitelist.
+	DeletionProtection bool
+	Labels             map[string]string
+	Cloudflare         CloudflareArgs
+}
+
+// CloudflareArgs describe the DR tunnel and pool (cloudflare mode).
+type CloudflareArgs struct {
+	AccountID string
+	// Hostnames the DR tunnel will serve: the primary edge's (the first is the pool's Host header).
+	Hostnames []string
+	// HealthPath answers 200 when the DR runtime may take traffic (default "/readyz"). The DR pool has its own
+	// monitor, so the component needs nothing from the primary edge, whose load balancer lists the DR pool.
+	HealthPath string
+	// Origin is where the DR environment's cloudflared sends traffic (default
+	// "http://<Name>-web.<Namespace>.svc.cluster.local:80", the runtime's public Service).
+	Origin    string
+	Namespace string
+	// CheckRegions are the Cloudflare regions probing the pool once enabled (default: every data center).
+	CheckRegions []string
+	// NotificationEmail, when set, receives the DR pool's health notifications.
+	NotificationEmail string
+}
+
+var (
+	cloudflareID    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	hostnamePattern = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z][-a-z0-9]{0,61}[a-z0-9]$`)
+	cloudflareRegs  = []string{"WNAM", "ENAM", "WEU", "EEU", "NSAM", "SSAM", "OC", "ME", "NAF", "SAF", "SAS", "SEAS", "NEAS", "ALL_REGIONS"}
+)
+
+func (a Args) withDefaults() Args {
+	c := &a.Cloudflare
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if c.HealthPath == "" {
+		c.HealthPath = "/readyz"
+	}
+	if c.Origin == "" {
+		c.Origin = fmt.Sprintf("http://%s:%d", kube.ServiceFQDN(a.Name+"-web", c.Namespace), servicePort)
+	}
+	return a
+}
+
+// Validate reports every problem of the arguments (after defaults), naming the field and the fix.
+func (a *Args) Validate() error {
+	d := a.withDefaults()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := kube.ValidateName("Name", d.Name, nameMax); err != nil {
+		errs = append(errs, err)
+	}
+	if d.Project == "" {
+		add("Project is required")
+	}
+	primary, okPrimary := regions.JurisdictionOf(d.Region)
+	if !okPrimary {
+		add("Region %q is not a GCP region omscloud knows: use one of %s", d.Region, strings.Join(regions.KnownGCPRegions(), ", "))
+	}
+	site, okDR := regions.JurisdictionOf(d.DRRegion)
+	switch {
+	case d.DRRegion == "":
+		add("DRRegion is required: the cold DR site (regions.Region.DR.GCPRegion)")
+	case !okDR:
+		add("DRRegion %q is not a GCP region omscloud knows", d.DRRegion)
+	case d.DRRegion == d.Region:
+		add("DRRegion %q is the primary region: the DR site must survive the region's loss", d.DRRegion)
+	case okPrimary && site != primary && !d.AllowCrossBorder:
+		add("DRRegion %q is in %s, outside %s: choose a DR region in the jurisdiction, or set AllowCrossBorder where the stack acknowledges it", d.DRRegion, site, primary)
+	}
+	if d.EgressAddresses < 0 || d.EgressAddresses > maxEgressAddresses {
+		add("EgressAddresses is %d: reserve 0 to %d", d.EgressAddresses, maxEgressAddresses)
+	}
+	switch d.Edge {
+	case GCP:
+	case Cloudflare:
+		errs = append(errs, d.validateCloudflare()...)
+	default:
+		add("Edge %q: use %q (reserve the DR load balancer's IP) or %q (DR tunnel and pool)", d.Edge, GCP, Cloudflare)
+	}
+	errs = append(errs, kube.ValidateLabels("Labels", d.Labels)...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("dr: %w", err)
+	}
+	return nil
+}
+
+func (a *Args) validateCloudflare() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c := a.Cloudflare
+	if !cloudflareID.MatchString(c.AccountID) {
+		add("Cloudflare.AccountID %q is not a Cloudflare account id (32 hex characters)", c.AccountID)
+	}
+	if len(c.Hostnames) == 0 {
+		add("Cloudflare.Hostnames is empty: give the hostnames the primary edge serves")
+	}
+	for i, h := range c.Hostnames {
+		if !hostnamePattern.MatchString(h) {
+			add("Cloudflare.Hostnames[%d] %q is not a lowercase DNS name", i, h)
+		}
+	}
+	if !strings.HasPrefix(c.HealthPath, "/") {
+		add("Cloudflare.HealthPath %q must be an absolute path such as /readyz", c.HealthPath)
+	}
+	if !strings.HasPrefix(c.Origin, "http://") && !strings.HasPrefix(c.Origin, "https://") {
+		add("Cloudflare.Origin %q must be an http(s) URL of the DR runtime's Service", c.Origin)
+	}
+	if err := kube.ValidateNamespace("Cloudflare.Namespace", c.Namespace); err != nil {
+		errs = append(errs, err)
+	}
+	for i, r := range c.CheckRegions {
+		if !slices.Contains(cloudflareRegs, r) {
+			add("Cloudflare.CheckRegions[%d] %q: use one of %v", i, r, cloudflareRegs)
+		}
+	}
+	return errs
+}

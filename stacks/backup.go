@@ -1,0 +1,30 @@
+package stacks
+
+import "github.com/omscloud/omscloud/components/backup"
+
+// backupPlacement decides where backups and media live. Media is always replicated across the primary and DR
+// regions of the jurisdiction. Backups go to the DR region when DR is on (a DR spin-up then restores locally, and
+// the copies sit outside the primary's failure domain), else to the jurisdiction's storage location. A single-region
+// jurisdiction keeps everything at home unless the stack acknowledged cross-border DR.
+func (c *Config) backupPlacement() (bucket backup.BucketArgs, media backup.MediaArgs, keepInRegion bool) {
+	primary := c.Region.Primary.GCPRegion
+	if c.Region.DRCrossBorder && !(c.DR.Enabled && c.DR.AcknowledgeCrossBorder) {
+		return backup.BucketArgs{Location: primary}, backup.MediaArgs{Location: primary}, true
+	}
+	drRegion := c.DR.GCPRegion
+	if drRegion == "" {
+		drRegion = c.Region.DR.GCPRegion
+	}
+	media = backup.MediaDualRegion(primary, drRegion)
+	if c.DR.Enabled {
+		return backup.BucketArgs{Location: drRegion}, media, false
+	}
+	return backup.BucketArgs{Location: c.Region.StorageLocation}, media, false
+}
+
+// storageLocations are the locations backups, media and their keys may use.
+func (c *Config) storageLocations() []string {
+	bucket, media, _ := c.backupPlacement()
+	out := []string{bucket.Location, backup.KeyLocation(bucket.Location), media.Location, backup.KeyLocation(media.Location)}
+	return append(out, media.DataLocations...)
+}
