@@ -9,7 +9,6 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
-	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -296,13 +295,8 @@ func connector(ctx *pulumi.Context, name string, a *Args, tunnel *cloudflare.Zer
 		return fmt.Errorf("connector deployment: %w", err)
 	}
 
-	if _, err := policyv1.NewPodDisruptionBudget(ctx, name+"-cloudflared", &policyv1.PodDisruptionBudgetArgs{
-		Metadata: meta(base),
-		Spec: policyv1.PodDisruptionBudgetSpecArgs{
-			MinAvailable: pulumi.Int(1),
-			Selector:     kube.Selector(selector),
-		},
-	}, opts...); err != nil {
+	// One connector at a time: a drain never leaves the tunnel with a single connection.
+	if _, err := kube.NewPDB(ctx, name+"-cloudflared", meta(base), selector, opts...); err != nil {
 		return fmt.Errorf("connector pod disruption budget: %w", err)
 	}
 

@@ -222,7 +222,7 @@ func TestCloudflaredDeployment(t *testing.T) {
 			kubetest.AssertNoPlaintextSecrets(t, inv)
 
 			pdb := kubetest.One(t, inv, kubetest.PDB)
-			assert.Equal(t, float64(1), pdb.Inputs["spec"].(map[string]any)["minAvailable"])
+			assert.Equal(t, float64(1), pdb.Inputs["spec"].(map[string]any)["maxUnavailable"], "one connector drained at a time")
 			assert.Equal(t, kubetest.Map(t, d, "spec.selector.matchLabels"), kubetest.Map(t, pdb, "spec.selector.matchLabels"))
 		})
 	}

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Starts a throwaway Kubernetes control plane on 127.0.0.1 from the binaries scripts/k8s-build.sh cached: etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler and kwok (which runs the fake nodes that carry the
+# annotation kwok.x-k8s.io/node=fake). Everything it creates lives in STATE_DIR: PKI, etcd data, logs, the
+# admin kubeconfig and the PIDs that scripts/k8s-down.sh stops.
+#
+#   dir=$(mktemp -d) && scripts/k8s-up.sh "$dir" && export KUBECONFIG=$dir/kubeconfig
+#   ...
+#   scripts/k8s-down.sh "$dir"
+#
+# Environment: K8S_BIN_DIR (default ${OMSCLOUD_CACHE:-$HOME/.cache/omscloud}/k8s/v1.33.13/bin),
+# K8S_UP_TIMEOUT seconds per component (default 120).
+set -euo pipefail
+
+state="${1:?usage: k8s-up.sh STATE_DIR}"
+bin="${K8S_BIN_DIR:-${OMSCLOUD_CACHE:-$HOME/.cache/omscloud}/k8s/v1.33.13/bin}"
+timeout_s="${K8S_UP_TIMEOUT:-120}"
+
+for b in k8s-pki etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl; do
+	if [[ ! -x "$bin/$b" ]]; then
+		echo "k8s-up: $bin/$b missing: run scripts/k8s-build.sh" >&2
+		exit 3
+	fi
+done
+if [[ -e "$state/pids" ]]; then
+	echo "k8s-up: $state already holds a cluster: run scripts/k8s-down.sh $state first" >&2
+	exit 2
+fi
+mkdir -p "$state/logs" && mkdir -p -m 700 "$state/etcd"
+state="$(cd "$state" && pwd)"
+pki="$state/pki"
+start=$(date +%s.%N)
+
+# A port nobody listens on now. Another process may still take it before we bind: then the component exits and
+# the wait below reports its log.
+declare -A taken=()
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 30000))
+		[[ -n "${taken[$p]:-}" ]] && continue
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			taken[$p]=1
+			echo "$p"
+			return
+		fi
+	done
+}
+etcd_port=$(free_port)
+etcd_peer_port=$(free_port)
+api_port=$(free_port)
+kcm_port=$(free_port)
+sched_port=$(free_port)
+kwok_port=$(free_port)
+
+"$bin/k8s-pki" -dir "$pki" -service-ip 10.0.0.1
+
+kubeconfig() { # file user cert key
+	cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: omscloud-test
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority: $pki/ca.crt
+users:
+- name: $2
+  user:
+    client-certificate: $pki/$3.crt
+    client-key: $pki/$3.key
+contexts:
+- name: omscloud-test
+  context: {cluster: omscloud-test, user: $2}
+current-context: omscloud-test
+EOF
+}
+kubeconfig "$state/kubeconfig" admin admin
+kubeconfig "$state/controller-manager.kubeconfig" controller-manager controller-manager
+kubeconfig "$state/scheduler.kubeconfig" scheduler scheduler
+
+launch() { # name args...
+	local name="$1"
+	shift
+	# setsid: the component outlives this script and is not hit by the caller's terminal signals.
+	setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
+	echo "$name $!" >>"$state/pids"
+}
+
+fail() {
+	echo "k8s-up: $1; last lines of $state/logs/$2.log:" >&2
+	tail -n 30 "$state/logs/$2.log" >&2 || true
+	"$(dirname "${BASH_SOURCE[0]}")/k8s-down.sh" "$state" --keep >&2 || true
+	exit 1
+}
+
+# wait_for NAME CMD...: polls CMD until it succeeds; fails as soon as the component's process has exited.
+wait_for() {
+	local name="$1" pid deadline
+	shift
+	pid=$(awk -v n="$name" '$1 == n {print $2}' "$state/pids")
+	deadline=$(($(date +%s) + timeout_s))
+	until "$@" >/dev/null 2>&1; do
+		kill -0 "$pid" 2>/dev/null || fail "$name exited" "$name"
+		(($(date +%s) < deadline)) || fail "$name not ready after ${timeout_s}s" "$name"
+		sleep 0.1
+	done
+}
+
+launch etcd "$bin/etcd" --name omscloud-test --data-dir "$state/etcd" --unsafe-no-fsync \
+	--listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+	--listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+	--initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+	--initial-cluster "omscloud-test=http://127.0.0.1:$etcd_peer_port" --log-level warn
+
+if [[ -n "${K8S_OWNER_PID:-}" ]]; then
+	# A test binary that owns the cluster may be killed (go test -timeout) before it can stop it: stop the cluster
+	# when the owner is gone. The watcher ends by itself once k8s-down.sh has removed the pids file.
+	setsid bash -c 'while kill -0 "$1" 2>/dev/null && [[ -f "$2/pids" ]]; do sleep 1; done
+		if [[ -f "$2/pids" ]]; then "$3" "$2"; fi' k8s-watch "$K8S_OWNER_PID" "$state" \
+		"$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/k8s-down.sh" >/dev/null 2>&1 </dev/null &
+fi
+
+launch kube-apiserver "$bin/kube-apiserver" \
+	--etcd-servers "http://127.0.0.1:$etcd_port" \
+	--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+	--endpoint-reconciler-type none \
+	--service-cluster-ip-range 10.0.0.0/24 \
+	--authorization-mode Node,RBAC \
+	--client-ca-file "$pki/ca.crt" \
+	--tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+	--service-account-issuer https://kubernetes.default.svc.cluster.local \
+	--service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+	--requestheader-client-ca-file "$pki/front-proxy-ca.crt" \
+	--requestheader-allowed-names front-proxy-client \
+	--requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+	--requestheader-extra-headers-prefix X-Remote-Extra- \
+	--proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
+	--profiling=false
+
+api_ready() {
+	curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+		"https://127.0.0.1:$api_port/readyz" >/dev/null
+}
+wait_for kube-apiserver api_ready
+
+launch kube-controller-manager "$bin/kube-controller-manager" \
+	--kubeconfig "$state/controller-manager.kubeconfig" \
+	--authentication-kubeconfig "$state/controller-manager.kubeconfig" \
+	--authorization-kubeconfig "$state/controller-manager.kubeconfig" \
+	--bind-address 127.0.0.1 --secure-port "$kcm_port" \
+	--service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+	--use-service-account-credentials \
+	--horizontal-pod-autoscaler-sync-period 2s \
+	--leader-elect=false --profiling=false
+
+launch kube-scheduler "$bin/kube-scheduler" \
+	--kubeconfig "$state/scheduler.kubeconfig" \
+	--authentication-kubeconfig "$state/scheduler.kubeconfig" \
+	--authorization-kubeconfig "$state/scheduler.kubeconfig" \
+	--bind-address 127.0.0.1 --secure-port "$sched_port" \
+	--leader-elect=false --profiling=false
+
+launch kwok "$bin/kwok" --kubeconfig "$state/kubeconfig" \
+	--manage-all-nodes=false \
+	--manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+	--manage-nodes-with-label-selector= \
+	--server-address "127.0.0.1:$kwok_port"
+
+healthz() { curl -sfk "https://127.0.0.1:$1/healthz" >/dev/null; }
+wait_for kube-controller-manager healthz "$kcm_port"
+wait_for kube-scheduler healthz "$sched_port"
+wait_for kwok curl -sf "http://127.0.0.1:$kwok_port/healthz"
+# Pods need the default ServiceAccount, which the controller-manager creates.
+wait_for kube-controller-manager "$bin/kubectl" --kubeconfig "$state/kubeconfig" -n default get serviceaccount default
+
+echo "k8s-up: cluster ready in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}') s" \
+	"(apiserver https://127.0.0.1:$api_port); export KUBECONFIG=$state/kubeconfig"
