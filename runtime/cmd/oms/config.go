@@ -37,6 +37,20 @@ type config struct {
 	AccountID           string
 	AccountName         string
 	DevDir              string
+	// Backup and restore.
+	Tier        string
+	BackupURL   string
+	KeyFile     string
+	BackupKey   string // OMS_BACKUP_KEY only: a key is never a flag value (it would show in ps)
+	MediaURL    string
+	Release     string
+	PGBinDir    string
+	PruneNow    string
+	DryRun      bool
+	JSON        bool
+	RestoreFrom string
+	RestoreID   string
+	Latest      bool
 
 	envErrs []string
 }
@@ -70,6 +84,18 @@ func (c *config) int(fs *flag.FlagSet, getenv func(string) string, p *int, name,
 		}
 	}
 	fs.IntVar(p, name, def, fmt.Sprintf("%s (%s)", help, env))
+}
+
+func (c *config) boolean(fs *flag.FlagSet, getenv func(string) string, p *bool, name, env string, help string) {
+	def := false
+	if v := getenv(env); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			c.envErrs = append(c.envErrs, fmt.Sprintf("%s=%q: use true or false", env, v))
+		}
+		def = b
+	}
+	fs.BoolVar(p, name, def, fmt.Sprintf("%s (%s)", help, env))
 }
 
 // flags declares the flags of cmd; nil for an unknown command.
@@ -125,10 +151,47 @@ func (c *config) flags(cmd string, stderr io.Writer, getenv func(string) string)
 		c.str(fs, getenv, &c.AdminToken, "admin-token", "OMS_ADMIN_TOKEN", "", "bearer token for the account endpoints; generated and printed when empty")
 		c.str(fs, getenv, &c.DevDir, "dir", "OMS_DEV_DIR", "", "where the private PostgreSQL cluster lives (default: <user cache dir>/omscloud/dev)")
 		c.int(fs, getenv, &c.Concurrency, "concurrency", "OMS_WORKER_CONCURRENCY", 4, "parallel event consumers")
+	case "backup", "backup list", "backup prune", "restore":
+		c.backupFlags(fs, getenv, cmd)
 	default:
 		return nil
 	}
 	return fs
+}
+
+// backupFlags declares the flags of backup, backup list, backup prune and restore.
+func (c *config) backupFlags(fs *flag.FlagSet, getenv func(string) string, cmd string) {
+	bucket := "bucket URL of the archives: gs://<bucket> or file:///<dir>"
+	withDB := func() {
+		c.str(fs, getenv, &c.DatabaseURL, "database-url", "OMS_DATABASE_URL", "", "control database URL")
+		c.str(fs, getenv, &c.AccountDBPrefix, "account-db-prefix", "OMS_ACCOUNT_DB_PREFIX", "",
+			"prefix of account database and role names (default: the control database name)")
+		c.str(fs, getenv, &c.KeyFile, "key-file", "OMS_BACKUP_KEY_FILE", "",
+			"file holding the 32-byte archive key in base64 (or set OMS_BACKUP_KEY to the base64 key)")
+		c.str(fs, getenv, &c.MediaURL, "media-url", "OMS_MEDIA_URL", "", "media bucket URL (gs:// or file://); empty skips media")
+		c.str(fs, getenv, &c.PGBinDir, "pg-bin-dir", "OMS_PG_BIN_DIR", "",
+			"directory of pg_dump/pg_restore (default: PATH, else the newest /usr/lib/postgresql/*/bin)")
+		c.BackupKey = getenv("OMS_BACKUP_KEY")
+	}
+	switch cmd {
+	case "backup":
+		withDB()
+		c.str(fs, getenv, &c.BackupURL, "to", "OMS_BACKUP_URL", "", bucket)
+		c.str(fs, getenv, &c.Tier, "tier", "OMS_BACKUP_TIER", "", "hourly, weekly or monthly: the archive's prefix and retention")
+		c.str(fs, getenv, &c.Release, "release", "OMS_RELEASE", "", "release identity recorded in the archive (the image reference)")
+	case "backup list":
+		c.str(fs, getenv, &c.BackupURL, "to", "OMS_BACKUP_URL", "", bucket)
+		c.boolean(fs, getenv, &c.JSON, "json", "OMS_BACKUP_LIST_JSON", "print JSON instead of a table")
+	case "backup prune":
+		c.str(fs, getenv, &c.BackupURL, "to", "OMS_BACKUP_URL", "", bucket)
+		c.str(fs, getenv, &c.PruneNow, "now", "OMS_BACKUP_PRUNE_NOW", "", "the time to prune as of, RFC 3339 (default: now; for tests and drills)")
+		c.boolean(fs, getenv, &c.DryRun, "dry-run", "OMS_BACKUP_PRUNE_DRY_RUN", "print what would be deleted, delete nothing")
+	case "restore":
+		withDB()
+		c.str(fs, getenv, &c.RestoreFrom, "from", "OMS_BACKUP_URL", "", bucket)
+		c.str(fs, getenv, &c.RestoreID, "id", "OMS_RESTORE_ID", "", "id of the archive to restore (see oms backup list)")
+		c.boolean(fs, getenv, &c.Latest, "latest", "OMS_RESTORE_LATEST", "restore the newest archive of any tier")
+	}
 }
 
 // validate reports every problem at once, naming the flag and its variable.
@@ -138,7 +201,7 @@ func (c *config) validate(cmd string) error {
 	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		errs = append(errs, fmt.Sprintf("--log-level/OMS_LOG_LEVEL %q: use debug, info, warn or error", c.LogLevel))
 	}
-	if cmd != "dev" {
+	if cmd != "dev" && cmd != "backup list" && cmd != "backup prune" {
 		if c.DatabaseURL == "" {
 			errs = append(errs, "--database-url/OMS_DATABASE_URL is required (e.g. postgres://oms@db1,db2/oms?target_session_attrs=read-write)")
 		} else if _, err := url.Parse(c.DatabaseURL); err != nil || !strings.HasPrefix(c.DatabaseURL, "postgres") {
@@ -163,6 +226,7 @@ func (c *config) validate(cmd string) error {
 			errs = append(errs, "--name/OMS_ACCOUNT_NAME is required")
 		}
 	}
+	errs = append(errs, c.validateBackup(cmd)...)
 	if c.ShutdownGrace < 0 || c.DrainDelay < 0 {
 		errs = append(errs, "--shutdown-grace and --drain-delay must not be negative")
 	}
@@ -191,4 +255,32 @@ func randomToken() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (c *config) validateBackup(cmd string) []string {
+	var errs []string
+	switch cmd {
+	case "backup", "backup list", "backup prune":
+		if c.BackupURL == "" {
+			errs = append(errs, "--to/OMS_BACKUP_URL is required (gs://<bucket> or file:///<dir>)")
+		}
+	case "restore":
+		if c.RestoreFrom == "" {
+			errs = append(errs, "--from/OMS_BACKUP_URL is required (gs://<bucket> or file:///<dir>)")
+		}
+		if (c.RestoreID == "") == !c.Latest {
+			errs = append(errs, "give exactly one of --id <id> (see oms backup list) or --latest")
+		}
+	}
+	if cmd == "backup" {
+		switch c.Tier {
+		case "hourly", "weekly", "monthly":
+		default:
+			errs = append(errs, fmt.Sprintf("--tier/OMS_BACKUP_TIER %q: use hourly, weekly or monthly", c.Tier))
+		}
+	}
+	if (cmd == "backup" || cmd == "restore") && c.KeyFile == "" && c.BackupKey == "" {
+		errs = append(errs, "--key-file/OMS_BACKUP_KEY_FILE (a file holding the base64 key) or OMS_BACKUP_KEY is required")
+	}
+	return errs
 }

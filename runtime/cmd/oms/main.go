@@ -1,6 +1,7 @@
 // Command oms is the OMS runtime: the HTTP API (serve), the event worker
-// (worker), schema migrations (migrate), account provisioning (account create)
-// and a self-contained local mode (dev).
+// (worker), schema migrations (migrate), account provisioning (account create),
+// encrypted backups (backup, backup list, backup prune, restore) and a
+// self-contained local mode (dev).
 package main
 
 import (
@@ -34,6 +35,10 @@ commands:
   migrate          migrate the control database and every account database
   account create   create an account (--id, --name) and print its API key
   dev              run everything locally with no configuration (private PostgreSQL)
+  backup           write an encrypted archive of every account, the registry and media (--tier, --to)
+  backup list      list the archives in a bucket (--to)
+  backup prune     delete archives outside the retention: hourly 7d, weekly 28d, monthly 365d (--to)
+  restore          restore an archive (--from, --id or --latest)
 
 Every flag can also be set with the OMS_* environment variable named in its help.
 Run "oms <command> -h" for the flags of a command.
@@ -52,6 +57,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			return errors.New(`unknown command: use "oms account create"`)
 		}
 		cmd, rest = "account create", rest[1:]
+	}
+	if cmd == "backup" && len(rest) > 0 && (rest[0] == "list" || rest[0] == "prune") {
+		cmd, rest = "backup "+rest[0], rest[1:]
 	}
 	cfg := &config{}
 	fs := cfg.flags(cmd, stderr, getenv)
@@ -80,6 +88,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return createAccount(ctx, cfg, log, stdout)
 	case "dev":
 		return dev(ctx, cfg, log, stdout)
+	case "backup":
+		return runBackup(ctx, cfg, log, stdout)
+	case "backup list":
+		return listBackups(ctx, cfg, stdout)
+	case "backup prune":
+		return pruneBackups(ctx, cfg, log, stdout)
+	case "restore":
+		return runRestore(ctx, cfg, log, stdout)
 	}
 	return fmt.Errorf("unknown command %q", cmd)
 }

@@ -1,0 +1,445 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/backup"
+	"github.com/omscloud/omscloud/runtime/internal/omstest"
+	"github.com/omscloud/omscloud/runtime/postgres"
+)
+
+// backupEnv is a control database with two accounts full of data, a media
+// bucket, a backup bucket and a key file, all fresh for the test.
+type backupEnv struct {
+	controlURL, adminURL string
+	env                  map[string]string
+	bucketDir, mediaDir  string
+	keys                 map[string]string // account → API key
+	prefix               string
+}
+
+func newBackupEnv(t *testing.T) *backupEnv {
+	t.Helper()
+	reg, url := omstest.Registry(t, nil)
+	pg := omstest.Postgres(t)
+	ctx := context.Background()
+	e := &backupEnv{controlURL: url, adminURL: pg.PrimaryURL("postgres"), keys: map[string]string{},
+		bucketDir: t.TempDir(), mediaDir: t.TempDir()}
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	e.prefix = cfg.Database
+	for i, id := range []string{"alpha", "bravo-2"} {
+		key, err := reg.CreateAccount(ctx, &oms.Account{ID: id, Name: "Account " + id})
+		require.NoError(t, err)
+		e.keys[id] = key
+		s, err := reg.Store(ctx, id)
+		require.NoError(t, err)
+		lat, lon := 52.0+float64(i), 4.0
+		for _, loc := range []string{"store-1", "dc-1"} {
+			_, err := s.PutLocation(ctx, &oms.Location{Ref: loc, Name: loc, Type: "store", Lat: &lat, Lon: &lon})
+			require.NoError(t, err)
+		}
+		var csv strings.Builder
+		csv.WriteString("sku,location,on_hand\n")
+		for n := range 300 {
+			fmt.Fprintf(&csv, "SKU-%d,store-1,%d\nSKU-%d,dc-1,%d\n", n, n+5, n, n+7)
+		}
+		_, err = s.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader(csv.String())))
+		require.NoError(t, err)
+		for n := range 40 {
+			o, _, err := s.CreateOrder(ctx, fmt.Sprintf("k-%d", n), &oms.OrderRequest{Ref: fmt.Sprintf("o-%d", n),
+				Items:    []oms.Item{{SKU: fmt.Sprintf("SKU-%d", n), Qty: 2}},
+				Delivery: oms.Delivery{Type: "CC", Location: "store-1"}})
+			require.NoError(t, err)
+			if n%7 == 0 {
+				_, err = s.CancelOrder(ctx, o.ID)
+				require.NoError(t, err)
+			}
+		}
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(e.mediaDir, "logo.png"), []byte("not really a png"), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(e.mediaDir, "labels"), 0o755))
+	big := make([]byte, 3<<20+17) // spans chunks
+	_, _ = rand.Read(big)
+	require.NoError(t, os.WriteFile(filepath.Join(e.mediaDir, "labels", "big.bin"), big, 0o644))
+	e.env = map[string]string{
+		"OMS_DATABASE_URL":    url,
+		"OMS_BACKUP_KEY_FILE": writeKey(t),
+		"OMS_MEDIA_URL":       "file://" + e.mediaDir,
+		"OMS_RELEASE":         "europe-docker.pkg.dev/p/oms/runtime@sha256:1234",
+		"OMS_PG_BIN_DIR":      pg.BinDir(),
+	}
+	return e
+}
+
+func writeKey(t *testing.T) string {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	p := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o400))
+	return p
+}
+
+func (e *backupEnv) bucket() string { return "file://" + e.bucketDir }
+
+func (e *backupEnv) oms(t *testing.T, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	merged := map[string]string{}
+	for k, v := range e.env {
+		merged[k] = v
+	}
+	for k, v := range env {
+		merged[k] = v
+	}
+	var out, logs bytes.Buffer
+	err := run(context.Background(), args, &out, &logs, func(k string) string { return merged[k] })
+	if err != nil {
+		t.Logf("oms %v: %v\n%s", args, err, logs.String())
+	}
+	return out.String(), err
+}
+
+// snapshot is everything the API can read of an account.
+type snapshot struct {
+	Orders []*oms.Order
+	Stock  []*oms.StockLevel
+	Events []*oms.Event
+}
+
+func takeSnapshot(t *testing.T, controlURL, id string) snapshot {
+	t.Helper()
+	ctx := context.Background()
+	reg, err := postgres.Open(ctx, postgres.Options{URL: controlURL})
+	require.NoError(t, err)
+	defer reg.Close()
+	s, err := reg.Store(ctx, id)
+	require.NoError(t, err)
+	var snap snapshot
+	for cursor := ""; ; {
+		page, err := s.Orders(ctx, oms.OrderFilter{Limit: 200, Cursor: cursor})
+		require.NoError(t, err)
+		snap.Orders = append(snap.Orders, page.Orders...)
+		if cursor = page.NextCursor; cursor == "" {
+			break
+		}
+	}
+	for n := range 300 {
+		for _, loc := range []string{"store-1", "dc-1"} {
+			st, err := s.Stock(ctx, loc, fmt.Sprintf("SKU-%d", n))
+			require.NoError(t, err)
+			snap.Stock = append(snap.Stock, st)
+		}
+	}
+	for after := int64(0); ; {
+		evs, err := s.Events(ctx, oms.EventFilter{After: after, Limit: 1000})
+		require.NoError(t, err)
+		if len(evs) == 0 {
+			break
+		}
+		snap.Events = append(snap.Events, evs...)
+		after = evs[len(evs)-1].Seq
+	}
+	return snap
+}
+
+// databases lists the cluster's databases of this test (by the account prefix).
+func (e *backupEnv) databases(t *testing.T) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.adminURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE $1 || '\_%' ORDER BY 1`, e.prefix)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	t.Cleanup(func() { // restores rename replaced databases to <name>_old_<ts>: drop those too
+		conn, err := pgx.Connect(ctx, e.adminURL)
+		if err != nil {
+			return
+		}
+		defer conn.Close(ctx)
+		rows, _ := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE $1 || '\_%\_old\_%'`, e.prefix)
+		olds, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, n := range olds {
+			_, _ = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{n}.Sanitize()+` WITH (FORCE)`)
+		}
+	})
+	return names
+}
+
+func (e *backupEnv) exec(t *testing.T, url, sql string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	require.NoError(t, err)
+}
+
+func TestBackupRestoreAfterLosingEverything(t *testing.T) {
+	e := newBackupEnv(t)
+	ids := []string{"alpha", "bravo-2"}
+	before := map[string]snapshot{}
+	for _, id := range ids {
+		before[id] = takeSnapshot(t, e.controlURL, id)
+		require.Len(t, before[id].Orders, 40)
+		require.NotEmpty(t, before[id].Events)
+	}
+	out, err := e.oms(t, nil, "backup", "--tier", "hourly", "--to", e.bucket())
+	require.NoError(t, err)
+	var written struct {
+		Key      string
+		Accounts []string
+		Rows     int64
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &written), out)
+	assert.Equal(t, ids, written.Accounts)
+	assert.Greater(t, written.Rows, int64(2*(40+600)))
+	assert.Regexp(t, `^hourly/\d{8}T\d{6}Z-[0-9a-f]{8}\.omsbak$`, written.Key)
+
+	// The archive is encrypted: no SKU, order ref nor media byte appears in it.
+	raw, err := os.ReadFile(filepath.Join(e.bucketDir, written.Key))
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), "SKU-1")
+	assert.NotContains(t, string(raw), "not really a png")
+
+	// list: the table and JSON name the archive, its tier, release and accounts.
+	out, err = e.oms(t, nil, "backup", "list", "--to", e.bucket())
+	require.NoError(t, err)
+	assert.Contains(t, out, "ID  ")
+	assert.Regexp(t, `\d{8}T\d{6}Z-[0-9a-f]{8}\s+hourly\s+\S+\s+[\d.]+ MiB\s+europe-docker.pkg.dev/p/oms/runtime@sha256:1234\s+alpha,bravo-2`, out)
+	out, err = e.oms(t, nil, "backup", "list", "--to", e.bucket(), "--json")
+	require.NoError(t, err)
+	var listedOut []listed
+	require.NoError(t, json.Unmarshal([]byte(out), &listedOut))
+	require.Len(t, listedOut, 1)
+	assert.Equal(t, "hourly", listedOut[0].Tier)
+	assert.Equal(t, ids, listedOut[0].Accounts)
+	assert.Equal(t, int64(len(raw)), listedOut[0].Size)
+
+	// Lose every account database, the registry rows and the media.
+	for _, id := range ids {
+		e.exec(t, e.adminURL, `DROP DATABASE `+pgx.Identifier{e.prefix + "_" + strings.ReplaceAll(id, "-", "_")}.Sanitize()+` WITH (FORCE)`)
+	}
+	e.exec(t, e.controlURL, `DELETE FROM accounts`)
+	require.NoError(t, os.RemoveAll(e.mediaDir))
+	require.NoError(t, os.MkdirAll(e.mediaDir, 0o755))
+	require.Empty(t, e.databases(t))
+
+	out, err = e.oms(t, nil, "restore", "--from", e.bucket(), "--latest")
+	require.NoError(t, err)
+	assert.Regexp(t, `restored \S+ \(release europe-docker.pkg.dev/p/oms/runtime@sha256:1234\): 2 accounts, \d+ rows, 2 media objects`, out)
+
+	for _, id := range ids {
+		assert.Equal(t, before[id], takeSnapshot(t, e.controlURL, id), "account %s", id)
+	}
+	assert.Equal(t, []string{e.prefix + "_alpha", e.prefix + "_bravo_2"}, e.databases(t), "no restore database left over")
+	// The API keys survived: customers' integrations keep working.
+	reg, err := postgres.Open(context.Background(), postgres.Options{URL: e.controlURL})
+	require.NoError(t, err)
+	defer reg.Close()
+	for _, id := range ids {
+		a, err := reg.Authenticate(context.Background(), e.keys[id])
+		require.NoError(t, err)
+		assert.Equal(t, id, a.ID)
+	}
+	got, err := os.ReadFile(filepath.Join(e.mediaDir, "logo.png"))
+	require.NoError(t, err)
+	assert.Equal(t, "not really a png", string(got))
+	fi, err := os.Stat(filepath.Join(e.mediaDir, "labels", "big.bin"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(3<<20+17), fi.Size())
+}
+
+func TestBackupRestoreRefusesWrongKeyAndDamageThenSwitches(t *testing.T) {
+	e := newBackupEnv(t)
+	out, err := e.oms(t, nil, "backup", "--tier", "weekly", "--to", e.bucket())
+	require.NoError(t, err)
+	var written struct{ Key, ID string }
+	require.NoError(t, json.Unmarshal([]byte(out), &written))
+
+	// A change after the backup: a restore that touched the target would lose it.
+	ctx := context.Background()
+	reg, err := postgres.Open(ctx, postgres.Options{URL: e.controlURL})
+	require.NoError(t, err)
+	s, err := reg.Store(ctx, "alpha")
+	require.NoError(t, err)
+	late, _, err := s.CreateOrder(ctx, "late", &oms.OrderRequest{Ref: "late", Items: []oms.Item{{SKU: "SKU-1", Qty: 1}},
+		Delivery: oms.Delivery{Type: "CC", Location: "store-1"}})
+	require.NoError(t, err)
+	reg.Close()
+	dbs := e.databases(t)
+	current := takeSnapshot(t, e.controlURL, "alpha")
+
+	// A damaged copy: one byte flipped in the middle of the body.
+	raw, err := os.ReadFile(filepath.Join(e.bucketDir, written.Key))
+	require.NoError(t, err)
+	damaged := bytes.Clone(raw)
+	damaged[len(damaged)/2] ^= 0x01
+	damagedID := strings.Replace(written.ID, written.ID[len(written.ID)-8:], "0badf00d", 1)
+	require.NoError(t, os.WriteFile(filepath.Join(e.bucketDir, "weekly", damagedID+".omsbak"), damaged, 0o644))
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"wrong key", map[string]string{"OMS_BACKUP_KEY_FILE": writeKey(t)}, []string{"--id", written.ID}, "wrong backup key"},
+		{"wrong key from the variable", map[string]string{"OMS_BACKUP_KEY_FILE": "", "OMS_BACKUP_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32))},
+			[]string{"--latest"}, "wrong backup key"},
+		{"flipped byte", nil, []string{"--id", damagedID}, "damaged"},
+		{"unknown id", nil, []string{"--id", "20200101T000000Z-00000000"}, "no such backup"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.oms(t, tc.env, append([]string{"restore", "--from", e.bucket()}, tc.args...)...)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Equal(t, dbs, e.databases(t), "databases unchanged, no restore database left")
+			assert.Equal(t, current, takeSnapshot(t, e.controlURL, "alpha"), "target untouched")
+		})
+	}
+
+	// The good archive replaces the live databases; the previous ones are kept aside.
+	out, err = e.oms(t, nil, "restore", "--from", e.bucket(), "--id", written.ID)
+	require.NoError(t, err)
+	assert.Contains(t, out, "kept as "+e.prefix+"_alpha_old_")
+	after := takeSnapshot(t, e.controlURL, "alpha")
+	require.Len(t, after.Orders, 40)
+	for _, o := range after.Orders {
+		assert.NotEqual(t, late.ID, o.ID, "the order taken after the backup is gone")
+	}
+	names := e.databases(t)
+	assert.Len(t, names, 4)
+	assert.Contains(t, names, e.prefix+"_alpha")
+	assert.Contains(t, names, e.prefix+"_bravo_2")
+}
+
+func TestBackupPruneCommandKeepsGFS(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 21, 14, 30, 0, 0, time.UTC)
+	put := func(tier string, at time.Time) string {
+		_, key := backup.NewID(tier, at)
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, tier), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, key), nil, 0o644))
+		return key
+	}
+	var want, gone []string
+	for h := 1; h <= 10*24; h++ { // hourly for 10 days
+		k := put("hourly", now.Add(-time.Duration(h)*time.Hour))
+		if h < 7*24 {
+			want = append(want, k)
+		} else {
+			gone = append(gone, k)
+		}
+	}
+	want = append(want, put("weekly", now.AddDate(0, 0, -27)))
+	gone = append(gone, put("weekly", now.AddDate(0, 0, -29)))
+	want = append(want, put("monthly", now.AddDate(-2, 0, 0))) // the only monthly: kept although old
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "hourly", "notes.txt"), nil, 0o644))
+
+	var buf bytes.Buffer
+	err := run(context.Background(), []string{"backup", "prune", "--to", "file://" + dir, "--now", now.Format(time.RFC3339), "--dry-run"},
+		&buf, io.Discard, func(string) string { return "" })
+	require.NoError(t, err)
+	assert.Contains(t, buf.String(), fmt.Sprintf("would delete %d, kept %d", len(gone), len(want)))
+	require.Len(t, files(t, dir), len(want)+len(gone)+1, "dry run deletes nothing")
+
+	buf.Reset()
+	err = run(context.Background(), []string{"backup", "prune", "--to", "file://" + dir, "--now", now.Format(time.RFC3339)},
+		&buf, io.Discard, func(string) string { return "" })
+	require.NoError(t, err)
+	want = append(want, "hourly/notes.txt") // not an archive name: never pruned
+	sort.Strings(want)
+	assert.Equal(t, want, files(t, dir))
+}
+
+func files(t *testing.T, dir string) []string {
+	var out []string
+	require.NoError(t, filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return err
+	}))
+	sort.Strings(out)
+	return out
+}
+
+func TestBackupConfigErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"backup", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y"}, "--tier/OMS_BACKUP_TIER \"\": use hourly, weekly or monthly"},
+		{[]string{"backup", "--tier", "daily", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "use hourly, weekly or monthly"},
+		{[]string{"backup", "--tier", "hourly", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y"}, "OMS_BACKUP_KEY is required"},
+		{[]string{"backup", "--tier", "hourly"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "--to/OMS_BACKUP_URL is required"},
+		{[]string{"backup", "--tier", "hourly", "--key", "secret"}, nil, "flag provided but not defined: -key"},
+		{[]string{"restore", "--from", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "exactly one of --id"},
+		{[]string{"restore", "--from", "file:///tmp/x", "--latest", "--id", "a"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "exactly one of --id"},
+		{[]string{"backup", "prune"}, nil, "--to/OMS_BACKUP_URL is required"},
+		{[]string{"backup", "prune", "--to", "s3://b"}, nil, "use gs://<bucket> or file:///<dir>"},
+		{[]string{"backup", "prune", "--to", "file:///tmp/x", "--now", "yesterday"}, nil, "--now \"yesterday\": use RFC 3339"},
+		{[]string{"backup", "--tier", "hourly", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "c2hvcnQ="}, "5 bytes, want 32"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			err := run(context.Background(), tc.args, io.Discard, io.Discard, func(k string) string { return tc.env[k] })
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestBackupRestoreFinishesAnInterruptedSwitch(t *testing.T) {
+	e := newBackupEnv(t)
+	out, err := e.oms(t, nil, "backup", "--tier", "monthly", "--to", e.bucket())
+	require.NoError(t, err)
+	var written struct{ ID string }
+	require.NoError(t, json.Unmarshal([]byte(out), &written))
+	before := takeSnapshot(t, e.controlURL, "alpha")
+
+	// A restore that crashed mid-switch: alpha's live database already renamed away, its verified copy not yet
+	// renamed in; and a restore database of bravo-2 that was still loading.
+	alpha, bravo := e.prefix+"_alpha", e.prefix+"_bravo_2"
+	id := func(s string) string { return pgx.Identifier{s}.Sanitize() }
+	e.exec(t, e.adminURL, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+alpha+`'`)
+	e.exec(t, e.adminURL, `CREATE DATABASE `+id(alpha+"_restore_1")+` TEMPLATE `+id(alpha))
+	e.exec(t, e.adminURL, `COMMENT ON DATABASE `+id(alpha+"_restore_1")+` IS 'omsbak verified for `+alpha+`'`)
+	e.exec(t, e.adminURL, `ALTER DATABASE `+id(alpha)+` RENAME TO `+id(alpha+"_old_1"))
+	e.exec(t, e.adminURL, `CREATE DATABASE `+id(bravo+"_restore_1"))
+	e.exec(t, e.adminURL, `COMMENT ON DATABASE `+id(bravo+"_restore_1")+` IS 'omsbak restoring'`)
+
+	_, err = e.oms(t, nil, "restore", "--from", e.bucket(), "--id", written.ID)
+	require.NoError(t, err)
+	names := e.databases(t)
+	assert.Contains(t, names, alpha)
+	assert.Contains(t, names, alpha+"_old_1", "the database renamed away before the crash is kept")
+	for _, n := range names {
+		assert.NotContains(t, n, "_restore_", "no restore database left")
+	}
+	assert.Equal(t, before, takeSnapshot(t, e.controlURL, "alpha"))
+}
