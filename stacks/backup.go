@@ -15,6 +15,10 @@ func (c *Config) backupPlacement() (bucket backup.BucketArgs, media backup.Media
 	if drRegion == "" {
 		drRegion = c.Region.DR.GCPRegion
 	}
+	if drRegion == "" {
+		// A DR environment (DRConfigFor) has no further site: its copies stay in the jurisdiction's location.
+		return backup.BucketArgs{Location: c.Region.StorageLocation}, backup.MediaArgs{Location: c.Region.StorageLocation}, false
+	}
 	media = backup.MediaDualRegion(primary, drRegion)
 	if c.DR.Enabled {
 		return backup.BucketArgs{Location: drRegion}, media, false

@@ -156,6 +156,9 @@ type DRConfig struct {
 	GCPRegion string `json:"region"`
 	// AcknowledgeCrossBorder must be true where the DR site lies outside the jurisdiction.
 	AcknowledgeCrossBorder bool `json:"acknowledgeCrossBorder"`
+	// Active declares DR: with a Cloudflare edge it enables the pre-declared DR pool, so traffic fails over to the
+	// DR environment. `omsctl dr activate --switch` sets it; failback clears it.
+	Active bool `json:"active"`
 }
 
 // Maintenance is the weekly window in which GKE and Cloud SQL may disrupt.

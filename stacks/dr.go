@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/backup"
 	"github.com/omscloud/omscloud/components/environment"
 	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/regions"
@@ -47,6 +49,7 @@ const (
 	OutputAccounts        = "accounts"
 	OutputRuntimeImage    = "runtimeImage"
 	OutputDRAddress       = "drIpAddress"
+	OutputDRTunnelToken   = "drTunnelToken"
 )
 
 // DRStackName is the name of a primary stack's DR stack.
@@ -142,9 +145,6 @@ func RestoreArgs(backupURL string) []string {
 	return []string{"restore", "--from", backupURL, "--latest"}
 }
 
-// EnvBackupKeySecret tells `oms restore` which Secret Manager secret holds the primary's archive key.
-const EnvBackupKeySecret = "OMS_BACKUP_KEY_SECRET"
-
 // DRProgram is the program of stack "<primaryStack>-dr". Its omscloud config is the primary's; primaryStack is the
 // primary's short name (or a fully qualified one).
 func DRProgram(primaryStack string) pulumi.RunFunc {
@@ -172,18 +172,14 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		}
 		applyPrimaryOutputs(cfg, out)
 
-		// Interim until Deploy returns the environment: capture the environment component as it registers, so the
-		// restore Job can wait for all of it (database, cluster, namespace, data tier).
-		var env *environment.Environment
-		if err := ctx.RegisterStackTransformation(func(a *pulumi.ResourceTransformationArgs) *pulumi.ResourceTransformationResult {
-			if e, ok := a.Resource.(*environment.Environment); ok {
-				env = e
-			}
-			return nil
-		}); err != nil {
-			return err
+		// The DR edge answers on the address customers whitelisted in advance (gcp), or runs the connector of the DR
+		// tunnel the primary declared in advance (cloudflare): the primary keeps owning DNS and the load balancer.
+		ov := Overrides{EdgeAddress: out.DRAddress}
+		if cfg.Edge.Provider == "cloudflare" {
+			ov.TunnelToken = primary.GetStringOutput(pulumi.String(OutputDRTunnelToken))
 		}
-		if err := Deploy(ctx, cfg); err != nil {
+		env, err := Deploy(ctx, cfg, ov)
+		if err != nil {
 			return err
 		}
 
@@ -192,9 +188,6 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		ctx.Export(OutputDRAddress, pulumi.String(out.DRAddress))
 		ctx.Export(OutputRuntimeImage, pulumi.String(cfg.Runtime.Image))
 		ctx.Export("domain", pulumi.String(cfg.Edge.Domain))
-		if env == nil || env.Runtime == nil || env.Backup == nil {
-			return errors.New("DR program: stacks.Deploy declared no omscloud:environment:Environment with a runtime and backups; the restore needs both")
-		}
 		if err := grantPrimaryBackups(ctx, cfg, out, env); err != nil {
 			return err
 		}
@@ -262,21 +255,51 @@ func readPrimaryOutputs(ref *pulumi.StackReference, name string) (PrimaryOutputs
 }
 
 // restoreJob runs `oms restore --from gs://<bucket> --latest` once the whole DR environment is up: as the DR
-// environment's backup identity, with the runtime's environment and database credentials (omsruntime.Wiring), under
-// the restricted Pod Security level.
+// environment's backup identity, with the primary's archive key as a file, the runtime's environment and database
+// credentials (omsruntime.Wiring), under the restricted Pod Security level.
 func restoreJob(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment) (*batchv1.Job, error) {
 	name := cfg.NamePrefix() + "-restore"
 	w := env.Runtime.Wiring
 	labels := omsruntime.ClientSelector(cfg.NamePrefix())
 	labels["app.kubernetes.io/component"] = "restore"
+	// The archives were written with the primary's key (Secret Manager, replicated to the DR region): read it at
+	// deploy time and hand it to the Job as a file, like the backup pods get theirs.
+	key := secretmanager.LookupSecretVersionOutput(ctx, secretmanager.LookupSecretVersionOutputArgs{
+		Project: pulumi.String(cfg.Project),
+		Secret:  pulumi.String(out.KeySecretID),
+	}, pulumi.Parent(env))
+	keySecret, err := corev1.NewSecret(ctx, name+"-key", &corev1.SecretArgs{
+		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name + "-key"), Namespace: pulumi.String(w.Namespace), Labels: pulumi.ToStringMap(labels)},
+		Type:     pulumi.String("Opaque"),
+		StringData: pulumi.StringMap{
+			backup.KeySecretKey: pulumi.ToSecret(key.SecretData()).(pulumi.StringOutput),
+		},
+	}, pulumi.Provider(env.Cluster.Provider), pulumi.DependsOn([]pulumi.Resource{env}))
+	if err != nil {
+		return nil, fmt.Errorf("DR: restore key: %w", err)
+	}
+
 	container := w.Container("restore", cfg.Runtime.Image, RestoreArgs(out.BackupURL), []string{omsruntime.EnvDatabaseURL},
 		omsruntime.Resources{CPU: "500m", Memory: "1Gi", CPULimit: "2", MemoryLimit: "2Gi"})
 	container.Env = append(container.Env.(corev1.EnvVarArray), corev1.EnvVarArgs{
-		Name: pulumi.String(EnvBackupKeySecret), Value: pulumi.String(out.KeySecretID),
+		Name: pulumi.String(backup.EnvKeyFile), Value: pulumi.String(backup.KeyFile),
+	})
+	container.VolumeMounts = append(container.VolumeMounts.(corev1.VolumeMountArray), corev1.VolumeMountArgs{
+		Name: pulumi.String("archive-key"), MountPath: pulumi.String(path.Dir(backup.KeyFile)), ReadOnly: pulumi.Bool(true),
 	})
 	pod := w.PodSpec("Never", container)
-	// The backup identity reads archives and keys (grantPrimaryBackups); the runtime's Secret gives the database.
+	// The backup identity reads the archives (grantPrimaryBackups); the runtime's Secret gives the database.
 	pod.ServiceAccountName = pulumi.String(env.Backup.ServiceAccountName)
+	pod.Volumes = append(pod.Volumes.(corev1.VolumeArray), corev1.VolumeArgs{
+		Name: pulumi.String("archive-key"),
+		Secret: corev1.SecretVolumeSourceArgs{
+			SecretName:  keySecret.Metadata.Name().Elem(),
+			DefaultMode: pulumi.Int(0o400),
+			Items: corev1.KeyToPathArray{corev1.KeyToPathArgs{
+				Key: pulumi.String(backup.KeySecretKey), Path: pulumi.String(path.Base(backup.KeyFile)),
+			}},
+		},
+	})
 	return batchv1.NewJob(ctx, name, &batchv1.JobArgs{
 		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(w.Namespace), Labels: pulumi.ToStringMap(labels)},
 		Spec: batchv1.JobSpecArgs{
@@ -291,8 +314,9 @@ func restoreJob(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *envir
 	}, pulumi.Provider(env.Cluster.Provider), pulumi.DependsOn([]pulumi.Resource{env}))
 }
 
-// grantPrimaryBackups lets the DR environment's backup identity read the primary's archives and archive key — and
-// nothing else of the primary. The grants inherit the DR environment's GCP provider.
+// grantPrimaryBackups lets the DR environment's backup identity read the primary's archives — and nothing else of
+// the primary (the archive key reaches the restore Job as a Kubernetes Secret). The grant inherits the DR
+// environment's GCP provider.
 func grantPrimaryBackups(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment) error {
 	prefix := cfg.NamePrefix()
 	member := pulumi.Sprintf("serviceAccount:%s", env.Backup.ServiceAccountEmail)
@@ -302,14 +326,6 @@ func grantPrimaryBackups(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, e
 		Member: member,
 	}, pulumi.Parent(env)); err != nil {
 		return fmt.Errorf("DR: grant read on the primary's archives: %w", err)
-	}
-	if _, err := secretmanager.NewSecretIamMember(ctx, prefix+"-restore-read-key", &secretmanager.SecretIamMemberArgs{
-		Project:  pulumi.String(cfg.Project),
-		SecretId: pulumi.String(out.KeySecretID),
-		Role:     pulumi.String("roles/secretmanager.secretAccessor"),
-		Member:   member,
-	}, pulumi.Parent(env)); err != nil {
-		return fmt.Errorf("DR: grant access to the primary's archive key: %w", err)
 	}
 	return nil
 }

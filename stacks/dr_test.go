@@ -189,6 +189,22 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 	require.NotNil(t, restore, "the restore Job is declared")
 	assert.Equal(t, []string{"restore", "--from", "gs://oms-prod-eu-backups", "--latest"}, restore.Strings("spec.template.spec.containers[0].args"))
 	assert.True(t, restore.Bool("spec.template.spec.securityContext.runAsNonRoot"))
+	assert.Equal(t, "oms-prod-eu-dr-backup", restore.String("spec.template.spec.serviceAccountName"), "runs as the backup identity")
+	env, _ := restore.Get("spec.template.spec.containers[0].env")
+	assert.Contains(t, env, map[string]any{"name": "OMS_BACKUP_KEY_FILE", "value": "/var/run/oms-backup/key"})
+	assert.Equal(t, "oms-prod-eu-dr-restore-key", restore.String("spec.template.spec.volumes[1].secret.secretName"))
+
+	// The primary's archive key reaches the Job only as a secret.
+	key, ok := inv.Find("kubernetes:core/v1:Secret", "oms-prod-eu-dr-restore-key")
+	require.True(t, ok)
+	data, _ := key.Get("stringData")
+	assert.Equal(t, inventory.Secret, data)
+
+	// The DR environment reads the primary's archives (and may not write them).
+	grant, ok := inv.Find("gcp:storage/bucketIAMMember:BucketIAMMember", "oms-prod-eu-dr-restore-read-archives")
+	require.True(t, ok)
+	assert.Equal(t, "oms-prod-eu-backups", grant.String("bucket"))
+	assert.Equal(t, "roles/storage.objectViewer", grant.String("role"))
 }
 
 func TestDRProgramNeedsTheBackupBucket(t *testing.T) {
@@ -204,4 +220,46 @@ func TestDRProgramNeedsTheBackupBucket(t *testing.T) {
 	for _, r := range mocks.Resources() {
 		assert.False(t, strings.HasPrefix(r.Type, "gcp:"), "nothing is declared without a backup to restore: %s", r.Name)
 	}
+}
+
+func TestCloudflareDREnvironmentRunsOnlyTheConnectorOfThePredeclaredTunnel(t *testing.T) {
+	dir, err := FindProjectDir(".")
+	require.NoError(t, err)
+	sf, err := LoadStackFile(dir, "acme-prod-eu")
+	require.NoError(t, err)
+	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "acme-prod-eu-dr"}, outputs: resource.PropertyMap{
+		OutputBackupURL:       resource.NewProperty("gs://acme-prod-eu-backups"),
+		OutputBackupKeySecret: resource.NewProperty("projects/acme-oms-prod-eu/secrets/acme-prod-eu-backup-key"),
+		OutputAccounts:        resource.NewProperty([]resource.PropertyValue{resource.NewProperty("acme-retail")}),
+		OutputDRTunnelToken:   resource.MakeSecret(resource.NewProperty("dr-tunnel-token-value")),
+	}}
+	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = sf.Values, sf.SecretKeys }
+	require.NoError(t, pulumi.RunErr(DRProgram("acme-prod-eu"), pulumi.WithMocks(Project, "acme-prod-eu-dr", mocks), withConfig))
+	inv := inventory.New("acme-prod-eu-dr", mocks.Resources())
+
+	for _, r := range inv.Resources {
+		assert.False(t, strings.HasPrefix(r.Type, "cloudflare:") || r.Type == "pulumi:providers:cloudflare",
+			"the primary owns DNS, the load balancer and the DR tunnel; the DR environment declares %s %s", r.Type, r.Name)
+	}
+	token, ok := inv.Find("kubernetes:core/v1:Secret", "acme-prod-eu-dr-edge-cloudflared-token")
+	require.True(t, ok, "the connector's token Secret")
+	assert.Equal(t, inventory.Secret, token.String("stringData"))
+	connectors := 0
+	for _, d := range inv.OfType("kubernetes:apps/v1:Deployment") {
+		if strings.Contains(d.Name, "cloudflared") {
+			connectors++
+		}
+	}
+	assert.Equal(t, 1, connectors)
+}
+
+func TestDRActiveNeedsADRSite(t *testing.T) {
+	values := map[string]string{
+		"omscloud:environment": "sandbox", "omscloud:region": "eu", "omscloud:project": "omscloud-sbx-eu",
+		"omscloud:projectNumber": "123456789012", "omscloud:edge": `{"domain":"a.example.com"}`,
+		"omscloud:runtime": `{"image":"oms:1.0.0"}`, "omscloud:dr": `{"active":true}`,
+	}
+	_, err := ParseConfig("s", values, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "omscloud:dr.active: is true but dr.enabled is false")
 }

@@ -27,7 +27,18 @@ func Program(ctx *pulumi.Context) error {
 	if err != nil {
 		return err
 	}
-	return Deploy(ctx, cfg)
+	_, err = Deploy(ctx, cfg, Overrides{})
+	return err
+}
+
+// Overrides carry what a DR environment takes from its primary's state rather than from config.
+type Overrides struct {
+	// EdgeAddress is an existing global IP for the GCP edge: the primary's reserved DR address, which customers
+	// have whitelisted.
+	EdgeAddress string
+	// TunnelToken, for a Cloudflare edge, makes the edge run only the connector of the primary's pre-declared DR
+	// tunnel (secret); the primary keeps the DNS records and the load balancer, whose DR pool it enables.
+	TunnelToken pulumi.StringInput
 }
 
 // ConfigFromContext collects the settings ParseConfig reads from the program's config.
@@ -50,7 +61,7 @@ func ConfigFromContext(ctx *pulumi.Context) (map[string]string, []string) {
 }
 
 // Deploy declares the environment a validated config describes.
-func Deploy(ctx *pulumi.Context, cfg *Config) error {
+func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Environment, error) {
 	prefix := cfg.NamePrefix()
 	labels := cfg.ResourceLabels()
 	provider, err := gcp.NewProvider(ctx, "gcp-"+cfg.Region.Primary.GCPRegion, &gcp.ProviderArgs{
@@ -59,17 +70,18 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 		DefaultLabels: pulumi.ToStringMap(labels),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	connectorOnly := cfg.Edge.Provider == "cloudflare" && ov.TunnelToken != nil
 	var cloudflareProvider pulumi.ProviderResource
-	if cfg.Edge.Provider == "cloudflare" {
+	if cfg.Edge.Provider == "cloudflare" && !connectorOnly {
 		// The API token comes from the secret `cloudflare:apiToken` or, when unset, CLOUDFLARE_API_TOKEN.
 		cfArgs := &cloudflare.ProviderArgs{}
 		if token, ok := ctx.GetConfig("cloudflare:apiToken"); ok {
 			cfArgs.ApiToken = pulumi.ToSecret(pulumi.String(token)).(pulumi.StringOutput)
 		}
 		if cloudflareProvider, err = cloudflare.NewProvider(ctx, "cloudflare", cfArgs); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	cloudflareReplicas := 2
@@ -92,6 +104,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 			Edge:               cfg.Edge.Provider,
 			DeletionProtection: cfg.DeletionProtection,
 			Labels:             labels,
+			Active:             cfg.DR.Active,
 			Cloudflare:         dr.CloudflareArgs{AccountID: cfg.Edge.Cloudflare.AccountID, Hostnames: cfg.Edge.Hostnames},
 		}
 	}
@@ -172,10 +185,13 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 			Hostnames: cfg.Edge.Hostnames,
 			Labels:    labels,
 			Cloudflare: edge.CloudflareArgs{
-				AccountID: cfg.Edge.Cloudflare.AccountID,
-				ZoneID:    cfg.Edge.Cloudflare.ZoneID,
-				Replicas:  cloudflareReplicas,
+				AccountID:     cfg.Edge.Cloudflare.AccountID,
+				ZoneID:        cfg.Edge.Cloudflare.ZoneID,
+				Replicas:      cloudflareReplicas,
+				ConnectorOnly: connectorOnly,
+				TunnelToken:   ov.TunnelToken,
 			},
+			GCP: edgeGCP(ov),
 		},
 		Backup: backup.Args{
 			Name:               prefix,
@@ -195,7 +211,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 		CloudflareProvider: cloudflareProvider,
 	}, pulumi.Providers(provider))
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	ctx.Export("environment", pulumi.String(cfg.Environment))
@@ -232,7 +248,14 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 		ctx.Export("drTunnelId", env.DR.DRTunnelID)
 		ctx.Export("drTunnelToken", env.DR.DRTunnelToken)
 	}
-	return nil
+	return env, nil
+}
+
+func edgeGCP(ov Overrides) edge.GCPArgs {
+	if ov.EdgeAddress == "" {
+		return edge.GCPArgs{}
+	}
+	return edge.GCPArgs{Address: pulumi.String(ov.EdgeAddress)}
 }
 
 // Node labels and taints the workloads select on.

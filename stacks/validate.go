@@ -142,6 +142,9 @@ func (c *Config) validateDR(v *validator) {
 		}
 	}
 	if !c.DR.Enabled {
+		if c.DR.Active {
+			v.add("dr.active", "is true but dr.enabled is false: there is no DR site to switch to")
+		}
 		return
 	}
 	if j, _ := regions.JurisdictionOf(c.DR.GCPRegion); j != "" && j != c.Region.Jurisdiction && !c.DR.AcknowledgeCrossBorder {

@@ -41,5 +41,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().String("dir", ".", "the omscloud project directory (the one holding Pulumi.yaml), or a directory below it")
 	root.AddCommand(newPlanCmd())
 	root.AddCommand(newTenantCmd())
+	root.AddCommand(newDRCmd())
+	root.AddCommand(newStackCmds()...)
 	return root
 }

@@ -46,8 +46,14 @@ type Args struct {
 	EgressAddresses int
 	// DeletionProtection protects the reserved addresses and the DR tunnel: a new IP breaks every whitelist.
 	DeletionProtection bool
-	Labels             map[string]string
-	Cloudflare         CloudflareArgs
+	// Active switches the DR pool on (cloudflare edge; ignored with gcp): false keeps the site cold, the load
+	// balancer sending nothing to it; set it once DR is declared and the DR environment answers /readyz.
+	Active bool
+	// DROrigin is where the DR tunnel sends traffic: the DR environment's runtime Service, whose name prefix is
+	// "<Name>-dr" (cloudflare edge; default "http://<Name>-dr-web.<Cloudflare.Namespace>.svc.cluster.local:80").
+	DROrigin   string
+	Labels     map[string]string
+	Cloudflare CloudflareArgs
 }
 
 // CloudflareArgs describe the DR tunnel and pool (cloudflare mode).
@@ -58,9 +64,7 @@ type CloudflareArgs struct {
 	// HealthPath answers 200 when the DR runtime may take traffic (default "/readyz"). The DR pool has its own
 	// monitor, so the component needs nothing from the primary edge, whose load balancer lists the DR pool.
 	HealthPath string
-	// Origin is where the DR environment's cloudflared sends traffic (default
-	// "http://<Name>-web.<Namespace>.svc.cluster.local:80", the runtime's public Service).
-	Origin    string
+	// Namespace of the DR environment's runtime (default "oms").
 	Namespace string
 	// CheckRegions are the Cloudflare regions probing the pool once enabled (default: every data center).
 	CheckRegions []string
@@ -74,6 +78,12 @@ var (
 	cloudflareRegs  = []string{"WNAM", "ENAM", "WEU", "EEU", "NSAM", "SSAM", "OC", "ME", "NAF", "SAF", "SAS", "SEAS", "NEAS", "ALL_REGIONS"}
 )
 
+// DefaultDROrigin is the DR environment's runtime Service: the DR spin-up names everything "<name>-dr", so the
+// Service is "<name>-dr-web" (edge.ServiceName of the DR prefix).
+func DefaultDROrigin(name, namespace string) string {
+	return fmt.Sprintf("http://%s:%d", kube.ServiceFQDN(name+"-dr-web", namespace), servicePort)
+}
+
 func (a Args) withDefaults() Args {
 	c := &a.Cloudflare
 	if c.Namespace == "" {
@@ -82,8 +92,8 @@ func (a Args) withDefaults() Args {
 	if c.HealthPath == "" {
 		c.HealthPath = "/readyz"
 	}
-	if c.Origin == "" {
-		c.Origin = fmt.Sprintf("http://%s:%d", kube.ServiceFQDN(a.Name+"-web", c.Namespace), servicePort)
+	if a.DROrigin == "" {
+		a.DROrigin = DefaultDROrigin(a.Name, c.Namespace)
 	}
 	return a
 }
@@ -149,8 +159,8 @@ func (a *Args) validateCloudflare() []error {
 	if !strings.HasPrefix(c.HealthPath, "/") {
 		add("Cloudflare.HealthPath %q must be an absolute path such as /readyz", c.HealthPath)
 	}
-	if !strings.HasPrefix(c.Origin, "http://") && !strings.HasPrefix(c.Origin, "https://") {
-		add("Cloudflare.Origin %q must be an http(s) URL of the DR runtime's Service", c.Origin)
+	if !strings.HasPrefix(a.DROrigin, "http://") && !strings.HasPrefix(a.DROrigin, "https://") {
+		add("DROrigin %q must be an http(s) URL of the DR environment's runtime Service, e.g. %s", a.DROrigin, DefaultDROrigin(a.Name, c.Namespace))
 	}
 	if err := kube.ValidateNamespace("Cloudflare.Namespace", c.Namespace); err != nil {
 		errs = append(errs, err)

@@ -4,8 +4,8 @@
 //     takes a global address, which lives in no region); the DR spin-up passes it to components/edge as
 //     GCP.Address, so customers whitelist one address for the primary and another, already known, for DR;
 //   - cloudflare edge: a pre-declared DR tunnel (its secret generated now, its routes configured, no connector
-//     running) and a DR load-balancer pool on it, disabled until DR is declared, that the primary load balancer
-//     already lists after the primary pool (edge.CloudflareArgs.DRPoolIDs);
+//     running) and a DR load-balancer pool on it, disabled until DR is declared (Args.Active), that the primary
+//     load balancer already lists after the primary pool (edge.CloudflareArgs.DRPoolIDs);
 //   - optionally, regional external IPs in the DR region for the DR environment's Cloud NAT (outbound whitelists).
 //
 // Customer backups live in components/backup; the DR environment itself is created by the DR spin-up.
@@ -33,7 +33,7 @@ type DR struct {
 	DRAddressName pulumi.StringOutput `pulumi:"drAddressName"`
 	// DREgressIPs are the reserved regional addresses for the DR environment's Cloud NAT.
 	DREgressIPs pulumi.StringArrayOutput `pulumi:"drEgressIps"`
-	// DRPoolID is the disabled DR pool (cloudflare); DR activation enables it.
+	// DRPoolID is the DR pool (cloudflare), enabled only while Args.Active.
 	DRPoolID pulumi.StringOutput `pulumi:"drPoolId"`
 	// DRTunnelID and DRTunnelCNAME identify the DR tunnel; DRTunnelToken (secret) is what the DR environment's
 	// cloudflared runs with.
@@ -150,7 +150,7 @@ func declareTunnel(ctx *pulumi.Context, name string, a *Args, d *DR, opts []pulu
 	for _, h := range c.Hostnames {
 		ingress = append(ingress, cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressRuleArgs{
 			Hostname: pulumi.String(h),
-			Service:  pulumi.String(c.Origin),
+			Service:  pulumi.String(a.DROrigin),
 		})
 	}
 	ingress = append(ingress, cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressRuleArgs{
@@ -196,8 +196,8 @@ func declareTunnel(ctx *pulumi.Context, name string, a *Args, d *DR, opts []pulu
 		Name:        pulumi.String(a.Name + "-dr"),
 		Description: pulumi.String(a.Name + " DR tunnel in " + a.DRRegion + ": enabled by DR activation"),
 		Monitor:     monitor.ID().ToStringOutput(),
-		// Disabled: the load balancer never sends traffic here, and nothing probes it, until DR is declared.
-		Enabled:        pulumi.Bool(false),
+		// Disabled until DR is declared (Active): the load balancer sends nothing here and nothing probes it.
+		Enabled:        pulumi.Bool(a.Active),
 		MinimumOrigins: pulumi.Int(1),
 		Origins: cloudflare.LoadBalancerPoolOriginArray{cloudflare.LoadBalancerPoolOriginArgs{
 			Name:    pulumi.String(a.Name + "-dr-tunnel"),

@@ -132,7 +132,11 @@ func TestCloudflareDeclaresADisabledDRPool(t *testing.T) {
 	list := rules.([]any)
 	require.Len(t, list, 3)
 	assert.Equal(t, "oms.acme.example.com", list[0].(map[string]any)["hostname"])
-	assert.Equal(t, "http://acme-prod-eu-web.oms.svc.cluster.local:80", list[0].(map[string]any)["service"])
+	for i, h := range []string{"oms.acme.example.com", "api.acme.example.com"} {
+		assert.Equal(t, h, list[i].(map[string]any)["hostname"])
+		assert.Equal(t, "http://acme-prod-eu-dr-web.oms.svc.cluster.local:80", list[i].(map[string]any)["service"],
+			"the DR environment's runtime Service (its prefix is acme-prod-eu-dr), not the lost primary's")
+	}
 	assert.Equal(t, "http_status:404", list[2].(map[string]any)["service"])
 
 	pools := inv.OfType(poolType)
@@ -157,6 +161,59 @@ func TestCloudflareDeclaresADisabledDRPool(t *testing.T) {
 	}
 	assert.Empty(t, out.ip)
 	policies(t, inv, "cloudflare")
+}
+
+func TestDRPoolFollowsActive(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		active bool
+	}{
+		{"cold by default", false},
+		{"DR declared", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := cloudflareArgs()
+			a.Active = tc.active
+			inv, _ := evaluate(t, a)
+			pools := inv.OfType(poolType)
+			require.Len(t, pools, 1)
+			enabled, set := pools[0].Get("enabled")
+			require.True(t, set, "enabled is always explicit")
+			assert.Equal(t, tc.active, enabled)
+			// Switching changes only the pool: the tunnel (and so its token, which the DR connector runs) stays.
+			require.Len(t, inv.OfType(tunnelType), 1)
+			assert.Equal(t, "acme-prod-eu-dr", inv.OfType(tunnelType)[0].String("name"))
+		})
+	}
+}
+
+func TestDROrigin(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		namespace string
+		origin    string
+		want      string
+	}{
+		{"default", "", "", "http://acme-prod-eu-dr-web.oms.svc.cluster.local:80"},
+		{"namespace", "orders", "", "http://acme-prod-eu-dr-web.orders.svc.cluster.local:80"},
+		{"explicit", "", "https://dr-web.example.internal:8443", "https://dr-web.example.internal:8443"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := cloudflareArgs()
+			a.Cloudflare.Namespace = tc.namespace
+			a.DROrigin = tc.origin
+			inv, _ := evaluate(t, a)
+			cfg := inv.OfType(tunnelConfigType)
+			require.Len(t, cfg, 1)
+			rules, _ := cfg[0].Get("config.ingressRules")
+			list := rules.([]any)
+			require.Len(t, list, 3)
+			for _, r := range list[:2] {
+				assert.Equal(t, tc.want, r.(map[string]any)["service"])
+			}
+		})
+	}
+	assert.Equal(t, "http://oms-prod-eu-dr-web.oms.svc.cluster.local:80", dr.DefaultDROrigin("oms-prod-eu", "oms"))
 }
 
 func TestNothingButAddressesInTheDRRegion(t *testing.T) {
@@ -192,7 +249,7 @@ func TestValidate(t *testing.T) {
 		{"hostnames", cloudflareArgs, func(a *dr.Args) { a.Cloudflare.Hostnames = nil }, "Cloudflare.Hostnames is empty"},
 		{"hostname", cloudflareArgs, func(a *dr.Args) { a.Cloudflare.Hostnames = []string{"*.acme.example.com"} }, "Cloudflare.Hostnames[0]"},
 		{"health path", cloudflareArgs, func(a *dr.Args) { a.Cloudflare.HealthPath = "readyz" }, "Cloudflare.HealthPath \"readyz\""},
-		{"origin", cloudflareArgs, func(a *dr.Args) { a.Cloudflare.Origin = "acme-web:80" }, "Cloudflare.Origin \"acme-web:80\""},
+		{"origin", cloudflareArgs, func(a *dr.Args) { a.DROrigin = "acme-web:80" }, "DROrigin \"acme-web:80\""},
 		{"check regions", cloudflareArgs, func(a *dr.Args) { a.Cloudflare.CheckRegions = []string{"EU"} }, "Cloudflare.CheckRegions[0] \"EU\""},
 	}
 	for _, c := range cases {

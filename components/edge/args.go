@@ -113,8 +113,16 @@ type RateLimitArgs struct {
 
 // CloudflareArgs configure the tunnel, its connector in the cluster and the Cloudflare load balancer.
 type CloudflareArgs struct {
+	// AccountID and ZoneID are required unless ConnectorOnly.
 	AccountID string
 	ZoneID    string
+	// ConnectorOnly declares only cloudflared in the cluster, running TunnelToken: no tunnel, tunnel configuration,
+	// DNS record, monitor, pool or load balancer, and so no Cloudflare provider. A DR environment uses it: the
+	// primary stack owns the hostnames' records, the load balancer and the DR tunnel (components/dr).
+	ConnectorOnly bool
+	// TunnelToken (secret) is the token of a tunnel declared elsewhere (dr.DR.DRTunnelToken); required with
+	// ConnectorOnly, refused without it (the edge then generates its own tunnel).
+	TunnelToken pulumi.StringInput
 	// Replicas of cloudflared, at least 2 (default 2; use 3 in production).
 	Replicas int
 	// Image is cloudflared pinned by version or digest (default DefaultCloudflaredImage).
@@ -333,11 +341,24 @@ func (a *Args) validateCloudflare() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	c := a.Cloudflare
-	if !cloudflareID.MatchString(c.AccountID) {
-		add("Cloudflare.AccountID %q is not a Cloudflare account id (32 hex characters, from the dashboard's overview page)", c.AccountID)
-	}
-	if !cloudflareID.MatchString(c.ZoneID) {
-		add("Cloudflare.ZoneID %q is not a Cloudflare zone id (32 hex characters, from the zone's overview page)", c.ZoneID)
+	if c.ConnectorOnly {
+		if c.TunnelToken == nil {
+			add("Cloudflare.TunnelToken is required with Cloudflare.ConnectorOnly: pass the existing tunnel's token (secret), e.g. the primary stack's drTunnelToken output")
+		}
+		if len(c.DRPoolIDs) > 0 {
+			add("Cloudflare.DRPoolIDs is set with Cloudflare.ConnectorOnly, which declares no load balancer: leave it empty (the primary's load balancer lists the DR pool)")
+		}
+	} else {
+		if c.TunnelToken != nil {
+			add("Cloudflare.TunnelToken is set without Cloudflare.ConnectorOnly: the edge generates its own tunnel and token; set ConnectorOnly to run the connector of an existing tunnel")
+		}
+		if !cloudflareID.MatchString(c.AccountID) {
+			add("Cloudflare.AccountID %q is not a Cloudflare account id (32 hex characters, from the dashboard's overview page)", c.AccountID)
+		}
+		if !cloudflareID.MatchString(c.ZoneID) {
+			add("Cloudflare.ZoneID %q is not a Cloudflare zone id (32 hex characters, from the zone's overview page)", c.ZoneID)
+		}
+		errs = append(errs, a.validateLoadBalancer()...)
 	}
 	if c.Replicas < 2 {
 		add("Cloudflare.Replicas is %d: run at least 2 cloudflared replicas (3 in production) so one zone or node can fail", c.Replicas)
@@ -346,6 +367,17 @@ func (a *Args) validateCloudflare() []error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, kube.ValidateLabels("Cloudflare.NodeSelector", c.NodeSelector)...)
+	for _, err := range kube.ValidateSelector("Backend.PodSelector", a.Backend.PodSelector) {
+		errs = append(errs, fmt.Errorf("%w (cloudflared may reach only the runtime's web pods)", err))
+	}
+	return errs
+}
+
+// validateLoadBalancer checks what only the pool and the load balancer use (not declared with ConnectorOnly).
+func (a *Args) validateLoadBalancer() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c := a.Cloudflare
 	if len(c.CheckRegions) == 0 {
 		add("Cloudflare.CheckRegions is empty and Region %q has no default: set Cloudflare regions from %v", a.Region, cloudflareRegions)
 	}
@@ -358,9 +390,6 @@ func (a *Args) validateCloudflare() []error {
 		if id == nil {
 			add("Cloudflare.DRPoolIDs[%d] is nil: pass the DR pool's id output", i)
 		}
-	}
-	for _, err := range kube.ValidateSelector("Backend.PodSelector", a.Backend.PodSelector) {
-		errs = append(errs, fmt.Errorf("%w (cloudflared may reach only the runtime's web pods)", err))
 	}
 	return errs
 }

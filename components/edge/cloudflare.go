@@ -34,6 +34,11 @@ var privateRanges = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "1
 
 func newCloudflare(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.ResourceOption) error {
 	c := a.Cloudflare
+	if c.ConnectorOnly {
+		// The tunnel and everything on Cloudflare belong to another stack; only its connector runs here. Without a
+		// tunnel id to annotate, a replaced tunnel needs a rollout of cloudflared (kubectl rollout restart).
+		return connector(ctx, name, a, c.TunnelToken.ToStringOutput(), nil, opts)
+	}
 	account := pulumi.String(c.AccountID)
 	zone := pulumi.String(c.ZoneID)
 	primary := a.Hostnames[0]
@@ -98,7 +103,8 @@ func newCloudflare(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pu
 		}
 	}
 
-	if err := connector(ctx, name, a, tunnel, opts); err != nil {
+	rollOnNewTunnel := pulumi.StringMap{TunnelIDAnnotation: tunnelID}
+	if err := connector(ctx, name, a, tunnel.TunnelToken, rollOnNewTunnel, opts); err != nil {
 		return err
 	}
 
@@ -175,9 +181,10 @@ func newCloudflare(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pu
 	return nil
 }
 
-// connector runs cloudflared in the cluster: the token Secret, a spread Deployment under the restricted Pod Security
-// level, a PDB and a NetworkPolicy that lets it reach only the runtime's pods, DNS and Cloudflare's edge.
-func connector(ctx *pulumi.Context, name string, a *Args, tunnel *cloudflare.ZeroTrustTunnelCloudflared, opts []pulumi.ResourceOption) error {
+// connector runs cloudflared in the cluster with the tunnel's token: the token Secret, a spread Deployment under the
+// restricted Pod Security level, a PDB and a NetworkPolicy that lets it reach only the runtime's pods, DNS and
+// Cloudflare's edge. annotations (may be nil) go on the pod template.
+func connector(ctx *pulumi.Context, name string, a *Args, token pulumi.StringOutput, annotations pulumi.StringMap, opts []pulumi.ResourceOption) error {
 	c := a.Cloudflare
 	ns := a.Backend.Namespace
 	base := a.Name + "-cloudflared"
@@ -187,7 +194,7 @@ func connector(ctx *pulumi.Context, name string, a *Args, tunnel *cloudflare.Zer
 	secret, err := corev1.NewSecret(ctx, name+"-cloudflared-token", &corev1.SecretArgs{
 		Metadata:   meta(base + "-token"),
 		Type:       pulumi.String("Opaque"),
-		StringData: pulumi.StringMap{TokenKey: pulumi.ToSecret(tunnel.TunnelToken).(pulumi.StringOutput)},
+		StringData: pulumi.StringMap{TokenKey: pulumi.ToSecret(token).(pulumi.StringOutput)},
 	}, opts...)
 	if err != nil {
 		return fmt.Errorf("connector secret: %w", err)
@@ -201,6 +208,10 @@ func connector(ctx *pulumi.Context, name string, a *Args, tunnel *cloudflare.Zer
 		return fmt.Errorf("connector service account: %w", err)
 	}
 
+	podMeta := metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)}
+	if len(annotations) > 0 {
+		podMeta.Annotations = annotations
+	}
 	metrics := fmt.Sprintf("0.0.0.0:%d", MetricsPort)
 	ready := func(failures int) corev1.ProbeArgs {
 		return corev1.ProbeArgs{
@@ -227,10 +238,7 @@ func connector(ctx *pulumi.Context, name string, a *Args, tunnel *cloudflare.Zer
 			MinReadySeconds:      pulumi.Int(10),
 			RevisionHistoryLimit: pulumi.Int(5),
 			Template: corev1.PodTemplateSpecArgs{
-				Metadata: metav1.ObjectMetaArgs{
-					Labels:      pulumi.ToStringMap(labels),
-					Annotations: pulumi.StringMap{TunnelIDAnnotation: tunnel.ID().ToStringOutput()},
-				},
+				Metadata: podMeta,
 				Spec: corev1.PodSpecArgs{
 					ServiceAccountName:           sa.Metadata.Name().Elem(),
 					AutomountServiceAccountToken: pulumi.Bool(false),

@@ -6,7 +6,8 @@
 //     with Cloud CDN only for static paths;
 //   - cloudflare: a Zero Trust tunnel (no public IP, no GCP load balancer) whose connector, cloudflared, runs in the
 //     cluster, proxied DNS records to the tunnel, and a Cloudflare load balancer with a health monitor and the
-//     primary pool, to which the DR pool is appended when it exists.
+//     primary pool, to which the DR pool is appended when it exists. With Cloudflare.ConnectorOnly (a DR
+//     environment) only the connector runs, with the token of a tunnel another stack owns.
 package edge
 
 import (
@@ -28,7 +29,8 @@ type Edge struct {
 	URLs pulumi.StringArrayOutput `pulumi:"urls"`
 	// SecurityPolicy is the Cloud Armor policy's self link (gcp).
 	SecurityPolicy pulumi.StringOutput `pulumi:"securityPolicy"`
-	// TunnelID and TunnelCNAME ("<id>.cfargotunnel.com") identify the tunnel (cloudflare).
+	// TunnelID and TunnelCNAME ("<id>.cfargotunnel.com") identify the tunnel (cloudflare). They and the other
+	// Cloudflare outputs are empty with ConnectorOnly, which declares nothing on Cloudflare.
 	TunnelID    pulumi.StringOutput `pulumi:"tunnelId"`
 	TunnelCNAME pulumi.StringOutput `pulumi:"tunnelCname"`
 	// MonitorID is the health monitor a DR pool reuses; PrimaryPoolID is the pool of this region's tunnel
@@ -40,7 +42,7 @@ type Edge struct {
 }
 
 // New declares the edge. Pass providers explicitly: the GCP provider through the parent (gcp mode); the Kubernetes
-// and Cloudflare providers with pulumi.Providers (cloudflare mode). Explicit dependencies of the component (e.g. on
+// and Cloudflare providers with pulumi.Providers (cloudflare mode; ConnectorOnly needs only Kubernetes). Explicit dependencies of the component (e.g. on
 // the runtime's Service, whose annotation makes GKE create the NEGs) are passed on to every child.
 func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Edge, error) {
 	if args == nil {

@@ -311,6 +311,85 @@ func TestCloudflareChildrenAreParentedAndNamed(t *testing.T) {
 	}
 }
 
+func connectorOnlyArgs() edge.Args {
+	a := cloudflareArgs()
+	a.Name = "acme-prod-eu-dr"
+	a.Cloudflare = edge.CloudflareArgs{
+		ConnectorOnly: true,
+		TunnelToken:   pulumi.ToSecret(pulumi.String("dr-tunnel-token")).(pulumi.StringOutput),
+	}
+	return a
+}
+
+// TestConnectorOnlyDeclaresNothingOnCloudflare: a DR environment runs the connector of the primary's DR tunnel and
+// must not declare the tunnel, records, monitor, pools or load balancer again; no Cloudflare provider is given.
+func TestConnectorOnlyDeclaresNothingOnCloudflare(t *testing.T) {
+	var out outputs
+	inv, err := inventory.Evaluate(func(ctx *pulumi.Context) error {
+		k8s, err := kubernetes.NewProvider(ctx, "k8s", &kubernetes.ProviderArgs{})
+		if err != nil {
+			return err
+		}
+		args := connectorOnlyArgs()
+		e, err := edge.New(ctx, "edge", &args, pulumi.Provider(k8s))
+		if err != nil {
+			return err
+		}
+		capture := func(key string, o pulumi.StringOutput, dst *string) {
+			ctx.Export(key, o.ApplyT(func(s string) string { *dst = s; return s }))
+		}
+		capture("tunnelId", e.TunnelID, &out.tunnelID)
+		capture("tunnelCname", e.TunnelCNAME, &out.tunnelCNAME)
+		capture("primaryPoolId", e.PrimaryPoolID, &out.primaryPoolID)
+		capture("monitorId", e.MonitorID, &out.monitorID)
+		capture("ipAddress", e.IPAddress, &out.ipAddress)
+		return nil
+	}, "omscloud", "test", nil, nil)
+	require.NoError(t, err)
+
+	var types []string
+	for _, r := range inv.Resources {
+		assert.False(t, strings.HasPrefix(r.Type, "cloudflare:"), "no Cloudflare resource, got %s %s", r.Type, r.Name)
+		assert.False(t, strings.HasPrefix(r.Type, "random:"), "no tunnel secret, got %s %s", r.Type, r.Name)
+		assert.False(t, strings.HasPrefix(r.Type, "gcp:"), "no GCP resource, got %s %s", r.Type, r.Name)
+		if strings.HasPrefix(r.Type, "kubernetes:") {
+			types = append(types, r.Type)
+			assert.Equal(t, "edge", r.Parent, "%s is a child of the component", r.Name)
+			assert.True(t, strings.HasPrefix(r.String("metadata.name"), "acme-prod-eu-dr-cloudflared"), r.Name)
+		}
+	}
+	assert.ElementsMatch(t, []string{kubetest.Secret, kubetest.ServiceAccount, deploymentType, kubetest.PDB, kubetest.NetworkPolicy}, types,
+		"only the connector")
+
+	secret := kubetest.One(t, inv, kubetest.Secret)
+	assert.Equal(t, "acme-prod-eu-dr-cloudflared-token", secret.String("metadata.name"))
+	assert.Equal(t, inventory.Secret, secret.String("stringData"), "the given token stays secret")
+	kubetest.AssertNoPlaintextSecrets(t, inv)
+
+	d := kubetest.One(t, inv, deploymentType)
+	kubetest.AssertSpread(t, d)
+	kubetest.AssertRestricted(t, d)
+	kubetest.AssertProbes(t, d)
+	c := kubetest.Container(t, d, "cloudflared")
+	env := c["env"].([]any)
+	require.Len(t, env, 1)
+	assert.Equal(t, map[string]any{"name": "acme-prod-eu-dr-cloudflared-token", "key": edge.TokenKey},
+		env[0].(map[string]any)["valueFrom"].(map[string]any)["secretKeyRef"], "cloudflared runs the given token")
+
+	np := kubetest.One(t, inv, kubetest.NetworkPolicy)
+	egress := kubetest.List(t, np, "spec.egress")
+	require.Len(t, egress, 3, "same egress-only policy as a primary connector")
+	assert.Equal(t, []string{"TCP/8080"}, ports(egress[0]))
+	_, hasIngress := np.Get("spec.ingress")
+	assert.False(t, hasIngress)
+
+	assert.Empty(t, out.tunnelID)
+	assert.Empty(t, out.tunnelCNAME)
+	assert.Empty(t, out.primaryPoolID)
+	assert.Empty(t, out.monitorID)
+	assert.Empty(t, out.ipAddress)
+}
+
 // --- gcp mode ---
 
 func TestGCPCertificateTLSAndRedirect(t *testing.T) {
@@ -528,6 +607,12 @@ func TestValidate(t *testing.T) {
 		{"sensitivity", gcpArgs, func(a *edge.Args) { a.GCP.WAFSensitivity = 5 }, []string{"GCP.WAFSensitivity 5"}},
 		{"static path", gcpArgs, func(a *edge.Args) { a.GCP.StaticPaths = []string{"static/*"} }, []string{`GCP.StaticPaths[0] "static/*"`}},
 		{"name", gcpArgs, func(a *edge.Args) { a.Name = "OMS_prod" }, []string{`Name "OMS_prod"`}},
+		{"connector only without token", connectorOnlyArgs, func(a *edge.Args) { a.Cloudflare.TunnelToken = nil }, []string{"Cloudflare.TunnelToken is required"}},
+		{"connector only with DR pools", connectorOnlyArgs, func(a *edge.Args) { a.Cloudflare.DRPoolIDs = []pulumi.StringInput{pulumi.String("p")} },
+			[]string{"Cloudflare.DRPoolIDs is set with Cloudflare.ConnectorOnly"}},
+		{"token without connector only", cloudflareArgs, func(a *edge.Args) { a.Cloudflare.TunnelToken = pulumi.String("t") },
+			[]string{"Cloudflare.TunnelToken is set without Cloudflare.ConnectorOnly"}},
+		{"connector only, one replica", connectorOnlyArgs, func(a *edge.Args) { a.Cloudflare.Replicas = 1 }, []string{"Cloudflare.Replicas is 1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := tc.base()
@@ -549,7 +634,10 @@ func TestValidate(t *testing.T) {
 			assert.Empty(t, mocks.Resources())
 		})
 	}
-	for _, ok := range []edge.Args{gcpArgs(), cloudflareArgs()} {
+	// ConnectorOnly needs no account, zone or check region (nothing is declared on Cloudflare).
+	connectorOnly := connectorOnlyArgs()
+	connectorOnly.Region = "moon-1"
+	for _, ok := range []edge.Args{gcpArgs(), cloudflareArgs(), connectorOnly} {
 		assert.NoError(t, ok.Validate(), ok.Provider)
 	}
 }

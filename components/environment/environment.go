@@ -175,7 +175,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	// GKE creates the NEGs from the runtime's public Service, and the backends reference them.
 	edgeOpts := []pulumi.ResourceOption{parent, pulumi.DependsOn([]pulumi.Resource{ns, rt})}
 	providers := []pulumi.ProviderResource{cluster.Provider}
-	if cloudflareMode {
+	if args.CloudflareProvider != nil {
 		providers = append(providers, args.CloudflareProvider)
 	}
 	edgeOpts = append(edgeOpts, pulumi.Providers(providers...))

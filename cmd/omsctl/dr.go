@@ -1,0 +1,594 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/omscloud/omscloud/stacks"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"github.com/spf13/cobra"
+)
+
+// RTOAnchor is the recovery time the product's documentation promises (≥ 60 minutes); DR drills report against it.
+const RTOAnchor = 60 * time.Minute
+
+func newDRCmd() *cobra.Command {
+	dr := &cobra.Command{
+		Use:   "dr",
+		Short: "Cold disaster recovery: spin a production stack up in its DR region from backups",
+	}
+	var backend, pulumiRoot, primaryRef string
+	addEngineFlags := func(c *cobra.Command) {
+		c.Flags().StringVar(&backend, "backend", os.Getenv("PULUMI_BACKEND_URL"), "the Pulumi backend holding the stacks' state (default: $PULUMI_BACKEND_URL, else the CLI's login)")
+		c.Flags().StringVar(&pulumiRoot, "pulumi-root", os.Getenv("OMSCLOUD_PULUMI_ROOT"), "directory whose bin/pulumi is the Pulumi CLI (default: $OMSCLOUD_PULUMI_ROOT, else pulumi on PATH)")
+	}
+
+	var stack string
+	var yes, doSwitch bool
+	var readyTimeout time.Duration
+	activate := &cobra.Command{
+		Use:   "activate --stack NAME [--backend URL] [--yes] [--switch]",
+		Short: "Create or update <stack>-dr: provision, restore the latest backup, health-check, switch traffic",
+		Long: `activate declares the stack's full environment in its DR region (stack <stack>-dr), sized like production, from
+the primary's config and its last state (backup bucket, accounts, release, reserved DR address, read through a
+StackReference). It runs in steps and prints how long each took:
+
+  provision     pulumi up of <stack>-dr: network, cluster, database, data tier, runtime, edge in the DR region
+  restore       pulumi up again with the restore Job (oms restore --from gs://<backup bucket> --latest)
+  health check  GET https://<domain>/readyz sent to the reserved DR address until it answers 200
+  switch        only with --switch. Cloudflare edge: a targeted pulumi up of the primary stack's DR component with
+                omscloud:dr.active=true enables the DR pool. GCP edge: no DNS provider is configured, so the step
+                prints the records to point at the reserved DR address. Without --switch the run is a drill.
+
+The primary stack is never modified without --switch. The health check needs network access to the DR address.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, _ := cmd.Flags().GetString("dir")
+			projectDir, err := stacks.FindProjectDir(dir)
+			if err != nil {
+				return err
+			}
+			if !yes {
+				return fmt.Errorf("activate creates a full production environment (billed) in the DR region of %s: re-run with --yes", stack)
+			}
+			tl, err := activateDR(cmd.Context(), drOptions{
+				Primary: stack, PrimaryRef: primaryRef, ProjectDir: projectDir, Backend: backend, PulumiRoot: pulumiRoot,
+				Switch: doSwitch, ReadyTimeout: readyTimeout, Progress: cmd.ErrOrStderr(),
+			})
+			if tl != nil {
+				tl.Print(cmd.OutOrStdout())
+			}
+			return err
+		},
+	}
+	activate.Flags().StringVarP(&stack, "stack", "s", "", "the primary production stack to recover, e.g. prod-eu")
+	activate.Flags().BoolVar(&yes, "yes", false, "confirm: provision the DR environment")
+	activate.Flags().BoolVar(&doSwitch, "switch", false, "after the health check, move traffic to the DR site (without it: a drill)")
+	activate.Flags().DurationVar(&readyTimeout, "ready-timeout", 20*time.Minute, "how long the health check waits for /readyz")
+	activate.Flags().StringVar(&primaryRef, "primary-ref", "", "the primary's fully qualified stack name (default organization/omscloud/<stack>, a self-managed backend's)")
+	addEngineFlags(activate)
+	_ = activate.MarkFlagRequired("stack")
+
+	status := &cobra.Command{
+		Use:   "status --stack NAME [--backend URL]",
+		Short: "Show whether <stack>-dr exists, its last update and size, and the primary's state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, _ := cmd.Flags().GetString("dir")
+			projectDir, err := stacks.FindProjectDir(dir)
+			if err != nil {
+				return err
+			}
+			pc, err := pulumiCommand(pulumiRoot)
+			if err != nil {
+				return err
+			}
+			return drStatus(cmd.Context(), cmd.OutOrStdout(), drOptions{Primary: stack, ProjectDir: projectDir, Backend: backend, Command: pc})
+		},
+	}
+	status.Flags().StringVarP(&stack, "stack", "s", "", "the primary production stack, e.g. prod-eu")
+	addEngineFlags(status)
+	_ = status.MarkFlagRequired("stack")
+
+	dr.AddCommand(activate, status)
+	return dr
+}
+
+func pulumiCommand(root string) (auto.PulumiCommand, error) {
+	pc, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: root})
+	if err != nil {
+		return nil, fmt.Errorf("find the Pulumi CLI (build one with scripts/pulumi-build.sh and pass --pulumi-root): %w", err)
+	}
+	return pc, nil
+}
+
+// ReadyTarget is what the health check probes: the runtime's /readyz URL, sent to the DR site's address rather than
+// to wherever DNS points (the primary, until the switch).
+type ReadyTarget struct {
+	URL     string
+	Address string
+}
+
+// ReadyProbe returns nil once the DR runtime is ready.
+type ReadyProbe func(ctx context.Context, target ReadyTarget) error
+
+type drOptions struct {
+	Primary, PrimaryRef string
+	ProjectDir          string
+	// Backend is PULUMI_BACKEND_URL for every pulumi command; empty keeps the CLI's login.
+	Backend string
+	// Command runs pulumi; when nil, the CLI in PulumiRoot (or on PATH) is used.
+	Command    auto.PulumiCommand
+	PulumiRoot string
+	// EnvVars are added to every pulumi command's environment.
+	EnvVars map[string]string
+	// Probe defaults to HTTPProbe.
+	Probe        ReadyProbe
+	ReadyTimeout time.Duration
+	Switch       bool
+	// Progress receives the engine's output; nil discards it.
+	Progress io.Writer
+}
+
+// workspace prepares a scratch copy of Pulumi.yaml and the primary's Pulumi.<stack>.yaml: the DR stack's config is
+// derived from the primary's on every activation, and the repository is not written to.
+func (o *drOptions) workspace() ([]auto.LocalWorkspaceOption, func(), error) {
+	dir, err := os.MkdirTemp("", "omsctl-dr-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(dir) }
+	for _, f := range []string{"Pulumi.yaml", "Pulumi." + o.Primary + ".yaml"} {
+		data, err := os.ReadFile(filepath.Join(o.ProjectDir, f))
+		if err != nil {
+			cleanup()
+			return nil, nil, fmt.Errorf("DR of %s: %w", o.Primary, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+	}
+	vars := map[string]string{"PULUMI_SKIP_UPDATE_CHECK": "true"}
+	if o.Backend != "" {
+		vars["PULUMI_BACKEND_URL"] = o.Backend
+	}
+	for k, v := range o.EnvVars {
+		vars[k] = v
+	}
+	opts := []auto.LocalWorkspaceOption{auto.WorkDir(dir), auto.EnvVars(vars)}
+	if o.Command != nil {
+		opts = append(opts, auto.Pulumi(o.Command))
+	}
+	return opts, cleanup, nil
+}
+
+func (o *drOptions) backendName() string {
+	if o.Backend == "" {
+		return "the CLI's current backend"
+	}
+	return o.Backend
+}
+
+// activateDR runs the DR spin-up and returns its timeline, complete up to the step that failed.
+func activateDR(ctx context.Context, o drOptions) (*Timeline, error) {
+	if o.Primary == "" {
+		return nil, errors.New("--stack is required: the primary production stack to recover")
+	}
+	if o.Probe == nil {
+		o.Probe = HTTPProbe
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 20 * time.Minute
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	sf, err := stacks.LoadStackFile(o.ProjectDir, o.Primary)
+	if err != nil {
+		return nil, err
+	}
+	primaryCfg, err := sf.Config()
+	if err != nil {
+		return nil, err
+	}
+	drCfg, err := stacks.DRConfigFor(primaryCfg)
+	if err != nil {
+		return nil, err
+	}
+	if o.Command == nil {
+		if o.Command, err = pulumiCommand(o.PulumiRoot); err != nil {
+			return nil, err
+		}
+	}
+	wsOpts, cleanup, err := o.workspace()
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+
+	primary, err := auto.SelectStackInlineSource(ctx, o.Primary, stacks.Project, stacks.Program, wsOpts...)
+	if err != nil {
+		if auto.IsSelectStack404Error(err) {
+			return nil, fmt.Errorf("primary stack %s is not in %s: DR reads the primary's last state; pass --backend with the primary's backend", o.Primary, o.backendName())
+		}
+		return nil, fmt.Errorf("select primary stack %s: %w", o.Primary, err)
+	}
+	primaryConfig, err := primary.GetAllConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the config of %s: %w", o.Primary, err)
+	}
+
+	drName := stacks.DRStackName(o.Primary)
+	dr, err := auto.UpsertStackInlineSource(ctx, drName, stacks.Project, stacks.DRProgram(o.Primary), wsOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("create DR stack %s: %w", drName, err)
+	}
+	// The DR stack's omscloud config is exactly the primary's (secrets stay secrets); its own settings live in the
+	// omscloud-dr namespace.
+	drConfig := auto.ConfigMap{}
+	for k, v := range primaryConfig {
+		drConfig[k] = v
+	}
+	drConfig[stacks.DRNamespace+":"+stacks.DRKeyRestore] = auto.ConfigValue{Value: "false"}
+	if o.PrimaryRef != "" {
+		drConfig[stacks.DRNamespace+":"+stacks.DRKeyPrimaryRef] = auto.ConfigValue{Value: o.PrimaryRef}
+	}
+	if err := dr.SetAllConfig(ctx, drConfig); err != nil {
+		return nil, fmt.Errorf("configure %s: %w", drName, err)
+	}
+
+	tl := &Timeline{Primary: o.Primary, DRStack: drName, From: primaryCfg.Region.Primary.GCPRegion, To: drCfg.Region.Primary.GCPRegion}
+
+	var provisioned auto.UpResult
+	err = tl.Run("provision", func() (string, error) {
+		provisioned, err = dr.Up(ctx, optup.ProgressStreams(progress), optup.Message("DR activation: provision"))
+		if err != nil {
+			return "", fmt.Errorf("provision %s: %w", drName, err)
+		}
+		return fmt.Sprintf("%s in %s", changes(provisioned.Summary), tl.To), nil
+	})
+	if err != nil {
+		return tl, err
+	}
+
+	var restored auto.UpResult
+	err = tl.Run("restore", func() (string, error) {
+		if err := dr.SetConfig(ctx, stacks.DRNamespace+":"+stacks.DRKeyRestore, auto.ConfigValue{Value: "true"}); err != nil {
+			return "", err
+		}
+		restored, err = dr.Up(ctx, optup.ProgressStreams(progress), optup.Message("DR activation: restore"))
+		if err != nil {
+			return "", fmt.Errorf("restore in %s: %w", drName, err)
+		}
+		return fmt.Sprintf("Job %v: oms %s", restored.Outputs["restoreJob"].Value,
+			strings.Join(stacks.RestoreArgs(fmt.Sprint(restored.Outputs["primaryBackupUrl"].Value)), " ")), nil
+	})
+	if err != nil {
+		return tl, err
+	}
+
+	if fmt.Sprint(restored.Outputs["edgeProvider"].Value) == "cloudflare" {
+		return tl, cloudflareCutover(ctx, tl, o, primary, progress)
+	}
+	return tl, gcpCutover(ctx, tl, o, restored, drCfg)
+}
+
+// gcpCutover health-checks the DR load balancer on the reserved DR address, before any traffic moves. No stack
+// configures a DNS provider, so the switch is the operator's: the step says which records to change.
+func gcpCutover(ctx context.Context, tl *Timeline, o drOptions, restored auto.UpResult, drCfg *stacks.Config) error {
+	target := ReadyTarget{
+		URL:     fmt.Sprintf("https://%v/readyz", restored.Outputs["domain"].Value),
+		Address: fmt.Sprint(restored.Outputs[stacks.OutputDRAddress].Value),
+	}
+	err := tl.Run("health check", func() (string, error) {
+		if target.Address == "" {
+			return "", fmt.Errorf("the primary stack exports no %s: without the reserved DR address there is nothing to health-check or switch to", stacks.OutputDRAddress)
+		}
+		if err := probe(ctx, o, target); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s answered via %s", target.URL, target.Address), nil
+	})
+	if err != nil {
+		return err
+	}
+	if !o.Switch {
+		tl.Skip("switch", "drill: traffic stays on the primary (re-run with --switch to move it)")
+		return nil
+	}
+	tl.Skip("switch", fmt.Sprintf("manual: point the DNS records of %s at %s (the reserved DR address customers whitelist)",
+		strings.Join(drCfg.Edge.Hostnames, ", "), target.Address))
+	return nil
+}
+
+// cloudflareCutover enables the primary's pre-declared DR pool, then checks /readyz through Cloudflare. The load
+// balancer sends traffic only to pools its monitor finds healthy, so enabling the pool first is safe; before that
+// the DR tunnel is reachable from nowhere, so a drill cannot probe it from outside.
+func cloudflareCutover(ctx context.Context, tl *Timeline, o drOptions, primary auto.Stack, progress io.Writer) error {
+	if !o.Switch {
+		tl.Skip("switch", "drill: the DR pool stays disabled (re-run with --switch to enable it)")
+		tl.Skip("health check", "drill: the DR tunnel is reachable only through its pool; check its connectors in the Cloudflare dashboard")
+		return nil
+	}
+	if err := tl.Run("switch", func() (string, error) { return switchToDR(ctx, primary, progress) }); err != nil {
+		return err
+	}
+	return tl.Run("health check", func() (string, error) {
+		outs, err := primary.Outputs(ctx)
+		if err != nil {
+			return "", err
+		}
+		urls, _ := outs["edgeUrls"].Value.([]any)
+		if len(urls) == 0 {
+			return "", fmt.Errorf("the primary stack %s exports no edgeUrls", primary.Name())
+		}
+		target := ReadyTarget{URL: strings.TrimSuffix(fmt.Sprint(urls[0]), "/") + "/readyz"}
+		if err := probe(ctx, o, target); err != nil {
+			return "", err
+		}
+		return target.URL + " answered through Cloudflare", nil
+	})
+}
+
+func probe(ctx context.Context, o drOptions, target ReadyTarget) error {
+	probeCtx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
+	defer cancel()
+	if err := o.Probe(probeCtx, target); err != nil {
+		return fmt.Errorf("health check %s: %w", target.URL, err)
+	}
+	return nil
+}
+
+// drSwitchType is the type-token prefix of the DR component the primary stack declares in advance (reserved DR
+// address, DR pool or standby DNS record): the switch updates only its resources.
+const drSwitchType = "omscloud:dr:"
+
+// switchToDR enables the pre-declared Cloudflare DR pool: it sets omscloud:dr.active on the primary stack and runs
+// an up targeted at the primary's DR component, so that nothing in the lost region is touched.
+func switchToDR(ctx context.Context, primary auto.Stack, progress io.Writer) (string, error) {
+	dep, err := primary.Export(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read the primary's state: %w", err)
+	}
+	urns, err := urnsOfType(dep, drSwitchType)
+	if err != nil {
+		return "", err
+	}
+	if len(urns) == 0 {
+		return "", fmt.Errorf("the primary stack %s declares no %s component (reserved DR address, DR pool or standby DNS record): switch DNS by hand", primary.Name(), drSwitchType)
+	}
+	if err := primary.SetConfigWithOptions(ctx, "omscloud:dr.active", auto.ConfigValue{Value: "true"}, &auto.ConfigOptions{Path: true}); err != nil {
+		return "", err
+	}
+	res, err := primary.Up(ctx, optup.Target(urns), optup.TargetDependents(), optup.ProgressStreams(progress), optup.Message("DR activation: switch"))
+	if err != nil {
+		return "", fmt.Errorf("switch %s to DR: %w", primary.Name(), err)
+	}
+	return fmt.Sprintf("%s on %s; commit `dr: {active: true}` to Pulumi.%s.yaml", changes(res.Summary), primary.Name(), primary.Name()), nil
+}
+
+func urnsOfType(dep apitype.UntypedDeployment, prefix string) ([]string, error) {
+	var d apitype.DeploymentV3
+	if err := json.Unmarshal(dep.Deployment, &d); err != nil {
+		return nil, fmt.Errorf("decode state: %w", err)
+	}
+	var urns []string
+	for _, r := range d.Resources {
+		if strings.HasPrefix(string(r.Type), prefix) {
+			urns = append(urns, string(r.URN))
+		}
+	}
+	return urns, nil
+}
+
+func changes(s auto.UpdateSummary) string {
+	if s.ResourceChanges == nil {
+		return "no changes"
+	}
+	var parts []string
+	for _, op := range []string{"create", "update", "replace", "delete", "same"} {
+		if n := (*s.ResourceChanges)[op]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, op))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// HTTPProbe polls target.URL every 10 seconds until it answers 200 or ctx ends. With target.Address it connects
+// there (TLS with the URL's host as server name) instead of where DNS points.
+var HTTPProbe = httpProbe(&tls.Config{MinVersion: tls.VersionTLS12}, 10*time.Second)
+
+func httpProbe(tlsConfig *tls.Config, interval time.Duration) ReadyProbe {
+	return func(ctx context.Context, target ReadyTarget) error {
+		dialer := &net.Dialer{Timeout: 10 * time.Second}
+		client := &http.Client{
+			Timeout: 10 * time.Second,
+			Transport: &http.Transport{
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					if target.Address != "" {
+						_, port, _ := net.SplitHostPort(addr)
+						addr = net.JoinHostPort(target.Address, port)
+					}
+					return dialer.DialContext(ctx, network, addr)
+				},
+				TLSClientConfig: tlsConfig,
+			},
+		}
+		defer client.CloseIdleConnections()
+		var last error
+		for {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.URL, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
+				err = fmt.Errorf("status %s", resp.Status)
+			}
+			last = err
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("not ready: %w (last: %v)", ctx.Err(), last)
+			case <-time.After(interval):
+			}
+		}
+	}
+}
+
+// Timeline records the steps of a DR activation.
+type Timeline struct {
+	Primary, DRStack string
+	From, To         string
+	Steps            []TimelineStep
+}
+
+// TimelineStep is one step: its duration, or skipped.
+type TimelineStep struct {
+	Name, Detail string
+	Duration     time.Duration
+	Skipped      bool
+	Err          error
+}
+
+// Run times one step.
+func (t *Timeline) Run(name string, step func() (string, error)) error {
+	start := time.Now()
+	detail, err := step()
+	s := TimelineStep{Name: name, Detail: detail, Duration: time.Since(start), Err: err}
+	if err != nil {
+		s.Detail = "FAILED: " + err.Error()
+	}
+	t.Steps = append(t.Steps, s)
+	return err
+}
+
+// Skip records a step that did not run.
+func (t *Timeline) Skip(name, why string) {
+	t.Steps = append(t.Steps, TimelineStep{Name: name, Detail: why, Skipped: true})
+}
+
+// Total is the time of the steps that ran.
+func (t *Timeline) Total() time.Duration {
+	var d time.Duration
+	for _, s := range t.Steps {
+		d += s.Duration
+	}
+	return d
+}
+
+// Print writes the timeline as a table, with the total against the RTO anchor.
+func (t *Timeline) Print(w io.Writer) {
+	fmt.Fprintf(w, "DR activation of %s -> %s (%s -> %s)\n", t.Primary, t.DRStack, t.From, t.To)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tDURATION\tDETAIL")
+	for _, s := range t.Steps {
+		d := formatDuration(s.Duration)
+		if s.Skipped {
+			d = "skipped"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, d, s.Detail)
+	}
+	total := t.Total()
+	verdict := fmt.Sprintf("%.1f%% of the %s RTO anchor", 100*float64(total)/float64(RTOAnchor), formatDuration(RTOAnchor))
+	for _, s := range t.Steps {
+		if s.Err != nil {
+			verdict = "incomplete: a step failed"
+		}
+	}
+	fmt.Fprintf(tw, "total\t%s\t%s\n", formatDuration(total), verdict)
+	tw.Flush()
+}
+
+func formatDuration(d time.Duration) string {
+	switch {
+	case d >= time.Minute:
+		return d.Round(time.Second).String()
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		return d.Round(time.Millisecond).String()
+	}
+}
+
+// drStatus prints whether the DR stack exists, its last update and size, and the primary's.
+func drStatus(ctx context.Context, w io.Writer, o drOptions) error {
+	if o.Primary == "" {
+		return errors.New("--stack is required")
+	}
+	wsOpts, cleanup, err := o.workspace()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	ws, err := auto.NewLocalWorkspace(ctx, wsOpts...)
+	if err != nil {
+		return err
+	}
+	summaries, err := ws.ListStacks(ctx)
+	if err != nil {
+		return fmt.Errorf("list stacks in %s: %w", o.backendName(), err)
+	}
+	byName := map[string]auto.StackSummary{}
+	for _, s := range summaries {
+		byName[s.Name] = s
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STACK\tROLE\tSTATE\tLAST UPDATE\tRESOURCES")
+	for _, row := range []struct{ name, role string }{{o.Primary, "primary"}, {stacks.DRStackName(o.Primary), "DR"}} {
+		s, ok := byName[row.name]
+		if !ok {
+			state := "absent"
+			if row.role == "DR" {
+				state = "not activated"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\n", row.name, row.role, state)
+			continue
+		}
+		state := lastResult(ctx, ws, row.name)
+		count := "-"
+		if s.ResourceCount != nil {
+			count = fmt.Sprint(*s.ResourceCount)
+		}
+		last := s.LastUpdate
+		if last == "" {
+			last = "never"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", row.name, row.role, state, last, count)
+	}
+	return tw.Flush()
+}
+
+// lastResult describes a stack's last update ("update succeeded"), or why it cannot be read.
+func lastResult(ctx context.Context, ws auto.Workspace, name string) string {
+	s, err := auto.SelectStack(ctx, name, ws)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	h, err := s.History(ctx, 1, 1)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	if len(h) == 0 {
+		return "empty"
+	}
+	return h[0].Kind + " " + h[0].Result
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/omscloud/omscloud/enginetest"
+	"github.com/omscloud/omscloud/stacks"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTimelinePrintsEveryStepAndTheTotalAgainstTheAnchor(t *testing.T) {
+	tl := &Timeline{Primary: "prod-eu", DRStack: "prod-eu-dr", From: "europe-west1", To: "europe-west4", Steps: []TimelineStep{
+		{Name: "provision", Duration: 12*time.Minute + 30*time.Second, Detail: "180 create in europe-west4"},
+		{Name: "restore", Duration: 6 * time.Minute, Detail: "Job oms-prod-eu-dr-restore"},
+		{Name: "health check", Duration: 1500 * time.Millisecond, Detail: "ready"},
+	}}
+	tl.Skip("switch", "drill")
+	var out bytes.Buffer
+	tl.Print(&out)
+	text := out.String()
+
+	assert.Contains(t, text, "DR activation of prod-eu -> prod-eu-dr (europe-west1 -> europe-west4)")
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	require.Len(t, lines, 7, text)
+	assert.Regexp(t, `^STEP\s+DURATION\s+DETAIL$`, lines[1])
+	assert.Regexp(t, `^provision\s+12m30s\s+180 create in europe-west4$`, lines[2])
+	assert.Regexp(t, `^restore\s+6m0s\s+Job oms-prod-eu-dr-restore$`, lines[3])
+	assert.Regexp(t, `^health check\s+1\.5s\s+ready$`, lines[4])
+	assert.Regexp(t, `^switch\s+skipped\s+drill$`, lines[5])
+	// 18m31.5s of 60m.
+	assert.Regexp(t, `^total\s+18m32s\s+30\.9% of the 1h0m0s RTO anchor$`, lines[6])
+	assert.Equal(t, 18*time.Minute+31500*time.Millisecond, tl.Total())
+}
+
+func TestTimelineMarksAFailedStep(t *testing.T) {
+	tl := &Timeline{Primary: "prod", DRStack: "prod-dr"}
+	err := tl.Run("provision", func() (string, error) { return "", errors.New("quota exceeded") })
+	require.Error(t, err)
+	var out bytes.Buffer
+	tl.Print(&out)
+	assert.Contains(t, out.String(), "FAILED: quota exceeded")
+	assert.Contains(t, out.String(), "incomplete: a step failed")
+}
+
+var gcpLocation = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+(-[a-z])?$`)
+
+func locationsIn(v any) []string {
+	switch x := v.(type) {
+	case string:
+		if gcpLocation.MatchString(x) {
+			return []string{x}
+		}
+	case map[string]any:
+		var out []string
+		for _, e := range x {
+			out = append(out, locationsIn(e)...)
+		}
+		return out
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, locationsIn(e)...)
+		}
+		return out
+	}
+	return nil
+}
+
+// TestDRActivateOnEngine: for every production stack with DR, with the primary up in the backend, dr activate
+// creates <stack>-dr with resources only in the DR site (or the jurisdiction's multi-region), restores from the
+// primary's bucket, health-checks the reserved DR address (gcp edge) and leaves the primary untouched.
+func TestDRActivateOnEngine(t *testing.T) {
+	env := enginetest.New(t)
+	names, err := stacks.ListStacks(env.WorkDir)
+	require.NoError(t, err)
+	tested := 0
+	for _, name := range names {
+		sf, err := stacks.LoadStackFile(env.WorkDir, name)
+		require.NoError(t, err)
+		cfg, err := sf.Config()
+		require.NoError(t, err)
+		if !cfg.DR.Enabled {
+			continue
+		}
+		tested++
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			drillOnEngine(t, env, name, cfg)
+		})
+	}
+	require.Positive(t, tested, "some shipped stack has DR")
+}
+
+func drillOnEngine(t *testing.T, env *enginetest.Env, primaryName string, primaryCfg *stacks.Config) {
+	ctx := context.Background()
+	opts := drOptions{Primary: primaryName, ProjectDir: env.WorkDir, Command: env.Command, EnvVars: env.Vars}
+
+	// Not deployed yet: activation refuses and names the fix.
+	_, err := activateDR(ctx, opts)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "primary stack "+primaryName+" is not in")
+
+	primary := env.Stack(ctx, t, primaryName, stacks.Program)
+	up, err := primary.Up(ctx)
+	require.NoError(t, err)
+	backupURL, drAddress := up.Outputs["backupUrl"].Value, up.Outputs["drIpAddress"].Value
+	require.NotEmpty(t, backupURL)
+	before, _, err := env.RawState(primaryName)
+	require.NoError(t, err)
+
+	var probed []ReadyTarget
+	opts.Probe = func(_ context.Context, target ReadyTarget) error {
+		probed = append(probed, target)
+		return nil
+	}
+	tl, err := activateDR(ctx, opts)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	tl.Print(&out)
+	t.Logf("\n%s", out.String())
+	var names []string
+	for _, s := range tl.Steps {
+		names = append(names, s.Name)
+	}
+	if primaryCfg.Edge.Provider == "cloudflare" {
+		assert.Equal(t, []string{"provision", "restore", "switch", "health check"}, names)
+		assert.Empty(t, probed, "a cloudflare drill cannot reach the DR tunnel from outside")
+	} else {
+		require.NotEmpty(t, drAddress)
+		assert.Equal(t, []string{"provision", "restore", "health check", "switch"}, names)
+		assert.Equal(t, []ReadyTarget{{URL: "https://" + primaryCfg.Edge.Domain + "/readyz", Address: drAddress.(string)}}, probed)
+	}
+	for _, s := range tl.Steps {
+		if s.Name == "switch" {
+			assert.True(t, s.Skipped, "without --switch the run is a drill")
+		}
+	}
+
+	// The DR stack: everything in the DR site, the restore Job reading the primary's bucket, the primary referenced.
+	_, drResources, err := env.RawState(stacks.DRStackName(primaryName))
+	require.NoError(t, err)
+	site := primaryCfg.Region.DR
+	custom, checked := 0, 0
+	var restoreArgs []any
+	var refName any
+	for _, r := range drResources {
+		if r.Custom {
+			custom++
+		}
+		for _, loc := range locationsIn(r.Inputs) {
+			checked++
+			assert.True(t, loc == site.GCPRegion || slices.Contains(site.Zones, loc), "%s names %s, outside the DR site %s", r.URN, loc, site.GCPRegion)
+		}
+		switch {
+		case r.Type == "kubernetes:batch/v1:Job" && strings.HasSuffix(r.URN, "-restore"):
+			spec, _ := r.Inputs["spec"].(map[string]any)
+			tmpl, _ := spec["template"].(map[string]any)
+			pod, _ := tmpl["spec"].(map[string]any)
+			containers, _ := pod["containers"].([]any)
+			require.Len(t, containers, 1)
+			restoreArgs, _ = containers[0].(map[string]any)["args"].([]any)
+		case r.Type == "pulumi:pulumi:StackReference":
+			refName = r.Inputs["name"]
+		}
+	}
+	assert.Greater(t, custom, 50, "the full environment is declared")
+	assert.Greater(t, checked, 10, "regions and zones were found to check")
+	assert.Equal(t, []any{"restore", "--from", backupURL, "--latest"}, restoreArgs)
+	assert.Equal(t, "organization/omscloud/"+primaryName, refName)
+
+	// The primary is untouched: its state file is byte for byte the same.
+	after, _, err := env.RawState(primaryName)
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after), "the primary's state changed")
+
+	// dr status reports both stacks.
+	var status bytes.Buffer
+	require.NoError(t, drStatus(ctx, &status, opts))
+	t.Logf("\n%s", status.String())
+	assert.Regexp(t, `(?m)^`+primaryName+`\s+primary\s+update succeeded\s+\S.*\s+\d+$`, status.String())
+	assert.Regexp(t, `(?m)^`+primaryName+`-dr\s+DR\s+update succeeded\s+\S.*\s+\d+$`, status.String())
+}
+
+func TestHTTPProbeWaitsForReadyOnTheDRAddress(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" || r.Host != "example.com:"+port(t, r) {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		if calls.Add(1) < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	_, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	tlsConfig := srv.Client().Transport.(*http.Transport).TLSClientConfig
+	probe := httpProbe(tlsConfig, 10*time.Millisecond)
+
+	// example.com resolves elsewhere: the probe must connect to the DR address and still verify example.com.
+	target := ReadyTarget{URL: "https://example.com:" + p + "/readyz", Address: "127.0.0.1"}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, probe(ctx, target))
+	assert.Equal(t, int32(3), calls.Load(), "two 503s, then ready")
+
+	// Never ready: the probe keeps asking until its deadline, then fails.
+	calls.Store(-1000)
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := probe(ctx, target)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not ready")
+	assert.Greater(t, calls.Load(), int32(-999), "the probe retried after a 503")
+}
+
+func port(t *testing.T, r *http.Request) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(r.Context().Value(http.LocalAddrContextKey).(net.Addr).String())
+	require.NoError(t, err)
+	return p
+}

@@ -1,0 +1,409 @@
+// Package enginetest runs omscloud stacks on the real Pulumi engine (DESIGN.md, testing layer 5): the Pulumi CLI
+// built by scripts/pulumi-build.sh, driven by the Automation API against a local file backend, with in-process
+// stand-ins for the gcp, kubernetes, cloudflare and random providers.
+//
+// The stand-ins echo inputs and add the outputs real providers compute and omscloud reads (cluster endpoint, service
+// account e-mails, connection names, addresses); random resources generate real random values, marked secret, so
+// that a test can prove none of them reaches the state file in plain text. They model no replacements, no provider
+// defaults and no cloud-side validation: the engine, the program, config and state handling are what is real.
+package enginetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// PluginVersions are the provider versions the program's SDKs (pinned in go.mod) ask for.
+var PluginVersions = map[string]string{
+	"gcp":        "7.38.0",
+	"kubernetes": "4.33.0",
+	"cloudflare": "5.49.1",
+	"random":     "4.19.2",
+}
+
+// Providers is a running set of stand-in providers, one gRPC server per package.
+type Providers struct {
+	ports   map[string]int
+	cancels []chan bool
+	secrets *secretLog
+}
+
+// StartProviders serves a stand-in for every package in PluginVersions on a free 127.0.0.1 port.
+func StartProviders() (*Providers, error) {
+	p := &Providers{ports: map[string]int{}, secrets: &secretLog{}}
+	for _, pkg := range slices.Sorted(func(yield func(string) bool) {
+		for k := range PluginVersions {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		srv := &standIn{pkg: pkg, version: PluginVersions[pkg], secrets: p.secrets}
+		cancel := make(chan bool)
+		h, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
+			Cancel: cancel,
+			Init: func(s *grpc.Server) error {
+				pulumirpc.RegisterResourceProviderServer(s, srv)
+				return nil
+			},
+		})
+		if err != nil {
+			p.Stop()
+			return nil, fmt.Errorf("serve stand-in %s provider: %w", pkg, err)
+		}
+		p.ports[pkg], p.cancels = h.Port, append(p.cancels, cancel)
+	}
+	return p, nil
+}
+
+// Stop shuts the servers down.
+func (p *Providers) Stop() {
+	for _, c := range p.cancels {
+		close(c)
+	}
+	p.cancels = nil
+}
+
+// DebugProviders is the PULUMI_DEBUG_PROVIDERS value that points the engine at the stand-ins.
+func (p *Providers) DebugProviders() string {
+	var parts []string
+	for _, pkg := range slices.Sorted(func(yield func(string) bool) {
+		for k := range p.ports {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		parts = append(parts, fmt.Sprintf("%s:%d", pkg, p.ports[pkg]))
+	}
+	return strings.Join(parts, ",")
+}
+
+// GeneratedSecrets returns every secret value the random stand-in has generated so far.
+func (p *Providers) GeneratedSecrets() []string { return p.secrets.all() }
+
+type secretLog struct {
+	mu     sync.Mutex
+	values []string
+}
+
+func (l *secretLog) add(v string) {
+	l.mu.Lock()
+	l.values = append(l.values, v)
+	l.mu.Unlock()
+}
+
+func (l *secretLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.values)
+}
+
+// standIn is one package's provider.
+type standIn struct {
+	pulumirpc.UnimplementedResourceProviderServer
+	pkg, version string
+	secrets      *secretLog
+}
+
+var marshalOpts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, KeepResources: true, KeepOutputValues: false}
+
+func unmarshal(s *structpb.Struct) (resource.PropertyMap, error) {
+	if s == nil {
+		return resource.PropertyMap{}, nil
+	}
+	return plugin.UnmarshalProperties(s, marshalOpts)
+}
+
+func marshal(pm resource.PropertyMap) (*structpb.Struct, error) {
+	return plugin.MarshalProperties(pm, marshalOpts)
+}
+
+func (p *standIn) Handshake(context.Context, *pulumirpc.ProviderHandshakeRequest) (*pulumirpc.ProviderHandshakeResponse, error) {
+	return &pulumirpc.ProviderHandshakeResponse{AcceptSecrets: true, AcceptResources: true}, nil
+}
+
+func (p *standIn) Attach(context.Context, *pulumirpc.PluginAttach) (*emptypb.Empty, error) {
+	return &emptypb.Empty{}, nil
+}
+
+func (p *standIn) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
+	return &pulumirpc.PluginInfo{Version: p.version}, nil
+}
+
+func (p *standIn) GetSchema(context.Context, *pulumirpc.GetSchemaRequest) (*pulumirpc.GetSchemaResponse, error) {
+	return &pulumirpc.GetSchemaResponse{Schema: fmt.Sprintf(`{"name":%q,"version":%q}`, p.pkg, p.version)}, nil
+}
+
+func (p *standIn) CheckConfig(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
+	return &pulumirpc.CheckResponse{Inputs: req.GetNews()}, nil
+}
+
+func (p *standIn) DiffConfig(context.Context, *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
+	return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE}, nil
+}
+
+func (p *standIn) Configure(context.Context, *pulumirpc.ConfigureRequest) (*pulumirpc.ConfigureResponse, error) {
+	return &pulumirpc.ConfigureResponse{AcceptSecrets: true, SupportsPreview: true, AcceptResources: true}, nil
+}
+
+func (p *standIn) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
+	return &emptypb.Empty{}, nil
+}
+
+// Invoke answers provider functions with their arguments: omscloud calls none whose result it depends on.
+func (p *standIn) Invoke(_ context.Context, req *pulumirpc.InvokeRequest) (*pulumirpc.InvokeResponse, error) {
+	return &pulumirpc.InvokeResponse{Return: req.GetArgs()}, nil
+}
+
+func (p *standIn) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
+	news, err := unmarshal(req.GetNews())
+	if err != nil {
+		return nil, fmt.Errorf("check %s: %w", req.GetUrn(), err)
+	}
+	// The real Kubernetes provider names an object after its resource when metadata.name is unset.
+	if p.pkg == "kubernetes" {
+		meta := resource.PropertyMap{}
+		m, has := news["metadata"]
+		if has && m.IsObject() {
+			meta = m.ObjectValue().Copy()
+		}
+		if _, named := meta["name"]; (!has || m.IsObject()) && !named {
+			meta["name"] = resource.NewProperty(nameOf(req.GetUrn(), req.GetName()))
+			news["metadata"] = resource.NewObjectProperty(meta)
+		}
+	}
+	out, err := marshal(news)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.CheckResponse{Inputs: out}, nil
+}
+
+func (p *standIn) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
+	olds, err := unmarshal(req.GetOldInputs())
+	if err != nil {
+		return nil, fmt.Errorf("diff %s: %w", req.GetUrn(), err)
+	}
+	news, err := unmarshal(req.GetNews())
+	if err != nil {
+		return nil, fmt.Errorf("diff %s: %w", req.GetUrn(), err)
+	}
+	d := olds.Diff(news, func(k resource.PropertyKey) bool { return slices.Contains(req.GetIgnoreChanges(), string(k)) })
+	if d == nil || !d.AnyChanges() {
+		return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE}, nil
+	}
+	var keys []string
+	for _, k := range d.ChangedKeys() {
+		keys = append(keys, string(k))
+	}
+	slices.Sort(keys)
+	return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_SOME, Diffs: keys}, nil
+}
+
+func (p *standIn) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
+	inputs, err := unmarshal(req.GetProperties())
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", req.GetUrn(), err)
+	}
+	typ, name := typeOf(req.GetUrn(), req.GetType()), nameOf(req.GetUrn(), req.GetName())
+	outs := inputs.Copy()
+	p.compute(typ, name, outs, req.GetPreview())
+	props, err := marshal(outs)
+	if err != nil {
+		return nil, err
+	}
+	id := ""
+	if !req.GetPreview() {
+		id = name + "-id"
+	}
+	return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
+}
+
+func (p *standIn) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
+	olds, err := unmarshal(req.GetOlds())
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", req.GetUrn(), err)
+	}
+	oldInputs, err := unmarshal(req.GetOldInputs())
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", req.GetUrn(), err)
+	}
+	news, err := unmarshal(req.GetNews())
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", req.GetUrn(), err)
+	}
+	// Computed outputs (those that were never inputs) survive an update, as they do in the cloud.
+	outs := news.Copy()
+	for k, v := range olds {
+		if _, input := oldInputs[k]; !input {
+			if _, set := outs[k]; !set {
+				outs[k] = v
+			}
+		}
+	}
+	props, err := marshal(outs)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.UpdateResponse{Properties: props}, nil
+}
+
+func (p *standIn) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
+	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
+}
+
+func (p *standIn) Delete(context.Context, *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
+	return &emptypb.Empty{}, nil
+}
+
+// compute adds the outputs that real providers compute and other resources consume. During a preview they are
+// unknown, as with a real provider.
+func (p *standIn) compute(typ, name string, state resource.PropertyMap, preview bool) {
+	set := func(k string, v resource.PropertyValue) {
+		if _, ok := state[resource.PropertyKey(k)]; ok {
+			return
+		}
+		if preview {
+			v = resource.MakeComputed(resource.NewProperty(""))
+		}
+		state[resource.PropertyKey(k)] = v
+	}
+	str := func(k, fallback string) string {
+		if v, ok := state[resource.PropertyKey(k)]; ok && v.IsString() {
+			return v.StringValue()
+		}
+		return fallback
+	}
+	physical := str("name", name)
+	project := str("project", "standin-project")
+
+	switch p.pkg {
+	case "random":
+		p.computeRandom(typ, state, set)
+		return
+	case "kubernetes":
+		return
+	case "cloudflare":
+		if typ == "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared" {
+			set("cname", resource.NewProperty(name+"-id.cfargotunnel.com"))
+			if _, ok := state["tunnelToken"]; !ok && !preview {
+				token := randomText(64)
+				p.secrets.add(token)
+				state["tunnelToken"] = resource.MakeSecret(resource.NewProperty(token))
+			}
+			set("tunnelToken", resource.NewProperty(""))
+		}
+		return
+	}
+	set("name", resource.NewProperty(physical))
+	switch typ {
+	case "gcp:container/cluster:Cluster":
+		set("endpoint", resource.NewProperty("203.0.113.10"))
+		set("masterAuth", resource.NewObjectProperty(resource.PropertyMap{
+			"clusterCaCertificate": resource.NewProperty(base64.StdEncoding.EncodeToString([]byte("stand-in CA of " + physical))),
+		}))
+	case "gcp:serviceaccount/account:Account":
+		set("email", resource.NewProperty(fmt.Sprintf("%s@%s.iam.gserviceaccount.com", str("accountId", physical), project)))
+	case "gcp:projects/serviceIdentity:ServiceIdentity":
+		service := strings.SplitN(str("service", "service"), ".", 2)[0]
+		set("email", resource.NewProperty(fmt.Sprintf("service-123456789@gcp-sa-%s.iam.gserviceaccount.com", service)))
+	case "gcp:sql/databaseInstance:DatabaseInstance":
+		set("connectionName", resource.NewProperty(fmt.Sprintf("%s:%s:%s", project, str("region", "region"), physical)))
+		set("privateIpAddress", resource.NewProperty("10.30.0.3"))
+	case "gcp:compute/globalAddress:GlobalAddress", "gcp:compute/address:Address":
+		set("address", resource.NewProperty("203.0.113.20"))
+	}
+	kind := strings.ToLower(typ[strings.LastIndex(typ, ":")+1:])
+	set("selfLink", resource.NewProperty(fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/%ss/%s", project, kind, physical)))
+}
+
+// computeRandom generates real random values. Passwords, strings and bytes are secrets: they are logged so that
+// tests can look for them in the state file.
+func (p *standIn) computeRandom(typ string, state resource.PropertyMap, set func(string, resource.PropertyValue)) {
+	length := 16
+	for _, k := range []resource.PropertyKey{"length", "byteLength"} {
+		if v, ok := state[k]; ok && v.IsNumber() && v.NumberValue() > 0 {
+			length = int(v.NumberValue())
+		}
+	}
+	switch typ {
+	case "random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString":
+		if _, ok := state["result"]; ok {
+			return
+		}
+		v := randomText(length)
+		set("result", resource.MakeSecret(resource.NewProperty(v)))
+		if v, ok := state["result"]; ok && v.IsSecret() {
+			p.secrets.add(v.SecretValue().Element.StringValue())
+		}
+	case "random:index/randomBytes:RandomBytes":
+		if _, ok := state["base64"]; ok {
+			return
+		}
+		b := make([]byte, length)
+		_, _ = rand.Read(b)
+		set("base64", resource.MakeSecret(resource.NewProperty(base64.StdEncoding.EncodeToString(b))))
+		set("hex", resource.MakeSecret(resource.NewProperty(hex.EncodeToString(b))))
+		if v, ok := state["base64"]; ok && v.IsSecret() {
+			p.secrets.add(base64.StdEncoding.EncodeToString(b))
+			p.secrets.add(hex.EncodeToString(b))
+		}
+	case "random:index/randomId:RandomId":
+		b := make([]byte, length)
+		_, _ = rand.Read(b)
+		set("hex", resource.NewProperty(hex.EncodeToString(b)))
+		set("b64Std", resource.NewProperty(base64.StdEncoding.EncodeToString(b)))
+		set("b64Url", resource.NewProperty(base64.RawURLEncoding.EncodeToString(b)))
+		set("dec", resource.NewProperty(new(big.Int).SetBytes(b).String()))
+	case "random:index/randomInteger:RandomInteger":
+		n, _ := rand.Int(rand.Reader, big.NewInt(1<<30))
+		set("result", resource.NewProperty(float64(n.Int64())))
+	}
+}
+
+const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+func randomText(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		k, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		b[i] = alphabet[k.Int64()]
+	}
+	return string(b)
+}
+
+func typeOf(urn, typ string) string {
+	if typ != "" {
+		return typ
+	}
+	if u, err := resource.ParseURN(urn); err == nil {
+		return string(u.Type())
+	}
+	return ""
+}
+
+func nameOf(urn, name string) string {
+	if name != "" {
+		return name
+	}
+	if u, err := resource.ParseURN(urn); err == nil {
+		return u.Name()
+	}
+	return urn[strings.LastIndex(urn, "::")+2:]
+}

@@ -1,0 +1,437 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	oms "github.com/omscloud/omscloud/runtime"
+)
+
+// omsProc is a real `oms` process started by a drill.
+type omsProc struct {
+	name    string
+	cmd     *exec.Cmd
+	addr    string // the HTTP listen address it logged
+	logPath string
+	exited  chan struct{} // closed once it exited and was reaped
+	exitErr error         // valid after exited
+}
+
+// startOMSProcess runs the oms binary with exactly env (plus PATH and HOME) and waits until it logs its
+// listen address. At cleanup it gets SIGTERM, then SIGKILL after 30s.
+func startOMSProcess(t *testing.T, bin, name string, env map[string]string, args ...string) *omsProc {
+	t.Helper()
+	p := &omsProc{name: name, logPath: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
+	logf, err := os.Create(p.logPath)
+	require.NoError(t, err)
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = childEnv(env)
+	p.cmd.Stdout = logf
+	stderr, err := p.cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, p.cmd.Start())
+	addrc := make(chan string, 1)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = logf.Write(append(line, '\n'))
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
+				select {
+				case addrc <- rec.Addr:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		<-scanned // Wait closes the pipe: read it to the end first
+		p.exitErr = p.cmd.Wait()
+		_ = logf.Close()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.stop(30 * time.Second)
+		if t.Failed() {
+			t.Logf("%s log (tail):\n%s", name, tailFile(p.logPath, 40))
+		}
+	})
+	select {
+	case p.addr = <-addrc:
+	case <-p.exited:
+		t.Fatalf("oms %s exited during start-up (%v):\n%s", name, p.exitErr, tailFile(p.logPath, 40))
+	case <-time.After(60 * time.Second):
+		t.Fatalf("oms %s did not listen within 60s:\n%s", name, tailFile(p.logPath, 40))
+	}
+	return p
+}
+
+// stop sends SIGTERM and waits up to grace before SIGKILL. Idempotent.
+func (p *omsProc) stop(grace time.Duration) {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+func (p *omsProc) url() string { return "http://" + p.addr }
+
+// runOMS runs a one-shot oms command (migrate) and fails the test on a non-zero exit.
+func runOMS(t *testing.T, bin string, env map[string]string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = childEnv(env)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "oms %v: %s", args, stderr.String())
+	return out
+}
+
+func childEnv(env map[string]string) []string {
+	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func tailFile(path string, lines int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// drillHTTP is the drills' HTTP client: no retries, bounded, many connections.
+var drillHTTP = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// reply is one request's outcome; Status 0 means a transport error (Err).
+type reply struct {
+	Start, End time.Time
+	Status     int
+	Body       []byte
+	Err        error
+	Replayed   bool // Idempotent-Replayed: true
+}
+
+// call does one request without failing the test (load goroutines record outcomes instead).
+func call(ctx context.Context, method, url, key string, body any, header ...string) reply {
+	r := reply{Start: time.Now()}
+	defer func() { r.End = time.Now() }()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			r.Err = err
+			return r
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := drillHTTP.Do(req)
+	if err != nil {
+		r.Err = err
+		r.End = time.Now()
+		return r
+	}
+	defer resp.Body.Close()
+	r.Body, r.Err = io.ReadAll(resp.Body)
+	r.Status = resp.StatusCode
+	r.Replayed = resp.Header.Get("Idempotent-Replayed") == "true"
+	r.End = time.Now()
+	return r
+}
+
+// mustCall does a request that must answer want, decoding the answer into v.
+func mustCall(t *testing.T, method, url, key string, body any, want int, v any, header ...string) {
+	t.Helper()
+	r := call(t.Context(), method, url, key, body, header...)
+	require.NoError(t, r.Err, "%s %s", method, url)
+	require.Equal(t, want, r.Status, "%s %s: %s", method, url, r.Body)
+	if v != nil {
+		require.NoError(t, json.Unmarshal(r.Body, v), string(r.Body))
+	}
+}
+
+// load runs clients goroutines calling fn with a global sequence number until stopped or max calls.
+type load struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	seq  int
+	max  int
+}
+
+func startLoad(clients, max int, fn func(seq int)) *load {
+	l := &load{stop: make(chan struct{}), max: max}
+	for range clients {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				l.mu.Lock()
+				seq := l.seq
+				l.seq++
+				l.mu.Unlock()
+				if seq >= l.max {
+					return
+				}
+				fn(seq)
+			}
+		})
+	}
+	return l
+}
+
+// Stop ends the load and waits for every client's last request.
+func (l *load) Stop() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// drillAccount creates an account through the admin endpoint and returns its API key.
+func drillAccount(t *testing.T, base, id string) string {
+	t.Helper()
+	var out struct{ ID, APIKey string }
+	mustCall(t, "POST", base+"/v1/accounts", adminToken, map[string]string{"id": id, "name": "Drill " + id}, http.StatusCreated, &out)
+	require.NotEmpty(t, out.APIKey)
+	return out.APIKey
+}
+
+// seedDrill puts locations loc-00..loc-(n-1) with plenty of stock of SKU-000..SKU-(skus-1).
+func seedDrill(t *testing.T, base, key string, locations, skus, onHand int) {
+	t.Helper()
+	for i := range locations {
+		mustCall(t, "PUT", fmt.Sprintf("%s/v1/locations/loc-%02d", base, i), key, map[string]any{"name": fmt.Sprintf("Location %d", i),
+			"type": []string{"warehouse", "store"}[i%2], "lat": 50 + float64(i)*0.1, "lon": 4 + float64(i)*0.1}, http.StatusCreated, nil)
+	}
+	var b strings.Builder
+	b.WriteString("sku,location,on_hand\n")
+	for s := range skus {
+		for l := range locations {
+			fmt.Fprintf(&b, "SKU-%03d,loc-%02d,%d\n", s, l, onHand)
+		}
+	}
+	var res oms.BatchResult
+	mustCall(t, "POST", base+"/v1/inventory/batches", key, b.String(), http.StatusOK, &res, "Content-Type", "text/csv")
+	require.EqualValues(t, locations*skus, res.Accepted, "rejected: %v", res.Rejected)
+}
+
+// orderBody is the body of drill order i: one unit of one SKU, home delivery near the locations.
+func orderBody(ref string, i, skus int) map[string]any {
+	return map[string]any{"ref": ref, "items": []map[string]any{{"sku": fmt.Sprintf("SKU-%03d", i%skus), "qty": 1}},
+		"delivery": map[string]any{"type": "HD", "address": map[string]any{"lat": 50.2, "lon": 4.2}}}
+}
+
+// ordersPlaced is the load side of the order drills: every attempt by idempotency key.
+type ordersPlaced struct {
+	mu       sync.Mutex
+	attempts []orderAttempt
+}
+
+type orderAttempt struct {
+	Key, Ref string
+	Seq      int
+	reply
+	Order oms.Order
+}
+
+// place posts order seq with its own idempotency key and records the outcome.
+func (o *ordersPlaced) place(ctx context.Context, base, apiKey string, seq, skus int) orderAttempt {
+	a := orderAttempt{Key: fmt.Sprintf("drill-%06d", seq), Ref: fmt.Sprintf("ref-%06d", seq), Seq: seq}
+	a.reply = call(ctx, "POST", base+"/v1/orders", apiKey, orderBody(a.Ref, seq, skus), "Idempotency-Key", a.Key)
+	if a.Status == http.StatusCreated {
+		if err := json.Unmarshal(a.Body, &a.Order); err != nil {
+			a.Err = fmt.Errorf("decode 201 body: %w", err)
+		}
+	}
+	o.mu.Lock()
+	o.attempts = append(o.attempts, a)
+	o.mu.Unlock()
+	return a
+}
+
+func (o *ordersPlaced) snapshot() []orderAttempt {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]orderAttempt(nil), o.attempts...)
+}
+
+// checkAcknowledged asserts that a 201 answer is the order that was asked for.
+func checkAcknowledged(t *testing.T, a orderAttempt) {
+	t.Helper()
+	require.NoError(t, a.Err, "order %s: 201 with an unreadable body", a.Ref)
+	require.NotEmpty(t, a.Order.ID, "order %s: 201 without an id", a.Ref)
+	require.Equal(t, a.Ref, a.Order.Ref, "order %s: 201 answered another order", a.Ref)
+	require.Len(t, a.Order.Items, 1, "order %s", a.Ref)
+}
+
+// allOrders lists every order of the account through the API.
+func allOrders(t *testing.T, base, key string) map[string]oms.Order {
+	t.Helper()
+	out := map[string]oms.Order{}
+	cursor := ""
+	for {
+		var page oms.OrderPage
+		mustCall(t, "GET", base+"/v1/orders?limit=200&cursor="+cursor, key, nil, http.StatusOK, &page)
+		for _, o := range page.Orders {
+			out[o.ID] = *o
+		}
+		if page.NextCursor == "" {
+			return out
+		}
+		cursor = page.NextCursor
+	}
+}
+
+// allEvents reads the account's whole event log through the API.
+func allEvents(t *testing.T, base, key string) []oms.Event {
+	t.Helper()
+	var out []oms.Event
+	after := int64(0)
+	for {
+		var page struct{ Events []oms.Event }
+		mustCall(t, "GET", fmt.Sprintf("%s/v1/events?limit=1000&after=%d", base, after), key, nil, http.StatusOK, &page)
+		out = append(out, page.Events...)
+		if len(page.Events) < 1000 {
+			return out
+		}
+		after = page.Events[len(page.Events)-1].Seq
+	}
+}
+
+// countCreated is the number of orders still waiting for the worker.
+func countCreated(t *testing.T, base, key string) int {
+	t.Helper()
+	var page oms.OrderPage
+	mustCall(t, "GET", base+"/v1/orders?limit=200&status=CREATED", key, nil, http.StatusOK, &page)
+	return len(page.Orders)
+}
+
+// checkOrderEvents asserts that every order in ids has exactly its order.created event and one outcome
+// event in the log, and returns the log's events by order id.
+func checkOrderEvents(t *testing.T, events []oms.Event, ids map[string]bool) map[string][]oms.Event {
+	t.Helper()
+	byOrder := map[string][]oms.Event{}
+	for _, e := range events {
+		if id, ok := strings.CutPrefix(e.Entity, "order:"); ok {
+			byOrder[id] = append(byOrder[id], e)
+		}
+	}
+	bad := 0
+	for id := range ids {
+		evs := byOrder[id]
+		types := make([]string, len(evs))
+		for i, e := range evs {
+			types[i] = e.Type
+		}
+		ok := len(evs) == 2 && evs[0].Type == oms.EventOrderCreated &&
+			(evs[1].Type == oms.EventOrderAllocated || evs[1].Type == oms.EventOrderPendingStock)
+		if !ok {
+			if bad < 5 {
+				t.Errorf("order %s: events %v, want [order.created order.allocated|order.pending_stock]", id, types)
+			}
+			bad++
+		}
+	}
+	require.Zero(t, bad, "orders with a wrong event history")
+	return byOrder
+}
+
+var metricLine = regexp.MustCompile(`(?m)^(oms_[a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$`)
+
+// scrape reads the process's counters (label-less ones, and labelled ones summed by name).
+func scrape(ctx context.Context, base string) (map[string]float64, error) {
+	r := call(ctx, "GET", base+"/metrics", "", nil)
+	if r.Err != nil {
+		return nil, r.Err
+	}
+	if r.Status != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %d", r.Status)
+	}
+	out := map[string]float64{}
+	for _, m := range metricLine.FindAllStringSubmatch(string(r.Body), -1) {
+		v, err := strconv.ParseFloat(m[3], 64)
+		if err == nil {
+			out[m[1]] += v
+		}
+	}
+	return out, nil
+}
+
+// percentile of durations (p in 0..100).
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+
+// isTransportErr tells a refused/reset/timed-out connection apart from an answer.
+func isTransportErr(r reply) bool {
+	return r.Status == 0 && r.Err != nil && !errors.Is(r.Err, context.Canceled)
+}
