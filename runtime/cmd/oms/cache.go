@@ -46,12 +46,12 @@ func (a *cache) register(reg prometheus.Registerer) {
 	}
 }
 
-// openCache returns the availability cache (Redis through Sentinel, or in
-// process), its readiness check (nil for the in-process one) and a close function.
-func openCache(ctx context.Context, cfg *config, log *slog.Logger) (*cache, func(context.Context) error, func(), error) {
+// openCache returns the availability cache (Redis through Sentinel, or in process) and a close function. It has
+// no readiness check: a cache error reads as a miss, so Redis never gates /readyz.
+func openCache(ctx context.Context, cfg *config, log *slog.Logger) (*cache, func(), error) {
 	if cfg.RedisSentinels == "" {
 		log.Info("no --redis-sentinels: caching in process")
-		return &cache{c: redis.NewMemory(redis.MemoryOptions{}), log: log}, nil, func() {}, nil
+		return &cache{c: redis.NewMemory(redis.MemoryOptions{}), log: log}, func() {}, nil
 	}
 	var sentinels []string
 	for _, s := range strings.Split(cfg.RedisSentinels, ",") {
@@ -62,7 +62,7 @@ func openCache(ctx context.Context, cfg *config, log *slog.Logger) (*cache, func
 	c, err := redis.Open(ctx, redis.Options{Sentinels: sentinels, MasterName: cfg.RedisMaster, Password: cfg.RedisPassword,
 		KeyPrefix: cfg.RedisKeyPrefix, Logger: log})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return &cache{c: c, log: log}, c.Ping, func() { _ = c.Close() }, nil
+	return &cache{c: c, log: log}, func() { _ = c.Close() }, nil
 }

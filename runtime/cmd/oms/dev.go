@@ -44,7 +44,7 @@ func dev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) e
 		return fmt.Errorf("dev: %w", err)
 	}
 	cfg.DatabaseURL = pg.URL("oms")
-	cache, _, closeCache, err := openCache(ctx, cfg, log)
+	cache, closeCache, err := openCache(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
