@@ -15,9 +15,8 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
+	"github.com/omscloud/omscloud/components/internal/cftunnel"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/compute"
-	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -125,103 +124,29 @@ func reserveIngress(ctx *pulumi.Context, name string, a *Args, d *DR, opts []pul
 // serves nothing until a connector runs with its token in the DR environment.
 func declareTunnel(ctx *pulumi.Context, name string, a *Args, d *DR, opts []pulumi.ResourceOption) error {
 	c := a.Cloudflare
-	account := pulumi.String(c.AccountID)
-	// The tunnel secret is generated and stays encrypted in state.
-	secret, err := random.NewRandomId(ctx, name+"-tunnel-secret", &random.RandomIdArgs{
-		ByteLength: pulumi.Int(32),
-	}, append(opts, pulumi.AdditionalSecretOutputs([]string{"b64Std", "b64Url", "hex", "dec"}))...)
-	if err != nil {
-		return fmt.Errorf("dr tunnel secret: %w", err)
-	}
-	tunnel, err := cloudflare.NewZeroTrustTunnelCloudflared(ctx, name+"-tunnel", &cloudflare.ZeroTrustTunnelCloudflaredArgs{
-		AccountId: account,
-		Name:      pulumi.String(a.Name + "-dr"),
-		Secret:    pulumi.ToSecret(secret.B64Std).(pulumi.StringOutput),
-		ConfigSrc: pulumi.String("cloudflare"),
-	}, opts...)
-	if err != nil {
-		return fmt.Errorf("dr tunnel: %w", err)
-	}
-	tunnelID := tunnel.ID().ToStringOutput()
-	cname := pulumi.Sprintf("%s.cfargotunnel.com", tunnelID)
-
 	// Routes are declared now, so the spin-up only has to start cloudflared with the token.
-	ingress := cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressRuleArray{}
-	for _, h := range c.Hostnames {
-		ingress = append(ingress, cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressRuleArgs{
-			Hostname: pulumi.String(h),
-			Service:  pulumi.String(a.DROrigin),
-		})
-	}
-	ingress = append(ingress, cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressRuleArgs{
-		Service: pulumi.String("http_status:404"),
-	})
-	if _, err := cloudflare.NewZeroTrustTunnelCloudflaredConfig(ctx, name+"-tunnel", &cloudflare.ZeroTrustTunnelCloudflaredConfigArgs{
-		AccountId: account,
-		TunnelId:  tunnelID,
-		Config: cloudflare.ZeroTrustTunnelCloudflaredConfigConfigArgs{
-			IngressRules: ingress,
-			OriginRequest: cloudflare.ZeroTrustTunnelCloudflaredConfigConfigOriginRequestArgs{
-				ConnectTimeout: pulumi.String("10s"),
-			},
-		},
-	}, opts...); err != nil {
-		return fmt.Errorf("dr tunnel config: %w", err)
-	}
-
-	host := pulumi.StringArray{pulumi.String(c.Hostnames[0])}
-	// Probes run only once the pool is enabled; they reach the DR runtime through the DR tunnel by hostname.
-	monitor, err := cloudflare.NewLoadBalancerMonitor(ctx, name+"-readyz", &cloudflare.LoadBalancerMonitorArgs{
-		AccountId:       account,
-		Description:     pulumi.String(a.Name + " DR runtime " + c.HealthPath + " through the DR tunnel"),
-		Type:            pulumi.String("https"),
-		Method:          pulumi.String("GET"),
-		Path:            pulumi.String(c.HealthPath),
-		Port:            pulumi.Int(443),
-		Headers:         cloudflare.LoadBalancerMonitorHeaderArray{cloudflare.LoadBalancerMonitorHeaderArgs{Header: pulumi.String("Host"), Values: host}},
-		ExpectedCodes:   pulumi.String("200"),
-		FollowRedirects: pulumi.Bool(false),
-		AllowInsecure:   pulumi.Bool(false),
-		Interval:        pulumi.Int(60),
-		Timeout:         pulumi.Int(5),
-		Retries:         pulumi.Int(2),
-		ConsecutiveDown: pulumi.Int(2),
-		ConsecutiveUp:   pulumi.Int(2),
-	}, opts...)
+	tunnel, err := cftunnel.NewTunnel(ctx, name, cftunnel.TunnelArgs{
+		AccountID: c.AccountID, Name: a.Name + "-dr", Hostnames: c.Hostnames, Origin: a.DROrigin,
+	}, opts)
 	if err != nil {
-		return fmt.Errorf("dr health monitor: %w", err)
+		return fmt.Errorf("dr %w", err)
 	}
-	poolArgs := &cloudflare.LoadBalancerPoolArgs{
-		AccountId:   account,
-		Name:        pulumi.String(a.Name + "-dr"),
-		Description: pulumi.String(a.Name + " DR tunnel in " + a.DRRegion + ": enabled by DR activation"),
-		Monitor:     monitor.ID().ToStringOutput(),
-		// Disabled until DR is declared (Active): the load balancer sends nothing here and nothing probes it.
-		Enabled:        pulumi.Bool(a.Active),
-		MinimumOrigins: pulumi.Int(1),
-		Origins: cloudflare.LoadBalancerPoolOriginArray{cloudflare.LoadBalancerPoolOriginArgs{
-			Name:    pulumi.String(a.Name + "-dr-tunnel"),
-			Address: cname,
-			Enabled: pulumi.Bool(true),
-			Weight:  pulumi.Float64(1),
-			Headers: cloudflare.LoadBalancerPoolOriginHeaderArray{cloudflare.LoadBalancerPoolOriginHeaderArgs{
-				Header: pulumi.String("Host"), Values: host,
-			}},
-		}},
-	}
-	if len(c.CheckRegions) > 0 {
-		poolArgs.CheckRegions = pulumi.ToStringArray(c.CheckRegions)
-	}
-	if c.NotificationEmail != "" {
-		poolArgs.NotificationEmail = pulumi.String(c.NotificationEmail)
-	}
-	pool, err := cloudflare.NewLoadBalancerPool(ctx, name+"-pool", poolArgs, opts...)
+	// Disabled until DR is declared (Active): the load balancer sends nothing here and nothing probes it. Probes
+	// reach the DR runtime through the DR tunnel by hostname.
+	pool, err := cftunnel.NewPool(ctx, name, name+"-pool", cftunnel.PoolArgs{
+		AccountID: c.AccountID, Name: a.Name + "-dr", OriginName: a.Name + "-dr-tunnel",
+		Description:        a.Name + " DR tunnel in " + a.DRRegion + ": enabled by DR activation",
+		MonitorDescription: a.Name + " DR runtime " + c.HealthPath + " through the DR tunnel",
+		Tunnel:             tunnel.CNAME, Host: c.Hostnames[0], HealthPath: c.HealthPath, Enabled: a.Active,
+		CheckRegions: c.CheckRegions, NotificationEmail: c.NotificationEmail,
+	}, opts)
 	if err != nil {
-		return fmt.Errorf("dr pool: %w", err)
+		return fmt.Errorf("dr %w", err)
 	}
-	d.DRPoolID = pool.ID().ToStringOutput()
+	tunnelID, cname := tunnel.ID, tunnel.CNAME
+	d.DRPoolID = pool.ID
 	d.DRTunnelID = tunnelID
 	d.DRTunnelCNAME = cname
-	d.DRTunnelToken = pulumi.ToSecret(tunnel.TunnelToken).(pulumi.StringOutput)
+	d.DRTunnelToken = tunnel.Token
 	return nil
 }

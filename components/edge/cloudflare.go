@@ -3,13 +3,13 @@ package edge
 import (
 	"fmt"
 
+	"github.com/omscloud/omscloud/components/internal/cftunnel"
 	"github.com/omscloud/omscloud/components/internal/kube"
 	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
-	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -24,8 +24,7 @@ const (
 	// TunnelIDAnnotation on the pod template rolls cloudflared when the tunnel (and so its token) is replaced.
 	TunnelIDAnnotation = "omscloud.io/tunnel-id"
 	// cloudflaredUser is the distroless image's nonroot uid and gid.
-	cloudflaredUser   = 65532
-	tunnelSecretBytes = 32
+	cloudflaredUser = 65532
 )
 
 // privateRanges are never Cloudflare's edge: excluding them keeps cloudflared from reaching anything inside the VPC
@@ -39,54 +38,17 @@ func newCloudflare(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pu
 		// tunnel id to annotate, a replaced tunnel needs a rollout of cloudflared (kubectl rollout restart).
 		return connector(ctx, name, a, c.TunnelToken.ToStringOutput(), nil, opts)
 	}
-	account := pulumi.String(c.AccountID)
 	zone := pulumi.String(c.ZoneID)
 	primary := a.Hostnames[0]
 
-	// The tunnel secret is generated and stays encrypted in state: the random bytes are secret outputs too.
-	secretBytes, err := random.NewRandomId(ctx, name+"-tunnel-secret", &random.RandomIdArgs{
-		ByteLength: pulumi.Int(tunnelSecretBytes),
-	}, append(opts, pulumi.AdditionalSecretOutputs([]string{"b64Std", "b64Url", "hex", "dec"}))...)
-	if err != nil {
-		return fmt.Errorf("tunnel secret: %w", err)
-	}
-	tunnel, err := cloudflare.NewZeroTrustTunnelCloudflared(ctx, name+"-tunnel", &cloudflare.ZeroTrustTunnelCloudflaredArgs{
-		AccountId: account,
-		Name:      pulumi.String(a.Name),
-		Secret:    pulumi.ToSecret(secretBytes.B64Std).(pulumi.StringOutput),
-		// Routes are managed here (the config resource below), not in a file on the connector.
-		ConfigSrc: pulumi.String("cloudflare"),
-	}, opts...)
-	if err != nil {
-		return fmt.Errorf("tunnel: %w", err)
-	}
-	tunnelID := tunnel.ID().ToStringOutput()
-	cname := pulumi.Sprintf("%s.cfargotunnel.com", tunnelID)
-
 	origin := fmt.Sprintf("http://%s:%d", kube.ServiceFQDN(a.Backend.ServiceName, a.Backend.Namespace), ServicePort)
-	ingress := cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressRuleArray{}
-	for _, h := range a.Hostnames {
-		ingress = append(ingress, cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressRuleArgs{
-			Hostname: pulumi.String(h),
-			Service:  pulumi.String(origin),
-		})
+	tunnel, err := cftunnel.NewTunnel(ctx, name, cftunnel.TunnelArgs{
+		AccountID: c.AccountID, Name: a.Name, Hostnames: a.Hostnames, Origin: origin,
+	}, opts)
+	if err != nil {
+		return err
 	}
-	// The last rule must match everything: any other hostname pointed at the tunnel gets a 404.
-	ingress = append(ingress, cloudflare.ZeroTrustTunnelCloudflaredConfigConfigIngressRuleArgs{
-		Service: pulumi.String("http_status:404"),
-	})
-	if _, err := cloudflare.NewZeroTrustTunnelCloudflaredConfig(ctx, name+"-tunnel", &cloudflare.ZeroTrustTunnelCloudflaredConfigArgs{
-		AccountId: account,
-		TunnelId:  tunnelID,
-		Config: cloudflare.ZeroTrustTunnelCloudflaredConfigConfigArgs{
-			IngressRules: ingress,
-			OriginRequest: cloudflare.ZeroTrustTunnelCloudflaredConfigConfigOriginRequestArgs{
-				ConnectTimeout: pulumi.String("10s"),
-			},
-		},
-	}, opts...); err != nil {
-		return fmt.Errorf("tunnel config: %w", err)
-	}
+	tunnelID, cname := tunnel.ID, tunnel.CNAME
 
 	for _, h := range a.Hostnames {
 		if _, err := cloudflare.NewRecord(ctx, name+"-"+h, &cloudflare.RecordArgs{
@@ -104,58 +66,21 @@ func newCloudflare(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pu
 	}
 
 	rollOnNewTunnel := pulumi.StringMap{TunnelIDAnnotation: tunnelID}
-	if err := connector(ctx, name, a, tunnel.TunnelToken, rollOnNewTunnel, opts); err != nil {
+	if err := connector(ctx, name, a, tunnel.Token, rollOnNewTunnel, opts); err != nil {
 		return err
 	}
 
-	hostHeader := pulumi.StringArray{pulumi.String(primary)}
-	monitor, err := cloudflare.NewLoadBalancerMonitor(ctx, name+"-readyz", &cloudflare.LoadBalancerMonitorArgs{
-		AccountId:   account,
-		Description: pulumi.String(a.Name + " runtime /readyz through the tunnel"),
-		Type:        pulumi.String("https"),
-		Method:      pulumi.String("GET"),
-		Path:        pulumi.String(a.Backend.HealthPath),
-		Port:        pulumi.Int(443),
-		// The tunnel routes by hostname, so the probe carries a hostname the tunnel serves.
-		Headers:         cloudflare.LoadBalancerMonitorHeaderArray{cloudflare.LoadBalancerMonitorHeaderArgs{Header: pulumi.String("Host"), Values: hostHeader}},
-		ExpectedCodes:   pulumi.String("200"),
-		FollowRedirects: pulumi.Bool(false),
-		AllowInsecure:   pulumi.Bool(false),
-		Interval:        pulumi.Int(60),
-		Timeout:         pulumi.Int(5),
-		Retries:         pulumi.Int(2),
-		ConsecutiveDown: pulumi.Int(2),
-		ConsecutiveUp:   pulumi.Int(2),
-	}, opts...)
+	pool, err := cftunnel.NewPool(ctx, name, name+"-primary", cftunnel.PoolArgs{
+		AccountID: c.AccountID, Name: a.Name + "-primary", OriginName: a.Name + "-tunnel",
+		Description:        a.Name + " tunnel in " + a.Region,
+		MonitorDescription: a.Name + " runtime /readyz through the tunnel",
+		Tunnel:             cname, Host: primary, HealthPath: a.Backend.HealthPath, Enabled: true,
+		CheckRegions: c.CheckRegions, NotificationEmail: c.NotificationEmail,
+	}, opts)
 	if err != nil {
-		return fmt.Errorf("health monitor: %w", err)
+		return fmt.Errorf("primary %w", err)
 	}
-	poolArgs := &cloudflare.LoadBalancerPoolArgs{
-		AccountId:      account,
-		Name:           pulumi.String(a.Name + "-primary"),
-		Description:    pulumi.String(a.Name + " tunnel in " + a.Region),
-		Monitor:        monitor.ID().ToStringOutput(),
-		MinimumOrigins: pulumi.Int(1),
-		Enabled:        pulumi.Bool(true),
-		CheckRegions:   pulumi.ToStringArray(c.CheckRegions),
-		Origins: cloudflare.LoadBalancerPoolOriginArray{cloudflare.LoadBalancerPoolOriginArgs{
-			Name:    pulumi.String(a.Name + "-tunnel"),
-			Address: cname,
-			Enabled: pulumi.Bool(true),
-			Weight:  pulumi.Float64(1),
-			Headers: cloudflare.LoadBalancerPoolOriginHeaderArray{cloudflare.LoadBalancerPoolOriginHeaderArgs{
-				Header: pulumi.String("Host"), Values: hostHeader,
-			}},
-		}},
-	}
-	if c.NotificationEmail != "" {
-		poolArgs.NotificationEmail = pulumi.String(c.NotificationEmail)
-	}
-	pool, err := cloudflare.NewLoadBalancerPool(ctx, name+"-primary", poolArgs, opts...)
-	if err != nil {
-		return fmt.Errorf("primary pool: %w", err)
-	}
-	poolID := pool.ID().ToStringOutput()
+	poolID := pool.ID
 	// Failover order: this region's pool first, then the DR pools.
 	pools := pulumi.StringArray{poolID}
 	pools = append(pools, c.DRPoolIDs...)
@@ -175,7 +100,7 @@ func newCloudflare(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pu
 
 	e.TunnelID = tunnelID
 	e.TunnelCNAME = cname
-	e.MonitorID = monitor.ID().ToStringOutput()
+	e.MonitorID = pool.MonitorID
 	e.PrimaryPoolID = poolID
 	e.LoadBalancerID = lb.ID().ToStringOutput()
 	return nil
