@@ -68,10 +68,7 @@ type RabbitMQ struct {
 }
 
 // SecretKey locates a value in a Kubernetes Secret.
-type SecretKey struct {
-	Name pulumi.StringOutput
-	Key  string
-}
+type SecretKey = kube.SecretKey
 
 type names struct {
 	base, headless, auth, config, peerDiscovery string

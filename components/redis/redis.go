@@ -57,10 +57,7 @@ type Redis struct {
 }
 
 // SecretKey locates a value in a Kubernetes Secret.
-type SecretKey struct {
-	Name pulumi.StringOutput
-	Key  string
-}
+type SecretKey = kube.SecretKey
 
 // names are the physical names of the objects, derived from Args.Name.
 type names struct {

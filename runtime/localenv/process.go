@@ -268,6 +268,26 @@ func (p *process) kill() {
 	<-p.done
 }
 
+// stopAll stops the running processes in parallel (a broker's clean stop takes seconds each) and returns how many
+// were running. Nil entries are skipped.
+func stopAll(procs []*process, sig syscall.Signal, grace time.Duration) int {
+	var wg sync.WaitGroup
+	running := 0
+	for _, p := range procs {
+		if p == nil || p.exited() {
+			continue
+		}
+		running++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.stop(sig, grace)
+		}()
+	}
+	wg.Wait()
+	return running
+}
+
 // stop asks the leader to exit with sig and waits up to grace before killing the tree. Helpers that left the
 // group and outlive a clean exit for a moment (Erlang's erl_child_setup) are killed too. Idempotent.
 func (p *process) stop(sig syscall.Signal, grace time.Duration) {

@@ -494,22 +494,12 @@ func (r *RabbitMQ) WaitQueueRegistered(ctx context.Context, i int, vhost, queue 
 func (r *RabbitMQ) Stop() error {
 	begin := time.Now()
 	r.mu.Lock()
-	nodes := append([]*rmqNode(nil), r.nodes...)
-	r.mu.Unlock()
-	var wg sync.WaitGroup
-	running := 0
-	for _, n := range nodes {
-		if n.proc == nil || n.proc.exited() {
-			continue
-		}
-		running++
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n.proc.stop(syscall.SIGTERM, 30*time.Second)
-		}()
+	var procs []*process
+	for _, n := range r.nodes {
+		procs = append(procs, n.proc)
 	}
-	wg.Wait()
+	r.mu.Unlock()
+	running := stopAll(procs, syscall.SIGTERM, 30*time.Second)
 	if r.epmd != nil && !r.epmd.exited() {
 		running++
 		r.epmd.stop(syscall.SIGTERM, 5*time.Second)

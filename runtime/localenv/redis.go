@@ -436,23 +436,12 @@ func (r *Redis) Stop() error {
 // stopAll stops every running server and sentinel and returns how many there were.
 func (r *Redis) stopAll() int {
 	r.mu.Lock()
-	nodes := append(append([]*redisNode(nil), r.sentinels...), r.servers...)
-	r.mu.Unlock()
-	var wg sync.WaitGroup
-	running := 0
-	for _, n := range nodes {
-		if n.proc == nil || n.proc.exited() {
-			continue
-		}
-		running++
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n.proc.stop(syscall.SIGTERM, 10*time.Second)
-		}()
+	var procs []*process
+	for _, n := range append(append([]*redisNode(nil), r.sentinels...), r.servers...) {
+		procs = append(procs, n.proc)
 	}
-	wg.Wait()
-	return running
+	r.mu.Unlock()
+	return stopAll(procs, syscall.SIGTERM, 10*time.Second)
 }
 
 func (r *Redis) processes() []int {

@@ -36,6 +36,12 @@ type Toleration struct {
 	Key, Value, Effect string
 }
 
+// SecretKey locates a value in a Kubernetes Secret.
+type SecretKey struct {
+	Name pulumi.StringOutput
+	Key  string
+}
+
 // Placement selects the nodes a workload runs on.
 type Placement struct {
 	NodeSelector map[string]string
