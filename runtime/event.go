@@ -23,13 +23,13 @@ type Event struct {
 	ID      string          `json:"id"`      // unique; the message id when published
 	Seq     int64           `json:"seq"`     // order within the account
 	Account string          `json:"account"` // set on published events
-	Entity  string          `json:"entity"`  // "order:<id>", "location:<ref>", "batch:<id>"
+	Entity  string          `json:"entity"`  // "order:<id>", "fulfilment:<id>", "location:<ref>", "batch:<id>"
 	Type    string          `json:"type"`
 	Data    json.RawMessage `json:"data"`
 	At      time.Time       `json:"at"`
 }
 
-var entityPattern = regexp.MustCompile(`^(order|location|batch):[A-Za-z0-9._:-]{1,100}$`)
+var entityPattern = regexp.MustCompile(`^(order|fulfilment|location|batch):[A-Za-z0-9._:-]{1,100}$`)
 
 // EventFilter selects events: one entity, after a sequence number.
 type EventFilter struct {
@@ -41,7 +41,7 @@ type EventFilter struct {
 // Validate checks the filter and sets the default limit.
 func (f *EventFilter) Validate() error {
 	if f.Entity != "" && !entityPattern.MatchString(f.Entity) {
-		return Invalid("entity", "must be <kind>:<id> with kind order, location or batch (e.g. order:123)")
+		return Invalid("entity", "must be <kind>:<id> with kind order, fulfilment, location or batch (e.g. order:123)")
 	}
 	if f.After < 0 {
 		return Invalid("after", "must be 0 or more")
@@ -69,6 +69,7 @@ type Store interface {
 	AvailabilityService
 	OrderService
 	EventService
+	WorkflowService
 	Outbox
 }
 
@@ -80,6 +81,9 @@ type Outbox interface {
 	RelayOutbox(ctx context.Context, limit int, publish func(context.Context, []*Event) error) (int, error)
 	// OutboxLag is the age of the oldest unpublished event (0 when empty).
 	OutboxLag(ctx context.Context) (time.Duration, error)
+	// PruneProcessed forgets up to limit ids of messages consumed longer ago
+	// than retention: a redelivery can only come while a message is in flight.
+	PruneProcessed(ctx context.Context, retention time.Duration, limit int) (int, error)
 }
 
 // Publisher sends events to consumers (RabbitMQ, or in-process in dev mode).

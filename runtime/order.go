@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Order statuses.
+// Order statuses the OMS itself sets; workflows add their own (SHIPPED, COLLECTED, ...).
 const (
 	StatusCreated      = "CREATED"
 	StatusAllocated    = "ALLOCATED"
@@ -118,14 +118,18 @@ func ValidateItems(field string, items []Item, maxQty int64) error {
 
 // Order is a customer order.
 type Order struct {
-	ID        string    `json:"id"`
-	Ref       string    `json:"ref"`
-	Status    string    `json:"status"`
-	Items     []Item    `json:"items"`
-	Delivery  Delivery  `json:"delivery"`
-	Location  string    `json:"allocatedLocation,omitempty"` // where stock is reserved, once ALLOCATED
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	ID       string   `json:"id"`
+	Ref      string   `json:"ref"`
+	Status   string   `json:"status"`
+	Items    []Item   `json:"items"`
+	Delivery Delivery `json:"delivery"`
+	Location string   `json:"allocatedLocation,omitempty"` // the one location of a not-split allocation
+	// Workflow and WorkflowVersion are the definition this order runs, fixed at creation.
+	Workflow        string        `json:"workflow,omitempty"`
+	WorkflowVersion int           `json:"workflowVersion,omitempty"`
+	Fulfilments     []*Fulfilment `json:"fulfilments,omitempty"` // on single-order reads
+	CreatedAt       time.Time     `json:"createdAt"`
+	UpdatedAt       time.Time     `json:"updatedAt"`
 }
 
 // OrderFilter selects orders for listing; Cursor is opaque (from OrderPage.NextCursor).
@@ -140,10 +144,10 @@ const MaxListLimit = 200
 
 // Validate checks the filter and sets the default limit.
 func (f *OrderFilter) Validate() error {
-	switch f.Status {
-	case "", StatusCreated, StatusAllocated, StatusPendingStock, StatusCancelled:
-	default:
-		return Invalid("status", "must be one of CREATED, ALLOCATED, PENDING_STOCK, CANCELLED")
+	if f.Status != "" {
+		if err := ValidateStatus("status", f.Status); err != nil {
+			return err
+		}
 	}
 	if f.Limit == 0 {
 		f.Limit = 50

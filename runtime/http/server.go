@@ -33,6 +33,9 @@ type Options struct {
 	MaxBodyBytes  int64
 	MaxBatchBytes int64
 	Logger        *slog.Logger
+	// Unavailable classifies internal errors that mean a dependency is down
+	// (e.g. a database failover): they answer 503 with Retry-After, not 500.
+	Unavailable func(error) bool
 }
 
 // Server is the HTTP handler of the runtime.
@@ -92,6 +95,7 @@ func (s *Server) routeAPI(r chi.Router) {
 			r.Get("/orders/{id}", s.getOrder)
 			r.Post("/orders/{id}/cancel", s.cancelOrder)
 			r.Get("/events", s.events)
+			s.routeWorkflows(r)
 		})
 	})
 }
@@ -132,12 +136,20 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		err = oms.Errorf(oms.ETOOLARGE, "body", "larger than %d bytes", tooLarge.Limit)
 	}
 	code := oms.ErrorCode(err)
+	if code == oms.EINTERNAL && s.opts.Unavailable != nil && s.opts.Unavailable(err) {
+		s.log.WarnContext(r.Context(), "dependency unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		err = oms.Errorf(oms.EUNAVAILABLE, "", "temporarily unavailable: retry shortly (with the same Idempotency-Key for orders)")
+		code = oms.EUNAVAILABLE
+	}
 	status, ok := statusByCode[code]
 	if !ok {
 		status = http.StatusInternalServerError
 	}
 	if code == oms.EINTERNAL {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if code == oms.EUNAVAILABLE {
+		w.Header().Set("Retry-After", "1")
 	}
 	var b errorBody
 	b.Error.Code, b.Error.Field, b.Error.Message = code, oms.ErrorField(err), oms.ErrorMessage(err)

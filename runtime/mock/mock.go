@@ -52,6 +52,12 @@ type Store struct {
 	ApplyEventFn       func(ctx context.Context, e *oms.Event) (bool, error)
 	RelayOutboxFn      func(ctx context.Context, limit int, publish func(context.Context, []*oms.Event) error) (int, error)
 	OutboxLagFn        func(ctx context.Context) (time.Duration, error)
+	PutWorkflowFn      func(ctx context.Context, w *oms.Workflow) (*oms.Workflow, bool, error)
+	WorkflowFn         func(ctx context.Context, name string, version int) (*oms.Workflow, error)
+	WorkflowsFn        func(ctx context.Context) ([]*oms.Workflow, error)
+	FulfilmentFn       func(ctx context.Context, id string) (*oms.Fulfilment, error)
+	PostEventFn        func(ctx context.Context, r *oms.EventRequest) (*oms.Event, bool, error)
+	PruneProcessedFn   func(ctx context.Context, retention time.Duration, limit int) (int, error)
 }
 
 var _ oms.Store = (*Store)(nil)
@@ -91,3 +97,19 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func(context
 	return s.RelayOutboxFn(ctx, limit, publish)
 }
 func (s *Store) OutboxLag(ctx context.Context) (time.Duration, error) { return s.OutboxLagFn(ctx) }
+func (s *Store) PutWorkflow(ctx context.Context, w *oms.Workflow) (*oms.Workflow, bool, error) {
+	return s.PutWorkflowFn(ctx, w)
+}
+func (s *Store) Workflow(ctx context.Context, name string, version int) (*oms.Workflow, error) {
+	return s.WorkflowFn(ctx, name, version)
+}
+func (s *Store) Workflows(ctx context.Context) ([]*oms.Workflow, error) { return s.WorkflowsFn(ctx) }
+func (s *Store) Fulfilment(ctx context.Context, id string) (*oms.Fulfilment, error) {
+	return s.FulfilmentFn(ctx, id)
+}
+func (s *Store) PostEvent(ctx context.Context, r *oms.EventRequest) (*oms.Event, bool, error) {
+	return s.PostEventFn(ctx, r)
+}
+func (s *Store) PruneProcessed(ctx context.Context, retention time.Duration, limit int) (int, error) {
+	return s.PruneProcessedFn(ctx, retention, limit)
+}

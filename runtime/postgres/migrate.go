@@ -58,6 +58,11 @@ func loadMigrations(dir string) ([]migration, error) {
 // lock taken in each transaction makes concurrent migrators (several pods
 // starting at once) apply every migration exactly once.
 func migrate(ctx context.Context, pool *pgxpool.Pool, dir string) (applied int, err error) {
+	return migrateTo(ctx, pool, dir, 0)
+}
+
+// migrateTo is migrate stopping after version upTo (0: the latest).
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, dir string, upTo int) (applied int, err error) {
 	ms, err := loadMigrations(dir)
 	if err != nil {
 		return 0, err
@@ -67,6 +72,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, dir string) (applied int, 
 		return 0, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, m := range ms {
+		if upTo > 0 && m.version > upTo {
+			break
+		}
 		done, err := applyMigration(ctx, pool, m)
 		if err != nil {
 			return applied, err
@@ -104,4 +112,17 @@ func applyMigration(ctx context.Context, pool *pgxpool.Pool, m migration) (bool,
 		return false, fmt.Errorf("migration %s: %w", m.name, err)
 	}
 	return done, nil
+}
+
+// migrateAccount migrates an account database and installs the default
+// workflows it lacks (they are data, not schema, so they live in Go).
+func migrateAccount(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+	n, err := migrate(ctx, pool, "account")
+	if err != nil {
+		return n, err
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return installDefaultWorkflows(ctx, tx) }); err != nil {
+		return n, fmt.Errorf("default workflows: %w", err)
+	}
+	return n, nil
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -16,13 +15,15 @@ import (
 	oms "github.com/omscloud/omscloud/runtime"
 )
 
-const orderColumns = `o.id::text, o.ref, o.status, o.items, o.delivery, COALESCE(l.ref, ''), o.created_at, o.updated_at`
+const orderColumns = `o.id::text, o.ref, o.status, o.items, o.delivery, COALESCE(l.ref, ''), o.workflow, o.workflow_version,
+	o.created_at, o.updated_at`
 
 // scanOrder scans orderColumns followed by any extra columns into extra.
 func scanOrder(row pgx.Row, extra ...any) (*oms.Order, error) {
 	var o oms.Order
 	var items, delivery []byte
-	dest := append([]any{&o.ID, &o.Ref, &o.Status, &items, &delivery, &o.Location, &o.CreatedAt, &o.UpdatedAt}, extra...)
+	dest := append([]any{&o.ID, &o.Ref, &o.Status, &items, &delivery, &o.Location, &o.Workflow, &o.WorkflowVersion,
+		&o.CreatedAt, &o.UpdatedAt}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -81,21 +82,29 @@ func (s *Store) CreateOrder(ctx context.Context, key string, r *oms.OrderRequest
 		}
 		id := newUUID()
 		// ON CONFLICT waits for a concurrent insert of the same key to commit;
-		// then no row comes back and the committed order is replayed.
-		row := tx.QueryRow(ctx, `WITH o AS (
-				INSERT INTO orders (id, ref, status, items, delivery, idempotency_key, request_hash)
-				VALUES ($1, $2, 'CREATED', $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING
+		// then no row comes back and the committed order is replayed. The order
+		// runs the latest version of the workflow for its delivery type.
+		row := tx.QueryRow(ctx, `WITH w AS (
+				SELECT name, version FROM workflows WHERE delivery_type = $7 ORDER BY version DESC LIMIT 1),
+			o AS (
+				INSERT INTO orders (id, ref, status, items, delivery, idempotency_key, request_hash, workflow, workflow_version)
+				VALUES ($1, $2, 'CREATED', $3, $4, $5, $6, (SELECT name FROM w), (SELECT version FROM w))
+				ON CONFLICT (idempotency_key) DO NOTHING
 				RETURNING *)
 			SELECT `+orderColumns+` FROM o LEFT JOIN locations l ON l.id = o.location_id`,
-			id, r.Ref, items, delivery, key, hash[:])
+			id, r.Ref, items, delivery, key, hash[:], r.Delivery.Type)
 		o, err := scanOrder(row)
 		if errors.Is(err, pgx.ErrNoRows) {
 			o, err := s.replay(ctx, tx, key, hash[:])
 			order, replayed = o, true
 			return err
 		}
-		if pgCode(err) == "23505" {
+		switch pgCode(err) {
+		case "23505":
 			return oms.Errorf(oms.ECONFLICT, "ref", "an order with ref %q already exists", r.Ref)
+		case "23502": // workflow IS NULL
+			return oms.Errorf(oms.ECONFLICT, "delivery.type", "no workflow runs %s orders in this account: PUT /v1/workflows/{name} with appliesTo.deliveryType %s",
+				r.Delivery.Type, r.Delivery.Type)
 		}
 		if err != nil {
 			return err
@@ -186,6 +195,9 @@ func (s *Store) Order(ctx context.Context, id string) (*oms.Order, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get order: %w", err)
 	}
+	if o.Fulfilments, err = s.fulfilments(ctx, `f.order_id = $1`, id); err != nil {
+		return nil, fmt.Errorf("get order: %w", err)
+	}
 	return o, nil
 }
 
@@ -252,28 +264,27 @@ func (s *Store) CancelOrder(ctx context.Context, id string) (*oms.Order, error) 
 		if status == oms.StatusCancelled {
 			return oms.Errorf(oms.ECONFLICT, "status", "order %s is already cancelled", id)
 		}
-		rows, err := tx.Query(ctx, `DELETE FROM reservations r WHERE r.order_id = $1 RETURNING r.sku, r.location_id, r.qty`, id)
+		var consumed int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM fulfilments WHERE order_id = $1 AND stock = 'consumed'`, id).Scan(&consumed); err != nil {
+			return err
+		}
+		if consumed > 0 {
+			return oms.Errorf(oms.ECONFLICT, "status", "order %s is %s: %d of its fulfilments already left their location", id, status, consumed)
+		}
+		rows, err := tx.Query(ctx, `UPDATE fulfilments SET stock = 'released', status = 'CANCELLED', updated_at = now()
+			WHERE order_id = $1 AND stock = 'reserved' RETURNING id::text`, id)
 		if err != nil {
 			return err
 		}
-		type res struct {
-			SKU string
-			Loc int64
-			Qty int64
-		}
-		rs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[res])
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return err
 		}
-		sort.Slice(rs, func(i, j int) bool { return rs[i].SKU < rs[j].SKU }) // lock order, as in allocate
-		for _, r := range rs {
-			if _, err := tx.Exec(ctx, `UPDATE stock SET reserved = reserved - $3, updated_at = now()
-				WHERE sku = $1 AND location_id = $2`, r.SKU, r.Loc, r.Qty); err != nil {
-				return err
-			}
+		if err := releaseReservations(ctx, tx, ids, false); err != nil {
+			return err
 		}
-		released = len(rs) > 0
-		o, err := scanOrder(tx.QueryRow(ctx, `WITH o AS (UPDATE orders SET status = 'CANCELLED', updated_at = now()
+		released = len(ids) > 0
+		o, err := scanOrder(tx.QueryRow(ctx, `WITH o AS (UPDATE orders SET status = 'CANCELLED', awaiting_stock = false, updated_at = now()
 			WHERE id = $1 RETURNING *) SELECT `+orderColumns+` FROM o LEFT JOIN locations l ON l.id = o.location_id`, id))
 		if err != nil {
 			return err

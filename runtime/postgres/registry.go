@@ -132,7 +132,7 @@ func (r *Registry) Migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := migrate(ctx, s.(*Store).pool, "account"); err != nil {
+		if _, err := migrateAccount(ctx, s.(*Store).pool); err != nil {
 			return fmt.Errorf("migrate account %s: %w", a.ID, err)
 		}
 	}
@@ -220,7 +220,7 @@ func (r *Registry) provision(ctx context.Context, a *oms.Account, dbName, role, 
 	if err != nil {
 		return "", err
 	}
-	if _, err := migrate(ctx, store.(*Store).pool, "account"); err != nil {
+	if _, err := migrateAccount(ctx, store.(*Store).pool); err != nil {
 		return "", fmt.Errorf("migrate: %w", err)
 	}
 	key, hash := newAPIKey()
@@ -305,7 +305,7 @@ func (r *Registry) adopt(ctx context.Context, id, dbName, role string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := migrate(ctx, store.(*Store).pool, "account"); err != nil {
+	if _, err := migrateAccount(ctx, store.(*Store).pool); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	_, err = r.control.Exec(ctx, `UPDATE accounts SET ready = true WHERE id = $1`, id)

@@ -18,10 +18,11 @@ import (
 // Store implements oms.Store on one account's database. Every query runs on
 // the account's own pool, so no query can reach another account's data.
 type Store struct {
-	account string
-	pool    *pgxpool.Pool
-	cache   oms.Cache
-	log     *slog.Logger
+	account   string
+	pool      *pgxpool.Pool
+	cache     oms.Cache
+	log       *slog.Logger
+	workflows workflowCache
 }
 
 var _ oms.Store = (*Store)(nil)
@@ -38,7 +39,12 @@ func appendEvent(ctx context.Context, tx pgx.Tx, entity, typ string, data any) (
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", typ, err)
 	}
-	e := &oms.Event{ID: newUUID(), Entity: entity, Type: typ, Data: b}
+	return insertEvent(ctx, tx, newUUID(), entity, typ, b)
+}
+
+// insertEvent is appendEvent with the id and the encoded data given.
+func insertEvent(ctx context.Context, tx pgx.Tx, id, entity, typ string, b []byte) (*oms.Event, error) {
+	e := &oms.Event{ID: id, Entity: entity, Type: typ, Data: b}
 	// One round trip for both rows: the log entry and its outbox marker.
 	if err := tx.QueryRow(ctx, `WITH e AS (INSERT INTO events (id, entity, type, data) VALUES ($1, $2, $3, $4)
 			RETURNING seq, created_at)
@@ -132,14 +138,13 @@ func (s *Store) OutboxLag(ctx context.Context) (time.Duration, error) {
 	return time.Duration(secs * float64(time.Second)), nil
 }
 
-// ApplyEvent implements oms.EventService: the consumer side of the worker.
-func (s *Store) ApplyEvent(ctx context.Context, e *oms.Event) (bool, error) {
-	if !uuidPattern.MatchString(e.ID) {
-		return false, oms.Invalid("id", "event id must be a UUID")
+// PruneProcessed implements oms.Outbox.
+func (s *Store) PruneProcessed(ctx context.Context, retention time.Duration, limit int) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM processed_messages WHERE id IN (
+		SELECT id FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)`,
+		retention.Seconds(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune processed messages of %s: %w", s.account, err)
 	}
-	switch e.Type {
-	case oms.EventOrderCreated:
-		return s.allocate(ctx, e)
-	}
-	return false, nil
+	return int(tag.RowsAffected()), nil
 }

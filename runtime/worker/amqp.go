@@ -12,7 +12,7 @@ import (
 	"github.com/omscloud/omscloud/runtime/rabbitmq"
 )
 
-// Queue is the worker's queue; it receives the ConsumedTypes.
+// Queue is the worker's queue; it receives the events matching Bindings.
 const Queue = "oms.worker"
 
 // AMQPPublisher publishes events to the broker's topic exchange, routed by type.
@@ -51,7 +51,7 @@ func Consume(ctx context.Context, o ConsumeOptions) error {
 	if o.Prefetch <= 0 {
 		o.Prefetch = 16
 	}
-	if err := o.Broker.DeclareQueue(ctx, Queue, ConsumedTypes); err != nil {
+	if err := o.Broker.DeclareQueue(ctx, Queue, Bindings); err != nil {
 		return fmt.Errorf("declare worker queue: %w", err)
 	}
 	handle := func(ctx context.Context, d rabbitmq.Delivery) error {

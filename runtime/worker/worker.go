@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,17 +58,22 @@ type Local struct {
 	Processor *Processor
 }
 
-// ConsumedTypes are the event types the worker's queue is bound to.
-var ConsumedTypes = []string{oms.EventOrderCreated}
+// Bindings are the routing-key patterns the worker's queue is bound to: the
+// events workflows react to, and the stock events that wake orders awaiting stock.
+var Bindings = []string{"order.#", "fulfilment.#", "inventory.#"}
+
+// Consumes reports whether an event type matches Bindings.
+func Consumes(eventType string) bool {
+	kind, _, _ := strings.Cut(eventType, ".")
+	return kind == "order" || kind == "fulfilment" || kind == "inventory"
+}
 
 // Publish implements oms.Publisher.
 func (l *Local) Publish(ctx context.Context, events []*oms.Event) error {
 	for _, e := range events {
-		for _, t := range ConsumedTypes {
-			if e.Type == t {
-				if err := l.Processor.Handle(ctx, e); err != nil {
-					return err
-				}
+		if Consumes(e.Type) {
+			if err := l.Processor.Handle(ctx, e); err != nil {
+				return err
 			}
 		}
 	}
@@ -86,6 +92,10 @@ type RelayOptions struct {
 	MaxIdle time.Duration
 	// AccountRefresh is how often new accounts are picked up (default 2s).
 	AccountRefresh time.Duration
+	// ProcessedRetention is how long consumed message ids are kept to spot
+	// redeliveries (default 7 days); they are pruned every PruneEvery (default 10m).
+	ProcessedRetention time.Duration
+	PruneEvery         time.Duration
 }
 
 // Relay publishes every account's outbox. Rows are removed only after the
@@ -102,6 +112,12 @@ func NewRelay(o RelayOptions) *Relay {
 	}
 	if o.AccountRefresh <= 0 {
 		o.AccountRefresh = 2 * time.Second
+	}
+	if o.ProcessedRetention <= 0 {
+		o.ProcessedRetention = 7 * 24 * time.Hour
+	}
+	if o.PruneEvery <= 0 {
+		o.PruneEvery = 10 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -152,6 +168,7 @@ func (r *Relay) relayAccount(ctx context.Context, account string) {
 	log := r.o.Logger.With("account", account)
 	idle := time.Millisecond
 	lastLag := time.Time{}
+	lastPrune := time.Now().Add(-r.o.PruneEvery + 10*time.Second) // first prune shortly after start
 	for ctx.Err() == nil {
 		store, err := r.o.Accounts.Store(ctx, account)
 		if oms.ErrorCode(err) == oms.ENOTFOUND {
@@ -170,6 +187,15 @@ func (r *Relay) relayAccount(ctx context.Context, account string) {
 				r.o.Metrics.OutboxLag.WithLabelValues(account).Set(lag.Seconds())
 			}
 			lastLag = time.Now()
+		}
+		if time.Since(lastPrune) > r.o.PruneEvery && err == nil {
+			// Bounded batches: a backlog is worked off over several rounds without long locks.
+			if n, perr := store.PruneProcessed(ctx, r.o.ProcessedRetention, 10_000); perr != nil {
+				log.Warn("prune processed message ids", "err", perr)
+			} else if n > 0 {
+				log.Info("pruned processed message ids", "count", n)
+			}
+			lastPrune = time.Now()
 		}
 		if n == r.o.BatchSize {
 			continue // more waiting

@@ -73,7 +73,8 @@ func TestRelayPublishesEveryEventOnceConfirmedAndRetriesFailures(t *testing.T) {
 		ob.rows = append(ob.rows, e)
 		want = append(want, e.ID)
 	}
-	store := &mock.Store{RelayOutboxFn: ob.relay, OutboxLagFn: func(context.Context) (time.Duration, error) { return 0, nil }}
+	store := &mock.Store{RelayOutboxFn: ob.relay, OutboxLagFn: func(context.Context) (time.Duration, error) { return 0, nil },
+		PruneProcessedFn: func(context.Context, time.Duration, int) (int, error) { return 0, nil }}
 	accounts := &mock.AccountService{
 		AccountsFn: func(context.Context) ([]*oms.Account, error) { return []*oms.Account{{ID: "acme"}}, nil },
 		StoreFn:    func(context.Context, string) (oms.Store, error) { return store, nil },
@@ -112,9 +113,10 @@ func TestLocalPublisherAppliesOnlyConsumedTypesAndDropsWhatCanNeverApply(t *test
 	ctx := context.Background()
 	require.NoError(t, local.Publish(ctx, []*oms.Event{
 		{ID: "1", Account: "acme", Type: oms.EventOrderCreated},
-		{ID: "2", Account: "acme", Type: oms.EventOrderAllocated}, // not consumed by the worker
-		{ID: "3", Account: "gone", Type: oms.EventOrderCreated},   // account dropped: nothing to do, ever
-		{ID: "bad", Account: "acme", Type: oms.EventOrderCreated}, // malformed: dropped, not retried forever
+		{ID: "2", Account: "acme", Type: oms.EventLocationUpserted},     // not consumed by the worker
+		{ID: "wf", Account: "acme", Type: oms.EventWorkflowRuleApplied}, // a log entry, not a trigger
+		{ID: "3", Account: "gone", Type: oms.EventOrderCreated},         // account dropped: nothing to do, ever
+		{ID: "bad", Account: "acme", Type: oms.EventOrderCreated},       // malformed: dropped, not retried forever
 	}))
 	assert.Equal(t, []string{"1"}, applied)
 	err := local.Publish(ctx, []*oms.Event{{ID: "flaky", Account: "acme", Type: oms.EventOrderCreated}})

@@ -63,7 +63,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	m := metrics.New()
 	cache.register(m.Registry)
 	h := omshttp.New(omshttp.Options{Accounts: reg, AdminToken: cfg.AdminToken, Metrics: m,
-		Checks: checks, Logger: log})
+		Checks: checks, Logger: log, Unavailable: postgres.IsUnavailable})
 	return listenAndServe(ctx, cfg, log, h, nil, nil)
 }
 
@@ -107,7 +107,7 @@ func runWorker(ctx context.Context, log *slog.Logger, reg oms.AccountService, m 
 	broker *rabbitmq.Broker, proc *worker.Processor, concurrency int) error {
 	if broker != nil {
 		// Declare before the relay publishes, so no event routes to nowhere.
-		if err := broker.DeclareQueue(ctx, worker.Queue, worker.ConsumedTypes); err != nil {
+		if err := broker.DeclareQueue(ctx, worker.Queue, worker.Bindings); err != nil {
 			return fmt.Errorf("declare worker queue: %w", err)
 		}
 	}

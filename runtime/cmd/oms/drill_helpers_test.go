@@ -149,7 +149,8 @@ type reply struct {
 	Status     int
 	Body       []byte
 	Err        error
-	Replayed   bool // Idempotent-Replayed: true
+	Replayed   bool   // Idempotent-Replayed: true
+	RetryAfter string // Retry-After
 }
 
 // call does one request without failing the test (load goroutines record outcomes instead).
@@ -190,6 +191,7 @@ func call(ctx context.Context, method, url, key string, body any, header ...stri
 	r.Body, r.Err = io.ReadAll(resp.Body)
 	r.Status = resp.StatusCode
 	r.Replayed = resp.Header.Get("Idempotent-Replayed") == "true"
+	r.RetryAfter = resp.Header.Get("Retry-After")
 	r.End = time.Now()
 	return r
 }
@@ -384,11 +386,11 @@ func checkOrderEvents(t *testing.T, events []oms.Event, ids map[string]bool) map
 		for i, e := range evs {
 			types[i] = e.Type
 		}
-		ok := len(evs) == 2 && evs[0].Type == oms.EventOrderCreated &&
-			(evs[1].Type == oms.EventOrderAllocated || evs[1].Type == oms.EventOrderPendingStock)
+		ok := len(evs) == 3 && evs[0].Type == oms.EventOrderCreated && evs[1].Type == oms.EventWorkflowRuleApplied &&
+			(evs[2].Type == oms.EventOrderAllocated || evs[2].Type == oms.EventOrderPendingStock)
 		if !ok {
 			if bad < 5 {
-				t.Errorf("order %s: events %v, want [order.created order.allocated|order.pending_stock]", id, types)
+				t.Errorf("order %s: events %v, want [order.created workflow.rule_applied order.allocated|order.pending_stock]", id, types)
 			}
 			bad++
 		}

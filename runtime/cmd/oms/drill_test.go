@@ -59,7 +59,7 @@ func acknowledged(attempts []orderAttempt) int {
 
 // (a) The PostgreSQL primary dies under order load; the synchronous standby is promoted. Writes resume
 // through the multi-host URL, every order that was acknowledged is there with its events, and every
-// failed request failed loudly (5xx or a broken connection) — retried with its idempotency key it yields
+// failed request failed loudly (503 with Retry-After, or a broken connection) — retried with its idempotency key it yields
 // exactly one order.
 func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 	localenv.RequireBinaries(t, localenv.PostgresBinaries...)
@@ -132,6 +132,10 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 		case a.Status >= 500:
 			n5xx++
 			codes[a.Status]++
+			// A database failover is an outage to retry, not a server bug: 503 with Retry-After.
+			if a.Status != http.StatusServiceUnavailable || a.RetryAfter == "" {
+				t.Errorf("order %s: answered %d (Retry-After %q) %s; want 503 with Retry-After", a.Ref, a.Status, a.RetryAfter, a.Body)
+			}
 		case isTransportErr(a.reply):
 			nConn++
 		default:

@@ -183,10 +183,11 @@ func TestEndToEndTwoAccountsInventoryAvailabilityAndConcurrentOrders(t *testing.
 	for _, id := range ids {
 		var evs struct{ Events []oms.Event }
 		alpha.json("GET", "/v1/events?entity=order:"+id, nil, http.StatusOK, &evs)
-		require.Len(t, evs.Events, 2, "order %s", id)
+		require.Len(t, evs.Events, 3, "order %s", id)
 		assert.Equal(t, oms.EventOrderCreated, evs.Events[0].Type)
-		assert.Contains(t, []string{oms.EventOrderAllocated, oms.EventOrderPendingStock}, evs.Events[1].Type)
-		assert.Less(t, evs.Events[0].Seq, evs.Events[1].Seq)
+		assert.Equal(t, oms.EventWorkflowRuleApplied, evs.Events[1].Type, "the default workflow's allocate rule")
+		assert.Contains(t, []string{oms.EventOrderAllocated, oms.EventOrderPendingStock}, evs.Events[2].Type)
+		assert.Less(t, evs.Events[0].Seq, evs.Events[2].Seq)
 		for _, e := range evs.Events {
 			eventIDs = append(eventIDs, e.ID)
 		}

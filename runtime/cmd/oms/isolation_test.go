@@ -118,7 +118,7 @@ func TestBadInputIsRejectedNamingTheFieldAndChangesNothing(t *testing.T) {
 		{"availability unknown sku", "POST", "/v1/availability", `{"items":[{"sku":"Q","qty":1}],"near":{"lat":1,"lon":1}}`, nil, 400, "items[0].sku"},
 		{"batch bad header", "POST", "/v1/inventory/batches", "sku,loc,on_hand\nA,st-1,99\n", []string{"Content-Type", "text/csv"}, 400, "header"},
 		{"batch bad media type", "POST", "/v1/inventory/batches", "A,st-1,99\n", []string{"Content-Type", "text/plain"}, 415, "Content-Type"},
-		{"list bad status", "GET", "/v1/orders?status=SHIPPED", "", nil, 400, "status"},
+		{"list bad status", "GET", "/v1/orders?status=shipped", "", nil, 400, "status"},
 		{"list bad limit", "GET", "/v1/orders?limit=0", "", nil, 400, "limit"},
 		{"list bad cursor", "GET", "/v1/orders?cursor=bm90LWEtbnVtYmVy", "", nil, 400, "cursor"},
 		{"events bad entity", "GET", "/v1/events?entity=customer:1", "", nil, 400, "entity"},

@@ -1,0 +1,116 @@
+package http
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/workflow"
+)
+
+func (s *Server) routeWorkflows(r chi.Router) {
+	r.Put("/workflows/{name}", s.putWorkflow)
+	r.Get("/workflows", s.listWorkflows)
+	r.Get("/workflows/{name}", s.getWorkflow)
+	r.Get("/fulfilments/{id}", s.getFulfilment)
+	r.Post("/events", s.postEvent)
+}
+
+// putWorkflow takes a definition in JSON or YAML (by Content-Type); the name
+// comes from the path and, if the body has one too, they must agree.
+func (s *Server) putWorkflow(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	name := chi.URLParam(r, "name")
+	if err := oms.ValidateWorkflowName("name", name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	def, err := workflow.Decode(body, r.Header.Get("Content-Type"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	switch def.Name {
+	case "":
+		def.Name = name
+	case name:
+	default:
+		s.fail(w, r, oms.Invalid("name", "%q differs from the name in the path (%q): leave it out or make them equal", def.Name, name))
+		return
+	}
+	stored, created, err := storeOf(r).PutWorkflow(r.Context(), def)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, stored)
+}
+
+func (s *Server) listWorkflows(w http.ResponseWriter, r *http.Request) {
+	ws, err := storeOf(r).Workflows(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if ws == nil {
+		ws = []*oms.Workflow{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"workflows": ws})
+}
+
+func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
+	version := 0
+	if v := r.URL.Query().Get("version"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			s.fail(w, r, oms.Invalid("version", "must be a whole number of 1 or more"))
+			return
+		}
+		version = n
+	}
+	wf, err := storeOf(r).Workflow(r.Context(), chi.URLParam(r, "name"), version)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wf)
+}
+
+func (s *Server) getFulfilment(w http.ResponseWriter, r *http.Request) {
+	f, err := storeOf(r).Fulfilment(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+// postEvent accepts an external event (202): the worker applies it to the
+// order or fulfilment through its workflow, and the event log shows each step.
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	var req oms.EventRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, replayed, err := storeOf(r).PostEvent(r.Context(), &req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeJSON(w, http.StatusAccepted, e)
+}

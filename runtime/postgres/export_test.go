@@ -1,0 +1,20 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// MigrateAccountTo applies the account migrations up to a version, so tests
+// can build a database as an older release left it.
+func MigrateAccountTo(ctx context.Context, pool *pgxpool.Pool, version int) error {
+	_, err := migrateTo(ctx, pool, "account", version)
+	return err
+}
+
+// MigrateAccount is what every release runs on an account database.
+func MigrateAccount(ctx context.Context, pool *pgxpool.Pool) error {
+	_, err := migrateAccount(ctx, pool)
+	return err
+}

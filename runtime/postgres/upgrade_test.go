@@ -1,0 +1,76 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omscloud/omscloud/runtime/internal/omstest"
+	"github.com/omscloud/omscloud/runtime/postgres"
+)
+
+// An account database written by the release before workflows upgrades in
+// place: allocated orders get a fulfilment holding their reservations, waiting
+// orders are marked for wake-up, and every order runs version 1 of its default.
+func TestWorkflowMigrationUpgradesOrdersInFlight(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, omstest.ControlDB(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	require.NoError(t, postgres.MigrateAccountTo(ctx, pool, 1))
+	_, err = pool.Exec(ctx, `
+		INSERT INTO locations (ref, name, type, lat, lon) VALUES ('wh', 'WH', 'warehouse', 52, 4), ('st', 'ST', 'store', 52, 4);
+		INSERT INTO stock (sku, location_id, on_hand, reserved) VALUES ('A', 1, 10, 3), ('A', 2, 5, 1);
+		INSERT INTO orders (id, ref, status, items, delivery, location_id, idempotency_key, request_hash) VALUES
+		  ('00000000-0000-4000-8000-000000000001', 'hd', 'ALLOCATED', '[{"sku":"A","qty":3}]', '{"type":"HD"}', 1, 'k1', '\x00'),
+		  ('00000000-0000-4000-8000-000000000002', 'cc', 'ALLOCATED', '[{"sku":"A","qty":1}]', '{"type":"CC","location":"st"}', 2, 'k2', '\x00'),
+		  ('00000000-0000-4000-8000-000000000003', 'wait', 'PENDING_STOCK', '[{"sku":"A","qty":99}]', '{"type":"HD"}', NULL, 'k3', '\x00'),
+		  ('00000000-0000-4000-8000-000000000004', 'gone', 'CANCELLED', '[{"sku":"A","qty":1}]', '{"type":"HD"}', 1, 'k4', '\x00');
+		INSERT INTO reservations (order_id, sku, location_id, qty) VALUES
+		  ('00000000-0000-4000-8000-000000000001', 'A', 1, 3), ('00000000-0000-4000-8000-000000000002', 'A', 2, 1);`)
+	require.NoError(t, err)
+
+	require.NoError(t, postgres.MigrateAccount(ctx, pool))
+
+	rows, err := pool.Query(ctx, `SELECT o.ref, o.workflow, o.workflow_version, o.awaiting_stock, count(f.id), count(r.sku)
+		FROM orders o LEFT JOIN fulfilments f ON f.order_id = o.id LEFT JOIN reservations r ON r.fulfilment_id = f.id
+		GROUP BY o.ref, o.workflow, o.workflow_version, o.awaiting_stock, o.seq ORDER BY o.seq`)
+	require.NoError(t, err)
+	type row struct {
+		Ref, Workflow          string
+		Version                int
+		Awaiting               bool
+		Fulfilments, Reserving int64
+	}
+	var got []row
+	for rows.Next() {
+		var r row
+		require.NoError(t, rows.Scan(&r.Ref, &r.Workflow, &r.Version, &r.Awaiting, &r.Fulfilments, &r.Reserving))
+		got = append(got, r)
+	}
+	require.NoError(t, rows.Err())
+	assert.Equal(t, []row{
+		{"hd", "home-delivery", 1, false, 1, 1},
+		{"cc", "click-and-collect", 1, false, 1, 1},
+		{"wait", "home-delivery", 1, true, 0, 0},
+		{"gone", "home-delivery", 1, false, 0, 0},
+	}, got)
+	var defaults []string
+	r2, err := pool.Query(ctx, `SELECT name || ' v' || version FROM workflows ORDER BY name`)
+	require.NoError(t, err)
+	for r2.Next() {
+		var s string
+		require.NoError(t, r2.Scan(&s))
+		defaults = append(defaults, s)
+	}
+	assert.Equal(t, []string{"click-and-collect v1", "home-delivery v1"}, defaults, "the versions the upgraded orders name exist")
+
+	// Running it again (every release does) changes nothing.
+	require.NoError(t, postgres.MigrateAccount(ctx, pool))
+	var n int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM workflows`).Scan(&n))
+	assert.Equal(t, 2, n)
+}

@@ -1,0 +1,104 @@
+// Package workflow reads workflow definitions (JSON or YAML) and ships the
+// default workflows every account starts with.
+package workflow
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"mime"
+	"sort"
+
+	"go.yaml.in/yaml/v3"
+
+	oms "github.com/omscloud/omscloud/runtime"
+)
+
+//go:embed defaults/*.yaml
+var defaultsFS embed.FS
+
+// Parse decodes and validates a definition.
+func Parse(body []byte, contentType string) (*oms.Workflow, error) {
+	w, err := Decode(body, contentType)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Decode reads a definition without validating it. The media type selects the
+// syntax: application/yaml (or x-yaml, text/yaml), else JSON. Unknown fields
+// are errors in both, so a misspelt key never silently does nothing.
+func Decode(body []byte, contentType string) (*oms.Workflow, error) {
+	mt := ""
+	if contentType != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
+			return nil, oms.Errorf(oms.EUNSUPPORTED, "Content-Type", "%q: use application/json or application/yaml", contentType)
+		}
+	}
+	switch mt {
+	case "", "application/json":
+	case "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml":
+		var err error
+		if body, err = yamlToJSON(body); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, oms.Errorf(oms.EUNSUPPORTED, "Content-Type", "%q not supported: use application/json or application/yaml", mt)
+	}
+	var w oms.Workflow
+	if err := oms.DecodeStrict(bytes.NewReader(body), &w); err != nil {
+		return nil, err
+	}
+	if w.Version != 0 || w.CreatedAt != nil {
+		return nil, oms.Invalid("version", "assigned by the OMS: leave version and createdAt out")
+	}
+	return &w, nil
+}
+
+// yamlToJSON re-encodes one YAML document as JSON, so both syntaxes go through
+// the same strict decoder and give the same errors.
+func yamlToJSON(body []byte) ([]byte, error) {
+	var doc any
+	dec := yaml.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, oms.Invalid("body", "malformed YAML: %v", err)
+	}
+	var extra any
+	if dec.Decode(&extra) == nil {
+		return nil, oms.Invalid("body", "more than one YAML document: send one workflow")
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, oms.Invalid("body", "YAML that has no JSON form (keys must be strings): %v", err)
+	}
+	return b, nil
+}
+
+// Defaults returns the shipped workflows: home-delivery (HD) and click-and-collect (CC).
+func Defaults() ([]*oms.Workflow, error) {
+	files, err := fs.Glob(defaultsFS, "defaults/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var out []*oms.Workflow
+	for _, f := range files {
+		b, err := defaultsFS.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		w, err := Parse(b, "application/yaml")
+		if err != nil {
+			return nil, fmt.Errorf("default workflow %s: %w", f, err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
