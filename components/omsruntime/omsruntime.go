@@ -736,7 +736,8 @@ func (d *deployer) worker(migrate *batchv1.Job, public *corev1.Service) error {
 }
 
 // networkPolicies deny all ingress to the runtime's pods except the edge to the web pods and the scrapers to
-// port 8080. Egress stays open: the data tier (Cloud SQL's private range, Redis, RabbitMQ) and DNS.
+// port 8080. Egress stays open: the data tier (Cloud SQL's private range, Redis, RabbitMQ), DNS, and the
+// customers' webhook endpoints on the internet (through Cloud NAT), which no static list can name.
 func (d *deployer) networkPolicies() error {
 	a := d.a
 	_, labels := d.labels("runtime", "", "")

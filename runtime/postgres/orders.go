@@ -82,17 +82,14 @@ func (s *Store) CreateOrder(ctx context.Context, key string, r *oms.OrderRequest
 		}
 		id := newUUID()
 		// ON CONFLICT waits for a concurrent insert of the same key to commit;
-		// then no row comes back and the committed order is replayed. The order
-		// runs the latest version of the workflow for its delivery type.
-		row := tx.QueryRow(ctx, `WITH w AS (
-				SELECT name, version FROM workflows WHERE delivery_type = $7 ORDER BY version DESC LIMIT 1),
-			o AS (
-				INSERT INTO orders (id, ref, status, items, delivery, idempotency_key, request_hash, workflow, workflow_version)
-				VALUES ($1, $2, 'CREATED', $3, $4, $5, $6, (SELECT name FROM w), (SELECT version FROM w))
-				ON CONFLICT (idempotency_key) DO NOTHING
+		// then no row comes back and the committed order is replayed. A trigger
+		// gives the order the latest version of the workflow for its delivery type.
+		row := tx.QueryRow(ctx, `WITH o AS (
+				INSERT INTO orders (id, ref, status, items, delivery, idempotency_key, request_hash)
+				VALUES ($1, $2, 'CREATED', $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING
 				RETURNING *)
 			SELECT `+orderColumns+` FROM o LEFT JOIN locations l ON l.id = o.location_id`,
-			id, r.Ref, items, delivery, key, hash[:], r.Delivery.Type)
+			id, r.Ref, items, delivery, key, hash[:])
 		o, err := scanOrder(row)
 		if errors.Is(err, pgx.ErrNoRows) {
 			o, err := s.replay(ctx, tx, key, hash[:])

@@ -68,6 +68,19 @@ func TestWorkflowMigrationUpgradesOrdersInFlight(t *testing.T) {
 	}
 	assert.Equal(t, []string{"click-and-collect v1", "home-delivery v1"}, defaults, "the versions the upgraded orders name exist")
 
+	// The previous release keeps serving until the switch: its writes still work on the new schema.
+	_, err = pool.Exec(ctx, `
+		INSERT INTO orders (id, ref, status, items, delivery, idempotency_key, request_hash) VALUES
+		  ('00000000-0000-4000-8000-000000000005', 'old-release', 'CREATED', '[{"sku":"A","qty":2}]', '{"type":"CC","location":"st"}', 'k5', '\x00');
+		INSERT INTO reservations (order_id, sku, location_id, qty) VALUES ('00000000-0000-4000-8000-000000000005', 'A', 2, 2);
+		UPDATE orders SET status = 'ALLOCATED', location_id = 2 WHERE ref = 'old-release';`)
+	require.NoError(t, err, "the old release's order and reservation writes")
+	var wf, items string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT o.workflow || ' v' || o.workflow_version, f.items::text FROM orders o
+		JOIN reservations r ON r.order_id = o.id JOIN fulfilments f ON f.id = r.fulfilment_id WHERE o.ref = 'old-release'`).Scan(&wf, &items))
+	assert.Equal(t, "click-and-collect v1", wf)
+	assert.JSONEq(t, `[{"sku":"A","qty":2}]`, items)
+
 	// Running it again (every release does) changes nothing.
 	require.NoError(t, postgres.MigrateAccount(ctx, pool))
 	var n int

@@ -46,3 +46,31 @@ UPDATE reservations r SET fulfilment_id = f.id FROM fulfilments f WHERE f.order_
 ALTER TABLE reservations ALTER COLUMN fulfilment_id SET NOT NULL,
     DROP CONSTRAINT reservations_pkey, ADD PRIMARY KEY (fulfilment_id, sku);
 CREATE INDEX reservations_order ON reservations (order_id);
+
+-- The release before workflows keeps serving until the blue-green switch, so this schema must take its
+-- writes: orders without a workflow get the current one for their delivery type (which is also how new
+-- orders get theirs), and reservations without a fulfilment get their order's fulfilment at that location.
+CREATE FUNCTION orders_set_workflow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.workflow IS NULL THEN
+        SELECT name, version INTO NEW.workflow, NEW.workflow_version FROM workflows
+        WHERE delivery_type = NEW.delivery->>'type' ORDER BY version DESC LIMIT 1;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER orders_set_workflow BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION orders_set_workflow();
+
+CREATE FUNCTION reservations_set_fulfilment() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.fulfilment_id IS NULL THEN
+        SELECT id INTO NEW.fulfilment_id FROM fulfilments
+        WHERE order_id = NEW.order_id AND location_id = NEW.location_id AND stock = 'reserved';
+        IF NEW.fulfilment_id IS NULL THEN
+            NEW.fulfilment_id := gen_random_uuid();
+            INSERT INTO fulfilments (id, order_id, location_id, status, items)
+            SELECT NEW.fulfilment_id, o.id, NEW.location_id, 'CREATED', o.items FROM orders o WHERE o.id = NEW.order_id;
+        END IF;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER reservations_set_fulfilment BEFORE INSERT ON reservations FOR EACH ROW EXECUTE FUNCTION reservations_set_fulfilment();
