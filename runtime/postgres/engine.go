@@ -113,6 +113,7 @@ type execution struct {
 	order        *orderState
 	ful          *fulfilmentState // nil for order events
 	stockChanged bool
+	created      []string // entities of the fulfilments created
 }
 
 // runWorkflow applies an order or fulfilment event: the first rule of the
@@ -125,22 +126,22 @@ func (s *Store) runWorkflow(ctx context.Context, e *oms.Event) (bool, error) {
 	}
 	// Fast path outside a transaction: most engine notifications (order.allocated,
 	// *.status_changed) have no rule, and need no more than this lookup.
-	var (
-		name    string
-		version int
-		q       = `SELECT workflow, workflow_version FROM orders WHERE id = $1`
-	)
-	if kind == oms.EntityFulfilment {
-		q = `SELECT o.workflow, o.workflow_version FROM fulfilments f JOIN orders o ON o.id = f.order_id WHERE f.id = $1`
+	run, ok := s.runs.get(e.Entity)
+	if !ok {
+		q := `SELECT workflow, workflow_version FROM orders WHERE id = $1`
+		if kind == oms.EntityFulfilment {
+			q = `SELECT o.workflow, o.workflow_version FROM fulfilments f JOIN orders o ON o.id = f.order_id WHERE f.id = $1`
+		}
+		err := s.pool.QueryRow(ctx, q, id).Scan(&run.name, &run.version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, oms.Invalid("entity", "%s does not exist in account %s", e.Entity, s.account)
+		}
+		if err != nil {
+			return false, fmt.Errorf("apply %s: %w", e.Type, err)
+		}
+		s.runs.put(run, e.Entity)
 	}
-	err := s.pool.QueryRow(ctx, q, id).Scan(&name, &version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, oms.Invalid("entity", "%s does not exist in account %s", e.Entity, s.account)
-	}
-	if err != nil {
-		return false, fmt.Errorf("apply %s: %w", e.Type, err)
-	}
-	wf, err := s.workflow(ctx, nil, name, version)
+	wf, err := s.workflow(ctx, nil, run.name, run.version)
 	if err != nil {
 		return false, fmt.Errorf("apply %s: %w", e.Type, err)
 	}
@@ -197,6 +198,9 @@ func (s *Store) runWorkflow(ctx context.Context, e *oms.Event) (bool, error) {
 	}
 	if x != nil && x.stockChanged {
 		s.invalidate(ctx)
+	}
+	if x != nil && len(x.created) > 0 {
+		s.runs.put(run, x.created...)
 	}
 	return applied, nil
 }
@@ -716,6 +720,7 @@ func (x *execution) allocated(ctx context.Context, a *oms.AllocateAction, plan [
 		}
 		c := created{ID: id, Location: p.site.ref, DistanceKm: p.site.distance, Items: p.items}
 		out = append(out, c)
+		x.created = append(x.created, "fulfilment:"+id)
 		if _, err := appendEvent(ctx, x.tx, "fulfilment:"+id, oms.EventFulfilmentCreated, x.because(map[string]any{
 			"order": x.order.id, "location": c.Location, "distanceKm": c.DistanceKm, "items": c.Items})); err != nil {
 			return err

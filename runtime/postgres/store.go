@@ -23,6 +23,7 @@ type Store struct {
 	cache     oms.Cache
 	log       *slog.Logger
 	workflows workflowCache
+	runs      runs
 }
 
 var _ oms.Store = (*Store)(nil)

@@ -27,6 +27,35 @@ type workflowKey struct {
 	version int
 }
 
+// maxRunsCached bounds the entity → workflow map; when full, it starts over.
+const maxRunsCached = 200_000
+
+// runs remembers which workflow version an order or fulfilment runs (fixed
+// for its life), so the engine's own notifications that no rule listens to
+// (order.allocated, fulfilment.created, *.status_changed) cost no query.
+type runs struct {
+	mu sync.Mutex
+	m  map[string]workflowKey
+}
+
+func (r *runs) get(entity string) (workflowKey, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k, ok := r.m[entity]
+	return k, ok
+}
+
+func (r *runs) put(k workflowKey, entities ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m)+len(entities) > maxRunsCached {
+		r.m = make(map[string]workflowKey, 1024)
+	}
+	for _, e := range entities {
+		r.m[e] = k
+	}
+}
+
 // definition is what the definition column holds: the workflow without name, version and time.
 func definition(w *oms.Workflow) ([]byte, error) {
 	c := *w
