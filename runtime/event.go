@@ -70,6 +70,7 @@ type Store interface {
 	OrderService
 	EventService
 	WorkflowService
+	WebhookService
 	Outbox
 }
 

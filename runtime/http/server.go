@@ -96,6 +96,7 @@ func (s *Server) routeAPI(r chi.Router) {
 			r.Post("/orders/{id}/cancel", s.cancelOrder)
 			r.Get("/events", s.events)
 			s.routeWorkflows(r)
+			s.routeWebhooks(r)
 		})
 	})
 }

@@ -17,6 +17,9 @@ type Metrics struct {
 	EventsApplied   *prometheus.CounterVec // by type and result (applied, duplicate, error)
 	OutboxLag       *prometheus.GaugeVec   // seconds, by account
 	QueueDepth      *prometheus.GaugeVec   // messages ready, by queue
+	// Webhook attempts by outcome (delivered, retry, dead) and their duration.
+	WebhookAttempts        *prometheus.CounterVec
+	WebhookAttemptDuration prometheus.Histogram
 }
 
 // New creates the collectors on a fresh registry (with Go and process collectors).
@@ -47,8 +50,15 @@ func New() *Metrics {
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "oms_queue_depth", Help: "Messages ready in a broker queue.",
 		}, []string{"queue"}),
+		WebhookAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oms_webhook_attempts_total", Help: "Webhook delivery attempts by outcome: delivered, retry (failed, will retry) or dead (dead-lettered).",
+		}, []string{"outcome"}),
+		WebhookAttemptDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "oms_webhook_attempt_duration_seconds", Help: "Duration of webhook delivery attempts (request to response or error).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
 	}
 	reg.MustRegister(m.RequestDuration, m.OrdersCreated, m.OrdersProcessed, m.EventsRelayed, m.EventsApplied,
-		m.OutboxLag, m.QueueDepth, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.OutboxLag, m.QueueDepth, m.WebhookAttempts, m.WebhookAttemptDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -18,3 +18,8 @@ func MigrateAccount(ctx context.Context, pool *pgxpool.Pool) error {
 	_, err := migrateAccount(ctx, pool)
 	return err
 }
+
+var (
+	AppendEvent   = appendEvent
+	QueueDelivery = queueDelivery
+)

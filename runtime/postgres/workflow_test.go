@@ -423,3 +423,47 @@ func TestPruneProcessedForgetsOnlyOldMessageIDs(t *testing.T) {
 	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*) FROM processed_messages`).Scan(&left))
 	assert.Equal(t, 80, left)
 }
+
+func TestWebhookActionSendsTheTriggerOnceAndAMissingWebhookIsLogged(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "wh", oms.LocationWarehouse, 52.0, 4.0)
+	load(t, s, "sku,location,on_hand\nA,wh,10\n")
+	// The ERP also subscribes to fulfilment.shipped: the rule's call must not send it twice.
+	_, _, err := s.PutWebhook(ctx, "erp", &oms.WebhookInput{URL: "https://erp.example.com/hook",
+		Events: []string{"fulfilment.shipped"}, Secret: "0123456789abcdef0123"})
+	require.NoError(t, err)
+	w, err := workflow.Decode([]byte(`
+appliesTo: {deliveryType: HD}
+rules:
+  - name: allocate
+    on: order.created
+    actions: [{allocate: {strategy: nearest}}]
+  - name: shipped
+    on: fulfilment.shipped
+    actions:
+      - release: {consume: true}
+      - setStatus: {status: SHIPPED}
+      - webhook: {name: erp}
+      - webhook: {name: wms}
+`), "application/yaml")
+	require.NoError(t, err)
+	w.Name = "home-delivery"
+	_, _, err = s.PutWorkflow(ctx, w)
+	require.NoError(t, err)
+
+	o := createOrder(t, s, hd("o", 52, 4, oms.Item{SKU: "A", Qty: 1}))
+	drain(t, s)
+	f := order(t, s, o.ID).Fulfilments[0]
+	shipped := post(t, s, "fulfilment.shipped", "fulfilment:"+f.ID)
+	drain(t, s)
+
+	ds, err := s.WebhookDeliveries(ctx, "erp", oms.DeliveryFilter{})
+	require.NoError(t, err)
+	require.Len(t, ds, 1, "one delivery of the trigger, though both the subscription and the rule asked")
+	assert.Equal(t, shipped.ID, ds[0].EventID)
+	types := eventTypes(t, s, "fulfilment:"+f.ID)
+	assert.Equal(t, oms.EventWorkflowWebhookNotFound, types[len(types)-1], "wms does not exist: logged, the rule still completed")
+	assert.Equal(t, "SHIPPED", order(t, s, o.ID).Fulfilments[0].Status)
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/omscloud/omscloud/runtime/metrics"
 	"github.com/omscloud/omscloud/runtime/postgres"
 	"github.com/omscloud/omscloud/runtime/rabbitmq"
+	"github.com/omscloud/omscloud/runtime/webhook"
 	"github.com/omscloud/omscloud/runtime/worker"
 )
 
@@ -98,13 +99,13 @@ func work(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	h := omshttp.New(omshttp.Options{Metrics: m, Checks: checks, Logger: log})
 	return listenAndServe(ctx, cfg, log, h, nil, func(ctx context.Context) error {
-		return runWorker(ctx, log, reg, m, publisher, broker, proc, cfg.Concurrency)
+		return runWorker(ctx, log, reg, m, publisher, broker, proc, cfg.Concurrency, cfg.Webhooks.dispatcher(reg, m, log))
 	})
 }
 
-// runWorker runs the relay and, with a broker, the consumers until ctx is done.
+// runWorker runs the relay, the webhook dispatcher and, with a broker, the consumers until ctx is done.
 func runWorker(ctx context.Context, log *slog.Logger, reg oms.AccountService, m *metrics.Metrics, publisher oms.Publisher,
-	broker *rabbitmq.Broker, proc *worker.Processor, concurrency int) error {
+	broker *rabbitmq.Broker, proc *worker.Processor, concurrency int, webhooks *webhook.Dispatcher) error {
 	if broker != nil {
 		// Declare before the relay publishes, so no event routes to nowhere.
 		if err := broker.DeclareQueue(ctx, worker.Queue, worker.Bindings); err != nil {
@@ -113,8 +114,9 @@ func runWorker(ctx context.Context, log *slog.Logger, reg oms.AccountService, m 
 	}
 	relay := worker.NewRelay(worker.RelayOptions{Accounts: reg, Publisher: publisher, Metrics: m, Logger: log})
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Go(func() { errc <- relay.Run(ctx) })
+	wg.Go(func() { errc <- webhooks.Run(ctx) })
 	if broker != nil {
 		wg.Go(func() {
 			errc <- worker.Consume(ctx, worker.ConsumeOptions{Broker: broker, Processor: proc, Concurrency: concurrency,

@@ -37,6 +37,7 @@ type config struct {
 	AccountID           string
 	AccountName         string
 	DevDir              string
+	Webhooks            webhookConfig
 	// Backup and restore.
 	Tier        string
 	BackupURL   string
@@ -136,6 +137,7 @@ func (c *config) flags(cmd string, stderr io.Writer, getenv func(string) string)
 		http("127.0.0.1:8081")
 		c.str(fs, getenv, &c.AMQPURL, "amqp-url", "OMS_AMQP_URL", "", "RabbitMQ URL; empty consumes the outbox straight from PostgreSQL")
 		c.int(fs, getenv, &c.Concurrency, "concurrency", "OMS_WORKER_CONCURRENCY", 4, "parallel event consumers")
+		c.webhookFlags(fs, getenv, true)
 	case "migrate":
 		db()
 		c.str(fs, getenv, &c.AdoptAccounts, "accounts", "OMS_ACCOUNTS", "",
@@ -151,6 +153,7 @@ func (c *config) flags(cmd string, stderr io.Writer, getenv func(string) string)
 		c.str(fs, getenv, &c.AdminToken, "admin-token", "OMS_ADMIN_TOKEN", "", "bearer token for the account endpoints; generated and printed when empty")
 		c.str(fs, getenv, &c.DevDir, "dir", "OMS_DEV_DIR", "", "where the private PostgreSQL cluster lives (default: <user cache dir>/omscloud/dev)")
 		c.int(fs, getenv, &c.Concurrency, "concurrency", "OMS_WORKER_CONCURRENCY", 4, "parallel event consumers")
+		c.webhookFlags(fs, getenv, false)
 	case "backup", "backup list", "backup prune", "restore":
 		c.backupFlags(fs, getenv, cmd)
 	default:
@@ -227,6 +230,9 @@ func (c *config) validate(cmd string) error {
 		}
 	}
 	errs = append(errs, c.validateBackup(cmd)...)
+	if cmd == "worker" || cmd == "dev" {
+		errs = append(errs, c.Webhooks.validate()...)
+	}
 	if c.ShutdownGrace < 0 || c.DrainDelay < 0 {
 		errs = append(errs, "--shutdown-grace and --drain-delay must not be negative")
 	}

@@ -79,7 +79,8 @@ func dev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) e
 			"  try: curl -H 'Authorization: Bearer %s' http://%s/v1/orders\n", addr, dir, key, cfg.AdminToken, key, addr)
 	}
 	return listenAndServe(ctx, cfg, log, h, onListen, func(ctx context.Context) error {
-		return runWorker(ctx, log, reg, m, &worker.Local{Processor: proc}, nil, proc, cfg.Concurrency)
+		return runWorker(ctx, log, reg, m, &worker.Local{Processor: proc}, nil, proc, cfg.Concurrency,
+			cfg.Webhooks.dispatcher(reg, m, log))
 	})
 }
 

@@ -31,7 +31,7 @@ const usage = `usage: oms <command> [flags]
 
 commands:
   serve            run the HTTP API
-  worker           relay the outbox and process events
+  worker           relay the outbox, process events and send webhooks
   migrate          migrate the control database and every account database
   account create   create an account (--id, --name) and print its API key
   dev              run everything locally with no configuration (private PostgreSQL)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,11 @@ func TestEndToEndDefaultWorkflowsThroughExternalEvents(t *testing.T) {
 	var ws struct{ Workflows []oms.Workflow }
 	c.json("GET", "/v1/workflows", nil, http.StatusOK, &ws)
 	require.Len(t, ws.Workflows, 2, "every account starts with the defaults")
+	def, err := os.ReadFile("../../workflow/defaults/click-and-collect.yaml")
+	require.NoError(t, err)
+	var same oms.Workflow
+	c.json("PUT", "/v1/workflows/click-and-collect", def, http.StatusOK, &same, "Content-Type", "application/yaml")
+	assert.Equal(t, 1, same.Version, "the shipped definition again is not a new version")
 
 	var hd, cc oms.Order
 	c.json("POST", "/v1/orders", map[string]any{"ref": "hd-1", "items": []map[string]any{{"sku": "TEE", "qty": 2}},
