@@ -73,13 +73,13 @@ func (s *Store) wakeAwaitingStock(ctx context.Context, e *oms.Event) (bool, erro
 		if err != nil {
 			return err
 		}
+		x := &execution{tx: tx}
 		for _, id := range ids {
-			if _, err := appendEvent(ctx, tx, "order:"+id, oms.EventOrderStockArrived, map[string]any{
-				"cause": e.ID, "causeType": e.Type}); err != nil {
+			if err := x.event("order:"+id, oms.EventOrderStockArrived, map[string]any{"cause": e.ID, "causeType": e.Type}); err != nil {
 				return err
 			}
 		}
-		return nil
+		return x.flush(ctx)
 	})
 	if err != nil {
 		return false, fmt.Errorf("wake orders awaiting stock: %w", err)
@@ -114,6 +114,7 @@ type execution struct {
 	ful          *fulfilmentState // nil for order events
 	stockChanged bool
 	created      []string // entities of the fulfilments created
+	batch        *pgx.Batch
 }
 
 // runWorkflow applies an order or fulfilment event: the first rule of the
@@ -125,9 +126,10 @@ func (s *Store) runWorkflow(ctx context.Context, e *oms.Event) (bool, error) {
 		return false, oms.Invalid("entity", "%q: not an order or fulfilment id", e.Entity)
 	}
 	// Fast path outside a transaction: most engine notifications (order.allocated,
-	// *.status_changed) have no rule, and need no more than this lookup.
-	run, ok := s.runs.get(e.Entity)
-	if !ok {
+	// *.status_changed) have no rule, and need no more than this lookup. Every
+	// workflow has a rule on order.created, so that one goes straight in.
+	run, known := s.runs.get(e.Entity)
+	if !known && e.Type != oms.EventOrderCreated {
 		q := `SELECT workflow, workflow_version FROM orders WHERE id = $1`
 		if kind == oms.EntityFulfilment {
 			q = `SELECT o.workflow, o.workflow_version FROM fulfilments f JOIN orders o ON o.id = f.order_id WHERE f.id = $1`
@@ -140,48 +142,47 @@ func (s *Store) runWorkflow(ctx context.Context, e *oms.Event) (bool, error) {
 			return false, fmt.Errorf("apply %s: %w", e.Type, err)
 		}
 		s.runs.put(run, e.Entity)
+		known = true
 	}
-	wf, err := s.workflow(ctx, nil, run.name, run.version)
-	if err != nil {
-		return false, fmt.Errorf("apply %s: %w", e.Type, err)
-	}
-	if !wf.Handles(e.Type) {
-		return false, nil
+	var wf *oms.Workflow
+	if known {
+		var err error
+		if wf, err = s.workflow(ctx, nil, run.name, run.version); err != nil {
+			return false, fmt.Errorf("apply %s: %w", e.Type, err)
+		}
+		if !wf.Handles(e.Type) {
+			return false, nil
+		}
 	}
 	applied := false
 	var x *execution
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if applied, err = markProcessed(ctx, tx, e.ID); err != nil || !applied {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		x = &execution{s: s, tx: tx, trigger: e}
+		var err error
+		if applied, err = x.begin(ctx, kind, id, &run); err != nil || !applied {
 			return err
 		}
-		x = &execution{s: s, tx: tx, wf: wf, trigger: e}
-		if kind == oms.EntityFulfilment {
-			var orderID string
-			if err := tx.QueryRow(ctx, `SELECT order_id::text FROM fulfilments WHERE id = $1`, id).Scan(&orderID); err != nil {
+		if wf == nil {
+			if wf, err = s.workflow(ctx, tx, run.name, run.version); err != nil {
 				return err
 			}
-			// Order first, then fulfilment: every transaction locks in this order.
-			if x.order, err = lockOrder(ctx, tx, orderID); err != nil {
-				return err
-			}
-			if x.ful, err = lockFulfilment(ctx, tx, id); err != nil {
-				return err
-			}
-		} else if x.order, err = lockOrder(ctx, tx, id); err != nil {
-			return err
+			s.runs.put(run, e.Entity)
 		}
+		x.wf = wf
 		status := x.order.status
 		if x.ful != nil {
 			status = x.ful.status
 		}
 		x.rule = wf.RuleFor(e.Type, status)
 		if x.rule == nil {
-			_, err := appendEvent(ctx, tx, e.Entity, oms.EventWorkflowEventIgnored, map[string]any{
+			if err := x.event(e.Entity, oms.EventWorkflowEventIgnored, map[string]any{
 				"workflow": wf.Name, "version": wf.Version, "event": e.ID, "type": e.Type, "status": status,
-				"reason": fmt.Sprintf("no rule of %s v%d handles %s in status %s", wf.Name, wf.Version, e.Type, status)})
-			return err
+				"reason": fmt.Sprintf("no rule of %s v%d handles %s in status %s", wf.Name, wf.Version, e.Type, status)}); err != nil {
+				return err
+			}
+			return x.flush(ctx)
 		}
-		if _, err := appendEvent(ctx, tx, e.Entity, oms.EventWorkflowRuleApplied, map[string]any{
+		if err := x.event(e.Entity, oms.EventWorkflowRuleApplied, map[string]any{
 			"workflow": wf.Name, "version": wf.Version, "rule": x.rule.Name, "event": e.ID, "type": e.Type,
 			"status": status}); err != nil {
 			return err
@@ -191,7 +192,7 @@ func (s *Store) runWorkflow(ctx context.Context, e *oms.Event) (bool, error) {
 				return fmt.Errorf("rule %s action %d (%s): %w", x.rule.Name, i, x.rule.Actions[i].Kind(), err)
 			}
 		}
-		return nil
+		return x.flush(ctx)
 	})
 	if err != nil {
 		return false, fmt.Errorf("apply %s to %s: %w", e.Type, e.Entity, err)
@@ -205,31 +206,82 @@ func (s *Store) runWorkflow(ctx context.Context, e *oms.Event) (bool, error) {
 	return applied, nil
 }
 
-func lockOrder(ctx context.Context, tx pgx.Tx, id string) (*orderState, error) {
-	o := &orderState{id: id}
+// begin records the message as processed and locks its order (then its
+// fulfilment: every transaction locks in that order), in one round trip.
+// false means the message was applied before.
+func (x *execution) begin(ctx context.Context, kind, id string, run *workflowKey) (bool, error) {
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO processed_messages (id) VALUES ($1) ON CONFLICT DO NOTHING`, x.trigger.ID)
+	orderID := `$1::uuid`
+	if kind == oms.EntityFulfilment {
+		orderID = `(SELECT order_id FROM fulfilments WHERE id = $1)`
+	}
+	b.Queue(`SELECT id::text, status, items, delivery, workflow, workflow_version FROM orders WHERE id = `+orderID+` FOR UPDATE`, id)
+	if kind == oms.EntityFulfilment {
+		b.Queue(`SELECT f.location_id, l.ref, f.status, f.items, f.stock FROM fulfilments f
+			JOIN locations l ON l.id = f.location_id WHERE f.id = $1 FOR UPDATE OF f`, id)
+	}
+	br := x.tx.SendBatch(ctx, b)
+	defer br.Close()
+	tag, err := br.Exec()
+	if err != nil {
+		return false, err
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil // seen before: its effect is already committed
+	}
+	o := &orderState{}
 	var items, delivery []byte
-	if err := tx.QueryRow(ctx, `SELECT status, items, delivery FROM orders WHERE id = $1 FOR UPDATE`, id).
-		Scan(&o.status, &items, &delivery); err != nil {
-		return nil, fmt.Errorf("lock order %s: %w", id, err)
+	if err := br.QueryRow().Scan(&o.id, &o.status, &items, &delivery, &run.name, &run.version); err != nil {
+		return false, fmt.Errorf("lock order of %s:%s: %w", kind, id, err)
 	}
 	if err := json.Unmarshal(items, &o.items); err != nil {
-		return nil, err
+		return false, err
 	}
 	if err := json.Unmarshal(delivery, &o.delivery); err != nil {
-		return nil, err
+		return false, err
 	}
-	return o, nil
+	x.order = o
+	if kind == oms.EntityFulfilment {
+		f := &fulfilmentState{id: id}
+		if err := br.QueryRow().Scan(&f.locationID, &f.location, &f.status, &items, &f.stock); err != nil {
+			return false, fmt.Errorf("lock fulfilment %s: %w", id, err)
+		}
+		if err := json.Unmarshal(items, &f.items); err != nil {
+			return false, err
+		}
+		x.ful = f
+	}
+	return true, br.Close()
 }
 
-func lockFulfilment(ctx context.Context, tx pgx.Tx, id string) (*fulfilmentState, error) {
-	f := &fulfilmentState{id: id}
-	var items []byte
-	if err := tx.QueryRow(ctx, `SELECT f.location_id, l.ref, f.status, f.items, f.stock FROM fulfilments f
-		JOIN locations l ON l.id = f.location_id WHERE f.id = $1 FOR UPDATE OF f`, id).
-		Scan(&f.locationID, &f.location, &f.status, &items, &f.stock); err != nil {
-		return nil, fmt.Errorf("lock fulfilment %s: %w", id, err)
+// queue defers a write to the next flush, so the writes between two reads
+// travel to the database in one round trip, in order.
+func (x *execution) queue(sql string, args ...any) {
+	if x.batch == nil {
+		x.batch = &pgx.Batch{}
 	}
-	return f, json.Unmarshal(items, &f.items)
+	x.batch.Queue(sql, args...)
+}
+
+// event queues an event for the log, the outbox and matching webhooks.
+func (x *execution) event(entity, typ string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode event %s: %w", typ, err)
+	}
+	x.queue(insertEventSQL, newUUID(), entity, typ, b, oms.MatchingEventPatterns(typ))
+	return nil
+}
+
+// flush sends the queued writes; call it before every read.
+func (x *execution) flush(ctx context.Context) error {
+	if x.batch == nil || x.batch.Len() == 0 {
+		return nil
+	}
+	b := x.batch
+	x.batch = nil
+	return x.tx.SendBatch(ctx, b).Close()
 }
 
 func (x *execution) run(ctx context.Context, a *oms.Action) error {
@@ -245,8 +297,7 @@ func (x *execution) run(ctx context.Context, a *oms.Action) error {
 		if oms.EventEntity(a.Emit.Type) == oms.EntityFulfilment {
 			entity = "fulfilment:" + x.ful.id
 		}
-		_, err := appendEvent(ctx, x.tx, entity, a.Emit.Type, x.because(nil))
-		return err
+		return x.event(entity, a.Emit.Type, x.because(nil))
 	case a.Webhook != nil:
 		return x.webhook(ctx, a.Webhook)
 	}
@@ -272,16 +323,17 @@ func (x *execution) setStatus(ctx context.Context, a *oms.SetStatusAction) error
 		if x.ful.status == a.Status {
 			return nil
 		}
-		if _, err := x.tx.Exec(ctx, `UPDATE fulfilments SET status = $2, updated_at = now() WHERE id = $1`, x.ful.id, a.Status); err != nil {
-			return err
-		}
-		_, err := appendEvent(ctx, x.tx, "fulfilment:"+x.ful.id, oms.EventFulfilmentStatusChanged, x.because(map[string]any{
+		x.queue(`UPDATE fulfilments SET status = $2, updated_at = now() WHERE id = $1`, x.ful.id, a.Status)
+		err := x.event("fulfilment:"+x.ful.id, oms.EventFulfilmentStatusChanged, x.because(map[string]any{
 			"order": x.order.id, "location": x.ful.location, "from": x.ful.status, "to": a.Status}))
 		x.ful.status = a.Status
 		return err
 	}
 	if len(a.IfAllFulfilments) > 0 {
 		var all bool
+		if err := x.flush(ctx); err != nil {
+			return err
+		}
 		if err := x.tx.QueryRow(ctx, `SELECT count(*) > 0 AND bool_and(status = ANY($2)) FROM fulfilments
 			WHERE order_id = $1 AND stock <> 'released'`, x.order.id, a.IfAllFulfilments).Scan(&all); err != nil {
 			return err
@@ -293,10 +345,8 @@ func (x *execution) setStatus(ctx context.Context, a *oms.SetStatusAction) error
 	if x.order.status == a.Status {
 		return nil
 	}
-	if _, err := x.tx.Exec(ctx, `UPDATE orders SET status = $2, updated_at = now() WHERE id = $1`, x.order.id, a.Status); err != nil {
-		return err
-	}
-	_, err := appendEvent(ctx, x.tx, "order:"+x.order.id, oms.EventOrderStatusChanged, x.because(map[string]any{
+	x.queue(`UPDATE orders SET status = $2, updated_at = now() WHERE id = $1`, x.order.id, a.Status)
+	err := x.event("order:"+x.order.id, oms.EventOrderStatusChanged, x.because(map[string]any{
 		"from": x.order.status, "to": a.Status}))
 	x.order.status = a.Status
 	return err
@@ -319,6 +369,9 @@ func (x *execution) release(ctx context.Context, a *oms.ReleaseAction) error {
 		}
 		ids = []string{x.ful.id}
 	} else {
+		if err := x.flush(ctx); err != nil {
+			return err
+		}
 		rows, err := x.tx.Query(ctx, `SELECT id::text FROM fulfilments WHERE order_id = $1 AND stock = 'reserved' FOR UPDATE`, x.order.id)
 		if err != nil {
 			return err
@@ -333,6 +386,9 @@ func (x *execution) release(ctx context.Context, a *oms.ReleaseAction) error {
 	state, event := oms.StockReleased, oms.EventFulfilmentStockReleased
 	if a.Consume {
 		state, event = oms.StockConsumed, oms.EventFulfilmentStockConsumed
+	}
+	if err := x.flush(ctx); err != nil {
+		return err
 	}
 	if err := releaseReservations(ctx, x.tx, ids, a.Consume); err != nil {
 		return err
@@ -354,7 +410,7 @@ func (x *execution) release(ctx context.Context, a *oms.ReleaseAction) error {
 		if x.ful != nil && r.ID == x.ful.id {
 			x.ful.stock = state
 		}
-		if _, err := appendEvent(ctx, x.tx, "fulfilment:"+r.ID, event, x.because(map[string]any{
+		if err := x.event("fulfilment:"+r.ID, event, x.because(map[string]any{
 			"order": x.order.id, "location": r.Location, "items": json.RawMessage(r.Items)})); err != nil {
 			return err
 		}
@@ -394,13 +450,15 @@ func releaseReservations(ctx context.Context, tx pgx.Tx, fulfilments []string, c
 }
 
 func (x *execution) webhook(ctx context.Context, a *oms.WebhookAction) error {
+	if err := x.flush(ctx); err != nil {
+		return err
+	}
 	found, err := queueDelivery(ctx, x.tx, a.Name, x.trigger.Seq)
 	if err != nil || found {
 		return err
 	}
 	// A webhook deleted after the workflow was written must not stall the order.
-	_, err = appendEvent(ctx, x.tx, x.trigger.Entity, oms.EventWorkflowWebhookNotFound, x.because(map[string]any{"webhook": a.Name}))
-	return err
+	return x.event(x.trigger.Entity, oms.EventWorkflowWebhookNotFound, x.because(map[string]any{"webhook": a.Name}))
 }
 
 // allocation plans and reserves.
@@ -462,10 +520,8 @@ func (x *execution) allocate(ctx context.Context, a *oms.AllocateAction) error {
 	if status == "" {
 		status = oms.StatusPendingStock
 	}
-	if _, err := x.tx.Exec(ctx, `UPDATE orders o SET status = $2, awaiting_stock = true, updated_at = now(),
-			location_id = `+singleLocation+` WHERE o.id = $1`, x.order.id, status); err != nil {
-		return err
-	}
+	x.queue(`UPDATE orders o SET status = $2, awaiting_stock = true, updated_at = now(),
+			location_id = `+singleLocation+` WHERE o.id = $1`, x.order.id, status)
 	x.order.status = status
 	reason := "no location holds every line"
 	switch {
@@ -476,9 +532,8 @@ func (x *execution) allocate(ctx context.Context, a *oms.AllocateAction) error {
 	case a.Split:
 		reason = fmt.Sprintf("the locations' stock cannot cover every line with at most %d fulfilments", maxParts)
 	}
-	_, err = appendEvent(ctx, x.tx, "order:"+x.order.id, oms.EventOrderPendingStock, x.because(map[string]any{
+	return x.event("order:"+x.order.id, oms.EventOrderPendingStock, x.because(map[string]any{
 		"reason": reason, "items": need, "excludedLocations": len(excluded)}))
-	return err
 }
 
 func orDefault(v, def int) int {
@@ -491,6 +546,9 @@ func orDefault(v, def int) int {
 // remaining lists the order's lines not covered by active fulfilments, in SKU
 // order, and the locations of its released (rejected) fulfilments.
 func (x *execution) remaining(ctx context.Context) ([]oms.Item, []int64, error) {
+	if err := x.flush(ctx); err != nil {
+		return nil, nil, err
+	}
 	rows, err := x.tx.Query(ctx, `SELECT location_id, stock, items FROM fulfilments WHERE order_id = $1`, x.order.id)
 	if err != nil {
 		return nil, nil, err
@@ -541,6 +599,9 @@ func (x *execution) sites(ctx context.Context, need []oms.Item, excluded []int64
 	}
 	if excluded == nil {
 		excluded = []int64{}
+	}
+	if err := x.flush(ctx); err != nil {
+		return nil, err
 	}
 	rows, err := x.tx.Query(ctx, `SELECT l.id, l.ref, l.lat, l.lon, s.sku, s.on_hand - s.reserved
 		FROM stock s JOIN locations l ON l.id = s.location_id
@@ -669,6 +730,9 @@ func (x *execution) reserve(ctx context.Context, plan []part) (bool, error) {
 		}
 		return int(a.loc - b.loc)
 	})
+	if err := x.flush(ctx); err != nil {
+		return false, err
+	}
 	sp, err := x.tx.Begin(ctx)
 	if err != nil {
 		return false, err
@@ -704,24 +768,20 @@ func (x *execution) allocated(ctx context.Context, a *oms.AllocateAction, plan [
 	for _, p := range plan {
 		id := newUUID()
 		items, _ := json.Marshal(p.items)
-		if _, err := x.tx.Exec(ctx, `INSERT INTO fulfilments (id, order_id, location_id, status, items) VALUES ($1, $2, $3, 'CREATED', $4)`,
-			id, x.order.id, p.site.id, items); err != nil {
-			return err
-		}
+		x.queue(`INSERT INTO fulfilments (id, order_id, location_id, status, items) VALUES ($1, $2, $3, 'CREATED', $4)`,
+			id, x.order.id, p.site.id, items)
 		skus := make([]string, len(p.items))
 		qtys := make([]int64, len(p.items))
 		for i, it := range p.items {
 			skus[i], qtys[i] = it.SKU, it.Qty
 		}
-		if _, err := x.tx.Exec(ctx, `INSERT INTO reservations (order_id, fulfilment_id, sku, location_id, qty)
+		x.queue(`INSERT INTO reservations (order_id, fulfilment_id, sku, location_id, qty)
 			SELECT $1, $2, r.sku, $3, r.qty FROM unnest($4::text[], $5::bigint[]) AS r(sku, qty)`,
-			x.order.id, id, p.site.id, skus, qtys); err != nil {
-			return err
-		}
+			x.order.id, id, p.site.id, skus, qtys)
 		c := created{ID: id, Location: p.site.ref, DistanceKm: p.site.distance, Items: p.items}
 		out = append(out, c)
 		x.created = append(x.created, "fulfilment:"+id)
-		if _, err := appendEvent(ctx, x.tx, "fulfilment:"+id, oms.EventFulfilmentCreated, x.because(map[string]any{
+		if err := x.event("fulfilment:"+id, oms.EventFulfilmentCreated, x.because(map[string]any{
 			"order": x.order.id, "location": c.Location, "distanceKm": c.DistanceKm, "items": c.Items})); err != nil {
 			return err
 		}
@@ -730,16 +790,13 @@ func (x *execution) allocated(ctx context.Context, a *oms.AllocateAction, plan [
 	if status == "" {
 		status = oms.StatusAllocated
 	}
-	if _, err := x.tx.Exec(ctx, `UPDATE orders o SET status = $2, awaiting_stock = false, updated_at = now(),
-			location_id = `+singleLocation+` WHERE o.id = $1`, x.order.id, status); err != nil {
-		return err
-	}
+	x.queue(`UPDATE orders o SET status = $2, awaiting_stock = false, updated_at = now(),
+			location_id = `+singleLocation+` WHERE o.id = $1`, x.order.id, status)
 	x.order.status = status
 	x.stockChanged = true
 	data := map[string]any{"fulfilments": out, "split": len(out) > 1}
 	if len(out) == 1 {
 		data["location"], data["distanceKm"] = out[0].Location, out[0].DistanceKm
 	}
-	_, err := appendEvent(ctx, x.tx, "order:"+x.order.id, oms.EventOrderAllocated, x.because(data))
-	return err
+	return x.event("order:"+x.order.id, oms.EventOrderAllocated, x.because(data))
 }

@@ -43,18 +43,21 @@ func appendEvent(ctx context.Context, tx pgx.Tx, entity, typ string, data any) (
 	return insertEvent(ctx, tx, newUUID(), entity, typ, b)
 }
 
+// insertEventSQL writes an event ($1 id, $2 entity, $3 type, $4 data), its
+// outbox row and its webhook deliveries ($5: the patterns matching the type).
+const insertEventSQL = `WITH e AS (INSERT INTO events (id, entity, type, data) VALUES ($1, $2, $3, $4)
+		RETURNING seq, created_at),
+	d AS (INSERT INTO webhook_deliveries (webhook_id, event_seq)
+		SELECT w.id, e.seq FROM e, webhooks w WHERE w.enabled AND w.events && $5::text[])
+	INSERT INTO outbox (event_seq, created_at) SELECT seq, created_at FROM e RETURNING event_seq, created_at`
+
 // insertEvent is appendEvent with the id and the encoded data given.
 func insertEvent(ctx context.Context, tx pgx.Tx, id, entity, typ string, b []byte) (*oms.Event, error) {
 	e := &oms.Event{ID: id, Entity: entity, Type: typ, Data: b}
 	// One round trip for every row: the log entry, its outbox marker and a
 	// webhook delivery for each enabled webhook whose events match the type
 	// (with no webhooks, that insert reads an empty table).
-	if err := tx.QueryRow(ctx, `WITH e AS (INSERT INTO events (id, entity, type, data) VALUES ($1, $2, $3, $4)
-			RETURNING seq, created_at),
-		d AS (INSERT INTO webhook_deliveries (webhook_id, event_seq)
-			SELECT w.id, e.seq FROM e, webhooks w WHERE w.enabled AND w.events && $5::text[])
-		INSERT INTO outbox (event_seq, created_at) SELECT seq, created_at FROM e RETURNING event_seq, created_at`,
-		e.ID, entity, typ, b, oms.MatchingEventPatterns(typ)).Scan(&e.Seq, &e.At); err != nil {
+	if err := tx.QueryRow(ctx, insertEventSQL, e.ID, entity, typ, b, oms.MatchingEventPatterns(typ)).Scan(&e.Seq, &e.At); err != nil {
 		return nil, fmt.Errorf("append event %s: %w", typ, err)
 	}
 	return e, nil

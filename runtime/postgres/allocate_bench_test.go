@@ -1,0 +1,55 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/internal/omstest"
+)
+
+// BenchmarkAllocateOne times the worker's handling of order.created alone (the default HD workflow:
+// one rule, two lines reserved at the nearest of 10 locations, 3 events logged):
+//
+//	go test ./postgres/ -run '^$' -bench AllocateOne -benchtime 3000x
+func BenchmarkAllocateOne(b *testing.B) {
+	reg, _ := omstest.Registry(b, nil)
+	ctx := context.Background()
+	_, err := reg.CreateAccount(ctx, &oms.Account{ID: "bench", Name: "B"})
+	require.NoError(b, err)
+	st, err := reg.Store(ctx, "bench")
+	require.NoError(b, err)
+	var csv strings.Builder
+	csv.WriteString("sku,location,on_hand\n")
+	for l := range 10 {
+		lat, lon := 50+float64(l)*0.1, 4.0
+		_, err := st.PutLocation(ctx, &oms.Location{Ref: fmt.Sprintf("l%d", l), Name: "L", Type: "warehouse", Lat: &lat, Lon: &lon})
+		require.NoError(b, err)
+		for s := range 50 {
+			fmt.Fprintf(&csv, "S%d,l%d,1000000\n", s, l)
+		}
+	}
+	_, err = st.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader(csv.String())))
+	require.NoError(b, err)
+	lat, lon := 50.5, 4.0
+	var evs []*oms.Event
+	for i := range b.N {
+		o, _, err := st.CreateOrder(ctx, fmt.Sprintf("k%d", i), &oms.OrderRequest{Ref: fmt.Sprintf("r%d", i),
+			Items: []oms.Item{{SKU: fmt.Sprintf("S%d", i%50), Qty: 1}, {SKU: fmt.Sprintf("S%d", (i+7)%50), Qty: 2}},
+			Delivery: oms.Delivery{Type: "HD", Address: &oms.Address{Lat: &lat, Lon: &lon}}})
+		require.NoError(b, err)
+		e, err := st.Events(ctx, oms.EventFilter{Entity: "order:" + o.ID, Limit: 1})
+		require.NoError(b, err)
+		evs = append(evs, e[0])
+	}
+	b.ResetTimer()
+	for _, e := range evs {
+		ok, err := st.ApplyEvent(ctx, e)
+		require.NoError(b, err)
+		require.True(b, ok)
+	}
+}
