@@ -39,7 +39,7 @@ func BenchmarkAllocateOne(b *testing.B) {
 	var evs []*oms.Event
 	for i := range b.N {
 		o, _, err := st.CreateOrder(ctx, fmt.Sprintf("k%d", i), &oms.OrderRequest{Ref: fmt.Sprintf("r%d", i),
-			Items: []oms.Item{{SKU: fmt.Sprintf("S%d", i%50), Qty: 1}, {SKU: fmt.Sprintf("S%d", (i+7)%50), Qty: 2}},
+			Items:    []oms.Item{{SKU: fmt.Sprintf("S%d", i%50), Qty: 1}, {SKU: fmt.Sprintf("S%d", (i+7)%50), Qty: 2}},
 			Delivery: oms.Delivery{Type: "HD", Address: &oms.Address{Lat: &lat, Lon: &lon}}})
 		require.NoError(b, err)
 		e, err := st.Events(ctx, oms.EventFilter{Entity: "order:" + o.ID, Limit: 1})
