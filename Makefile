@@ -4,7 +4,7 @@ GO    ?= go
 # Two packages at a time: each test binary that links the Pulumi SDKs needs ~5 GB and a core.
 GOTEST_FLAGS ?= -p 2
 
-.PHONY: plan test test-infra test-runtime vet fmt-check inventories tools
+.PHONY: plan test test-infra test-runtime vet fmt-check inventories tools bench
 
 plan:
 	$(GO) run ./cmd/omsctl plan --stack $(STACK)
@@ -31,6 +31,11 @@ test-runtime:
 tools:
 	bash scripts/k8s-build.sh
 	bash scripts/pulumi-build.sh
+
+# The runtime's benchmark table (bench/README.md): every figure next to a baseline from the same run.
+# Default sizes take about 3 minutes; BENCH_FLAGS=--quick runs a ~1.5-minute smoke check.
+bench:
+	bash bench/run.sh $(BENCH_FLAGS)
 
 # Rewrite stacks/testdata/<stack>.yaml after an intended change; review the diff before committing.
 inventories:

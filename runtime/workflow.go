@@ -23,17 +23,24 @@ import (
 
 // Engine event types, written by the OMS itself; clients cannot post them.
 const (
-	EventOrderStockArrived        = "order.stock_arrived"
-	EventOrderStatusChanged       = "order.status_changed"
-	EventFulfilmentCreated        = "fulfilment.created"
-	EventFulfilmentStatusChanged  = "fulfilment.status_changed"
-	EventFulfilmentStockReleased  = "fulfilment.stock_released"
-	EventFulfilmentStockConsumed  = "fulfilment.stock_consumed"
-	EventWorkflowRuleApplied      = "workflow.rule_applied"
-	EventWorkflowEventIgnored     = "workflow.event_ignored"
-	EventWorkflowWebhookNotFound  = "workflow.webhook_not_found"
-	EventWorkflowAllocationFailed = "workflow.allocation_failed"
+	EventOrderStockArrived       = "order.stock_arrived"
+	EventOrderStatusChanged      = "order.status_changed"
+	EventFulfilmentCreated       = "fulfilment.created"
+	EventFulfilmentStatusChanged = "fulfilment.status_changed"
+	EventFulfilmentStockReleased = "fulfilment.stock_released"
+	EventFulfilmentStockConsumed = "fulfilment.stock_consumed"
+	EventWorkflowRuleApplied     = "workflow.rule_applied"
+	EventWorkflowEventIgnored    = "workflow.event_ignored"
+	EventWorkflowWebhookNotFound = "workflow.webhook_not_found"
+	// EventWakeContinued carries a wake-up of waiting orders past its first batch.
+	EventWakeContinued = "inventory.wake_continued"
 )
+
+// notifications are engine events no rule can listen to: they report a
+// rule's own change (status, stock) or are handled by the engine itself
+// (order.cancelled wakes orders waiting for the stock it frees).
+var notifications = []string{EventOrderStatusChanged, EventFulfilmentStatusChanged,
+	EventFulfilmentStockReleased, EventFulfilmentStockConsumed, EventOrderCancelled}
 
 // EngineEventTypes are the event types only the OMS writes.
 var EngineEventTypes = []string{
@@ -62,6 +69,7 @@ const (
 	MaxWorkflowRules    = 100
 	MaxRuleActions      = 20
 	MaxFulfilmentsLimit = 10
+	MaxWorkflowVersions = 10_000
 )
 
 var (
@@ -260,9 +268,8 @@ func (w *Workflow) validateRule(i int, r *Rule) error {
 	if err := ValidateWorkflowEventType(at+".on", r.On); err != nil {
 		return in(".on", "%s", ErrorMessage(err))
 	}
-	switch r.On {
-	case EventOrderStatusChanged, EventFulfilmentStatusChanged:
-		return in(".on", "%q is a notification of a rule's own change: trigger on the event that caused it", r.On)
+	if slices.Contains(notifications, r.On) {
+		return in(".on", "%q is a notification the workflow engine writes, not a trigger: use the event that caused it", r.On)
 	}
 	for j, s := range r.When.Status {
 		if err := ValidateStatus("", s); err != nil {
@@ -332,10 +339,10 @@ func (w *Workflow) validateRule(i int, r *Rule) error {
 			if al.MaxFulfilments > 0 && !al.Split {
 				return in(f+".maxFulfilments", "only with split: true")
 			}
-			for name, st := range map[string]string{".status": al.Status, ".pendingStatus": al.PendingStatus} {
-				if st != "" {
-					if err := ValidateStatus("", st); err != nil {
-						return in(f+name, "%s", ErrorMessage(err))
+			for _, st := range []struct{ field, value string }{{".status", al.Status}, {".pendingStatus", al.PendingStatus}} {
+				if st.value != "" {
+					if err := ValidateStatus("", st.value); err != nil {
+						return in(f+st.field, "%s", ErrorMessage(err))
 					}
 				}
 			}

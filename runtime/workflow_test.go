@@ -43,6 +43,8 @@ func TestWorkflowValidateNamesTheRuleAndTheField(t *testing.T) {
 		{"duplicate rule", func(w *oms.Workflow) { w.Rules[1].Name = "allocate" }, "rules[1].name", `rule "allocate": same name as rules[0]`},
 		{"bad event", func(w *oms.Workflow) { w.Rules[1].On = "shipment.done" }, "rules[1].on", `rule "shipped"`},
 		{"status notification as trigger", func(w *oms.Workflow) { w.Rules[1].On = "order.status_changed" }, "rules[1].on", "notification"},
+		{"stock notification as trigger", func(w *oms.Workflow) { w.Rules[1].On = "fulfilment.stock_released" }, "rules[1].on", "notification"},
+		{"cancellation as trigger", func(w *oms.Workflow) { w.Rules[1].On = "order.cancelled" }, "rules[1].on", "notification"},
 		{"bad when status", func(w *oms.Workflow) { w.Rules[1].When.Status = []string{"shipped"} }, "rules[1].when.status[0]", "A-Z"},
 		{"no actions", func(w *oms.Workflow) { w.Rules[1].Actions = nil }, "rules[1].actions", "at least one action"},
 		{"two kinds in one action", func(w *oms.Workflow) {

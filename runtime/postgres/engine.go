@@ -24,20 +24,42 @@ func (s *Store) ApplyEvent(ctx context.Context, e *oms.Event) (bool, error) {
 		return false, oms.Invalid("id", "event id must be a UUID")
 	}
 	switch {
-	case e.Type == oms.EventInventoryLoaded:
-		return s.wakeAwaitingStock(ctx, e)
+	case e.Type == oms.EventInventoryLoaded, e.Type == oms.EventFulfilmentStockReleased:
+		return s.wakeAwaitingStock(ctx, e, 0)
+	case e.Type == oms.EventWakeContinued:
+		var d struct {
+			After int64 `json:"after"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil || d.After <= 0 {
+			return false, oms.Invalid("data", "%s without a valid after", e.Type)
+		}
+		return s.wakeAwaitingStock(ctx, e, d.After)
 	case e.Type == oms.EventOrderCancelled:
 		var d struct {
 			Released bool `json:"releasedReservation"`
 		}
 		if json.Unmarshal(e.Data, &d) == nil && d.Released {
-			return s.wakeAwaitingStock(ctx, e)
+			return s.wakeAwaitingStock(ctx, e, 0)
 		}
 		return false, nil
 	case strings.HasPrefix(e.Entity, "order:") || strings.HasPrefix(e.Entity, "fulfilment:"):
-		return s.runWorkflow(ctx, e)
+		return s.runWorkflowRetryingDeadlocks(ctx, e)
 	}
 	return false, nil
+}
+
+// runWorkflowRetryingDeadlocks retries a rule that lost a deadlock (a release
+// and an allocation in one rule lock stock in two sorted runs), rather than
+// spending one of the message's deliveries on it.
+func (s *Store) runWorkflowRetryingDeadlocks(ctx context.Context, e *oms.Event) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		applied, err := s.runWorkflow(ctx, e)
+		if code := pgCode(err); attempt < 3 && (code == "40P01" || code == "40001") {
+			s.log.Info("workflow rule retried", "event", e.ID, "type", e.Type, "sqlstate", code)
+			continue
+		}
+		return applied, err
+	}
 }
 
 // markProcessed records the message; false means it was applied before.
@@ -49,33 +71,52 @@ func markProcessed(ctx context.Context, tx pgx.Tx, id string) (bool, error) {
 	return tag.RowsAffected() == 1, nil
 }
 
-// maxWake bounds the orders one stock event retries; the next one retries the rest.
-const maxWake = 1000
+// maxWake bounds the orders one stock event wakes; past it, an
+// inventory.wake_continued event carries on after the last one woken.
+var maxWake = 1000
 
 // wakeAwaitingStock writes order.stock_arrived for the orders whose last
-// allocation found no stock and of which some SKU now has stock somewhere;
-// their workflows decide what to do (the defaults allocate again).
-func (s *Store) wakeAwaitingStock(ctx context.Context, e *oms.Event) (bool, error) {
+// allocation found no stock and whose remaining lines the stock now covers
+// (summed over the locations they may use: their store for click & collect,
+// never one that rejected them). Their workflows decide what to do; the
+// defaults allocate again. Orders are taken in creation order from after.
+func (s *Store) wakeAwaitingStock(ctx context.Context, e *oms.Event, after int64) (bool, error) {
 	applied := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
 		if applied, err = markProcessed(ctx, tx, e.ID); err != nil || !applied {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT o.id::text FROM orders o WHERE o.awaiting_stock AND EXISTS (
-				SELECT 1 FROM jsonb_to_recordset(o.items) AS i(sku text) JOIN stock s ON s.sku = i.sku
-				WHERE s.on_hand > s.reserved)
-			ORDER BY o.seq LIMIT $1`, maxWake)
+		rows, err := tx.Query(ctx, `SELECT o.id::text, o.seq FROM orders o
+			WHERE o.awaiting_stock AND o.seq > $1 AND NOT EXISTS (
+				SELECT 1 FROM jsonb_to_recordset(o.items) AS i(sku text, qty bigint)
+				WHERE i.qty - COALESCE((SELECT sum((fi->>'qty')::bigint) FROM fulfilments f, jsonb_array_elements(f.items) fi
+						WHERE f.order_id = o.id AND f.stock <> 'released' AND fi->>'sku' = i.sku), 0)
+					> COALESCE((SELECT sum(s.on_hand - s.reserved) FROM stock s JOIN locations l ON l.id = s.location_id
+						WHERE s.sku = i.sku AND s.on_hand > s.reserved
+						AND (o.delivery->>'type' <> 'CC' OR l.ref = o.delivery->>'location')
+						AND NOT EXISTS (SELECT 1 FROM fulfilments r WHERE r.order_id = o.id AND r.stock = 'released'
+							AND r.location_id = s.location_id)), 0))
+			ORDER BY o.seq LIMIT $2`, after, maxWake)
 		if err != nil {
 			return err
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		var (
+			id   string
+			seq  int64
+			last int64
+			n    int
+			x    = &execution{tx: tx}
+		)
+		_, err = pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
+			last, n = seq, n+1
+			return x.event("order:"+id, oms.EventOrderStockArrived, map[string]any{"cause": e.ID, "causeType": e.Type})
+		})
 		if err != nil {
 			return err
 		}
-		x := &execution{tx: tx}
-		for _, id := range ids {
-			if err := x.event("order:"+id, oms.EventOrderStockArrived, map[string]any{"cause": e.ID, "causeType": e.Type}); err != nil {
+		if n == maxWake {
+			if err := x.event(e.Entity, oms.EventWakeContinued, map[string]any{"after": last, "cause": e.ID}); err != nil {
 				return err
 			}
 		}
@@ -232,7 +273,11 @@ func (x *execution) begin(ctx context.Context, kind, id string, run *workflowKey
 	}
 	o := &orderState{}
 	var items, delivery []byte
-	if err := br.QueryRow().Scan(&o.id, &o.status, &items, &delivery, &run.name, &run.version); err != nil {
+	err = br.QueryRow().Scan(&o.id, &o.status, &items, &delivery, &run.name, &run.version)
+	if errors.Is(err, pgx.ErrNoRows) { // gone (e.g. an older backup restored): nothing can ever apply
+		return false, oms.Invalid("entity", "%s:%s does not exist", kind, id)
+	}
+	if err != nil {
 		return false, fmt.Errorf("lock order of %s:%s: %w", kind, id, err)
 	}
 	if err := json.Unmarshal(items, &o.items); err != nil {
@@ -330,10 +375,13 @@ func (x *execution) setStatus(ctx context.Context, a *oms.SetStatusAction) error
 		return err
 	}
 	if len(a.IfAllFulfilments) > 0 {
-		var all bool
-		if err := x.flush(ctx); err != nil {
+		// Every line must be in an active fulfilment, or a line still waiting
+		// for stock would be forgotten when the others ship.
+		need, _, err := x.remaining(ctx)
+		if err != nil || len(need) > 0 {
 			return err
 		}
+		var all bool
 		if err := x.tx.QueryRow(ctx, `SELECT count(*) > 0 AND bool_and(status = ANY($2)) FROM fulfilments
 			WHERE order_id = $1 AND stock <> 'released'`, x.order.id, a.IfAllFulfilments).Scan(&all); err != nil {
 			return err
@@ -345,7 +393,8 @@ func (x *execution) setStatus(ctx context.Context, a *oms.SetStatusAction) error
 	if x.order.status == a.Status {
 		return nil
 	}
-	x.queue(`UPDATE orders SET status = $2, updated_at = now() WHERE id = $1`, x.order.id, a.Status)
+	// A workflow that moves the order on ends any wait for stock.
+	x.queue(`UPDATE orders SET status = $2, awaiting_stock = false, updated_at = now() WHERE id = $1`, x.order.id, a.Status)
 	err := x.event("order:"+x.order.id, oms.EventOrderStatusChanged, x.because(map[string]any{
 		"from": x.order.status, "to": a.Status}))
 	x.order.status = a.Status
@@ -405,6 +454,9 @@ func (x *execution) release(ctx context.Context, a *oms.ReleaseAction) error {
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[released])
 	if err != nil {
 		return err
+	}
+	if !a.Consume { // released fulfilments no longer count for allocatedLocation
+		x.queue(`UPDATE orders o SET location_id = `+singleLocation+` WHERE o.id = $1`, x.order.id)
 	}
 	for _, r := range rs {
 		if x.ful != nil && r.ID == x.ful.id {

@@ -23,3 +23,11 @@ var (
 	AppendEvent   = appendEvent
 	QueueDelivery = queueDelivery
 )
+
+// SetMaxWake changes how many waiting orders one stock event wakes, for the
+// test's duration.
+func SetMaxWake(t interface{ Cleanup(func()) }, n int) {
+	old := maxWake
+	maxWake = n
+	t.Cleanup(func() { maxWake = old })
+}

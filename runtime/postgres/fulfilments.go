@@ -65,21 +65,9 @@ func (s *Store) PostEvent(ctx context.Context, r *oms.EventRequest) (*oms.Event,
 	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if r.ID != "" {
-			var entity, typ string
-			err := tx.QueryRow(ctx, `SELECT entity, type FROM events WHERE id = $1`, r.ID).Scan(&entity, &typ)
-			if err == nil {
-				if entity != r.Entity || typ != r.Type {
-					return oms.Errorf(oms.ECONFLICT, "id", "already used for a %s event on %s", typ, entity)
-				}
-				rows, err := tx.Query(ctx, `SELECT seq, id::text, entity, type, data, created_at FROM events WHERE id = $1`, r.ID)
-				if err != nil {
-					return err
-				}
-				event, err = pgx.CollectExactlyOneRow(rows, s.scanEvent)
-				replayed = true
-				return err
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
+			e, err := s.replayEvent(ctx, tx, r, data)
+			if err != nil || e != nil {
+				event, replayed = e, e != nil
 				return err
 			}
 		}
@@ -116,11 +104,21 @@ func (s *Store) PostEvent(ctx context.Context, r *oms.EventRequest) (*oms.Event,
 			eventID = newUUID()
 		}
 		event, err = insertEvent(ctx, tx, eventID, r.Entity, r.Type, data)
+		if pgCode(err) == "23505" { // the same id posted concurrently: answer what it recorded
+			return errRetryReplay
+		}
 		if event != nil {
 			event.Account = s.account
 		}
 		return err
 	})
+	if errors.Is(err, errRetryReplay) {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			e, err := s.replayEvent(ctx, tx, r, data)
+			event, replayed = e, true
+			return err
+		})
+	}
 	if err != nil {
 		if oms.ErrorCode(err) != oms.EINTERNAL {
 			return nil, false, err
@@ -128,6 +126,32 @@ func (s *Store) PostEvent(ctx context.Context, r *oms.EventRequest) (*oms.Event,
 		return nil, false, fmt.Errorf("post event: %w", err)
 	}
 	return event, replayed, nil
+}
+
+var errRetryReplay = errors.New("event id taken concurrently")
+
+// replayEvent returns the event already recorded under r.ID (nil if none), or
+// ECONFLICT if that id was used for a different event.
+func (s *Store) replayEvent(ctx context.Context, tx pgx.Tx, r *oms.EventRequest, data []byte) (*oms.Event, error) {
+	rows, err := tx.Query(ctx, `SELECT seq, id::text, entity, type, data, created_at FROM events WHERE id = $1`, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	e, err := pgx.CollectExactlyOneRow(rows, s.scanEvent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var same bool
+	if err := tx.QueryRow(ctx, `SELECT $1::jsonb = $2::jsonb`, []byte(e.Data), data).Scan(&same); err != nil {
+		return nil, err
+	}
+	if e.Entity != r.Entity || e.Type != r.Type || !same {
+		return nil, oms.Errorf(oms.ECONFLICT, "id", "already used for another event (a %s on %s)", e.Type, e.Entity)
+	}
+	return e, nil
 }
 
 // postable lists the event types a workflow listens to that clients may post.

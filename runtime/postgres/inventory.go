@@ -125,9 +125,11 @@ func (s *Store) LoadInventory(ctx context.Context, r oms.LineReader) (*oms.Batch
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7413002)`); err != nil {
 			return err
 		}
-		// Within a batch the last line for a (sku, location) wins. Existing rows
-		// are updated and new ones inserted by plain statements, about 1.5x faster
-		// than INSERT ... ON CONFLICT for large batches.
+		// Within a batch the last line for a (sku, location) wins, deduplicated once
+		// and in primary-key order. Existing rows are updated and new ones inserted
+		// by plain statements: about 1.3x the lines/s of INSERT ... ON CONFLICT for
+		// 1M new or changed lines (omsbench). The location check on the inserted
+		// rows runs once per statement (migration 004), not once per row.
 		err = tx.QueryRow(ctx, `WITH m AS MATERIALIZED (
 				SELECT DISTINCT ON (st.sku, l.id) st.sku, l.id AS location_id, st.on_hand
 				FROM inventory_staging st JOIN locations l ON l.ref = st.location

@@ -12,7 +12,8 @@ import (
 
 // IsUnavailable reports whether err means the database could not be reached
 // or is switching over (failover, restart, a read-only standby still in the
-// connection), rather than a bug or a bad request: the client should retry.
+// connection) or the request lost a lock race, rather than a bug or a bad
+// request: the client should retry.
 func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
@@ -27,6 +28,8 @@ func IsUnavailable(err error) bool {
 		case pe.Code == "25006": // read-only transaction: the old primary came back as a standby
 			return true
 		case pe.Code == "53300": // too many connections
+			return true
+		case pe.Code == "40P01", pe.Code == "40001": // lost a deadlock or a serialization race: retry
 			return true
 		}
 		return false

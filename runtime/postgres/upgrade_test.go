@@ -81,9 +81,45 @@ func TestWorkflowMigrationUpgradesOrdersInFlight(t *testing.T) {
 	assert.Equal(t, "click-and-collect v1", wf)
 	assert.JSONEq(t, `[{"sku":"A","qty":2}]`, items)
 
+	// Its worker's "no stock" and its cancel, which knows nothing of fulfilments.
+	_, err = pool.Exec(ctx, `
+		INSERT INTO orders (id, ref, status, items, delivery, idempotency_key, request_hash) VALUES
+		  ('00000000-0000-4000-8000-000000000006', 'old-pending', 'CREATED', '[{"sku":"A","qty":999}]', '{"type":"HD"}', 'k6', '\x00');
+		UPDATE orders SET status = 'PENDING_STOCK' WHERE ref = 'old-pending';
+		DELETE FROM reservations WHERE order_id = '00000000-0000-4000-8000-000000000005';
+		UPDATE orders SET status = 'CANCELLED' WHERE ref = 'old-release';`)
+	require.NoError(t, err)
+	var awaiting bool
+	require.NoError(t, pool.QueryRow(ctx, `SELECT awaiting_stock FROM orders WHERE ref = 'old-pending'`).Scan(&awaiting))
+	assert.True(t, awaiting, "a PENDING_STOCK set by the old worker still waits for stock")
+	var fstatus, fstock string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT f.status, f.stock FROM fulfilments f JOIN orders o ON o.id = f.order_id
+		WHERE o.ref = 'old-release'`).Scan(&fstatus, &fstock))
+	assert.Equal(t, []string{"CANCELLED", "released"}, []string{fstatus, fstock}, "the old cancel closed the fulfilment")
+
 	// Running it again (every release does) changes nothing.
 	require.NoError(t, postgres.MigrateAccount(ctx, pool))
 	var n int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM workflows`).Scan(&n))
 	assert.Equal(t, 2, n)
+}
+
+// Stock can only name a location that exists, and a location with stock cannot
+// be deleted: the per-statement checks that replaced the foreign key.
+func TestStockLocationIntegrityHoldsWithoutTheForeignKey(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, omstest.ControlDB(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	require.NoError(t, postgres.MigrateAccount(ctx, pool))
+	_, err = pool.Exec(ctx, `INSERT INTO locations (ref, name, type, lat, lon) VALUES ('wh', 'WH', 'warehouse', 52, 4)`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO stock (sku, location_id, on_hand) VALUES ('A', 1, 1), ('B', 999, 1)`)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "23503", "foreign_key_violation, as the key gave")
+	_, err = pool.Exec(ctx, `INSERT INTO stock (sku, location_id, on_hand) VALUES ('A', 1, 1)`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `DELETE FROM locations WHERE id = 1`)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "still has stock")
 }

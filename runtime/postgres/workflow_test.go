@@ -3,7 +3,9 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -466,4 +468,100 @@ rules:
 	types := eventTypes(t, s, "fulfilment:"+f.ID)
 	assert.Equal(t, oms.EventWorkflowWebhookNotFound, types[len(types)-1], "wms does not exist: logged, the rule still completed")
 	assert.Equal(t, "SHIPPED", order(t, s, o.ID).Fulfilments[0].Status)
+}
+
+// A split order whose rejected part waits for stock does not count as shipped
+// when its other part ships; it ships once the waiting part has.
+func TestAnOrderWithALineWaitingForStockIsNotShippedByItsOtherParts(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	putLocation(t, s, "a", oms.LocationWarehouse, 52.0, 4.0)
+	putLocation(t, s, "b", oms.LocationWarehouse, 51.0, 4.0)
+	load(t, s, "sku,location,on_hand\nX,a,1\nY,b,1\n")
+	o := createOrder(t, s, hd("o", 52, 4, oms.Item{SKU: "X", Qty: 1}, oms.Item{SKU: "Y", Qty: 1}))
+	drain(t, s)
+	fs := order(t, s, o.ID).Fulfilments
+	require.Len(t, fs, 2)
+	post(t, s, "fulfilment.rejected", "fulfilment:"+fs[1].ID) // Y at b: nowhere else to go
+	drain(t, s)
+	require.Equal(t, oms.StatusPendingStock, order(t, s, o.ID).Status)
+	post(t, s, "fulfilment.shipped", "fulfilment:"+fs[0].ID)
+	drain(t, s)
+	assert.Equal(t, oms.StatusPendingStock, order(t, s, o.ID).Status, "Y has not shipped: the order is not SHIPPED")
+
+	putLocation(t, s, "c", oms.LocationWarehouse, 50.0, 4.0)
+	load(t, s, "sku,location,on_hand\nY,c,1\n")
+	drain(t, s)
+	o2 := order(t, s, o.ID)
+	require.Equal(t, oms.StatusAllocated, o2.Status)
+	post(t, s, "fulfilment.shipped", "fulfilment:"+o2.Fulfilments[2].ID)
+	drain(t, s)
+	assert.Equal(t, "SHIPPED", order(t, s, o.ID).Status)
+}
+
+// Waking is bounded per event and continues past the bound; orders whose
+// remaining lines the stock cannot cover (here: a click & collect store without
+// it) are not woken, so they cannot hold back the others.
+func TestWakingWaitingOrdersContinuesPastTheBatchAndSkipsOrdersItCannotServe(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	postgres.SetMaxWake(t, 3)
+	putLocation(t, s, "wh", oms.LocationWarehouse, 52.0, 4.0)
+	putLocation(t, s, "store", oms.LocationStore, 52.0, 4.0)
+	load(t, s, "sku,location,on_hand\nX,wh,0\nX,store,0\n")
+	var waiting []string
+	for i := range 2 {
+		waiting = append(waiting, createOrder(t, s, cc(fmt.Sprintf("cc-%d", i), "store", oms.Item{SKU: "X", Qty: 1})).ID)
+	}
+	for i := range 7 {
+		waiting = append(waiting, createOrder(t, s, hd(fmt.Sprintf("hd-%d", i), 52, 4, oms.Item{SKU: "X", Qty: 1})).ID)
+	}
+	drain(t, s)
+	load(t, s, "sku,location,on_hand\nX,wh,100\n")
+	drain(t, s)
+	for i, id := range waiting {
+		want := oms.StatusAllocated
+		if i < 2 {
+			want = oms.StatusPendingStock // their store still has none
+		}
+		assert.Equal(t, want, order(t, s, id).Status, "order %d", i)
+	}
+	var continued int
+	require.NoError(t, s.Pool().QueryRow(context.Background(),
+		`SELECT count(*) FROM events WHERE type = 'inventory.wake_continued'`).Scan(&continued))
+	assert.Equal(t, 2, continued, "7 orders in batches of 3")
+}
+
+func TestPostingTheSameEventIDConcurrentlyRecordsItOnce(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "wh", oms.LocationWarehouse, 52.0, 4.0)
+	load(t, s, "sku,location,on_hand\nA,wh,10\n")
+	o := createOrder(t, s, hd("o", 52, 4, oms.Item{SKU: "A", Qty: 1}))
+	drain(t, s)
+	req := &oms.EventRequest{ID: "0b0f5a4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", Type: "fulfilment.picked",
+		Entity: "fulfilment:" + order(t, s, o.ID).Fulfilments[0].ID}
+	var wg sync.WaitGroup
+	replays := make(chan bool, 8)
+	for range 8 {
+		wg.Go(func() {
+			_, replayed, err := s.PostEvent(ctx, req)
+			assert.NoError(t, err)
+			replays <- replayed
+		})
+	}
+	wg.Wait()
+	close(replays)
+	first := 0
+	for r := range replays {
+		if !r {
+			first++
+		}
+	}
+	assert.Equal(t, 1, first, "one post recorded it, the others replayed it")
+	other := *req
+	other.Data = json.RawMessage(`{"picker":"someone else"}`)
+	_, _, err := s.PostEvent(ctx, &other)
+	assert.Equal(t, oms.ECONFLICT, oms.ErrorCode(err), "same id, other data")
 }

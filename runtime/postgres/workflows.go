@@ -139,7 +139,7 @@ func (s *Store) PutWorkflow(ctx context.Context, w *oms.Workflow) (*oms.Workflow
 func putWorkflow(ctx context.Context, tx pgx.Tx, w *oms.Workflow) (*oms.Workflow, bool, error) {
 	// One writer per account at a time: versions are numbered without gaps and
 	// the one-workflow-per-delivery-type check cannot race.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7413002)`); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7413003)`); err != nil {
 		return nil, false, err
 	}
 	var other string
@@ -169,6 +169,10 @@ func putWorkflow(ctx context.Context, tx pgx.Tx, w *oms.Workflow) (*oms.Workflow
 	version := 1
 	if latest != nil {
 		version = latest.Version + 1
+	}
+	if version > oms.MaxWorkflowVersions {
+		return nil, false, oms.Errorf(oms.ECONFLICT, "name", "workflow %q has %d versions, the most kept: give the new flow another name",
+			w.Name, oms.MaxWorkflowVersions)
 	}
 	def, err := definition(w)
 	if err != nil {

@@ -56,8 +56,11 @@ func Decode(body []byte, contentType string) (*oms.Workflow, error) {
 	if err := oms.DecodeStrict(bytes.NewReader(body), &w); err != nil {
 		return nil, err
 	}
-	if w.Version != 0 || w.CreatedAt != nil {
-		return nil, oms.Invalid("version", "assigned by the OMS: leave version and createdAt out")
+	if w.Version != 0 {
+		return nil, oms.Invalid("version", "assigned by the OMS: leave it out")
+	}
+	if w.CreatedAt != nil {
+		return nil, oms.Invalid("createdAt", "set by the OMS: leave it out")
 	}
 	return &w, nil
 }

@@ -48,6 +48,7 @@ func TestParseRejects(t *testing.T) {
 		{"two documents", "name: a\n---\nname: b\n", "text/yaml", "body", "more than one"},
 		{"bad YAML", "name: [", "application/yaml", "body", "malformed YAML"},
 		{"version given", `{"name":"x","version":3,"appliesTo":{"deliveryType":"HD"},"rules":[]}`, "", "version", "assigned by the OMS"},
+		{"createdAt given", `{"name":"x","createdAt":"2026-01-01T00:00:00Z","appliesTo":{"deliveryType":"HD"},"rules":[]}`, "", "createdAt", "set by the OMS"},
 		{"xml", "<w/>", "application/xml", "Content-Type", "not supported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

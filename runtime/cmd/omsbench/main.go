@@ -1,39 +1,30 @@
-// Command omsbench measures the OMS runtime on this machine against baselines
-// taken in the same run on the same PostgreSQL: pgbench -N TPS for order
-// creation, raw COPY rows/s for inventory batches, and the availability query
-// run straight on PostgreSQL for availability latency. It starts its own
-// services with localenv, runs the real `oms serve` and `oms worker` binaries,
-// and prints a table and JSON.
+// Command omsbench measures the OMS runtime on this machine, every figure next
+// to a baseline taken in the same run on the same PostgreSQL: pgbench -N TPS
+// for order creation, raw COPY rows/s for inventory batches, the availability
+// query run straight on PostgreSQL for availability latency, and pg_dump /
+// pg_restore of the same account database for backup and restore. It starts its
+// own services with localenv, runs the real `oms serve`, `oms worker`, `oms
+// backup` and `oms restore` binaries, and prints one table and its JSON.
+// bench/run.sh at the repository root builds and runs it.
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
+	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/omscloud/omscloud/runtime/localenv"
 )
@@ -53,7 +44,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var o options
-	flag.DurationVar(&o.duration, "duration", 15*time.Second, "length of each timed phase (pgbench, orders, availability)")
+	flag.DurationVar(&o.duration, "duration", 15*time.Second, "length of each timed phase (pgbench, availability, orders)")
 	flag.IntVar(&o.lines, "lines", 1_000_000, "inventory lines per batch (and rows of the raw COPY baseline)")
 	flag.IntVar(&o.locations, "locations", 100, "locations the lines spread over")
 	flag.IntVar(&o.clients, "clients", 50, "concurrent clients for availability")
@@ -62,30 +53,82 @@ func main() {
 	flag.StringVar(&o.omsBin, "oms-bin", "", "oms binary (default: go build ./cmd/oms)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the JSON result to this file")
 	flag.Parse()
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "omsbench:", err)
+		os.Exit(2)
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "omsbench:", err)
 		os.Exit(1)
 	}
 }
 
-// result is one measured figure next to its baseline.
+func (o options) validate() error {
+	var errs []string
+	if o.duration < time.Second {
+		errs = append(errs, fmt.Sprintf("-duration %s: use at least 1s", o.duration))
+	}
+	if o.locations < 1 || o.locations > 1000 {
+		errs = append(errs, fmt.Sprintf("-locations %d: use 1 to 1000", o.locations))
+	}
+	if o.lines < 2*o.locations {
+		errs = append(errs, fmt.Sprintf("-lines %d: use at least 2 × -locations (%d), so that there are 2 SKUs", o.lines, 2*o.locations))
+	}
+	if o.clients < 1 || o.orderClients < 1 {
+		errs = append(errs, "-clients and -order-clients: use at least 1")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// result is one measured figure next to its baseline from the same run.
 type result struct {
-	Name     string  `json:"name"`
-	Value    float64 `json:"value"`
-	Unit     string  `json:"unit"`
-	Baseline string  `json:"baseline"`
-	BaseVal  float64 `json:"baselineValue"`
-	Ratio    float64 `json:"ratio"` // value / baseline
+	Figure         string  `json:"figure"`
+	Value          float64 `json:"value"`
+	Unit           string  `json:"unit"`
+	Baseline       string  `json:"baseline"`
+	BaselineValue  float64 `json:"baselineValue"`
+	BaselineUnit   string  `json:"baselineUnit"`
+	Ratio          float64 `json:"ratio"` // value / baselineValue
+	HigherIsBetter bool    `json:"higherIsBetter"`
+}
+
+// report is the JSON document: the conditions of the run and its figures.
+type report struct {
+	Started   time.Time `json:"started"`
+	Seconds   float64   `json:"seconds"`
+	CPUs      int       `json:"cpus"`
+	LoadAvg   string    `json:"loadAverageAtStart"` // the machine may be shared: read ratios, not absolutes
+	Lines     int       `json:"lines"`
+	Locations int       `json:"locations"`
+	Clients   int       `json:"clients"`
+	Orders    int       `json:"orders"`
+	DBMB      float64   `json:"backupDatabaseMB"`
+	Standby   bool      `json:"standby"`
+	Phase     string    `json:"phase"`
+	Results   []result  `json:"results"`
+}
+
+func (r *report) add(figure string, v float64, unit, baseline string, base float64, baseUnit string, higherIsBetter bool) {
+	res := result{Figure: figure, Value: v, Unit: unit, Baseline: baseline, BaselineValue: base, BaselineUnit: baseUnit,
+		HigherIsBetter: higherIsBetter}
+	if base > 0 {
+		res.Ratio = v / base
+	}
+	r.Results = append(r.Results, res)
 }
 
 func run(ctx context.Context, o options) error {
+	rep := &report{Started: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadAvg: loadAvg(), Lines: o.lines,
+		Locations: o.locations, Clients: o.clients, Standby: o.standby, Phase: o.duration.String()}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir, err := os.MkdirTemp("", "omsbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "· "+format+"\n", args...) }
 
 	say("starting PostgreSQL (standby=%v), Redis + Sentinel, RabbitMQ", o.standby)
 	pg, err := localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: filepath.Join(dir, "pg"), Standby: o.standby, Logger: log,
@@ -94,6 +137,13 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer pg.Stop()
+	// The server package may come without its client tools: name the missing one before any work.
+	for _, tool := range []string{"pgbench", "psql", "pg_dump", "pg_restore"} {
+		if _, err := os.Stat(filepath.Join(pg.BinDir(), tool)); err != nil {
+			return fmt.Errorf("%s not found in %s (next to the PostgreSQL server); install the services with scripts/install-services.sh",
+				tool, pg.BinDir())
+		}
+	}
 	rds, err := localenv.StartRedis(ctx, localenv.RedisOptions{Dir: filepath.Join(dir, "redis"), Logger: log})
 	if err != nil {
 		return err
@@ -114,22 +164,11 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	var results []result
-	add := func(name string, v float64, unit, baseline string, base float64) {
-		r := result{Name: name, Value: v, Unit: unit, Baseline: baseline, BaseVal: base}
-		if base > 0 {
-			r.Ratio = v / base
-		}
-		results = append(results, r)
-	}
-
-	// Baseline 1: pgbench -N.
 	say("baseline: pgbench -N -c 8 -j 2 -T %s", o.duration)
 	tps, err := pgbench(ctx, pg, o.duration)
 	if err != nil {
 		return err
 	}
-	// Baseline 2: raw COPY of the same lines into a plain table.
 	say("baseline: raw COPY of %d lines", o.lines)
 	copyRate, err := rawCopy(ctx, pg, o)
 	if err != nil {
@@ -173,362 +212,119 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	say("inventory batch of %d lines through the API", o.lines)
-	batchRate, err := inventoryBatch(ctx, c, o)
+	say("inventory batch of %d new lines through the API", o.lines)
+	newRate, err := inventoryBatch(ctx, c, o, 0)
 	if err != nil {
 		return err
 	}
-	add("inventory batch (CSV, API)", batchRate, "lines/s", "raw COPY rows/s", copyRate)
+	rep.add("inventory batch, new lines (CSV, API)", newRate, "lines/s", "raw COPY", copyRate, "rows/s", true)
+	say("inventory batch of the same %d lines, every quantity changed", o.lines)
+	reloadRate, err := inventoryBatch(ctx, c, o, 1)
+	if err != nil {
+		return err
+	}
+	rep.add("inventory batch, reload, every line changed", reloadRate, "lines/s", "raw COPY", copyRate, "rows/s", true)
 
-	say("availability at %d clients", o.clients)
-	base50, base99, err := availabilitySQL(ctx, pg, o)
+	say("availability at %d clients: the query on PostgreSQL, then the API (cached mix, then all misses)", o.clients)
+	sql, err := availabilitySQL(ctx, pg, o)
 	if err != nil {
 		return err
 	}
-	p50, p99, n, err := availabilityAPI(ctx, c, o, false)
+	hit, err := availabilityAPI(ctx, c, o, false)
 	if err != nil {
 		return err
 	}
-	u50, u99, un, err := availabilityAPI(ctx, c, o, true)
+	miss, err := availabilityAPI(ctx, c, o, true)
 	if err != nil {
 		return err
 	}
-	add("availability p50 (cached mix, 1000 distinct queries)", p50, "ms", "same query on PostgreSQL p50", base50)
-	add("availability p99 (cached mix, 1000 distinct queries)", p99, "ms", "same query on PostgreSQL p99", base99)
-	add("availability p50 (every query distinct: cache misses)", u50, "ms", "same query on PostgreSQL p50", base50)
-	add("availability p99 (every query distinct: cache misses)", u99, "ms", "same query on PostgreSQL p99", base99)
-	add("availability requests/s (cached mix)", float64(n)/o.duration.Seconds(), "req/s", "", 0)
-	add("availability requests/s (misses)", float64(un)/o.duration.Seconds(), "req/s", "", 0)
+	const onPG = "same query on PostgreSQL"
+	rep.add("availability p50, cached mix (1000 distinct queries)", hit.p50, "ms", onPG+", p50", sql.p50, "ms", false)
+	rep.add("availability p99, cached mix (1000 distinct queries)", hit.p99, "ms", onPG+", p99", sql.p99, "ms", false)
+	rep.add("availability p50, every query distinct (cache misses)", miss.p50, "ms", onPG+", p50", sql.p50, "ms", false)
+	rep.add("availability p99, every query distinct (cache misses)", miss.p99, "ms", onPG+", p99", sql.p99, "ms", false)
+	rep.add("availability throughput, cached mix", hit.rate, "req/s", onPG, sql.rate, "queries/s", true)
+	rep.add("availability throughput, cache misses", miss.rate, "req/s", onPG, sql.rate, "queries/s", true)
 
 	say("orders for %s at %d clients, worker allocating alongside", o.duration, o.orderClients)
 	created, createdRate, e2eRate, err := orders(ctx, c, o)
 	if err != nil {
 		return err
 	}
-	add("orders created/s (POST /v1/orders, 201)", createdRate, "orders/s", "pgbench -N TPS", tps)
-	add("orders allocated/s end to end (create → relay → RabbitMQ → reserve)", e2eRate, "orders/s", "pgbench -N TPS", tps)
-	add("pgbench -N TPS (-c 8 -j 2)", tps, "tx/s", "", 0)
-	add("raw COPY", copyRate, "rows/s", "", 0)
+	rep.Orders = created
+	rep.add("orders created/s (POST /v1/orders, 201)", createdRate, "orders/s", "pgbench -N -c 8 -j 2", tps, "tx/s", true)
+	rep.add("orders allocated/s end to end (create → relay → RabbitMQ → reserve)", e2eRate, "orders/s", "pgbench -N -c 8 -j 2", tps, "tx/s", true)
 
-	tw := tabwriter.NewWriter(os.Stdout, 2, 2, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(os.Stdout, "\nomsbench — %d lines, %d locations, %d orders, standby=%v, %s phases\n\n", o.lines, o.locations, created,
-		o.standby, o.duration)
-	fmt.Fprintln(tw, "figure\tvalue\tunit\tbaseline\tbaseline value\tratio\t")
-	for _, r := range results {
-		ratio, base := "", ""
-		if r.BaseVal > 0 {
-			ratio, base = fmt.Sprintf("%.2f×", r.Ratio), fmt.Sprintf("%.1f", r.BaseVal)
-		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%s\t%s\t\n", r.Name, r.Value, r.Unit, r.Baseline, base, ratio)
+	// Backup and restore run with the runtime stopped, so they measure the copy, not contention with it.
+	api.stop()
+	wrk.stop()
+	say("backup and restore of the account database: pg_dump, oms backup, pg_restore, oms restore")
+	br, err := backupRestore(ctx, pg, bin, dir)
+	if err != nil {
+		return err
 	}
-	tw.Flush()
-	b, _ := json.MarshalIndent(map[string]any{"lines": o.lines, "locations": o.locations, "orders": created, "standby": o.standby,
-		"phase": o.duration.String(), "results": results}, "", "  ")
+	rep.DBMB = br.mb
+	rep.add("backup (oms backup --to file://, AES-256-GCM)", br.backup, "MB/s", "pg_dump -Fc", br.pgDump, "MB/s", true)
+	rep.add("restore (oms restore: verify, pg_restore, count, switch)", br.restore, "MB/s", "pg_restore", br.pgRestore, "MB/s", true)
+
+	rep.Seconds = time.Since(rep.Started).Seconds()
+	printTable(os.Stdout, rep)
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
 	fmt.Printf("\n%s\n", b)
 	if o.jsonOut != "" {
-		return os.WriteFile(o.jsonOut, b, 0o644)
+		if err := os.WriteFile(o.jsonOut, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", o.jsonOut, err)
+		}
 	}
 	return nil
 }
 
-var tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+func say(format string, args ...any) { fmt.Fprintf(os.Stderr, "· "+format+"\n", args...) }
 
-func pgbench(ctx context.Context, pg *localenv.Postgres, d time.Duration) (float64, error) {
-	bin := pg.BinDir() + "/pgbench"
-	if err := exec.CommandContext(ctx, pg.BinDir()+"/psql", pg.PrimaryURL("postgres"), "-qc", "CREATE DATABASE pgbench").Run(); err != nil {
-		return 0, fmt.Errorf("create pgbench database: %w", err)
-	}
-	url := pg.PrimaryURL("pgbench")
-	if out, err := exec.CommandContext(ctx, bin, "-i", "-s", "10", "-q", url).CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("pgbench -i: %v\n%s", err, out)
-	}
-	out, err := exec.CommandContext(ctx, bin, "-N", "-c", "8", "-j", "2", "-T", strconv.Itoa(int(d.Seconds())), url).CombinedOutput()
+// loadAvg is the 1, 5 and 15 minute load average (Linux), to tell a quiet run from a busy one.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		return 0, fmt.Errorf("pgbench: %v\n%s", err, out)
+		return ""
 	}
-	m := tpsRe.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("no tps in pgbench output:\n%s", out)
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
 	}
-	return strconv.ParseFloat(string(m[1]), 64)
+	return strings.Join(f[:3], " ")
 }
 
-// line returns inventory line i: SKUs × locations, quantities that leave every SKU in stock.
-func line(i, locations int) (sku, loc string, qty int) {
-	return fmt.Sprintf("SKU-%06d", i/locations), fmt.Sprintf("loc-%03d", i%locations), 500 + (i*7919)%500
-}
-
-type lineSource struct {
-	i, n, locations int
-}
-
-func (s *lineSource) Next() bool { s.i++; return s.i <= s.n }
-func (s *lineSource) Values() ([]any, error) {
-	sku, loc, q := line(s.i-1, s.locations)
-	return []any{sku, loc, int64(q)}, nil
-}
-func (s *lineSource) Err() error { return nil }
-
-func rawCopy(ctx context.Context, pg *localenv.Postgres, o options) (float64, error) {
-	conn, err := pgx.Connect(ctx, pg.PrimaryURL("pgbench"))
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE TABLE raw_inventory (sku text, location text, on_hand bigint)`); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	n, err := conn.CopyFrom(ctx, pgx.Identifier{"raw_inventory"}, []string{"sku", "location", "on_hand"},
-		&lineSource{n: o.lines, locations: o.locations})
-	if err != nil {
-		return 0, fmt.Errorf("raw copy: %w", err)
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
-}
-
-func inventoryBatch(ctx context.Context, c *client, o options) (float64, error) {
-	pr, pw := io.Pipe()
-	go func() {
-		w := bufio.NewWriterSize(pw, 1<<16)
-		w.WriteString("sku,location,on_hand\n")
-		for i := range o.lines {
-			sku, loc, q := line(i, o.locations)
-			fmt.Fprintf(w, "%s,%s,%d\n", sku, loc, q)
+func printTable(w io.Writer, r *report) {
+	fmt.Fprintf(w, "\nomsbench — %d CPUs, load %s; %d inventory lines × %d locations; %d orders; %.0f MB account database; standby=%v; %s phases\n\n",
+		r.CPUs, r.LoadAvg, r.Lines, r.Locations, r.Orders, r.DBMB, r.Standby, r.Phase)
+	tw := tabwriter.NewWriter(w, 2, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "figure\tresult\tbaseline (same run)\tratio")
+	for _, x := range r.Results {
+		better := "higher is better"
+		if !x.HigherIsBetter {
+			better = "lower is better"
 		}
-		w.Flush()
-		pw.Close()
-	}()
-	start := time.Now()
-	var res struct {
-		Accepted int64
-		Rejected []any
+		fmt.Fprintf(tw, "%s\t%s %s\t%s %s %s\t%.2f× (%s)\n", x.Figure, num(x.Value), x.Unit, x.Baseline, num(x.BaselineValue),
+			x.BaselineUnit, x.Ratio, better)
 	}
-	if err := c.call(ctx, "POST", "/v1/inventory/batches", c.key, pr, []string{"Content-Type", "text/csv"}, 200, &res); err != nil {
-		return 0, err
-	}
-	el := time.Since(start)
-	if res.Accepted != int64(o.lines) {
-		return 0, fmt.Errorf("batch accepted %d of %d lines (rejected %v)", res.Accepted, o.lines, res.Rejected)
-	}
-	return float64(res.Accepted) / el.Seconds(), nil
+	tw.Flush()
 }
 
-func skuCount(o options) int { return o.lines / o.locations }
-
-// availabilitySQL runs the availability query straight on the account database: the baseline.
-func availabilitySQL(ctx context.Context, pg *localenv.Postgres, o options) (float64, float64, error) {
-	cfg, err := pgxpool.ParseConfig(pg.URL("oms_bench"))
-	if err != nil {
-		return 0, 0, err
+// num prints a figure with thousands separators and one decimal below 100.
+func num(v float64) string {
+	if v < 100 {
+		return fmt.Sprintf("%.1f", v)
 	}
-	cfg.MaxConns = int32(o.clients)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer pool.Close()
-	lat, _ := hammer(ctx, o.clients, o.duration, func(r *rand.Rand) error {
-		skus := []string{fmt.Sprintf("SKU-%06d", r.IntN(skuCount(o))), fmt.Sprintf("SKU-%06d", r.IntN(skuCount(o)))}
-		rows, err := pool.Query(ctx, `SELECT l.ref, l.name, l.type, l.lat, l.lon, s.sku, GREATEST(s.on_hand - s.reserved, 0)
-			FROM stock s JOIN locations l ON l.id = s.location_id WHERE s.sku = ANY($1)`, skus)
-		if err != nil {
-			return err
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
 		}
-		for rows.Next() {
-		}
-		return rows.Err()
-	})
-	return percentile(lat, 50), percentile(lat, 99), nil
-}
-
-// availabilityAPI asks the API; unique makes every query distinct (no cache hits).
-func availabilityAPI(ctx context.Context, c *client, o options, unique bool) (float64, float64, int, error) {
-	var seq atomic.Int64
-	lat, errs := hammer(ctx, o.clients, o.duration, func(r *rand.Rand) error {
-		q := r.IntN(1000)
-		lat, lon := 45+float64(q%50)*0.1, 2+float64(q/50)*0.1
-		if unique {
-			lat += float64(seq.Add(1)) * 1e-7
-		}
-		body := fmt.Sprintf(`{"items":[{"sku":"SKU-%06d","qty":1},{"sku":"SKU-%06d","qty":2}],"near":{"lat":%.7f,"lon":%.7f}}`,
-			q%skuCount(o), (q+1)%skuCount(o), lat, lon)
-		return c.call(ctx, "POST", "/v1/availability", c.key, body, nil, 200, nil)
-	})
-	if errs > 0 {
-		return 0, 0, 0, fmt.Errorf("availability: %d requests failed", errs)
+		b.WriteRune(c)
 	}
-	return percentile(lat, 50), percentile(lat, 99), len(lat), nil
-}
-
-func orders(ctx context.Context, c *client, o options) (int, float64, float64, error) {
-	var seq atomic.Int64
-	start := time.Now()
-	lat, errs := hammer(ctx, o.orderClients, o.duration, func(r *rand.Rand) error {
-		n := seq.Add(1)
-		body := fmt.Sprintf(`{"ref":"bench-%d","items":[{"sku":"SKU-%06d","qty":1}],"delivery":{"type":"HD","address":{"lat":%f,"lon":%f}}}`,
-			n, r.IntN(skuCount(o)), 45+r.Float64()*10, 2+r.Float64()*10)
-		return c.call(ctx, "POST", "/v1/orders", c.key, body, []string{"Idempotency-Key", fmt.Sprintf("bench-%d", n)}, 201, nil)
-	})
-	if errs > 0 {
-		return 0, 0, 0, fmt.Errorf("orders: %d requests failed", errs)
-	}
-	created := len(lat)
-	createdRate := float64(created) / o.duration.Seconds()
-	// End to end: until the worker has allocated every order.
-	for {
-		var page struct{ Orders []any }
-		if err := c.call(ctx, "GET", "/v1/orders?status=CREATED&limit=1", c.key, nil, nil, 200, &page); err != nil {
-			return 0, 0, 0, err
-		}
-		if len(page.Orders) == 0 {
-			break
-		}
-		if time.Since(start) > 10*time.Minute {
-			return 0, 0, 0, errors.New("orders not processed within 10 minutes")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return created, createdRate, float64(created) / time.Since(start).Seconds(), nil
-}
-
-// hammer runs fn from n clients for d and returns each success's latency in ms and the error count.
-func hammer(ctx context.Context, n int, d time.Duration, fn func(*rand.Rand) error) ([]float64, int) {
-	var (
-		mu   sync.Mutex
-		lat  []float64
-		errs int
-		wg   sync.WaitGroup
-	)
-	deadline := time.Now().Add(d)
-	for i := range n {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(i), 42))
-			var mine []float64
-			bad := 0
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				t := time.Now()
-				if err := fn(r); err != nil {
-					bad++
-					if bad <= 3 {
-						fmt.Fprintln(os.Stderr, "  request failed:", err)
-					}
-					continue
-				}
-				mine = append(mine, float64(time.Since(t).Microseconds())/1000)
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			errs += bad
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	return lat, errs
-}
-
-func percentile(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	sort.Float64s(v)
-	return v[min(len(v)-1, int(float64(len(v))*p/100))]
-}
-
-type client struct {
-	base, key string
-	hc        *http.Client
-}
-
-func (c *client) call(ctx context.Context, method, path, key string, body any, header []string, want int, out any) error {
-	var rd io.Reader
-	switch b := body.(type) {
-	case string:
-		rd = strings.NewReader(b)
-	case io.Reader:
-		rd = b
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
-
-// process is an oms subcommand running as a child process.
-type process struct {
-	cmd  *exec.Cmd
-	addr string
-	logs *bytes.Buffer
-}
-
-func startProcess(ctx context.Context, bin string, env []string, sub string) (*process, error) {
-	cmd := exec.Command(bin, sub)
-	cmd.Env = append(env, "OMS_LOG_LEVEL=info")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, logs: &bytes.Buffer{}}
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var rec struct {
-				Msg, Addr, Level string
-			}
-			if json.Unmarshal(sc.Bytes(), &rec) == nil {
-				if rec.Msg == "listening" {
-					addrc <- rec.Addr
-				}
-				if rec.Level == "WARN" || rec.Level == "ERROR" {
-					fmt.Fprintf(os.Stderr, "  oms %s: %s\n", sub, sc.Bytes())
-				}
-			}
-		}
-	}()
-	select {
-	case p.addr = <-addrc:
-		return p, nil
-	case <-time.After(60 * time.Second):
-		p.stop()
-		return nil, fmt.Errorf("oms %s did not start", sub)
-	case <-ctx.Done():
-		p.stop()
-		return nil, ctx.Err()
-	}
-}
-
-func (p *process) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
-	}
+	return b.String()
 }

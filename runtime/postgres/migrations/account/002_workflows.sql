@@ -50,15 +50,39 @@ CREATE INDEX reservations_order ON reservations (order_id);
 -- The release before workflows keeps serving until the blue-green switch, so this schema must take its
 -- writes: orders without a workflow get the current one for their delivery type (which is also how new
 -- orders get theirs), and reservations without a fulfilment get their order's fulfilment at that location.
+-- Until `oms migrate` installs the default workflows (right after the schema
+-- migrations), an order names version 1 of the default for its type.
 CREATE FUNCTION orders_set_workflow() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.workflow IS NULL THEN
         SELECT name, version INTO NEW.workflow, NEW.workflow_version FROM workflows
         WHERE delivery_type = NEW.delivery->>'type' ORDER BY version DESC LIMIT 1;
+        IF NEW.workflow IS NULL AND NOT EXISTS (SELECT 1 FROM workflows) THEN
+            NEW.workflow := CASE NEW.delivery->>'type' WHEN 'CC' THEN 'click-and-collect' ELSE 'home-delivery' END;
+            NEW.workflow_version := 1;
+        END IF;
     END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER orders_set_workflow BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION orders_set_workflow();
+
+-- The previous release's worker sets PENDING_STOCK without awaiting_stock, and
+-- its cancel deletes reservations without closing their fulfilments.
+CREATE FUNCTION orders_previous_release() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'PENDING_STOCK' AND OLD.status <> 'PENDING_STOCK' THEN
+        NEW.awaiting_stock := true;
+    END IF;
+    IF NEW.status = 'CANCELLED' AND OLD.status <> 'CANCELLED' THEN
+        NEW.awaiting_stock := false;
+        UPDATE fulfilments f SET stock = 'released', status = 'CANCELLED', updated_at = now()
+        WHERE f.order_id = NEW.id AND f.stock = 'reserved'
+          AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.fulfilment_id = f.id);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER orders_previous_release BEFORE UPDATE OF status ON orders FOR EACH ROW
+    EXECUTE FUNCTION orders_previous_release();
 
 CREATE FUNCTION reservations_set_fulfilment() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
