@@ -61,11 +61,7 @@ func (s *Server) putLocation(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	writeJSON(w, status, l)
+	writePut(w, created, l)
 }
 
 func (s *Server) loadInventory(w http.ResponseWriter, r *http.Request) {

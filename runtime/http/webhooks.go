@@ -28,11 +28,7 @@ func (s *Server) putWebhook(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	writeJSON(w, status, wh)
+	writePut(w, created, wh)
 }
 
 func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) {

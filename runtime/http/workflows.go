@@ -50,11 +50,7 @@ func (s *Server) putWorkflow(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	writeJSON(w, status, stored)
+	writePut(w, created, stored)
 }
 
 func (s *Server) listWorkflows(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/internal/peraccount"
 	"github.com/omscloud/omscloud/runtime/metrics"
 )
 
@@ -135,37 +136,7 @@ func (d *Dispatcher) lease() time.Duration { return 2*d.o.Timeout + 30*time.Seco
 // appear and ended when they are dropped. Attempts in flight finish (within
 // Timeout) and are recorded before Run returns.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	var mu sync.Mutex
-	running := map[string]bool{}
-	t := time.NewTicker(d.o.AccountRefresh)
-	defer t.Stop()
-	for {
-		accounts, err := d.o.Accounts.Accounts(ctx)
-		if err != nil && ctx.Err() == nil {
-			d.o.Logger.Warn("webhooks: list accounts", "err", err)
-		}
-		mu.Lock()
-		for _, a := range accounts {
-			if running[a.ID] {
-				continue
-			}
-			running[a.ID] = true
-			wg.Go(func() {
-				d.runAccount(ctx, a.ID)
-				mu.Lock()
-				delete(running, a.ID)
-				mu.Unlock()
-			})
-		}
-		mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return peraccount.Run(ctx, d.o.Accounts, d.o.AccountRefresh, d.o.Logger.With("job", "webhooks"), d.runAccount)
 }
 
 func (d *Dispatcher) runAccount(ctx context.Context, account string) {

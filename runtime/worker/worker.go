@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/internal/peraccount"
 	"github.com/omscloud/omscloud/runtime/metrics"
 )
 
@@ -131,37 +131,7 @@ func NewRelay(o RelayOptions) *Relay {
 // Run relays until ctx is done; one loop per account, started as accounts
 // appear and ended when they are dropped.
 func (r *Relay) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	var mu sync.Mutex
-	running := map[string]bool{}
-	t := time.NewTicker(r.o.AccountRefresh)
-	defer t.Stop()
-	for {
-		accounts, err := r.o.Accounts.Accounts(ctx)
-		if err != nil && ctx.Err() == nil {
-			r.o.Logger.Warn("relay: list accounts", "err", err)
-		}
-		mu.Lock()
-		for _, a := range accounts {
-			if running[a.ID] {
-				continue
-			}
-			running[a.ID] = true
-			wg.Go(func() {
-				r.relayAccount(ctx, a.ID)
-				mu.Lock()
-				delete(running, a.ID)
-				mu.Unlock()
-			})
-		}
-		mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return peraccount.Run(ctx, r.o.Accounts, r.o.AccountRefresh, r.o.Logger.With("job", "relay"), r.relayAccount)
 }
 
 func (r *Relay) relayAccount(ctx context.Context, account string) {
