@@ -57,6 +57,13 @@ func post(t *testing.T, s *postgres.Store, typ, entity string) *oms.Event {
 	return e
 }
 
+// postAndDrain posts an external event and lets the worker apply it.
+func postAndDrain(t *testing.T, s *postgres.Store, typ, entity string) {
+	t.Helper()
+	post(t, s, typ, entity)
+	drain(t, s)
+}
+
 func order(t *testing.T, s *postgres.Store, id string) *oms.Order {
 	t.Helper()
 	o, err := s.Order(context.Background(), id)
@@ -112,8 +119,7 @@ func TestHomeDeliveryRunsTheDefaultWorkflowToDeliveredAndLogsEveryStep(t *testin
 	assert.Equal(t, oms.StockReserved, f.Stock)
 
 	for _, typ := range []string{"fulfilment.picked", "fulfilment.shipped", "fulfilment.delivered"} {
-		post(t, s, typ, "fulfilment:"+f.ID)
-		drain(t, s)
+		postAndDrain(t, s, typ, "fulfilment:"+f.ID)
 	}
 	o = order(t, s, o.ID)
 	assert.Equal(t, "DELIVERED", o.Status)
@@ -147,10 +153,8 @@ func TestRejectedFulfilmentIsReallocatedToAnotherLocation(t *testing.T) {
 	drain(t, s)
 	first := order(t, s, o.ID).Fulfilments[0]
 	require.Equal(t, "near", first.Location)
-	post(t, s, "fulfilment.picked", "fulfilment:"+first.ID)
-	drain(t, s)
-	post(t, s, "fulfilment.rejected", "fulfilment:"+first.ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.picked", "fulfilment:"+first.ID)
+	postAndDrain(t, s, "fulfilment.rejected", "fulfilment:"+first.ID)
 
 	o = order(t, s, o.ID)
 	assert.Equal(t, oms.StatusAllocated, o.Status)
@@ -173,8 +177,7 @@ func TestRejectedFulfilmentIsReallocatedToAnotherLocation(t *testing.T) {
 	assert.Contains(t, err.Error(), "is REJECTED")
 
 	// Rejected at the second location as well: no third location, so the order waits for stock.
-	post(t, s, "fulfilment.rejected", "fulfilment:"+o.Fulfilments[1].ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.rejected", "fulfilment:"+o.Fulfilments[1].ID)
 	o = order(t, s, o.ID)
 	assert.Equal(t, oms.StatusPendingStock, o.Status)
 	assert.Empty(t, o.Location)
@@ -212,11 +215,9 @@ func TestSplitAllocationAcrossLocationsAndOrderShipsWhenEveryPartHas(t *testing.
 	require.NoError(t, s.Pool().QueryRow(context.Background(), `SELECT sum(reserved) FROM stock`).Scan(&reserved))
 	assert.EqualValues(t, 12, reserved)
 
-	post(t, s, "fulfilment.shipped", "fulfilment:"+o.Fulfilments[0].ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.shipped", "fulfilment:"+o.Fulfilments[0].ID)
 	assert.Equal(t, oms.StatusAllocated, order(t, s, o.ID).Status, "one of two parts shipped")
-	post(t, s, "fulfilment.shipped", "fulfilment:"+o.Fulfilments[1].ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.shipped", "fulfilment:"+o.Fulfilments[1].ID)
 	assert.Equal(t, "SHIPPED", order(t, s, o.ID).Status)
 }
 
@@ -230,12 +231,10 @@ func TestClickAndCollectRunsToCollectedAndARejectionCancels(t *testing.T) {
 	assert.Equal(t, "click-and-collect", o.Workflow)
 	drain(t, s)
 	f := order(t, s, o.ID).Fulfilments[0]
-	post(t, s, "fulfilment.picked", "fulfilment:"+f.ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.picked", "fulfilment:"+f.ID)
 	assert.Equal(t, "READY_FOR_COLLECTION", order(t, s, o.ID).Status)
 	assert.Contains(t, eventTypes(t, s, "order:"+o.ID), "order.ready_for_collection", "the emit action notifies the customer")
-	post(t, s, "fulfilment.collected", "fulfilment:"+f.ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.collected", "fulfilment:"+f.ID)
 	o = order(t, s, o.ID)
 	assert.Equal(t, "COLLECTED", o.Status)
 	onHand, reserved := stockOf(t, s, "store-1", "A")
@@ -243,8 +242,7 @@ func TestClickAndCollectRunsToCollectedAndARejectionCancels(t *testing.T) {
 
 	o2 := createOrder(t, s, cc("cc-2", "store-1", oms.Item{SKU: "A", Qty: 2}))
 	drain(t, s)
-	post(t, s, "fulfilment.rejected", "fulfilment:"+order(t, s, o2.ID).Fulfilments[0].ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.rejected", "fulfilment:"+order(t, s, o2.ID).Fulfilments[0].ID)
 	assert.Equal(t, oms.StatusCancelled, order(t, s, o2.ID).Status)
 	onHand, reserved = stockOf(t, s, "store-1", "A")
 	assert.Equal(t, [2]int64{2, 0}, [2]int64{onHand, reserved}, "the rejected reservation went back")
@@ -294,8 +292,7 @@ rules:
 	drain(t, s)
 	assert.Equal(t, 2, order(t, s, fresh.ID).WorkflowVersion)
 	assert.Equal(t, "RESERVED", order(t, s, fresh.ID).Status)
-	post(t, s, "fulfilment.dispatched", "fulfilment:"+order(t, s, fresh.ID).Fulfilments[0].ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.dispatched", "fulfilment:"+order(t, s, fresh.ID).Fulfilments[0].ID)
 	assert.Equal(t, "DISPATCHED", order(t, s, fresh.ID).Status)
 
 	// The old order still runs v1: dispatched means nothing to it, shipped does.
@@ -304,8 +301,7 @@ rules:
 	require.Error(t, err)
 	assert.Equal(t, "type", oms.ErrorField(err))
 	assert.Contains(t, err.Error(), "home-delivery v1 has no rule on fulfilment.dispatched")
-	post(t, s, "fulfilment.shipped", "fulfilment:"+oldF.ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.shipped", "fulfilment:"+oldF.ID)
 	assert.Equal(t, "SHIPPED", order(t, s, old.ID).Status)
 
 	// A second workflow for HD orders is refused, naming the one to change.
@@ -398,8 +394,7 @@ func TestCancelReleasesEveryFulfilmentButNotAfterShipping(t *testing.T) {
 	waiting := createOrder(t, s, hd("o3", 52, 4, oms.Item{SKU: "X", Qty: 1}))
 	drain(t, s)
 	require.Equal(t, oms.StatusPendingStock, order(t, s, waiting.ID).Status)
-	post(t, s, "fulfilment.shipped", "fulfilment:"+order(t, s, shipped.ID).Fulfilments[0].ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.shipped", "fulfilment:"+order(t, s, shipped.ID).Fulfilments[0].ID)
 	_, err = s.CancelOrder(ctx, shipped.ID)
 	assert.Equal(t, oms.ECONFLICT, oms.ErrorCode(err), "goods that left cannot be un-shipped by a cancel")
 	load(t, s, "sku,location,on_hand\nX,b,1\n")
@@ -485,8 +480,7 @@ func TestAnOrderWithALineWaitingForStockIsNotShippedByItsOtherParts(t *testing.T
 	post(t, s, "fulfilment.rejected", "fulfilment:"+fs[1].ID) // Y at b: nowhere else to go
 	drain(t, s)
 	require.Equal(t, oms.StatusPendingStock, order(t, s, o.ID).Status)
-	post(t, s, "fulfilment.shipped", "fulfilment:"+fs[0].ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.shipped", "fulfilment:"+fs[0].ID)
 	assert.Equal(t, oms.StatusPendingStock, order(t, s, o.ID).Status, "Y has not shipped: the order is not SHIPPED")
 
 	putLocation(t, s, "c", oms.LocationWarehouse, 50.0, 4.0)
@@ -494,8 +488,7 @@ func TestAnOrderWithALineWaitingForStockIsNotShippedByItsOtherParts(t *testing.T
 	drain(t, s)
 	o2 := order(t, s, o.ID)
 	require.Equal(t, oms.StatusAllocated, o2.Status)
-	post(t, s, "fulfilment.shipped", "fulfilment:"+o2.Fulfilments[2].ID)
-	drain(t, s)
+	postAndDrain(t, s, "fulfilment.shipped", "fulfilment:"+o2.Fulfilments[2].ID)
 	assert.Equal(t, "SHIPPED", order(t, s, o.ID).Status)
 }
 
