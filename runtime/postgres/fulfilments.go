@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -159,21 +160,12 @@ func postable(wf *oms.Workflow) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, r := range wf.Rules {
-		if !seen[r.On] && !isEngineEvent(r.On) {
+		if !seen[r.On] && !slices.Contains(oms.EngineEventTypes, r.On) {
 			seen[r.On] = true
 			out = append(out, r.On)
 		}
 	}
 	return out
-}
-
-func isEngineEvent(t string) bool {
-	for _, e := range oms.EngineEventTypes {
-		if e == t {
-			return true
-		}
-	}
-	return false
 }
 
 func statusesFor(wf *oms.Workflow, eventType string) []string {
