@@ -452,6 +452,42 @@ type Fulfilment struct {
 	Stock     string    `json:"stock"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	Seq       int64     `json:"-"` // creation order, for paging
+}
+
+// FulfilmentFilter selects fulfilments: a location's pick list, say.
+type FulfilmentFilter struct {
+	Location string
+	Status   string
+	Limit    int
+	Cursor   string
+}
+
+// Validate checks the filter and sets the default limit.
+func (f *FulfilmentFilter) Validate() error {
+	if f.Location != "" {
+		if err := ValidateRef("location", f.Location); err != nil {
+			return err
+		}
+	}
+	if f.Status != "" {
+		if err := ValidateStatus("status", f.Status); err != nil {
+			return err
+		}
+	}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	if f.Limit < 0 || f.Limit > MaxListLimit {
+		return Invalid("limit", "must be between 1 and %d", MaxListLimit)
+	}
+	return nil
+}
+
+// FulfilmentPage is one page of fulfilments, oldest first.
+type FulfilmentPage struct {
+	Fulfilments []*Fulfilment `json:"fulfilments"`
+	NextCursor  string        `json:"nextCursor,omitempty"`
 }
 
 // Fulfilment stock states.
@@ -514,6 +550,8 @@ type WorkflowService interface {
 	// Workflows returns the latest version of each workflow.
 	Workflows(ctx context.Context) ([]*Workflow, error)
 	Fulfilment(ctx context.Context, id string) (*Fulfilment, error)
+	// Fulfilments lists fulfilments oldest first, by location and status.
+	Fulfilments(ctx context.Context, f FulfilmentFilter) (*FulfilmentPage, error)
 	// PostEvent records an external event; the worker applies it. The same id
 	// with the same request replays the recorded event (replayed=true).
 	PostEvent(ctx context.Context, r *EventRequest) (e *Event, replayed bool, err error)

@@ -15,6 +15,7 @@ func (s *Server) routeWorkflows(r chi.Router) {
 	r.Put("/workflows/{name}", s.putWorkflow)
 	r.Get("/workflows", s.listWorkflows)
 	r.Get("/workflows/{name}", s.getWorkflow)
+	r.Get("/fulfilments", s.listFulfilments)
 	r.Get("/fulfilments/{id}", s.getFulfilment)
 	r.Post("/events", s.postEvent)
 }
@@ -81,6 +82,22 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wf)
+}
+
+func (s *Server) listFulfilments(w http.ResponseWriter, r *http.Request) {
+	limit, err := intParam(r, "limit")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	page, err := storeOf(r).Fulfilments(r.Context(), oms.FulfilmentFilter{Location: q.Get("location"), Status: q.Get("status"),
+		Cursor: q.Get("cursor"), Limit: int(limit)})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 func (s *Server) getFulfilment(w http.ResponseWriter, r *http.Request) {

@@ -56,6 +56,7 @@ type Store struct {
 	WorkflowFn               func(ctx context.Context, name string, version int) (*oms.Workflow, error)
 	WorkflowsFn              func(ctx context.Context) ([]*oms.Workflow, error)
 	FulfilmentFn             func(ctx context.Context, id string) (*oms.Fulfilment, error)
+	FulfilmentsFn            func(ctx context.Context, f oms.FulfilmentFilter) (*oms.FulfilmentPage, error)
 	PostEventFn              func(ctx context.Context, r *oms.EventRequest) (*oms.Event, bool, error)
 	PruneProcessedFn         func(ctx context.Context, retention time.Duration, limit int) (int, error)
 	PutWebhookFn             func(ctx context.Context, name string, in *oms.WebhookInput) (*oms.Webhook, bool, error)
@@ -115,6 +116,9 @@ func (s *Store) Workflow(ctx context.Context, name string, version int) (*oms.Wo
 func (s *Store) Workflows(ctx context.Context) ([]*oms.Workflow, error) { return s.WorkflowsFn(ctx) }
 func (s *Store) Fulfilment(ctx context.Context, id string) (*oms.Fulfilment, error) {
 	return s.FulfilmentFn(ctx, id)
+}
+func (s *Store) Fulfilments(ctx context.Context, f oms.FulfilmentFilter) (*oms.FulfilmentPage, error) {
+	return s.FulfilmentsFn(ctx, f)
 }
 func (s *Store) PostEvent(ctx context.Context, r *oms.EventRequest) (*oms.Event, bool, error) {
 	return s.PostEventFn(ctx, r)

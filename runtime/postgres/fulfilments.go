@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -13,17 +14,18 @@ import (
 	oms "github.com/omscloud/omscloud/runtime"
 )
 
-// fulfilments lists fulfilments matching where (on alias f), oldest first.
-func (s *Store) fulfilments(ctx context.Context, where string, args ...any) ([]*oms.Fulfilment, error) {
-	rows, err := s.pool.Query(ctx, `SELECT f.id::text, f.order_id::text, l.ref, f.status, f.items, f.stock, f.created_at, f.updated_at
-		FROM fulfilments f JOIN locations l ON l.id = f.location_id WHERE `+where+` ORDER BY f.seq`, args...)
+// queryFulfilments lists fulfilments matching where (on alias f), oldest first, at most limit (0: all).
+func (s *Store) queryFulfilments(ctx context.Context, where string, limit int, args ...any) ([]*oms.Fulfilment, error) {
+	rows, err := s.pool.Query(ctx, `SELECT f.id::text, f.order_id::text, l.ref, f.status, f.items, f.stock, f.created_at,
+		f.updated_at, f.seq FROM fulfilments f JOIN locations l ON l.id = f.location_id WHERE `+where+` ORDER BY f.seq
+		LIMIT NULLIF($`+strconv.Itoa(len(args)+1)+`::int, 0)`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("read fulfilments: %w", err)
 	}
 	fs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*oms.Fulfilment, error) {
 		var f oms.Fulfilment
 		var items []byte
-		if err := row.Scan(&f.ID, &f.Order, &f.Location, &f.Status, &items, &f.Stock, &f.CreatedAt, &f.UpdatedAt); err != nil {
+		if err := row.Scan(&f.ID, &f.Order, &f.Location, &f.Status, &items, &f.Stock, &f.CreatedAt, &f.UpdatedAt, &f.Seq); err != nil {
 			return nil, err
 		}
 		return &f, json.Unmarshal(items, &f.Items)
@@ -34,12 +36,37 @@ func (s *Store) fulfilments(ctx context.Context, where string, args ...any) ([]*
 	return fs, nil
 }
 
+// Fulfilments implements oms.WorkflowService: a location's queue, oldest first.
+func (s *Store) Fulfilments(ctx context.Context, f oms.FulfilmentFilter) (*oms.FulfilmentPage, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	after, err := decodeCursor(f.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := s.queryFulfilments(ctx, `($1 = '' OR l.ref = $1) AND ($2 = '' OR f.status = $2) AND f.seq > $3`,
+		f.Limit+1, f.Location, f.Status, after)
+	if err != nil {
+		return nil, err
+	}
+	page := &oms.FulfilmentPage{Fulfilments: fs}
+	if len(fs) > f.Limit {
+		page.Fulfilments = fs[:f.Limit]
+		page.NextCursor = encodeCursor(fs[f.Limit-1].Seq)
+	}
+	if page.Fulfilments == nil {
+		page.Fulfilments = []*oms.Fulfilment{}
+	}
+	return page, nil
+}
+
 // Fulfilment implements oms.WorkflowService.
 func (s *Store) Fulfilment(ctx context.Context, id string) (*oms.Fulfilment, error) {
 	if !uuidPattern.MatchString(id) {
 		return nil, oms.Errorf(oms.ENOTFOUND, "id", "fulfilment %q not found", id)
 	}
-	fs, err := s.fulfilments(ctx, `f.id = $1`, id)
+	fs, err := s.queryFulfilments(ctx, `f.id = $1`, 1, id)
 	if err != nil {
 		return nil, err
 	}

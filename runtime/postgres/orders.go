@@ -192,7 +192,7 @@ func (s *Store) Order(ctx context.Context, id string) (*oms.Order, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get order: %w", err)
 	}
-	if o.Fulfilments, err = s.fulfilments(ctx, `f.order_id = $1`, id); err != nil {
+	if o.Fulfilments, err = s.queryFulfilments(ctx, `f.order_id = $1`, 0, id); err != nil {
 		return nil, fmt.Errorf("get order: %w", err)
 	}
 	return o, nil
@@ -203,15 +203,9 @@ func (s *Store) Orders(ctx context.Context, f oms.OrderFilter) (*oms.OrderPage, 
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
-	var before int64
-	if f.Cursor != "" {
-		b, err := base64.RawURLEncoding.DecodeString(f.Cursor)
-		if err == nil {
-			before, err = strconv.ParseInt(string(b), 10, 64)
-		}
-		if err != nil || before <= 0 {
-			return nil, oms.Invalid("cursor", "not a cursor returned by this API")
-		}
+	before, err := decodeCursor(f.Cursor)
+	if err != nil {
+		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+orderColumns+`, o.seq FROM orders o
 		LEFT JOIN locations l ON l.id = o.location_id
@@ -237,7 +231,7 @@ func (s *Store) Orders(ctx context.Context, f oms.OrderFilter) (*oms.OrderPage, 
 	}
 	if len(page.Orders) > f.Limit {
 		page.Orders = page.Orders[:f.Limit]
-		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(seqs[f.Limit-1], 10)))
+		page.NextCursor = encodeCursor(seqs[f.Limit-1])
 	}
 	return page, nil
 }
@@ -302,4 +296,25 @@ func (s *Store) CancelOrder(ctx context.Context, id string) (*oms.Order, error) 
 		s.invalidate(ctx)
 	}
 	return order, nil
+}
+
+// encodeCursor makes an opaque page cursor of a sequence number.
+func encodeCursor(seq int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(seq, 10)))
+}
+
+// decodeCursor reads a cursor from encodeCursor; "" is 0.
+func decodeCursor(c string) (int64, error) {
+	if c == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	var seq int64
+	if err == nil {
+		seq, err = strconv.ParseInt(string(b), 10, 64)
+	}
+	if err != nil || seq <= 0 {
+		return 0, oms.Invalid("cursor", "not a cursor returned by this API")
+	}
+	return seq, nil
 }

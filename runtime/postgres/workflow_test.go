@@ -558,3 +558,39 @@ func TestPostingTheSameEventIDConcurrentlyRecordsItOnce(t *testing.T) {
 	_, _, err := s.PostEvent(ctx, &other)
 	assert.Equal(t, oms.ECONFLICT, oms.ErrorCode(err), "same id, other data")
 }
+
+func TestFulfilmentsListALocationsQueueByStatusInPages(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "a", oms.LocationWarehouse, 52.0, 4.0)
+	putLocation(t, s, "b", oms.LocationWarehouse, 40.0, 4.0)
+	load(t, s, "sku,location,on_hand\nA,a,5\nB,b,5\n")
+	var atA []string
+	for i := range 5 {
+		o := createOrder(t, s, hd(fmt.Sprintf("a-%d", i), 52, 4, oms.Item{SKU: "A", Qty: 1}))
+		createOrder(t, s, hd(fmt.Sprintf("b-%d", i), 52, 4, oms.Item{SKU: "B", Qty: 1}))
+		drain(t, s)
+		atA = append(atA, order(t, s, o.ID).Fulfilments[0].ID)
+	}
+	postAndDrain(t, s, "fulfilment.picked", "fulfilment:"+atA[1])
+
+	var got []string
+	cursor := ""
+	for {
+		page, err := s.Fulfilments(ctx, oms.FulfilmentFilter{Location: "a", Status: "CREATED", Limit: 2, Cursor: cursor})
+		require.NoError(t, err)
+		for _, f := range page.Fulfilments {
+			assert.Equal(t, "a", f.Location)
+			got = append(got, f.ID)
+		}
+		if cursor = page.NextCursor; cursor == "" {
+			break
+		}
+	}
+	assert.Equal(t, []string{atA[0], atA[2], atA[3], atA[4]}, got, "a's CREATED fulfilments, oldest first, across pages")
+	_, err := s.Fulfilments(ctx, oms.FulfilmentFilter{Status: "picked"})
+	assert.Equal(t, "status", oms.ErrorField(err))
+	_, err = s.Fulfilments(ctx, oms.FulfilmentFilter{Cursor: "nope"})
+	assert.Equal(t, "cursor", oms.ErrorField(err))
+}
