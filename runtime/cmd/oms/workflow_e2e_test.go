@@ -107,6 +107,10 @@ func TestEndToEndDefaultWorkflowsThroughExternalEvents(t *testing.T) {
 	// CC: ready for collection once picked, then collected.
 	o = waitOrder(t, c, cc.ID, "CC order allocated", func(o *oms.Order) bool { return o.Status == oms.StatusAllocated })
 	require.Equal(t, "store-1", o.Location)
+	var pickList oms.FulfilmentPage
+	c.json("GET", "/v1/fulfilments?location=store-1&status=CREATED", nil, http.StatusOK, &pickList)
+	require.Len(t, pickList.Fulfilments, 1, "the store's pick list")
+	assert.Equal(t, o.Fulfilments[0].ID, pickList.Fulfilments[0].ID)
 	postEvent(t, c, "fulfilment.picked", o.Fulfilments[0].ID)
 	waitOrder(t, c, cc.ID, "CC ready", func(o *oms.Order) bool { return o.Status == "READY_FOR_COLLECTION" })
 	postEvent(t, c, "fulfilment.collected", o.Fulfilments[0].ID)
