@@ -34,7 +34,6 @@ var (
 	// inventory.batch_loaded); a pattern may end in ".*" or be "*".
 	eventTypePattern    = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
 	eventPrefixPattern  = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*$`)
-	deliveryIDPattern   = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	deliveryStatusNames = map[string]bool{DeliveryPending: true, DeliveryDelivered: true, DeliveryDead: true}
 )
 
@@ -194,7 +193,7 @@ func (f *DeliveryFilter) Validate() error {
 
 // ValidateDeliveryID checks a delivery id (a UUID).
 func ValidateDeliveryID(id string) error {
-	if !deliveryIDPattern.MatchString(id) {
+	if !IsUUID(id) {
 		return Invalid("id", "must be a delivery id (a lowercase UUID)")
 	}
 	return nil

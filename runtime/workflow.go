@@ -540,6 +540,9 @@ func (r *EventRequest) Validate() error {
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
+// IsUUID reports whether s is a UUID in the lowercase form the OMS writes.
+func IsUUID(s string) bool { return uuidPattern.MatchString(s) }
+
 // WorkflowService stores an account's workflows and takes external events.
 type WorkflowService interface {
 	// PutWorkflow stores w as a new version, or returns the latest version

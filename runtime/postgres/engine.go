@@ -20,7 +20,7 @@ import (
 // stock wakes the orders waiting for it. Each event applies at most once: its
 // id is recorded in the transaction that applies it.
 func (s *Store) ApplyEvent(ctx context.Context, e *oms.Event) (bool, error) {
-	if !uuidPattern.MatchString(e.ID) {
+	if !oms.IsUUID(e.ID) {
 		return false, oms.Invalid("id", "event id must be a UUID")
 	}
 	switch {
@@ -163,7 +163,7 @@ type execution struct {
 // runs its actions; every step lands in the event log.
 func (s *Store) runWorkflow(ctx context.Context, e *oms.Event) (bool, error) {
 	kind, id, _ := strings.Cut(e.Entity, ":")
-	if !uuidPattern.MatchString(id) {
+	if !oms.IsUUID(id) {
 		return false, oms.Invalid("entity", "%q: not an order or fulfilment id", e.Entity)
 	}
 	// Fast path outside a transaction: most engine notifications (order.allocated,

@@ -63,7 +63,7 @@ func (s *Store) Fulfilments(ctx context.Context, f oms.FulfilmentFilter) (*oms.F
 
 // Fulfilment implements oms.WorkflowService.
 func (s *Store) Fulfilment(ctx context.Context, id string) (*oms.Fulfilment, error) {
-	if !uuidPattern.MatchString(id) {
+	if !oms.IsUUID(id) {
 		return nil, oms.Errorf(oms.ENOTFOUND, "id", "fulfilment %q not found", id)
 	}
 	fs, err := s.queryFulfilments(ctx, `f.id = $1`, 1, id)

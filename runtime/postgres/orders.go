@@ -181,7 +181,7 @@ func checkOrderRefs(ctx context.Context, tx pgx.Tx, r *oms.OrderRequest) error {
 
 // Order implements oms.OrderService.
 func (s *Store) Order(ctx context.Context, id string) (*oms.Order, error) {
-	if !uuidPattern.MatchString(id) {
+	if !oms.IsUUID(id) {
 		return nil, oms.Errorf(oms.ENOTFOUND, "id", "order %q not found", id)
 	}
 	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders o
@@ -238,7 +238,7 @@ func (s *Store) Orders(ctx context.Context, f oms.OrderFilter) (*oms.OrderPage, 
 
 // CancelOrder implements oms.OrderService; the reservation is released in the same transaction.
 func (s *Store) CancelOrder(ctx context.Context, id string) (*oms.Order, error) {
-	if !uuidPattern.MatchString(id) {
+	if !oms.IsUUID(id) {
 		return nil, oms.Errorf(oms.ENOTFOUND, "id", "order %q not found", id)
 	}
 	var order *oms.Order

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"time"
 
@@ -30,8 +29,6 @@ var _ oms.Store = (*Store)(nil)
 
 // Pool exposes the account's pool to tests and tools in this module.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
-var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // appendEvent writes an event to the log and queues it in the outbox, inside
 // the caller's transaction: the state change and its event commit together.
