@@ -57,6 +57,16 @@ func post(t *testing.T, s *postgres.Store, typ, entity string) *oms.Event {
 	return e
 }
 
+// oneWarehouse is an account with one warehouse "wh" holding 10 of SKU A.
+func oneWarehouse(t *testing.T) *postgres.Store {
+	t.Helper()
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	putLocation(t, s, "wh", oms.LocationWarehouse, 52.0, 4.0)
+	load(t, s, "sku,location,on_hand\nA,wh,10\n")
+	return s
+}
+
 // postAndDrain posts an external event and lets the worker apply it.
 func postAndDrain(t *testing.T, s *postgres.Store, typ, entity string) {
 	t.Helper()
@@ -249,11 +259,8 @@ func TestClickAndCollectRunsToCollectedAndARejectionCancels(t *testing.T) {
 }
 
 func TestWorkflowVersionsPinOrdersAndConflictsAreNamed(t *testing.T) {
-	reg, _ := omstest.Registry(t, nil)
-	s := newAccount(t, reg, "acme")
+	s := oneWarehouse(t)
 	ctx := context.Background()
-	putLocation(t, s, "wh", oms.LocationWarehouse, 52.0, 4.0)
-	load(t, s, "sku,location,on_hand\nA,wh,10\n")
 	old := createOrder(t, s, hd("old", 52, 4, oms.Item{SKU: "A", Qty: 1}))
 	drain(t, s)
 
@@ -315,11 +322,8 @@ rules:
 }
 
 func TestPostEventChecksAndReplays(t *testing.T) {
-	reg, _ := omstest.Registry(t, nil)
-	s := newAccount(t, reg, "acme")
+	s := oneWarehouse(t)
 	ctx := context.Background()
-	putLocation(t, s, "wh", oms.LocationWarehouse, 52.0, 4.0)
-	load(t, s, "sku,location,on_hand\nA,wh,10\n")
 	o := createOrder(t, s, hd("o", 52, 4, oms.Item{SKU: "A", Qty: 1}))
 	drain(t, s)
 	f := order(t, s, o.ID).Fulfilments[0]
@@ -422,11 +426,8 @@ func TestPruneProcessedForgetsOnlyOldMessageIDs(t *testing.T) {
 }
 
 func TestWebhookActionSendsTheTriggerOnceAndAMissingWebhookIsLogged(t *testing.T) {
-	reg, _ := omstest.Registry(t, nil)
-	s := newAccount(t, reg, "acme")
+	s := oneWarehouse(t)
 	ctx := context.Background()
-	putLocation(t, s, "wh", oms.LocationWarehouse, 52.0, 4.0)
-	load(t, s, "sku,location,on_hand\nA,wh,10\n")
 	// The ERP also subscribes to fulfilment.shipped: the rule's call must not send it twice.
 	_, _, err := s.PutWebhook(ctx, "erp", &oms.WebhookInput{URL: "https://erp.example.com/hook",
 		Events: []string{"fulfilment.shipped"}, Secret: "0123456789abcdef0123"})
@@ -526,11 +527,8 @@ func TestWakingWaitingOrdersContinuesPastTheBatchAndSkipsOrdersItCannotServe(t *
 }
 
 func TestPostingTheSameEventIDConcurrentlyRecordsItOnce(t *testing.T) {
-	reg, _ := omstest.Registry(t, nil)
-	s := newAccount(t, reg, "acme")
+	s := oneWarehouse(t)
 	ctx := context.Background()
-	putLocation(t, s, "wh", oms.LocationWarehouse, 52.0, 4.0)
-	load(t, s, "sku,location,on_hand\nA,wh,10\n")
 	o := createOrder(t, s, hd("o", 52, 4, oms.Item{SKU: "A", Qty: 1}))
 	drain(t, s)
 	req := &oms.EventRequest{ID: "0b0f5a4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", Type: "fulfilment.picked",
