@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/omscloud/omscloud/components/apis"
 	"github.com/omscloud/omscloud/enginetest"
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
@@ -47,6 +48,16 @@ func TestShippedStacksOnEngine(t *testing.T) {
 			up, err := s.Up(ctx)
 			require.NoError(t, err, "up")
 			assert.Equal(t, "succeeded", up.Summary.Result)
+			_, resources, err := env.RawState(name)
+			require.NoError(t, err)
+			for _, m := range apis.MissingDependencies(enginetest.APINodes(resources)) {
+				t.Errorf("may start before its API is on: %s", m)
+			}
+			if cfg.Edge.Provider == "gcp" {
+				for _, h := range cfg.Edge.Hostnames {
+					assert.NoError(t, env.Providers.Cloud.ServesTLS(h), "right after the first up, %s serves a valid certificate", h)
+				}
+			}
 			require.Contains(t, up.Outputs, "kubeconfig")
 			assert.True(t, up.Outputs["kubeconfig"].Secret, "the kubeconfig output is a secret")
 			assert.Equal(t, cfg.Region.Primary.GCPRegion, up.Outputs["gcpRegion"].Value)

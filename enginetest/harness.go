@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/omscloud/omscloud/components/apis"
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -152,11 +153,13 @@ func (e *Env) Stack(ctx context.Context, t testing.TB, name string, program pulu
 
 // StateResource is one resource of an exported stack state.
 type StateResource struct {
-	URN     string         `json:"urn"`
-	Type    string         `json:"type"`
-	Custom  bool           `json:"custom"`
-	Inputs  map[string]any `json:"inputs"`
-	Outputs map[string]any `json:"outputs"`
+	URN          string         `json:"urn"`
+	Type         string         `json:"type"`
+	Custom       bool           `json:"custom"`
+	Parent       string         `json:"parent"`
+	Dependencies []string       `json:"dependencies"`
+	Inputs       map[string]any `json:"inputs"`
+	Outputs      map[string]any `json:"outputs"`
 }
 
 // SecretSig marks an encrypted value in exported state: {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "ciphertext": ...}.
@@ -192,4 +195,16 @@ func (e *Env) RawState(stack string) ([]byte, []StateResource, error) {
 		return nil, nil, fmt.Errorf("decode the state of %s: %w", stack, err)
 	}
 	return data, cp.Checkpoint.Latest.Resources, nil
+}
+
+// APINodes are a state's resources as apis.MissingDependencies reads them.
+func APINodes(resources []StateResource) []apis.Node {
+	out := make([]apis.Node, 0, len(resources))
+	for _, r := range resources {
+		n := apis.Node{URN: r.URN, Type: r.Type, Parent: r.Parent, Dependencies: r.Dependencies}
+		n.Project, _ = r.Inputs["project"].(string)
+		n.Service, _ = r.Inputs["service"].(string)
+		out = append(out, n)
+	}
+	return out
 }

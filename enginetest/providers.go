@@ -2,10 +2,10 @@
 // built by scripts/pulumi-build.sh, driven by the Automation API against a local file backend, with in-process
 // stand-ins for the gcp, kubernetes, cloudflare and random providers.
 //
-// The stand-ins echo inputs and add the outputs real providers compute and omscloud reads (cluster endpoint, service
-// account e-mails, connection names, addresses); random resources generate real random values, marked secret, so
-// that a test can prove none of them reaches the state file in plain text. They model no replacements, no provider
-// defaults and no cloud-side validation: the engine, the program, config and state handling are what is real.
+// The stand-ins echo inputs and add the outputs real providers compute and omscloud reads (inventory.ComputeOutputs:
+// the same table `omsctl plan` uses); random resources generate real random values, marked secret, so that a test
+// can prove none of them reaches the state file in plain text. The gcp and kubernetes stand-ins share a behaviour
+// model of the cloud (Cloud, cloud.go) and refuse what GCP would refuse on a first apply.
 package enginetest
 
 import (
@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/omscloud/omscloud/inventory"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
@@ -38,6 +39,8 @@ var PluginVersions = map[string]string{
 
 // Providers is a running set of stand-in providers, one gRPC server per package.
 type Providers struct {
+	// Cloud is the behaviour model the stand-ins share.
+	Cloud   *Cloud
 	ports   map[string]int
 	cancels []chan bool
 	secrets *secretLog
@@ -45,7 +48,7 @@ type Providers struct {
 
 // StartProviders serves a stand-in for every package in PluginVersions on a free 127.0.0.1 port.
 func StartProviders() (*Providers, error) {
-	p := &Providers{ports: map[string]int{}, secrets: &secretLog{}}
+	p := &Providers{Cloud: newCloud(), ports: map[string]int{}, secrets: &secretLog{}}
 	for _, pkg := range slices.Sorted(func(yield func(string) bool) {
 		for k := range PluginVersions {
 			if !yield(k) {
@@ -53,7 +56,7 @@ func StartProviders() (*Providers, error) {
 			}
 		}
 	}) {
-		srv := &standIn{pkg: pkg, version: PluginVersions[pkg], secrets: p.secrets}
+		srv := &standIn{pkg: pkg, version: PluginVersions[pkg], secrets: p.secrets, cloud: p.Cloud}
 		cancel := make(chan bool)
 		h, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
 			Cancel: cancel,
@@ -119,6 +122,7 @@ type standIn struct {
 	pulumirpc.UnimplementedResourceProviderServer
 	pkg, version string
 	secrets      *secretLog
+	cloud        *Cloud
 }
 
 var marshalOpts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, KeepResources: true, KeepOutputValues: false}
@@ -166,9 +170,24 @@ func (p *standIn) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error
 	return &emptypb.Empty{}, nil
 }
 
-// Invoke answers provider functions with their arguments: omscloud calls none whose result it depends on.
+// Invoke answers the functions the behaviour model knows from the model, and any other with its arguments.
 func (p *standIn) Invoke(_ context.Context, req *pulumirpc.InvokeRequest) (*pulumirpc.InvokeResponse, error) {
-	return &pulumirpc.InvokeResponse{Return: req.GetArgs()}, nil
+	args, err := unmarshal(req.GetArgs())
+	if err != nil {
+		return nil, fmt.Errorf("invoke %s: %w", req.GetTok(), err)
+	}
+	out, known, err := p.cloud.Invoke(req.GetTok(), args)
+	if err != nil {
+		return nil, err
+	}
+	if !known {
+		return &pulumirpc.InvokeResponse{Return: req.GetArgs()}, nil
+	}
+	ret, err := marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.InvokeResponse{Return: ret}, nil
 }
 
 func (p *standIn) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
@@ -224,13 +243,16 @@ func (p *standIn) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulu
 	typ, name := typeOf(req.GetUrn(), req.GetType()), nameOf(req.GetUrn(), req.GetName())
 	outs := inputs.Copy()
 	p.compute(typ, name, outs, req.GetPreview())
-	props, err := marshal(outs)
-	if err != nil {
-		return nil, err
-	}
 	id := ""
 	if !req.GetPreview() {
 		id = name + "-id"
+		if err := p.apply(req.GetUrn(), typ, name, &id, inputs, outs); err != nil {
+			return nil, err
+		}
+	}
+	props, err := marshal(outs)
+	if err != nil {
+		return nil, err
 	}
 	return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
 }
@@ -257,6 +279,12 @@ func (p *standIn) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulu
 			}
 		}
 	}
+	if !req.GetPreview() {
+		id := req.GetId()
+		if err := p.apply(req.GetUrn(), typeOf(req.GetUrn(), req.GetType()), nameOf(req.GetUrn(), req.GetName()), &id, news, outs); err != nil {
+			return nil, err
+		}
+	}
 	props, err := marshal(outs)
 	if err != nil {
 		return nil, err
@@ -268,8 +296,32 @@ func (p *standIn) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirp
 	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
 }
 
-func (p *standIn) Delete(context.Context, *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
+func (p *standIn) Delete(_ context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
+	if p.pkg == "gcp" {
+		props, err := unmarshal(req.GetProperties())
+		if err != nil {
+			return nil, fmt.Errorf("delete %s: %w", req.GetUrn(), err)
+		}
+		p.cloud.Delete(req.GetUrn(), typeOf(req.GetUrn(), req.GetType()), props)
+	}
 	return &emptypb.Empty{}, nil
+}
+
+// apply runs a create or update through the behaviour model: GCP resources may be refused, get their real ids and
+// the outputs GCP computes; Kubernetes objects may ask GCP for something (NEGs).
+func (p *standIn) apply(urn, typ, name string, id *string, inputs, outs resource.PropertyMap) error {
+	switch p.pkg {
+	case "gcp":
+		if *id == name+"-id" {
+			*id = p.cloud.ID(urn, typ, name, inputs)
+		}
+		if err := p.cloud.Create(urn, typ, *id, inputs, outs); err != nil {
+			return fmt.Errorf("%s: %w", urn, err)
+		}
+	case "kubernetes":
+		p.cloud.KubernetesApplied(typ, inputs)
+	}
+	return nil
 }
 
 // compute adds the outputs that real providers compute and other resources consume. During a preview they are
@@ -284,15 +336,6 @@ func (p *standIn) compute(typ, name string, state resource.PropertyMap, preview 
 		}
 		state[resource.PropertyKey(k)] = v
 	}
-	str := func(k, fallback string) string {
-		if v, ok := state[resource.PropertyKey(k)]; ok && v.IsString() {
-			return v.StringValue()
-		}
-		return fallback
-	}
-	physical := str("name", name)
-	project := str("project", "standin-project")
-
 	switch p.pkg {
 	case "random":
 		p.computeRandom(typ, state, set)
@@ -311,26 +354,11 @@ func (p *standIn) compute(typ, name string, state resource.PropertyMap, preview 
 		}
 		return
 	}
-	set("name", resource.NewProperty(physical))
-	switch typ {
-	case "gcp:container/cluster:Cluster":
-		set("endpoint", resource.NewProperty("203.0.113.10"))
-		set("masterAuth", resource.NewObjectProperty(resource.PropertyMap{
-			"clusterCaCertificate": resource.NewProperty(base64.StdEncoding.EncodeToString([]byte("stand-in CA of " + physical))),
-		}))
-	case "gcp:serviceaccount/account:Account":
-		set("email", resource.NewProperty(fmt.Sprintf("%s@%s.iam.gserviceaccount.com", str("accountId", physical), project)))
-	case "gcp:projects/serviceIdentity:ServiceIdentity":
-		service := strings.SplitN(str("service", "service"), ".", 2)[0]
-		set("email", resource.NewProperty(fmt.Sprintf("service-123456789@gcp-sa-%s.iam.gserviceaccount.com", service)))
-	case "gcp:sql/databaseInstance:DatabaseInstance":
-		set("connectionName", resource.NewProperty(fmt.Sprintf("%s:%s:%s", project, str("region", "region"), physical)))
-		set("privateIpAddress", resource.NewProperty("10.30.0.3"))
-	case "gcp:compute/globalAddress:GlobalAddress", "gcp:compute/address:Address":
-		set("address", resource.NewProperty("203.0.113.20"))
+	computed := state.Copy()
+	inventory.ComputeOutputs(typ, name, computed)
+	for k, v := range computed {
+		set(string(k), v)
 	}
-	kind := strings.ToLower(typ[strings.LastIndex(typ, ":")+1:])
-	set("selfLink", resource.NewProperty(fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/%ss/%s", project, kind, physical)))
 }
 
 // computeRandom generates real random values. Passwords, strings and bytes are secrets: they are logged so that

@@ -3,6 +3,7 @@ package inventory
 import (
 	"encoding/base64"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 
@@ -54,13 +55,44 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 
 	state := args.Inputs.Copy()
 	id := args.Name + "-id"
-	computeOutputs(args.TypeToken, args.Name, state)
+	ComputeOutputs(args.TypeToken, args.Name, state)
 	return id, state, nil
 }
 
-// Call fakes provider functions; omscloud programs call none that matter offline.
+// Call answers the provider functions omscloud programs call with plausible results.
 func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	project := "mock-project"
+	if p, ok := args.Args["project"]; ok && p.IsString() {
+		project = p.StringValue()
+	} else if p, ok := args.Args["projectId"]; ok && p.IsString() {
+		project = p.StringValue()
+	}
+	switch args.Token {
+	case "gcp:organizations/getProject:getProject":
+		return resource.PropertyMap{"projectId": resource.NewProperty(project), "number": resource.NewProperty(ProjectNumber(project))}, nil
+	case "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+		email := fmt.Sprintf("service-%s@gs-project-accounts.iam.gserviceaccount.com", ProjectNumber(project))
+		return resource.PropertyMap{
+			"project": resource.NewProperty(project), "emailAddress": resource.NewProperty(email),
+			"member": resource.NewProperty("serviceAccount:" + email),
+		}, nil
+	}
 	return resource.PropertyMap{}, nil
+}
+
+// AuthorizationRecord is the CNAME record (name and data) Certificate Manager asks for to prove control of domain
+// (https://cloud.google.com/certificate-manager/docs/dns-authorizations).
+func AuthorizationRecord(domain string) (name, data string) {
+	h := fnv.New32a()
+	h.Write([]byte(domain))
+	return "_acme-challenge." + domain + ".", fmt.Sprintf("%08x.1.authorize.certificatemanager.goog.", h.Sum32())
+}
+
+// ProjectNumber is the number the fakes give a project: twelve digits derived from its id, stable across runs.
+func ProjectNumber(project string) string {
+	h := fnv.New64a()
+	h.Write([]byte(project))
+	return fmt.Sprintf("%012d", 100000000000+h.Sum64()%900000000000)
 }
 
 // urn computes a resource's URN the way the engine does: the parent's type qualifies the child's.
@@ -82,8 +114,9 @@ func nameOfURN(urn string) string {
 	return urn[strings.LastIndex(urn, "::")+2:]
 }
 
-// computeOutputs adds the outputs that real providers compute and other resources consume.
-func computeOutputs(typ, name string, state resource.PropertyMap) {
+// ComputeOutputs adds to state the outputs that real providers compute and other resources consume, with plausible
+// values; inputs already in state are kept. The engine tests' stand-in providers answer the same.
+func ComputeOutputs(typ, name string, state resource.PropertyMap) {
 	set := func(k string, v any) {
 		if _, ok := state[resource.PropertyKey(k)]; !ok {
 			state[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
@@ -119,6 +152,15 @@ func computeOutputs(typ, name string, state resource.PropertyMap) {
 		set("privateIpAddress", "10.30.0.3")
 	case "gcp:compute/globalAddress:GlobalAddress", "gcp:compute/address:Address":
 		set("address", "203.0.113.20")
+	case "gcp:certificatemanager/dnsAuthorization:DnsAuthorization":
+		if d, ok := state["domain"]; ok && d.IsString() {
+			record, data := AuthorizationRecord(d.StringValue())
+			state["dnsResourceRecords"] = resource.NewArrayProperty([]resource.PropertyValue{
+				resource.NewObjectProperty(resource.PropertyMap{
+					"name": resource.NewProperty(record), "type": resource.NewProperty("CNAME"), "data": resource.NewProperty(data),
+				}),
+			})
+		}
 	case "random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString":
 		set("result", "mock-generated-"+name)
 	case "random:index/randomId:RandomId":

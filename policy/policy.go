@@ -79,6 +79,7 @@ func All() []Policy {
 		edgeNoPublicIP(),
 		residency(),
 		drRegionCold(),
+		apiDependencies(),
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/omscloud/omscloud/components/apis"
 	"github.com/omscloud/omscloud/inventory"
 	"github.com/omscloud/omscloud/policy"
 	"github.com/omscloud/omscloud/stacks"
@@ -567,7 +568,46 @@ func policyCases() []policyCase {
 			res(poolT, "web", with(goodPool(), "nodeLocations", list("us-central1-a", "us-east4-b"))),
 			res(sqlT, "pg", with(goodSQL(), "region", "us-east4")),
 		}, errors: []string{"gke: location is us-east4", "nodes: region is us-east4", "web: nodeLocations[1] is us-east4-b", "pg: region is us-east4"}},
+
+		// api-dependencies
+		{name: "every resource waits for its API, directly, through a resource or through a component", policy: "api-dependencies", ctx: prodUS,
+			resources: func() []inventory.Resource {
+				component := res("omscloud:apis:APIs", "apis", nil)
+				compute := parented(res(apis.ServiceType, "compute", obj{"project": "p", "service": "compute.googleapis.com"}), component)
+				kms := parented(res(apis.ServiceType, "kms", obj{"project": "p", "service": "cloudkms.googleapis.com"}), component)
+				vpc := dependsOn(res("gcp:compute/network:Network", "vpc", obj{"project": "p"}), compute)
+				return []inventory.Resource{
+					component, compute, kms, vpc,
+					dependsOn(res(fwT, "fw", obj{"project": "p"}), vpc),
+					dependsOn(res("gcp:kms/keyRing:KeyRing", "ring", obj{"project": "p"}), component),
+					res("gcp:dns/recordSet:RecordSet", "shared-zone-record", obj{"project": "dns-hub"}),
+				}
+			}()},
+		{name: "a resource that may start before its API is on", policy: "api-dependencies", ctx: prodUS,
+			resources: func() []inventory.Resource {
+				compute := res(apis.ServiceType, "compute", obj{"project": "p", "service": "compute.googleapis.com"})
+				return []inventory.Resource{
+					compute,
+					res("gcp:compute/network:Network", "vpc", obj{"project": "p"}),
+					dependsOn(res("gcp:kms/keyRing:KeyRing", "ring", obj{"project": "p"}), compute),
+				}
+			}(), errors: []string{"vpc: does not wait for the projects.Service of compute.googleapis.com",
+				"ring: does not wait for the projects.Service of cloudkms.googleapis.com"}},
 	}
+}
+
+// dependsOn makes r wait for deps.
+func dependsOn(r inventory.Resource, deps ...inventory.Resource) inventory.Resource {
+	for _, d := range deps {
+		r.DependsOn = append(r.DependsOn, d.URN)
+	}
+	return r
+}
+
+// parented makes r a child of component.
+func parented(r, component inventory.Resource) inventory.Resource {
+	r.Parent, r.ParentURN = component.Name, component.URN
+	return r
 }
 
 func TestPolicies(t *testing.T) {
@@ -630,8 +670,10 @@ func TestSecretLookingKeys(t *testing.T) {
 // ---- reports -----------------------------------------------------------------------------------------------------
 
 func TestReport(t *testing.T) {
+	sqlAPI := res(apis.ServiceType, "sqladmin", obj{"service": "sqladmin.googleapis.com"})
 	inv := inventory.New("t", []inventory.Resource{
-		res(sqlT, "pg", with(goodSQL(), "settings.availabilityType", "ZONAL")),
+		sqlAPI,
+		dependsOn(res(sqlT, "pg", with(goodSQL(), "settings.availabilityType", "ZONAL")), sqlAPI),
 		res(stsT, "redis", with(goodStatefulSet("redis"), "spec.template.spec.topologySpreadConstraints",
 			list(obj{"maxSkew": 1.0, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": obj{"matchLabels": obj{"app.kubernetes.io/name": "redis"}}}))),
 		res(pdbT, "redis", goodPDB("redis")),

@@ -36,9 +36,7 @@ type Config struct {
 	// Region is the catalog entry for RegionID, resolved by ParseConfig.
 	Region  regions.Region `json:"-"`
 	Project string         `json:"project"`
-	// ProjectNumber names the project's service agents (Cloud Storage's encrypts backups with CMEK).
-	ProjectNumber string `json:"projectNumber"`
-	Tenancy       string `json:"tenancy"`
+	Tenancy string         `json:"tenancy"`
 	// Tenant names the customer of a dedicated stack.
 	Tenant string `json:"tenant"`
 	// Accounts are the ids of the accounts whose isolated databases this stack hosts.
@@ -170,8 +168,13 @@ type Maintenance struct {
 
 // Keys lists every top-level key under the omscloud namespace. A key outside it is a typo.
 var Keys = []string{
-	"environment", "region", "project", "projectNumber", "tenancy", "tenant", "accounts", "zones", "network", "gke", "sizing",
+	"environment", "region", "project", "tenancy", "tenant", "accounts", "zones", "network", "gke", "sizing",
 	"edge", "runtime", "dr", "maintenance", "labels", "deletionProtection", "database",
+}
+
+// retiredKeys were settings once; each says what to do instead, so an old stack file fails with a way forward.
+var retiredKeys = map[string]string{
+	"projectNumber": "is no longer a setting: the program looks the project's number and service agents up once their APIs are on; delete the key",
 }
 
 // structured keys hold JSON objects or arrays; the rest are scalars.
@@ -259,6 +262,10 @@ func ParseConfig(stack string, values map[string]string, secretKeys []string) (*
 	for _, k := range slices.Sorted(maps.Keys(values)) {
 		ns, name, _ := strings.Cut(k, ":")
 		if ns != Namespace {
+			continue
+		}
+		if why, retired := retiredKeys[name]; retired {
+			v.add(name, "%s", why)
 			continue
 		}
 		if !slices.Contains(Keys, name) {

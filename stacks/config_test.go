@@ -12,13 +12,12 @@ import (
 // base is a minimal valid production config; tests change one thing at a time.
 func base() map[string]string {
 	return map[string]string{
-		"omscloud:environment":   "production",
-		"omscloud:region":        "eu",
-		"omscloud:project":       "omscloud-prod-eu",
-		"omscloud:projectNumber": "123456789012",
-		"omscloud:accounts":      `["tailspin"]`,
-		"omscloud:edge":          `{"provider":"gcp","domain":"api.eu.example.com"}`,
-		"omscloud:runtime":       `{"image":"europe-docker.pkg.dev/p/oms/oms@sha256:` + strings.Repeat("ab", 32) + `"}`,
+		"omscloud:environment": "production",
+		"omscloud:region":      "eu",
+		"omscloud:project":     "omscloud-prod-eu",
+		"omscloud:accounts":    `["tailspin"]`,
+		"omscloud:edge":        `{"provider":"gcp","domain":"api.eu.example.com"}`,
+		"omscloud:runtime":     `{"image":"europe-docker.pkg.dev/p/oms/oms@sha256:` + strings.Repeat("ab", 32) + `"}`,
 	}
 }
 
@@ -93,7 +92,7 @@ func TestValidationNamesEveryOffendingKey(t *testing.T) {
 		key     string
 		mention string
 	}{
-		{"project number missing", map[string]string{"omscloud:projectNumber": ""}, "omscloud:projectNumber", "gcloud projects describe"},
+		{"retired project number", map[string]string{"omscloud:projectNumber": "123456789012"}, "omscloud:projectNumber", "no longer a setting"},
 		{"unknown region", map[string]string{"omscloud:region": "mars"}, "omscloud:region", "au, eu, sg, us"},
 		{"missing region", map[string]string{"omscloud:region": ""}, "omscloud:region", "is required"},
 		{"one zone in production", map[string]string{"omscloud:zones": `["europe-west1-b"]`}, "omscloud:zones", "at least 2 zones"},

@@ -256,7 +256,7 @@ func TestCloudflareDREnvironmentRunsOnlyTheConnectorOfThePredeclaredTunnel(t *te
 func TestDRActiveNeedsADRSite(t *testing.T) {
 	values := map[string]string{
 		"omscloud:environment": "sandbox", "omscloud:region": "eu", "omscloud:project": "omscloud-sbx-eu",
-		"omscloud:projectNumber": "123456789012", "omscloud:edge": `{"domain":"a.example.com"}`,
+		"omscloud:edge":    `{"domain":"a.example.com"}`,
 		"omscloud:runtime": `{"image":"oms:1.0.0"}`, "omscloud:dr": `{"active":true}`,
 	}
 	_, err := ParseConfig("s", values, nil)

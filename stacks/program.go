@@ -1,6 +1,9 @@
 package stacks
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/omscloud/omscloud/components/backup"
 	"github.com/omscloud/omscloud/components/dr"
 	"github.com/omscloud/omscloud/components/edge"
@@ -46,7 +49,7 @@ func ConfigFromContext(ctx *pulumi.Context) (map[string]string, []string) {
 	values := map[string]string{}
 	var secretKeys []string
 	keys := append([]string(nil), ProviderSecretKeys...)
-	for _, k := range Keys {
+	for _, k := range slices.Concat(Keys, slices.Collect(maps.Keys(retiredKeys))) {
 		keys = append(keys, Namespace+":"+k)
 	}
 	for _, k := range keys {
@@ -196,7 +199,6 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 		Backup: backup.Args{
 			Name:               prefix,
 			Project:            cfg.Project,
-			ProjectNumber:      cfg.ProjectNumber,
 			Region:             cfg.Region.Primary.GCPRegion,
 			DRRegion:           cfg.DR.GCPRegion,
 			AllowCrossBorder:   cfg.Region.DRCrossBorder && cfg.DR.AcknowledgeCrossBorder,

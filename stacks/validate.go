@@ -12,18 +12,17 @@ import (
 )
 
 var (
-	projectIDPattern     = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
-	projectNumberPattern = regexp.MustCompile(`^[1-9][0-9]{5,18}$`)
-	tenantPattern        = regexp.MustCompile(`^[a-z][a-z0-9-]{0,10}[a-z0-9]$`)
-	accountPattern       = regexp.MustCompile(`^[a-z][a-z0-9-]{2,30}$`)
-	machineTypePattern   = regexp.MustCompile(`^[a-z][a-z0-9]*-[a-z0-9-]+$`)
-	dbTierPattern        = regexp.MustCompile(`^db-(custom-[0-9]+-[0-9]+|[a-z0-9-]+)$`)
-	hostnamePattern      = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
-	cloudflareIDPattern  = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	digestPattern        = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
-	labelKeyPattern      = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
-	labelValuePattern    = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
-	secretNamePattern    = regexp.MustCompile(`(?i)(password|passwd|secret|token|apikey|api_key|credential|privatekey|private_key)`)
+	projectIDPattern    = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	tenantPattern       = regexp.MustCompile(`^[a-z][a-z0-9-]{0,10}[a-z0-9]$`)
+	accountPattern      = regexp.MustCompile(`^[a-z][a-z0-9-]{2,30}$`)
+	machineTypePattern  = regexp.MustCompile(`^[a-z][a-z0-9]*-[a-z0-9-]+$`)
+	dbTierPattern       = regexp.MustCompile(`^db-(custom-[0-9]+-[0-9]+|[a-z0-9-]+)$`)
+	hostnamePattern     = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	cloudflareIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	digestPattern       = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
+	labelKeyPattern     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	labelValuePattern   = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
+	secretNamePattern   = regexp.MustCompile(`(?i)(password|passwd|secret|token|apikey|api_key|credential|privatekey|private_key)`)
 )
 
 var weekdays = []string{"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
@@ -44,10 +43,6 @@ func (c *Config) validate(v *validator) {
 		v.add("project", "is required: the GCP project id the stack deploys into")
 	} else if !projectIDPattern.MatchString(c.Project) {
 		v.add("project", "%q is not a GCP project id (6-30 characters: lowercase letters, digits, hyphens; starts with a letter)", c.Project)
-	}
-
-	if !projectNumberPattern.MatchString(c.ProjectNumber) {
-		v.add("projectNumber", "%q is not a GCP project number: the digits shown by `gcloud projects describe %s --format='value(projectNumber)'`", c.ProjectNumber, c.Project)
 	}
 
 	c.validateTenancy(v)

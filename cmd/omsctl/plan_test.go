@@ -105,7 +105,6 @@ config:
   omscloud:environment: sandbox
   omscloud:region: au
   omscloud:project: omscloud-sbx-au
-  omscloud:projectNumber: "123456789012"
   omscloud:edge: {provider: gcp, domain: a.example.com}
   omscloud:runtime: {image: "oms:1.0.0"}
 `), 0o644))
@@ -130,7 +129,6 @@ func TestPlanFailsOnPolicyViolation(t *testing.T) {
   omscloud:environment: sandbox
   omscloud:region: au
   omscloud:project: omscloud-sbx-au
-  omscloud:projectNumber: "123456789012"
   omscloud:edge: {provider: gcp, domain: a.example.com}
   omscloud:runtime: {image: "oms:1.0.0"}
   omscloud:gke: {masterAuthorizedNetworks: [{name: everyone, cidr: 0.0.0.0/0}]}

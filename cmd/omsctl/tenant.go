@@ -20,7 +20,6 @@ const templateStack = "prod"
 
 type tenantOptions struct {
 	name, region, environment, domain, edge string
-	projectNumber                           string
 	accounts                                []string
 	cloudflareAccount, cloudflareZone       string
 	acknowledgeCrossBorder, force           bool
@@ -53,7 +52,6 @@ validated, and planned offline, before it is written; nothing is written when an
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.region, "region", "", "the region's catalog id (au, eu, sg, us)")
-	f.StringVar(&o.projectNumber, "project-number", "", "the tenant project's number (gcloud projects describe PROJECT --format='value(projectNumber)')")
 	f.StringVar(&o.environment, "environment", stacks.Production, "production or sandbox")
 	f.StringSliceVar(&o.accounts, "accounts", nil, "the tenant's account ids (default <name>-main)")
 	f.StringVar(&o.edge, "edge", "gcp", "gcp (HTTPS load balancer) or cloudflare (Zero Trust tunnel)")
@@ -63,7 +61,6 @@ validated, and planned offline, before it is written; nothing is written when an
 	f.BoolVar(&o.acknowledgeCrossBorder, "acknowledge-cross-border", false, "the customer agreed that DR may lie outside the jurisdiction (regions with one GCP region)")
 	f.BoolVar(&o.force, "force", false, "overwrite an existing stack file")
 	_ = cmd.MarkFlagRequired("region")
-	_ = cmd.MarkFlagRequired("project-number")
 	return cmd
 }
 
@@ -73,17 +70,16 @@ type tenantFile struct {
 }
 
 type tenantConfig struct {
-	Environment   string        `yaml:"omscloud:environment"`
-	Region        string        `yaml:"omscloud:region"`
-	Project       string        `yaml:"omscloud:project"`
-	ProjectNumber string        `yaml:"omscloud:projectNumber"`
-	Tenancy       string        `yaml:"omscloud:tenancy"`
-	Tenant        string        `yaml:"omscloud:tenant"`
-	Accounts      []string      `yaml:"omscloud:accounts"`
-	Edge          tenantEdge    `yaml:"omscloud:edge"`
-	Runtime       tenantRuntime `yaml:"omscloud:runtime"`
-	GKE           *tenantGKE    `yaml:"omscloud:gke,omitempty"`
-	DR            *tenantDR     `yaml:"omscloud:dr,omitempty"`
+	Environment string        `yaml:"omscloud:environment"`
+	Region      string        `yaml:"omscloud:region"`
+	Project     string        `yaml:"omscloud:project"`
+	Tenancy     string        `yaml:"omscloud:tenancy"`
+	Tenant      string        `yaml:"omscloud:tenant"`
+	Accounts    []string      `yaml:"omscloud:accounts"`
+	Edge        tenantEdge    `yaml:"omscloud:edge"`
+	Runtime     tenantRuntime `yaml:"omscloud:runtime"`
+	GKE         *tenantGKE    `yaml:"omscloud:gke,omitempty"`
+	DR          *tenantDR     `yaml:"omscloud:dr,omitempty"`
 }
 
 type tenantEdge struct {
@@ -134,15 +130,14 @@ func runTenantNew(stdout, stderr io.Writer, dir string, o *tenantOptions) error 
 	}
 	stack := fmt.Sprintf("%s-%s-%s", o.name, short, o.region)
 	doc := tenantFile{Config: tenantConfig{
-		Environment:   o.environment,
-		Region:        o.region,
-		Project:       fmt.Sprintf("%s-oms-%s-%s", o.name, short, o.region),
-		ProjectNumber: o.projectNumber,
-		Tenancy:       stacks.Dedicated,
-		Tenant:        o.name,
-		Accounts:      o.accounts,
-		Edge:          tenantEdge{Provider: o.edge, Domain: o.domain},
-		Runtime:       tenantRuntime{Image: tmpl.Runtime.Image},
+		Environment: o.environment,
+		Region:      o.region,
+		Project:     fmt.Sprintf("%s-oms-%s-%s", o.name, short, o.region),
+		Tenancy:     stacks.Dedicated,
+		Tenant:      o.name,
+		Accounts:    o.accounts,
+		Edge:        tenantEdge{Provider: o.edge, Domain: o.domain},
+		Runtime:     tenantRuntime{Image: tmpl.Runtime.Image},
 	}}
 	c := &doc.Config
 	if len(c.Accounts) == 0 {
@@ -217,7 +212,7 @@ func (c *tenantConfig) flatten() (map[string]string, error) {
 		return nil
 	}
 	for k, v := range map[string]string{
-		"environment": c.Environment, "region": c.Region, "project": c.Project, "projectNumber": c.ProjectNumber,
+		"environment": c.Environment, "region": c.Region, "project": c.Project,
 		"tenancy": c.Tenancy, "tenant": c.Tenant,
 	} {
 		values[stacks.Namespace+":"+k] = v

@@ -48,7 +48,7 @@ func files(t *testing.T, dir string) []string {
 
 func TestTenantNewPlansInItsRegion(t *testing.T) {
 	dir := project(t)
-	stdout, stderr, err := runOmsctl("tenant", "new", "globex", "--project-number", "123456789012", "--region", "au", "--dir", dir)
+	stdout, stderr, err := runOmsctl("tenant", "new", "globex", "--region", "au", "--dir", dir)
 	require.NoError(t, err, stderr)
 
 	assert.ElementsMatch(t, []string{"Pulumi.yaml", "Pulumi.prod.yaml", "Pulumi.globex-prod-au.yaml"}, files(t, dir), "no temporary file is left behind")
@@ -87,14 +87,14 @@ func TestTenantNewPlansInItsRegion(t *testing.T) {
 	// A second run refuses to overwrite; --force replaces the file.
 	before, err := os.ReadFile(sf.Path)
 	require.NoError(t, err)
-	_, _, err = runOmsctl("tenant", "new", "globex", "--project-number", "123456789012", "--region", "au", "--dir", dir, "--accounts", "globex-retail")
+	_, _, err = runOmsctl("tenant", "new", "globex", "--region", "au", "--dir", dir, "--accounts", "globex-retail")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "already exists")
 	after, err := os.ReadFile(sf.Path)
 	require.NoError(t, err)
 	assert.Equal(t, before, after)
 
-	_, stderr, err = runOmsctl("tenant", "new", "globex", "--project-number", "123456789012", "--region", "au", "--dir", dir, "--accounts", "globex-retail,globex-b2b", "--force")
+	_, stderr, err = runOmsctl("tenant", "new", "globex", "--region", "au", "--dir", dir, "--accounts", "globex-retail,globex-b2b", "--force")
 	require.NoError(t, err, stderr)
 	sf, err = stacks.LoadStackFile(dir, "globex-prod-au")
 	require.NoError(t, err)
@@ -105,7 +105,7 @@ func TestTenantNewPlansInItsRegion(t *testing.T) {
 
 func TestTenantNewSandbox(t *testing.T) {
 	dir := project(t)
-	_, stderr, err := runOmsctl("tenant", "new", "initech", "--project-number", "123456789012", "--region", "eu", "--environment", "sandbox", "--dir", dir)
+	_, stderr, err := runOmsctl("tenant", "new", "initech", "--region", "eu", "--environment", "sandbox", "--dir", dir)
 	require.NoError(t, err, stderr)
 	sf, err := stacks.LoadStackFile(dir, "initech-sbx-eu")
 	require.NoError(t, err)
@@ -131,7 +131,7 @@ func TestTenantNewRefusesInvalidInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := project(t)
-			_, stderr, err := runOmsctl(append([]string{"tenant", "new", "--project-number", "123456789012", "--dir", dir}, tc.args...)...)
+			_, stderr, err := runOmsctl(append([]string{"tenant", "new", "--dir", dir}, tc.args...)...)
 			require.Error(t, err)
 			for _, w := range tc.want {
 				assert.Contains(t, stderr, w)
@@ -142,12 +142,12 @@ func TestTenantNewRefusesInvalidInput(t *testing.T) {
 	}
 
 	dir := project(t)
-	_, _, err := runOmsctl("tenant", "new", "globex", "--project-number", "123456789012", "--region", "au", "--environment", "staging", "--dir", dir)
+	_, _, err := runOmsctl("tenant", "new", "globex", "--region", "au", "--environment", "staging", "--dir", dir)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `--environment "staging"`)
 	assert.False(t, slices.ContainsFunc(files(t, dir), func(f string) bool { return strings.Contains(f, "globex") }))
 
 	// With the customer's agreement, a Singapore tenant validates.
-	_, stderr, err := runOmsctl("tenant", "new", "globex", "--project-number", "123456789012", "--region", "sg", "--acknowledge-cross-border", "--dir", dir)
+	_, stderr, err := runOmsctl("tenant", "new", "globex", "--region", "sg", "--acknowledge-cross-border", "--dir", dir)
 	require.NoError(t, err, stderr)
 }

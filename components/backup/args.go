@@ -58,8 +58,9 @@ type Args struct {
 	// Name prefixes every resource ("oms-prod-us"), at most 20 characters.
 	Name    string
 	Project string
-	// ProjectNumber names the project's Cloud Storage service agent, which must use the CMEK keys (digits).
-	ProjectNumber string
+	// StorageAgent is the project's Cloud Storage service agent (apis.APIs.StorageAgent), which encrypts and
+	// decrypts objects with the buckets' CMEK keys; the key grants wait for it.
+	StorageAgent pulumi.StringInput
 	// Region is the primary GCP region: backups live outside it (unless KeepInRegion).
 	Region string
 	// DRRegion is the cold DR site: the archive key is replicated there so a DR spin-up can read it ("" = none).
@@ -153,7 +154,6 @@ type JobArgs struct {
 
 var (
 	regionPattern = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+$`)
-	digits        = regexp.MustCompile(`^[0-9]{6,20}$`)
 	bucketPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`)
 	cronField     = regexp.MustCompile(`^[0-9*/,-]+$`)
 	// multiRegions are Cloud Storage multi-regions: the jurisdiction they stay in, and the Cloud KMS location of
@@ -193,12 +193,6 @@ func MediaDualRegion(primary, dr string) MediaArgs {
 		}
 	}
 	return MediaArgs{Location: code, DataLocations: []string{primary, dr}}
-}
-
-// StorageServiceAgent is the project's Cloud Storage service agent, which encrypts and decrypts objects with the
-// buckets' CMEK keys.
-func StorageServiceAgent(projectNumber string) string {
-	return fmt.Sprintf("service-%s@gs-project-accounts.iam.gserviceaccount.com", projectNumber)
 }
 
 // BucketName is the default backup bucket name; the project prefix makes it globally unique.
@@ -290,8 +284,8 @@ func (a *Args) Validate() error {
 	if d.Project == "" {
 		add("Project is required: the GCP project holding the buckets")
 	}
-	if !digits.MatchString(d.ProjectNumber) {
-		add("ProjectNumber %q is not a project number: use the digits `gcloud projects describe %s --format='value(projectNumber)'` prints", d.ProjectNumber, d.Project)
+	if d.StorageAgent == nil {
+		add("StorageAgent is required: the Cloud Storage service agent (apis.APIs.StorageAgent), which must use the CMEK keys")
 	}
 	jurisdiction, known := regions.JurisdictionOf(d.Region)
 	if !known {

@@ -7,6 +7,7 @@ package backup
 
 import (
 	"fmt"
+	"github.com/omscloud/omscloud/components/internal/child"
 	"maps"
 	"path"
 	"slices"
@@ -67,7 +68,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err := ctx.RegisterComponentResource("omscloud:backup:Backup", name, b, opts...); err != nil {
 		return nil, err
 	}
-	child, err := kube.ChildOptions(b, opts)
+	child, err := child.Options(b, opts)
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
@@ -152,9 +153,9 @@ func (d *declarer) declare(b *Backup) error {
 	return nil
 }
 
-// cmek declares a key ring and key in a bucket's location and lets the Cloud Storage service agent use the key.
-// The agent's address is derived from the project number rather than looked up: the plan stays offline and
-// reviewable. Cloud Storage creates the agent on first use of its API in the project (project bootstrap).
+// cmek declares a key ring and key in a bucket's location and lets the Cloud Storage service agent use the key. The
+// agent comes from the provider's look-up, which creates it on a new project: a grant to an agent that does not
+// exist yet fails.
 func (d *declarer) cmek(purpose, location string) (*cmekKey, error) {
 	a := d.a
 	physical := a.Name + "-" + purpose
@@ -181,7 +182,7 @@ func (d *declarer) cmek(purpose, location string) (*cmekKey, error) {
 	grant, err := kms.NewCryptoKeyIAMMember(d.ctx, d.name+"-"+purpose+"-key-gcs-agent", &kms.CryptoKeyIAMMemberArgs{
 		CryptoKeyId: key.ID(),
 		Role:        pulumi.String("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
-		Member:      pulumi.String("serviceAccount:" + StorageServiceAgent(a.ProjectNumber)),
+		Member:      pulumi.Sprintf("serviceAccount:%s", a.StorageAgent),
 	}, d.opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("%s key grant: %w", purpose, err)

@@ -29,8 +29,8 @@ const (
 	gsaType        = "gcp:serviceaccount/account:Account"
 	cronJobType    = "kubernetes:batch/v1:CronJob"
 	image          = "europe-docker.pkg.dev/omscloud/oms/oms@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	projectNumber  = "123456789012"
-	gcsAgent       = "serviceAccount:service-123456789012@gs-project-accounts.iam.gserviceaccount.com"
+	storageAgent   = "service-123456789012@gs-project-accounts.iam.gserviceaccount.com"
+	gcsAgent       = "serviceAccount:" + storageAgent
 	backupGSA      = "serviceAccount:oms-prod-eu-backup@omscloud-prod-eu.iam.gserviceaccount.com"
 	pruneGSA       = "serviceAccount:oms-prod-eu-prune@omscloud-prod-eu.iam.gserviceaccount.com"
 	backupBucketEU = "omscloud-prod-eu-oms-prod-eu-backups"
@@ -69,7 +69,7 @@ var sites = []site{
 
 func baseArgs() backup.Args {
 	return backup.Args{
-		Name: "oms-prod-eu", Project: "omscloud-prod-eu", ProjectNumber: projectNumber,
+		Name: "oms-prod-eu", Project: "omscloud-prod-eu", StorageAgent: pulumi.String(storageAgent),
 		Region: "europe-west1", DRRegion: "europe-west4", DeletionProtection: true,
 		Labels: map[string]string{"environment": "production"},
 		Bucket: backup.BucketArgs{Location: "europe-west4"},
@@ -472,7 +472,7 @@ func TestValidate(t *testing.T) {
 		{"DR region across the border", func(a *backup.Args) { a.DRRegion = "us-east4" }, "DRRegion \"us-east4\" is in US, outside EU"},
 		{"DR region is primary", func(a *backup.Args) { a.DRRegion = "europe-west1" }, "DRRegion \"europe-west1\" is the primary region"},
 		{"keep in region elsewhere", func(a *backup.Args) { a.KeepInRegion = true }, "with KeepInRegion the bucket stays in Region"},
-		{"project number", func(a *backup.Args) { a.ProjectNumber = "omscloud-prod-eu" }, "ProjectNumber \"omscloud-prod-eu\" is not a project number"},
+		{"no storage agent", func(a *backup.Args) { a.StorageAgent = nil }, "StorageAgent is required"},
 		{"unknown region", func(a *backup.Args) { a.Region = "moon-1" }, "Region \"moon-1\" is not a GCP region"},
 		{"name too long", func(a *backup.Args) { a.Name = "oms-production-europe-1" }, "Name \"oms-production-europe-1\" must be a DNS label of at most 20"},
 		{"no runtime wiring", func(a *backup.Args) { a.Runtime = omsruntime.Wiring{} }, "Runtime is required"},
@@ -511,10 +511,10 @@ func TestValidate(t *testing.T) {
 
 	// Every problem is reported at once.
 	a := valid()
-	a.Bucket.Location, a.Image, a.ProjectNumber = "europe-west1", "", ""
+	a.Bucket.Location, a.Image, a.StorageAgent = "europe-west1", "", nil
 	err := a.Validate()
 	require.Error(t, err)
-	for _, want := range []string{"Bucket.Location", "Image", "ProjectNumber"} {
+	for _, want := range []string{"Bucket.Location", "Image", "StorageAgent"} {
 		assert.Contains(t, err.Error(), want)
 	}
 	_, err = backup.New(nil, "x", nil)

@@ -13,6 +13,7 @@ package dr
 
 import (
 	"fmt"
+	"github.com/omscloud/omscloud/components/internal/child"
 	"slices"
 
 	"github.com/omscloud/omscloud/components/internal/cftunnel"
@@ -56,13 +57,15 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err := ctx.RegisterComponentResource("omscloud:dr:DR", name, d, opts...); err != nil {
 		return nil, err
 	}
-	child := []pulumi.ResourceOption{pulumi.Parent(d)}
+	child, err := child.Options(d, opts)
+	if err != nil {
+		return nil, fmt.Errorf("dr: %w", err)
+	}
 	protect := pulumi.Protect(a.DeletionProtection)
 	empty := pulumi.String("").ToStringOutput()
 	d.DRIPAddress, d.DRAddressName, d.DRPoolID, d.DRTunnelID, d.DRTunnelCNAME = empty, empty, empty, empty, empty
 	d.DRTunnelToken = pulumi.ToSecret(empty).(pulumi.StringOutput)
 
-	var err error
 	switch a.Edge {
 	case GCP:
 		err = reserveIngress(ctx, name, &a, d, append(slices.Clone(child), protect))

@@ -12,8 +12,8 @@ package edge
 
 import (
 	"fmt"
+	"github.com/omscloud/omscloud/components/internal/child"
 
-	"github.com/omscloud/omscloud/components/internal/kube"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -56,7 +56,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err := ctx.RegisterComponentResource("omscloud:edge:Edge", name, e, opts...); err != nil {
 		return nil, err
 	}
-	child, err := kube.ChildOptions(e, opts)
+	child, err := child.Options(e, opts)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}

@@ -3,6 +3,9 @@
 package environment
 
 import (
+	"slices"
+
+	"github.com/omscloud/omscloud/components/apis"
 	"github.com/omscloud/omscloud/components/backup"
 	"github.com/omscloud/omscloud/components/dr"
 	"github.com/omscloud/omscloud/components/edge"
@@ -66,7 +69,16 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	}
 	parent := pulumi.Parent(e)
 
-	net, err := network.New(ctx, name+"-network", &args.Network, parent)
+	// Every API the environment calls is on before anything else starts; each component passes the dependency on
+	// to its children.
+	enabled, err := apis.New(ctx, name+"-apis", &apis.Args{Project: args.Network.Project}, parent)
+	if err != nil {
+		return nil, err
+	}
+	afterAPIs := pulumi.DependsOn(enabled.Enabled())
+	gcpOpts := []pulumi.ResourceOption{parent, afterAPIs}
+
+	net, err := network.New(ctx, name+"-network", &args.Network, gcpOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +87,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	clusterArgs.Subnetwork = net.Subnetwork
 	clusterArgs.PodsRangeName = network.PodsRangeName
 	clusterArgs.ServicesRangeName = network.ServicesRangeName
-	cluster, err := gke.New(ctx, name+"-gke", &clusterArgs, parent)
+	clusterArgs.ServiceAgent = enabled.KubernetesAgent
+	cluster, err := gke.New(ctx, name+"-gke", &clusterArgs, gcpOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +96,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	dbArgs := args.Database
 	dbArgs.Network = net.Network
 	dbArgs.PrivateServices = net.PrivateServices
-	db, err := postgres.New(ctx, name+"-postgres", &dbArgs, parent)
+	db, err := postgres.New(ctx, name+"-postgres", &dbArgs, gcpOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +114,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err != nil {
 		return nil, err
 	}
-	inCluster := []pulumi.ResourceOption{parent, pulumi.Provider(cluster.Provider), pulumi.DependsOn([]pulumi.Resource{ns})}
+	inCluster := []pulumi.ResourceOption{parent, pulumi.Provider(cluster.Provider), pulumi.DependsOn(append(enabled.Enabled(), ns))}
 
 	runtimeName := args.Runtime.Name
 	clients := omsruntime.ClientSelector(runtimeName)
@@ -148,6 +161,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		backupArgs.AccountSecrets[id] = acct.PasswordSecret
 	}
 	backupArgs.Media.Writers = append(backupArgs.Media.Writers, rt.ServiceAccountEmail)
+	backupArgs.StorageAgent = enabled.StorageAgent
 	backups, err := backup.New(ctx, name+"-backup", &backupArgs, inCluster...)
 	if err != nil {
 		return nil, err
@@ -155,7 +169,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	var site *dr.DR
 	if args.DR != nil {
-		drOpts := []pulumi.ResourceOption{parent}
+		drOpts := slices.Clone(gcpOpts)
 		if cloudflareMode {
 			drOpts = append(drOpts, pulumi.Providers(args.CloudflareProvider))
 		}
@@ -173,7 +187,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	edgeArgs.Backend.ServiceName = omsruntime.ServiceName(runtimeName)
 	edgeArgs.Backend.PodSelector = omsruntime.WebSelector(runtimeName)
 	// GKE creates the NEGs from the runtime's public Service, and the backends reference them.
-	edgeOpts := []pulumi.ResourceOption{parent, pulumi.DependsOn([]pulumi.Resource{ns, rt})}
+	edgeOpts := []pulumi.ResourceOption{parent, pulumi.DependsOn(append(enabled.Enabled(), ns, rt))}
 	providers := []pulumi.ProviderResource{cluster.Provider}
 	if args.CloudflareProvider != nil {
 		providers = append(providers, args.CloudflareProvider)

@@ -29,9 +29,12 @@ type Args struct {
 	Maintenance        MaintenanceWindow
 	DeletionProtection bool
 	Labels             map[string]string
-	// SecretsEncryptionKey, when set, encrypts Kubernetes Secrets in etcd with this Cloud KMS key (CMEK).
-	SecretsEncryptionKey pulumi.StringInput
-	Pools                []PoolArgs
+	// ServiceAgent is the Kubernetes Engine service agent's email (apis.APIs.KubernetesAgent): it encrypts
+	// Kubernetes Secrets in etcd with the cluster's CMEK key (application-layer secrets encryption).
+	ServiceAgent pulumi.StringInput
+	// KeyRotationDays rotates the secrets key (default 90, at most 90).
+	KeyRotationDays int
+	Pools           []PoolArgs
 }
 
 // AuthorizedNetwork may reach the control plane's endpoint.
@@ -67,12 +70,21 @@ type Taint struct {
 
 var releaseChannels = []string{"RAPID", "REGULAR", "STABLE"}
 
+// maxKeyRotationDays is the longest rotation period of the secrets key, and its default.
+const maxKeyRotationDays = 90
+
 // Validate reports every missing or inconsistent argument.
 func (a *Args) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("gke: "+format, args...)) }
 	if a.Name == "" || a.Project == "" || a.Region == "" {
 		add("Name, Project and Region are required")
+	}
+	if a.ServiceAgent == nil {
+		add("ServiceAgent is required: the Kubernetes Engine service agent (apis.APIs.KubernetesAgent) encrypts Secrets with the cluster's key")
+	}
+	if a.KeyRotationDays < 0 || a.KeyRotationDays > maxKeyRotationDays {
+		add("KeyRotationDays is %d: use 1-%d (0 for %d)", a.KeyRotationDays, maxKeyRotationDays, maxKeyRotationDays)
 	}
 	if len(a.Name) > 40 {
 		add("Name %q is longer than GKE's 40 characters", a.Name)

@@ -6,10 +6,13 @@ package gke
 
 import (
 	"fmt"
+	"github.com/omscloud/omscloud/components/internal/child"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/container"
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/kms"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/projects"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/serviceaccount"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
@@ -32,12 +35,12 @@ type Cluster struct {
 	Provider *kubernetes.Provider
 }
 
-// nodeRoles is all a node needs: write logs and metrics, pull images. Workloads get their own identities.
+// nodeRoles is all a node needs: the role GKE documents for a custom node service account (write logs and
+// metrics, read metadata, report autoscaling metrics:
+// https://cloud.google.com/kubernetes-engine/docs/how-to/service-accounts#default-gke-service-agent), and pull
+// images. Workloads get their own identities.
 var nodeRoles = []string{
-	"roles/logging.logWriter",
-	"roles/monitoring.metricWriter",
-	"roles/monitoring.viewer",
-	"roles/stackdriver.resourceMetadata.writer",
+	"roles/container.defaultNodeServiceAccount",
 	"roles/artifactregistry.reader",
 }
 
@@ -54,7 +57,11 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err := ctx.RegisterComponentResource("omscloud:gke:Cluster", name, c, opts...); err != nil {
 		return nil, err
 	}
-	parent := pulumi.Parent(c)
+	inherited, err := child.Options(c, opts)
+	if err != nil {
+		return nil, fmt.Errorf("gke: %w", err)
+	}
+	parent := pulumi.Composite(inherited...)
 
 	sa, err := serviceaccount.NewAccount(ctx, name+"-nodes", &serviceaccount.AccountArgs{
 		Project:     pulumi.String(args.Project),
@@ -120,16 +127,22 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			Mode:              pulumi.String("BASIC"),
 			VulnerabilityMode: pulumi.String("VULNERABILITY_BASIC"),
 		},
+		// Managed Prometheus runs the collectors the runtime's metrics NetworkPolicy admits; the system
+		// components are GKE's default, stated so that the provider sees no drift.
+		MonitoringConfig: container.ClusterMonitoringConfigArgs{
+			EnableComponents:  pulumi.StringArray{pulumi.String("SYSTEM_COMPONENTS")},
+			ManagedPrometheus: container.ClusterMonitoringConfigManagedPrometheusArgs{Enabled: pulumi.Bool(true)},
+		},
 		DeletionProtection: pulumi.Bool(args.DeletionProtection),
 		ResourceLabels:     pulumi.ToStringMap(args.Labels),
 	}
-	if args.SecretsEncryptionKey != nil {
-		clusterArgs.DatabaseEncryption = container.ClusterDatabaseEncryptionArgs{
-			State:   pulumi.String("ENCRYPTED"),
-			KeyName: args.SecretsEncryptionKey,
-		}
+	key, grant, err := secretsKey(ctx, name, args, parent)
+	if err != nil {
+		return nil, err
 	}
-	cluster, err := container.NewCluster(ctx, name, clusterArgs, parent, pulumi.IgnoreChanges([]string{"initialNodeCount"}))
+	clusterArgs.DatabaseEncryption = container.ClusterDatabaseEncryptionArgs{State: pulumi.String("ENCRYPTED"), KeyName: key.ID()}
+	cluster, err := container.NewCluster(ctx, name, clusterArgs, parent, pulumi.IgnoreChanges([]string{"initialNodeCount"}),
+		pulumi.DependsOn([]pulumi.Resource{grant}))
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +215,46 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"kubeconfig":         kubeconfig,
 		"nodeServiceAccount": sa.Email,
 	})
+}
+
+// secretsKey is the CMEK key that encrypts Kubernetes Secrets in etcd (application-layer secrets encryption): in the
+// cluster's region, as GKE requires, usable by the Kubernetes Engine service agent before the cluster is created
+// (https://cloud.google.com/kubernetes-engine/docs/how-to/encrypting-secrets). Protected like the cluster: a lost
+// key makes every Secret unreadable.
+func secretsKey(ctx *pulumi.Context, name string, args *Args, parent pulumi.ResourceOption) (*kms.CryptoKey, *kms.CryptoKeyIAMMember, error) {
+	protect := pulumi.Protect(args.DeletionProtection)
+	rotation := args.KeyRotationDays
+	if rotation == 0 {
+		rotation = maxKeyRotationDays
+	}
+	ring, err := kms.NewKeyRing(ctx, name+"-keyring", &kms.KeyRingArgs{
+		Project:  pulumi.String(args.Project),
+		Name:     pulumi.String(args.Name + "-gke"),
+		Location: pulumi.String(args.Region),
+	}, parent, protect)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := kms.NewCryptoKey(ctx, name+"-secrets-key", &kms.CryptoKeyArgs{
+		Name:                     pulumi.String(args.Name + "-gke-secrets"),
+		KeyRing:                  ring.ID(),
+		Purpose:                  pulumi.String("ENCRYPT_DECRYPT"),
+		RotationPeriod:           pulumi.String(strconv.Itoa(rotation*86400) + "s"),
+		DestroyScheduledDuration: pulumi.String("2592000s"),
+		Labels:                   pulumi.ToStringMap(args.Labels),
+	}, parent, protect)
+	if err != nil {
+		return nil, nil, err
+	}
+	grant, err := kms.NewCryptoKeyIAMMember(ctx, name+"-secrets-key-gke-agent", &kms.CryptoKeyIAMMemberArgs{
+		CryptoKeyId: key.ID(),
+		Role:        pulumi.String("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
+		Member:      pulumi.Sprintf("serviceAccount:%s", args.ServiceAgent),
+	}, parent)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, grant, nil
 }
 
 // Kubeconfig renders a kubeconfig for a GKE cluster that authenticates through gke-gcloud-auth-plugin, so it holds no

@@ -22,6 +22,7 @@ func validArgs() Args {
 		Maintenance:              MaintenanceWindow{Days: []string{"saturday", "sunday"}, StartHourUTC: 2, DurationHours: 6},
 		DeletionProtection:       true,
 		Labels:                   map[string]string{"environment": "production"},
+		ServiceAgent:             pulumi.String(gkeAgent),
 		Pools: []PoolArgs{
 			{Name: "web", MachineType: "e2-standard-4", MinNodesPerZone: 1, MaxNodesPerZone: 5, DiskSizeGB: 100,
 				Labels: map[string]string{"omscloud.io/pool": "web"}},
@@ -70,16 +71,32 @@ func TestSecurityBaseline(t *testing.T) {
 	assert.Equal(t, "FREQ=WEEKLY;BYDAY=SA,SU", c.String("maintenancePolicy.recurringWindow.recurrence"))
 	assert.Equal(t, "2025-01-04T02:00:00Z", c.String("maintenancePolicy.recurringWindow.startTime"))
 	assert.Equal(t, "2025-01-04T08:00:00Z", c.String("maintenancePolicy.recurringWindow.endTime"))
-	_, cmek := c.Get("databaseEncryption")
-	assert.False(t, cmek, "no secrets CMEK unless a key is given")
+	assert.True(t, c.Bool("monitoringConfig.managedPrometheus.enabled"), "the collectors the metrics NetworkPolicy admits")
 }
 
-func TestSecretsEncryptionWithCMEK(t *testing.T) {
-	args := validArgs()
-	args.SecretsEncryptionKey = pulumi.String("projects/p/locations/us-central1/keyRings/r/cryptoKeys/k")
-	c := cluster(t, evaluate(t, args))
+// gkeAgent is the Kubernetes Engine service agent the secrets key is granted to.
+const gkeAgent = "service-123456789012@container-engine-robot.iam.gserviceaccount.com"
+
+func TestSecretsEncryptedWithARegionalCMEKKey(t *testing.T) {
+	inv := evaluate(t, validArgs())
+	c := cluster(t, inv)
+	ring, ok := inv.Find("gcp:kms/keyRing:KeyRing", "gke-keyring")
+	require.True(t, ok)
+	assert.Equal(t, "us-central1", ring.String("location"), "GKE takes a key in the cluster's region")
+	key, ok := inv.Find("gcp:kms/cryptoKey:CryptoKey", "gke-secrets-key")
+	require.True(t, ok)
+	assert.Equal(t, "7776000s", key.String("rotationPeriod"), "rotated every 90 days")
 	assert.Equal(t, "ENCRYPTED", c.String("databaseEncryption.state"))
-	assert.Equal(t, "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k", c.String("databaseEncryption.keyName"))
+	assert.Equal(t, "gke-secrets-key-id", c.String("databaseEncryption.keyName"))
+	grant, ok := inv.Find("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember", "gke-secrets-key-gke-agent")
+	require.True(t, ok)
+	assert.Equal(t, "serviceAccount:"+gkeAgent, grant.String("member"))
+	assert.Equal(t, "roles/cloudkms.cryptoKeyEncrypterDecrypter", grant.String("role"))
+	assert.Contains(t, c.DependsOn, grant.URN, "the agent can use the key before the cluster asks it to")
+
+	args := validArgs()
+	args.ServiceAgent = nil
+	require.ErrorContains(t, args.Validate(), "ServiceAgent is required")
 }
 
 func TestDeletionProtectionFollowsArgs(t *testing.T) {

@@ -30,6 +30,15 @@ const (
 	ServicesRangeName = "services"
 )
 
+// Cloud NAT source ports per node: dynamic allocation between these bounds.
+const (
+	minNatPorts = 256
+	maxNatPorts = 16384
+)
+
+// allowPriority orders the allow rules; denies of specific traffic come before it, the logged deny-all last.
+const allowPriority = 1000
+
 // Google's health-check and load-balancer source ranges.
 var healthCheckRanges = []string{"35.191.0.0/16", "130.211.0.0/22"}
 

@@ -4,6 +4,8 @@
 package network
 
 import (
+	"fmt"
+	"github.com/omscloud/omscloud/components/internal/child"
 	"net/netip"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/compute"
@@ -31,7 +33,11 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err := ctx.RegisterComponentResource("omscloud:network:Network", name, n, opts...); err != nil {
 		return nil, err
 	}
-	parent := pulumi.Parent(n)
+	inherited, err := child.Options(n, opts)
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	parent := pulumi.Composite(inherited...)
 
 	vpc, err := compute.NewNetwork(ctx, name+"-vpc", &compute.NetworkArgs{
 		Project:               pulumi.String(args.Project),
@@ -86,6 +92,12 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		NatIpAllocateOption:              pulumi.String("AUTO_ONLY"),
 		SourceSubnetworkIpRangesToNat:    pulumi.String("ALL_SUBNETWORKS_ALL_IP_RANGES"),
 		EnableEndpointIndependentMapping: pulumi.Bool(false),
+		// Dynamic port allocation: a node starts with minNatPorts source ports and gets more as its pods open
+		// connections (webhook bursts), instead of a fixed 64 that drops connections under load
+		// (https://cloud.google.com/nat/docs/ports-and-addresses#dynamic-port).
+		EnableDynamicPortAllocation: pulumi.Bool(true),
+		MinPortsPerVm:               pulumi.Int(minNatPorts),
+		MaxPortsPerVm:               pulumi.Int(maxNatPorts),
 		LogConfig: compute.RouterNatLogConfigArgs{
 			Enable: pulumi.Bool(true),
 			Filter: pulumi.String("ERRORS_ONLY"),
@@ -124,27 +136,39 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		sources           []string
 		protocol          string
 		ports             []string
+		deny              bool
 	}{
-		{"allow-health-checks", "Google load balancer health checks and proxies to nodes and pods", healthCheckRanges, "tcp", nil},
-		{"allow-internal", "traffic between nodes, pods and services", internal, "all", nil},
-		{"allow-master-webhooks", "GKE control plane to admission webhooks and kubelets", []string{args.MasterCIDR}, "tcp", []string{"443", "8443", "9443", "10250", "15017"}},
+		{name: "allow-health-checks", description: "Google load balancer health checks and proxies to nodes and pods", sources: healthCheckRanges, protocol: "tcp"},
+		{name: "allow-internal", description: "traffic between nodes, pods and services", sources: internal, protocol: "all"},
+		// pulumi-gcp v7 cannot switch the kubelet's unauthenticated read-only port off (the field came with the
+		// Terraform provider 5.44, after pulumi-gcp v7.38): no pod reaches it on another node. Same-node traffic
+		// never crosses the VPC firewall, so a pod still reaches its own node's.
+		{name: "deny-kubelet-readonly", description: "the kubelet's unauthenticated read-only port, from pods", sources: []string{args.PodsCIDR}, protocol: "tcp", ports: []string{"10255"}, deny: true},
+		{name: "allow-master-webhooks", description: "GKE control plane to admission webhooks and kubelets", sources: []string{args.MasterCIDR}, protocol: "tcp", ports: []string{"443", "8443", "9443", "10250", "15017"}},
 	}
 	for _, r := range rules {
-		allow := compute.FirewallAllowArgs{Protocol: pulumi.String(r.protocol)}
-		if len(r.ports) > 0 {
-			allow.Ports = pulumi.ToStringArray(r.ports)
-		}
-		if _, err := compute.NewFirewall(ctx, name+"-"+r.name, &compute.FirewallArgs{
+		fw := &compute.FirewallArgs{
 			Project:      pulumi.String(args.Project),
 			Name:         pulumi.String(args.Name + "-" + r.name),
 			Network:      vpc.SelfLink,
 			Description:  pulumi.String(r.description),
 			Direction:    pulumi.String("INGRESS"),
-			Priority:     pulumi.Int(1000),
+			Priority:     pulumi.Int(allowPriority),
 			SourceRanges: pulumi.ToStringArray(r.sources),
-			Allows:       compute.FirewallAllowArray{allow},
 			LogConfig:    compute.FirewallLogConfigArgs{Metadata: pulumi.String("EXCLUDE_ALL_METADATA")},
-		}, parent); err != nil {
+		}
+		var ports pulumi.StringArrayInput
+		if len(r.ports) > 0 {
+			ports = pulumi.ToStringArray(r.ports)
+		}
+		if r.deny {
+			// Evaluated before the allows: a lower number wins.
+			fw.Priority = pulumi.Int(allowPriority - 100)
+			fw.Denies = compute.FirewallDenyArray{compute.FirewallDenyArgs{Protocol: pulumi.String(r.protocol), Ports: ports}}
+		} else {
+			fw.Allows = compute.FirewallAllowArray{compute.FirewallAllowArgs{Protocol: pulumi.String(r.protocol), Ports: ports}}
+		}
+		if _, err := compute.NewFirewall(ctx, name+"-"+r.name, fw, parent); err != nil {
 			return nil, err
 		}
 	}

@@ -58,6 +58,23 @@ func TestCloudNATCoversEveryRange(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "ALL_SUBNETWORKS_ALL_IP_RANGES", nat.String("sourceSubnetworkIpRangesToNat"))
 	assert.Equal(t, "oms-test-eu-router", nat.String("router"))
+	assert.True(t, nat.Bool("enableDynamicPortAllocation"), "ports grow with a node's connections")
+	lo, _ := nat.Number("minPortsPerVm")
+	hi, _ := nat.Number("maxPortsPerVm")
+	assert.GreaterOrEqual(t, lo, 128.0, "a sane floor: 64 ports drop connections under webhook bursts")
+	assert.Greater(t, hi, lo)
+}
+
+func TestPodsCannotReachAnotherNodesKubeletReadOnlyPort(t *testing.T) {
+	inv := evaluate(t, validArgs())
+	deny, ok := inv.Find("gcp:compute/firewall:Firewall", "net-deny-kubelet-readonly")
+	require.True(t, ok)
+	assert.Equal(t, []string{validArgs().PodsCIDR}, deny.Strings("sourceRanges"))
+	assert.Equal(t, []string{"10255"}, deny.Strings("denies[0].ports"))
+	prio, _ := deny.Number("priority")
+	internal, _ := inv.Find("gcp:compute/firewall:Firewall", "net-allow-internal")
+	allowPrio, _ := internal.Number("priority")
+	assert.Less(t, prio, allowPrio, "evaluated before the allow of pod traffic")
 }
 
 func TestPrivateServicesAccessForCloudSQL(t *testing.T) {

@@ -172,9 +172,22 @@ type IngressArgs struct {
 	LoadBalancerCIDRs []string
 	// EdgeSelector are the cloudflared pods' labels (edge.ConnectorSelector); empty admits none.
 	EdgeSelector map[string]string
-	// ScraperSelector are the Prometheus pods' labels in the namespace that may scrape port 8080; empty admits every
-	// pod of the namespace.
-	ScraperSelector map[string]string
+	// Scraper is who may scrape port 8080 (default: Google Cloud Managed Service for Prometheus' collectors).
+	Scraper ScraperArgs
+}
+
+// ScraperArgs select the metrics collector's pods.
+type ScraperArgs struct {
+	// Namespace the collector runs in; Selector its pods' labels.
+	Namespace string
+	Selector  map[string]string
+}
+
+// ManagedPrometheusCollector is where GKE runs the managed collection's collectors: a DaemonSet in gmp-system
+// (https://cloud.google.com/stackdriver/docs/managed-prometheus/setup-managed).
+var ManagedPrometheusCollector = ScraperArgs{
+	Namespace: "gmp-system",
+	Selector:  map[string]string{"app.kubernetes.io/name": "collector"},
 }
 
 var (
@@ -254,6 +267,9 @@ func (a Args) withDefaults() Args {
 	}
 	if a.Smoke.BackoffLimit == 0 {
 		a.Smoke.BackoffLimit = 1
+	}
+	if a.Ingress.Scraper.Namespace == "" {
+		a.Ingress.Scraper = ManagedPrometheusCollector
 	}
 	if a.Ingress.LoadBalancerCIDRs == nil {
 		a.Ingress.LoadBalancerCIDRs = []string{"35.191.0.0/16", "130.211.0.0/22"}
@@ -475,9 +491,10 @@ func (a *Args) Validate() error {
 	if len(d.Ingress.EdgeSelector) > 0 {
 		errs = append(errs, kube.ValidateSelector("Ingress.EdgeSelector", d.Ingress.EdgeSelector)...)
 	}
-	if len(d.Ingress.ScraperSelector) > 0 {
-		errs = append(errs, kube.ValidateSelector("Ingress.ScraperSelector", d.Ingress.ScraperSelector)...)
+	if len(d.Ingress.Scraper.Selector) == 0 {
+		add("Ingress.Scraper.Selector is empty: name the collector's pods, or leave Ingress.Scraper unset for GKE's managed collectors")
 	}
+	errs = append(errs, kube.ValidateSelector("Ingress.Scraper.Selector", d.Ingress.Scraper.Selector)...)
 	if d.NEGAnnotation != "" && !strings.HasPrefix(d.NEGAnnotation, "{") {
 		add("NEGAnnotation %q is not the JSON value of cloud.google.com/neg (use edge.NEGAnnotation)", d.NEGAnnotation)
 	}

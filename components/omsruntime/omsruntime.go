@@ -11,6 +11,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
+	"github.com/omscloud/omscloud/components/internal/child"
 	"maps"
 	"slices"
 	"strconv"
@@ -91,7 +92,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err := ctx.RegisterComponentResource("omscloud:omsruntime:Runtime", name, r, opts...); err != nil {
 		return nil, err
 	}
-	child, err := kube.ChildOptions(r, opts)
+	child, err := child.Options(r, opts)
 	if err != nil {
 		return nil, fmt.Errorf("omsruntime: %w", err)
 	}
@@ -735,7 +736,7 @@ func (d *deployer) worker(migrate *batchv1.Job, public *corev1.Service) error {
 	return nil
 }
 
-// networkPolicies deny all ingress to the runtime's pods except the edge to the web pods and the scrapers to
+// networkPolicies deny all ingress to the runtime's pods except the edge to the web pods and the metrics collector to
 // port 8080. Egress stays open: the data tier (Cloud SQL's private range, Redis, RabbitMQ), DNS, and the
 // customers' webhook endpoints on the internet (through Cloud NAT), which no static list can name.
 func (d *deployer) networkPolicies() error {
@@ -777,9 +778,10 @@ func (d *deployer) networkPolicies() error {
 		return fmt.Errorf("web network policy: %w", err)
 	}
 
-	scraper := networkingv1.NetworkPolicyPeerArgs{PodSelector: metav1.LabelSelectorArgs{}}
-	if len(a.Ingress.ScraperSelector) > 0 {
-		scraper = kube.PodPeer(a.Ingress.ScraperSelector)
+	// Only the collector, not every pod of the namespace: /metrics tells who calls what, and how often.
+	scraper := networkingv1.NetworkPolicyPeerArgs{
+		NamespaceSelector: kube.Selector(map[string]string{"kubernetes.io/metadata.name": a.Ingress.Scraper.Namespace}),
+		PodSelector:       kube.Selector(a.Ingress.Scraper.Selector),
 	}
 	metricsRules := networkingv1.NetworkPolicyIngressRuleArray{networkingv1.NetworkPolicyIngressRuleArgs{
 		From: networkingv1.NetworkPolicyPeerArray{scraper}, Ports: ports,

@@ -564,7 +564,10 @@ func TestNetworkPolicies(t *testing.T) {
 	metrics := byObjectName(t, inv, kubetest.NetworkPolicy, "oms-test-runtime-metrics")
 	rule := kubetest.List(t, metrics, "spec.ingress")
 	require.Len(t, rule, 1)
-	assert.Equal(t, []any{map[string]any{"podSelector": map[string]any{}}}, rule[0]["from"], "any pod of the namespace may scrape")
+	assert.Equal(t, []any{map[string]any{
+		"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "gmp-system"}},
+		"podSelector":       map[string]any{"matchLabels": map[string]any{"app.kubernetes.io/name": "collector"}},
+	}}, rule[0]["from"], "only the managed Prometheus collector may scrape, not every pod of the namespace")
 	assert.Equal(t, []any{map[string]any{"port": float64(8080), "protocol": "TCP"}}, rule[0]["ports"])
 }
 

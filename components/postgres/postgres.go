@@ -7,6 +7,7 @@ package postgres
 
 import (
 	"fmt"
+	"github.com/omscloud/omscloud/components/internal/child"
 	"strconv"
 	"strings"
 
@@ -65,7 +66,11 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err := ctx.RegisterComponentResource("omscloud:postgres:Postgres", name, p, opts...); err != nil {
 		return nil, err
 	}
-	parent := pulumi.Parent(p)
+	inherited, err := child.Options(p, opts)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	parent := pulumi.Composite(inherited...)
 	protect := pulumi.Protect(a.DeletionProtection)
 	project := pulumi.String(a.Project)
 

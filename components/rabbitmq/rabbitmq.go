@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/omscloud/omscloud/components/internal/child"
 	"strings"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
@@ -93,7 +94,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err := ctx.RegisterComponentResource("omscloud:rabbitmq:RabbitMQ", name, c, opts...); err != nil {
 		return nil, err
 	}
-	child, err := kube.ChildOptions(c, opts)
+	child, err := child.Options(c, opts)
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: %w", err)
 	}

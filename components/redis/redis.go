@@ -7,6 +7,7 @@ package redis
 import (
 	"embed"
 	"fmt"
+	"github.com/omscloud/omscloud/components/internal/child"
 	"strconv"
 	"strings"
 
@@ -83,7 +84,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err := ctx.RegisterComponentResource("omscloud:redis:Redis", name, c, opts...); err != nil {
 		return nil, err
 	}
-	child, err := kube.ChildOptions(c, opts)
+	child, err := child.Options(c, opts)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}

@@ -240,24 +240,6 @@ func TemplateMeta(labels, annotations map[string]string) metav1.ObjectMetaArgs {
 	return metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels), Annotations: pulumi.ToStringMap(annotations)}
 }
 
-// ChildOptions parents children to the component and passes on the component's explicit dependencies (such as the
-// namespace they live in), which Pulumi does not propagate to children by itself. The provider reaches children
-// through the parent.
-func ChildOptions(component pulumi.Resource, opts []pulumi.ResourceOption) ([]pulumi.ResourceOption, error) {
-	ro, err := pulumi.NewResourceOptions(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("read resource options: %w", err)
-	}
-	child := []pulumi.ResourceOption{pulumi.Parent(component)}
-	if len(ro.DependsOn) > 0 {
-		child = append(child, pulumi.DependsOn(ro.DependsOn))
-	}
-	for _, in := range ro.DependsOnInputs {
-		child = append(child, pulumi.DependsOnInputs(in))
-	}
-	return child, nil
-}
-
 // Checksum fingerprints configuration files for a pod template annotation.
 func Checksum(files map[string]string) string {
 	h := sha256.New()

@@ -1,0 +1,501 @@
+package enginetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/omscloud/omscloud/components/apis"
+	"github.com/omscloud/omscloud/inventory"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+)
+
+// Cloud is the behaviour model the stand-in providers share: what GCP and the cluster hold across resources, so
+// that one create can depend on what another created, as it does for real: an API switched on, a service agent that
+// exists, the NEGs GKE's controller made, the DNS records a certificate waits for. The stand-ins refuse what the
+// real APIs refuse, with the real error's wording, so that a program that would fail its first real `pulumi up`
+// fails here first. Each rule names its public source. The model is in one place: this file.
+type Cloud struct {
+	mu sync.Mutex
+	// stackProject maps a stack to the project its resources name, for the resources that name none (keys,
+	// grants on a bucket): the provider's default project.
+	stackProject map[string]string
+	// enabled: project → API → on.
+	enabled map[string]map[string]bool
+	// accounts are the service accounts and Google-managed service agents that exist, by e-mail.
+	accounts map[string]bool
+	// workloadPools are the Workload Identity pools of the clusters that exist ("<project>.svc.id.goog").
+	workloadPools map[string]bool
+	// nodes: project → zone → nodes the node pools start with.
+	nodes map[string]map[string]int
+	// negRequested: NEG name → when a Kubernetes Service asked for it through its cloud.google.com/neg annotation.
+	negRequested map[string]time.Time
+	// resources are the live GCP resources by URN, for the rules that follow references (load balancer → proxy →
+	// certificate map → certificate → DNS authorization → DNS record).
+	resources map[string]liveResource
+}
+
+type liveResource struct {
+	typ, id, project string
+	outputs          resource.PropertyMap
+}
+
+// NEGDelay is how long after the Service the NEG controller takes to create a NEG: the creation is asynchronous,
+// so a program must look the NEGs up (and wait) rather than assume them.
+const NEGDelay = 500 * time.Millisecond
+
+func newCloud() *Cloud {
+	return &Cloud{
+		stackProject: map[string]string{}, enabled: map[string]map[string]bool{}, accounts: map[string]bool{},
+		workloadPools: map[string]bool{}, nodes: map[string]map[string]int{}, negRequested: map[string]time.Time{},
+		resources: map[string]liveResource{},
+	}
+}
+
+// resolveProject is the project a resource acts in: its own project input, or the project its stack's other
+// resources name (the provider's default project).
+func (c *Cloud) resolveProject(urn string, inputs resource.PropertyMap) string {
+	stack := ""
+	if u, err := resource.ParseURN(urn); err == nil {
+		stack = u.Stack().String()
+	}
+	if p, ok := inputs["project"]; ok && p.IsString() && p.StringValue() != "" {
+		if _, seen := c.stackProject[stack]; !seen && stack != "" {
+			c.stackProject[stack] = p.StringValue()
+		}
+		return p.StringValue()
+	}
+	return c.stackProject[stack]
+}
+
+// external reports a project no stack deploys into (a shared DNS or registry project): it exists before the test
+// with its APIs on.
+func (c *Cloud) external(project string) bool {
+	for _, p := range c.stackProject {
+		if p == project {
+			return false
+		}
+	}
+	return true
+}
+
+// requireAPI refuses a call to a disabled API with the error GCP answers.
+// Source: https://cloud.google.com/service-usage/docs/troubleshooting (SERVICE_DISABLED).
+func (c *Cloud) requireAPI(token, project string) error {
+	api, err := apis.For(token)
+	if err != nil || api == "" || api == apis.ServiceUsage || project == "" || c.external(project) {
+		return err
+	}
+	if c.enabled[project][api] {
+		return nil
+	}
+	n := inventory.ProjectNumber(project)
+	return fmt.Errorf("googleapi: Error 403: %s API has not been used in project %s before or it is disabled. "+
+		"Enable it by visiting https://console.developers.google.com/apis/api/%s/overview?project=%s then retry. "+
+		"If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry., "+
+		"SERVICE_DISABLED (%s)", api, n, api, n, token)
+}
+
+// serviceAgentOnEnable lists the service agents Google creates when an API is switched on.
+// Sources: https://cloud.google.com/kubernetes-engine/docs/how-to/encrypting-secrets (the Kubernetes Engine
+// Service Agent), https://cloud.google.com/compute/docs/access/service-accounts#compute_engine_service_account.
+var serviceAgentOnEnable = map[string]string{
+	"container.googleapis.com": "service-%s@container-engine-robot.iam.gserviceaccount.com",
+	"compute.googleapis.com":   "service-%s@compute-system.iam.gserviceaccount.com",
+}
+
+// identityAgent is the agent services.generateServiceIdentity creates for an API
+// (https://cloud.google.com/iam/docs/service-agents).
+func identityAgent(project, service string) string {
+	name := strings.TrimSuffix(service, ".googleapis.com")
+	if name == "sqladmin" {
+		name = "cloud-sql"
+	}
+	return fmt.Sprintf("service-%s@gcp-sa-%s.iam.gserviceaccount.com", inventory.ProjectNumber(project), name)
+}
+
+// storageAgent is the Cloud Storage service agent, created by the first call that asks for it
+// (https://cloud.google.com/storage/docs/projects#service-agents).
+func storageAgent(project string) string {
+	return fmt.Sprintf("service-%s@gs-project-accounts.iam.gserviceaccount.com", inventory.ProjectNumber(project))
+}
+
+var workloadPrincipal = regexp.MustCompile(`^serviceAccount:([a-z0-9-]+\.svc\.id\.goog)\[[^]]+\]$`)
+
+// checkMember refuses an IAM grant to an identity that does not exist. Sources:
+// https://cloud.google.com/iam/docs/troubleshooting-access ("Service account ... does not exist" on setIamPolicy);
+// a Workload Identity principal needs its pool, which GKE creates with the first cluster that enables Workload
+// Identity (https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity), else "Identity Pool does not
+// exist".
+func (c *Cloud) checkMember(member string) error {
+	if m := workloadPrincipal.FindStringSubmatch(member); m != nil {
+		if !c.workloadPools[m[1]] {
+			return fmt.Errorf("googleapi: Error 400: Identity Pool does not exist (%s). Please check that you specified a valid resource name as returned in the `name` attribute in the configuration API., badRequest", m[1])
+		}
+		return nil
+	}
+	email, ok := strings.CutPrefix(member, "serviceAccount:")
+	if !ok || c.accounts[email] {
+		return nil
+	}
+	return fmt.Errorf("googleapi: Error 400: Service account %s does not exist., badRequest", email)
+}
+
+// negSelfLink parses a zonal NEG self link.
+var negSelfLink = regexp.MustCompile(`projects/([^/]+)/zones/([^/]+)/networkEndpointGroups/([^/]+)$`)
+
+// negExists: GKE's NEG controller creates a standalone NEG, asynchronously, in each zone where the cluster has
+// nodes, once a Service asks for it (https://cloud.google.com/kubernetes-engine/docs/how-to/standalone-neg).
+func (c *Cloud) negExists(project, zone, name string) bool {
+	at, asked := c.negRequested[name]
+	return asked && time.Since(at) >= NEGDelay && c.nodes[project][zone] > 0
+}
+
+func negNotFound(project, zone, name string) error {
+	return fmt.Errorf("googleapi: Error 404: The resource 'projects/%s/zones/%s/networkEndpointGroups/%s' was not found, notFound", project, zone, name)
+}
+
+// collections are the resource types whose ids other resources quote in full, with the id's collection.
+var collections = map[string]string{
+	"gcp:certificatemanager/certificate:Certificate":           "certificates",
+	"gcp:certificatemanager/certificateMap:CertificateMap":     "certificateMaps",
+	"gcp:certificatemanager/dnsAuthorization:DnsAuthorization": "dnsAuthorizations",
+}
+
+// ID is the id GCP gives a new resource of typ named name (Certificate Manager's are full resource names).
+func (c *Cloud) ID(urn, typ, name string, inputs resource.PropertyMap) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if coll, ok := collections[typ]; ok {
+		location := "global"
+		if l, ok := inputs["location"]; ok && l.IsString() && l.StringValue() != "" {
+			location = l.StringValue()
+		}
+		return fmt.Sprintf("projects/%s/locations/%s/%s/%s", c.resolveProject(urn, inputs), location, coll, name)
+	}
+	return name + "-id"
+}
+
+// Create applies a create (or update) of a GCP resource to the model: it refuses what GCP would refuse and records
+// what the resource makes exist.
+func (c *Cloud) Create(urn, typ, id string, inputs, outputs resource.PropertyMap) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	project := c.resolveProject(urn, inputs)
+	if err := c.requireAPI(typ, project); err != nil {
+		return err
+	}
+	if member := str(inputs, "member"); member != "" {
+		if err := c.checkMember(member); err != nil {
+			return err
+		}
+	}
+	switch typ {
+	case apis.ServiceType:
+		service := str(inputs, "service")
+		if c.enabled[project] == nil {
+			c.enabled[project] = map[string]bool{}
+		}
+		c.enabled[project][service] = true
+		if agent, ok := serviceAgentOnEnable[service]; ok {
+			c.accounts[fmt.Sprintf(agent, inventory.ProjectNumber(project))] = true
+		}
+	case "gcp:projects/serviceIdentity:ServiceIdentity":
+		service := str(inputs, "service")
+		if !c.enabled[project][service] {
+			return fmt.Errorf("googleapi: Error 400: Service %s is not enabled in project %s, failedPrecondition", service, project)
+		}
+		email := identityAgent(project, service)
+		c.accounts[email] = true
+		outputs["email"] = resource.NewProperty(email)
+		outputs["member"] = resource.NewProperty("serviceAccount:" + email)
+	case "gcp:serviceaccount/account:Account":
+		c.accounts[str(outputs, "email")] = true
+	case "gcp:container/cluster:Cluster":
+		if wi, ok := inputs["workloadIdentityConfig"]; ok && wi.IsObject() {
+			if pool := str(wi.ObjectValue(), "workloadPool"); pool != "" {
+				c.workloadPools[pool] = true
+			}
+		}
+	case "gcp:container/nodePool:NodePool":
+		initial := 0
+		if v, ok := inputs["initialNodeCount"]; ok && v.IsNumber() {
+			initial = int(v.NumberValue())
+		}
+		if c.nodes[project] == nil {
+			c.nodes[project] = map[string]int{}
+		}
+		if locs, ok := inputs["nodeLocations"]; ok && locs.IsArray() {
+			for _, z := range locs.ArrayValue() {
+				if z.IsString() {
+					c.nodes[project][z.StringValue()] += initial
+				}
+			}
+		}
+	case "gcp:compute/backendService:BackendService":
+		if err := c.checkBackends(inputs); err != nil {
+			return err
+		}
+	}
+	c.resources[urn] = liveResource{typ: typ, id: id, project: project, outputs: outputs.Copy()}
+	return nil
+}
+
+// checkBackends: a backend service may only reference NEGs that exist
+// (https://cloud.google.com/load-balancing/docs/backend-service#backends).
+func (c *Cloud) checkBackends(inputs resource.PropertyMap) error {
+	backends, ok := inputs["backends"]
+	if !ok || !backends.IsArray() {
+		return nil
+	}
+	for _, b := range backends.ArrayValue() {
+		if !b.IsObject() {
+			continue
+		}
+		g, ok := b.ObjectValue()["group"]
+		if !ok || !g.IsString() {
+			continue
+		}
+		m := negSelfLink.FindStringSubmatch(g.StringValue())
+		if m != nil && !c.negExists(m[1], m[2], m[3]) {
+			return negNotFound(m[1], m[2], m[3])
+		}
+	}
+	return nil
+}
+
+// Delete removes a resource from the model. APIs stay on unless the Service asked to be disabled on destroy.
+func (c *Cloud) Delete(urn, typ string, outputs resource.PropertyMap) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live, ok := c.resources[urn]
+	delete(c.resources, urn)
+	if !ok || typ != apis.ServiceType {
+		return
+	}
+	if v, set := outputs["disableOnDestroy"]; set && v.IsBool() && v.BoolValue() {
+		if s, ok := outputs["service"]; ok && s.IsString() {
+			delete(c.enabled[live.project], s.StringValue())
+		}
+	}
+}
+
+// Invoke answers the provider functions whose results depend on the model. ok is false for functions the model
+// does not know.
+func (c *Cloud) Invoke(token string, args resource.PropertyMap) (out resource.PropertyMap, ok bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	project := str(args, "project")
+	if project == "" {
+		project = str(args, "projectId")
+	}
+	switch token {
+	case "gcp:organizations/getProject:getProject":
+		if err := c.requireAPI(token, project); err != nil {
+			return nil, true, err
+		}
+		return resource.PropertyMap{"projectId": resource.NewProperty(project), "number": resource.NewProperty(inventory.ProjectNumber(project))}, true, nil
+	case "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+		if err := c.requireAPI(token, project); err != nil {
+			return nil, true, err
+		}
+		email := storageAgent(project)
+		c.accounts[email] = true
+		return resource.PropertyMap{
+			"project": resource.NewProperty(project), "emailAddress": resource.NewProperty(email),
+			"member": resource.NewProperty("serviceAccount:" + email),
+		}, true, nil
+	case "gcp:compute/getNetworkEndpointGroup:getNetworkEndpointGroup":
+		if err := c.requireAPI(token, project); err != nil {
+			return nil, true, err
+		}
+		zone, name := str(args, "zone"), str(args, "name")
+		if self := str(args, "selfLink"); self != "" {
+			if m := negSelfLink.FindStringSubmatch(self); m != nil {
+				project, zone, name = m[1], m[2], m[3]
+			}
+		}
+		if !c.negExists(project, zone, name) {
+			return nil, true, negNotFound(project, zone, name)
+		}
+		self := fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/zones/%s/networkEndpointGroups/%s", project, zone, name)
+		return resource.PropertyMap{
+			"project": resource.NewProperty(project), "zone": resource.NewProperty(zone), "name": resource.NewProperty(name),
+			"selfLink": resource.NewProperty(self), "networkEndpointType": resource.NewProperty("GCE_VM_IP_PORT"),
+			"defaultPort": resource.NewProperty(0.0), "size": resource.NewProperty(0.0),
+		}, true, nil
+	}
+	return nil, false, nil
+}
+
+// KubernetesApplied records what a Kubernetes object asks of GCP: a Service annotated cloud.google.com/neg makes
+// GKE's NEG controller create the named NEGs.
+func (c *Cloud) KubernetesApplied(typ string, inputs resource.PropertyMap) {
+	if typ != "kubernetes:core/v1:Service" {
+		return
+	}
+	meta, ok := inputs["metadata"]
+	if !ok || !meta.IsObject() {
+		return
+	}
+	ann, ok := meta.ObjectValue()["annotations"]
+	if !ok || !ann.IsObject() {
+		return
+	}
+	neg, ok := ann.ObjectValue()["cloud.google.com/neg"]
+	if !ok || !neg.IsString() {
+		return
+	}
+	var spec struct {
+		ExposedPorts map[string]struct {
+			Name string `json:"name"`
+		} `json:"exposed_ports"`
+	}
+	if json.Unmarshal([]byte(neg.StringValue()), &spec) != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range spec.ExposedPorts {
+		if _, seen := c.negRequested[p.Name]; p.Name != "" && !seen {
+			c.negRequested[p.Name] = time.Now()
+		}
+	}
+}
+
+// ServesTLS reports whether a client that resolves hostname through the DNS records the stacks manage reaches a
+// load balancer that presents a valid certificate for it. Sources: a Google-managed (compute) certificate
+// provisions only once DNS resolves to the load balancer, which takes up to 60 minutes after the switch
+// (https://cloud.google.com/load-balancing/docs/ssl-certificates/google-managed-certs#update-dns); a Certificate
+// Manager certificate with DNS authorizations is issued as soon as the authorizations' CNAME records resolve,
+// before any traffic moves (https://cloud.google.com/certificate-manager/docs/dns-authorizations).
+func (c *Cloud) ServesTLS(hostname string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ip := c.record(hostname+".", "A")
+	if ip == "" {
+		return fmt.Errorf("%s: no DNS A record: clients cannot reach the load balancer", hostname)
+	}
+	var proxy *liveResource
+	for _, r := range c.resources {
+		if r.typ == "gcp:compute/globalForwardingRule:GlobalForwardingRule" && str(r.outputs, "ipAddress") == ip &&
+			str(r.outputs, "portRange") == "443" {
+			proxy = c.bySelfLink(str(r.outputs, "target"))
+		}
+	}
+	if proxy == nil {
+		return fmt.Errorf("%s: %s answers no HTTPS forwarding rule", hostname, ip)
+	}
+	if m := str(proxy.outputs, "certificateMap"); m != "" {
+		return c.mapServes(hostname, strings.TrimPrefix(m, "//certificatemanager.googleapis.com/"))
+	}
+	return fmt.Errorf("%s: the load balancer at %s presents a Google-managed compute certificate, which stays PROVISIONING until DNS has pointed at it for up to 60 minutes: clients get TLS errors meanwhile", hostname, ip)
+}
+
+func (c *Cloud) mapServes(hostname, mapID string) error {
+	var m *liveResource
+	for _, r := range c.resources {
+		if r.typ == "gcp:certificatemanager/certificateMap:CertificateMap" && r.id == mapID {
+			m = &r
+		}
+	}
+	if m == nil {
+		return fmt.Errorf("%s: certificate map %s does not exist", hostname, mapID)
+	}
+	var problems []string
+	for _, e := range c.resources {
+		if e.typ != "gcp:certificatemanager/certificateMapEntry:CertificateMapEntry" || str(e.outputs, "map") != str(m.outputs, "name") ||
+			str(e.outputs, "hostname") != hostname {
+			continue
+		}
+		for _, certID := range strs(e.outputs, "certificates") {
+			err := c.certificateActive(certID)
+			if err == nil {
+				return nil
+			}
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) == 0 {
+		return fmt.Errorf("%s: certificate map %s has no entry for it", hostname, mapID)
+	}
+	return fmt.Errorf("%s: %s", hostname, strings.Join(problems, "; "))
+}
+
+func (c *Cloud) certificateActive(id string) error {
+	for _, r := range c.resources {
+		if r.typ != "gcp:certificatemanager/certificate:Certificate" || r.id != id {
+			continue
+		}
+		managed, ok := r.outputs["managed"]
+		if !ok || !managed.IsObject() {
+			return fmt.Errorf("certificate %s is not Google-managed", id)
+		}
+		auths := strs(managed.ObjectValue(), "dnsAuthorizations")
+		if len(auths) == 0 {
+			return fmt.Errorf("certificate %s has no DNS authorization: it is issued only after DNS points at the load balancer", id)
+		}
+		for _, a := range auths {
+			domain := ""
+			for _, d := range c.resources {
+				if d.typ == "gcp:certificatemanager/dnsAuthorization:DnsAuthorization" && d.id == a {
+					domain = str(d.outputs, "domain")
+				}
+			}
+			if domain == "" {
+				return fmt.Errorf("certificate %s: DNS authorization %s does not exist", id, a)
+			}
+			name, data := inventory.AuthorizationRecord(domain)
+			if got := c.record(name, "CNAME"); got != data {
+				return fmt.Errorf("certificate %s stays PROVISIONING: the CNAME %s -> %s of its DNS authorization does not resolve", id, name, data)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("certificate %s does not exist", id)
+}
+
+// record is the first datum of the DNS record set of name and type ("" when none).
+func (c *Cloud) record(name, typ string) string {
+	for _, r := range c.resources {
+		if r.typ == "gcp:dns/recordSet:RecordSet" && str(r.outputs, "name") == name && str(r.outputs, "type") == typ {
+			if d := strs(r.outputs, "rrdatas"); len(d) > 0 {
+				return d[0]
+			}
+		}
+	}
+	return ""
+}
+
+func (c *Cloud) bySelfLink(link string) *liveResource {
+	for _, r := range c.resources {
+		if link != "" && str(r.outputs, "selfLink") == link {
+			return &r
+		}
+	}
+	return nil
+}
+
+func str(m resource.PropertyMap, k string) string {
+	if v, ok := m[resource.PropertyKey(k)]; ok && v.IsString() {
+		return v.StringValue()
+	}
+	return ""
+}
+
+func strs(m resource.PropertyMap, k string) []string {
+	v, ok := m[resource.PropertyKey(k)]
+	if !ok || !v.IsArray() {
+		return nil
+	}
+	var out []string
+	for _, e := range v.ArrayValue() {
+		if e.IsString() {
+			out = append(out, e.StringValue())
+		}
+	}
+	return out
+}
