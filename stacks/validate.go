@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/regions"
 )
 
@@ -323,6 +324,12 @@ func (c *Config) validateRuntime(v *validator) {
 			v.add("runtime.colorImages."+color, "is not a color: use blue or green")
 		case c.Environment == Production && !digestPattern.MatchString(image):
 			v.add("runtime.colorImages."+color, "%q is not pinned by digest: use image@sha256:<digest>", image)
+		}
+	}
+	// The nodes are granted read on the repositories these images name, so each must be in Artifact Registry.
+	for _, img := range r.images() {
+		if _, err := gke.ImageRepository(img.image); err != nil {
+			v.add(img.key, "%v", err)
 		}
 	}
 }

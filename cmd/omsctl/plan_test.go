@@ -107,7 +107,7 @@ config:
   omscloud:project: omscloud-sbx-au
   omscloud:projectNumber: "123456789012"
   omscloud:edge: {provider: gcp, domain: a.example.com}
-  omscloud:runtime: {image: "oms:1.0.0"}
+  omscloud:runtime: {image: "us-docker.pkg.dev/omscloud-release/oms/oms:1.0.0"}
 `), 0o644))
 	stdout, stderr, err := omsctl(t, "plan", "--dir", dir, "--stack", "s", "--format", "json")
 	require.NoError(t, err, stderr)
@@ -132,7 +132,7 @@ func TestPlanFailsOnPolicyViolation(t *testing.T) {
   omscloud:project: omscloud-sbx-au
   omscloud:projectNumber: "123456789012"
   omscloud:edge: {provider: gcp, domain: a.example.com}
-  omscloud:runtime: {image: "oms:1.0.0"}
+  omscloud:runtime: {image: "us-docker.pkg.dev/omscloud-release/oms/oms:1.0.0"}
   omscloud:gke: {masterAuthorizedNetworks: [{name: everyone, cidr: 0.0.0.0/0}]}
 `), 0o644))
 	stdout, _, err := omsctl(t, "plan", "--dir", dir, "--stack", "open")
