@@ -65,6 +65,7 @@ func (c *Config) validate(v *validator) {
 	c.validateRuntime(v)
 	c.validateMaintenance(v)
 	validateLabels(v, c.Labels)
+	c.validatePlaceholders(v)
 
 	if c.Environment == Production && !c.DeletionProtection {
 		v.add("deletionProtection", "production stacks keep deletion protection on; remove the setting (to tear a production stack down, turn protection off in a reviewed change of its own)")
