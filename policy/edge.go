@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -97,10 +98,13 @@ func placedAt(r inventory.Resource) [][2]string {
 	return out
 }
 
-// placesData reports whether a type is one whose locations the residency rules govern.
+// placesData reports whether a type is one whose locations the residency rules govern. An IAM grant stores nothing:
+// its location names the resource it grants on, such as the release registry the nodes pull from.
 func placesData(typ string) bool {
-	return strings.HasPrefix(typ, "gcp:") || typ == "pulumi:providers:gcp"
+	return (strings.HasPrefix(typ, "gcp:") || typ == "pulumi:providers:gcp") && !iamGrant.MatchString(typ)
 }
+
+var iamGrant = regexp.MustCompile(`(?i)iam(member|binding|policy)$`)
 
 // inRegion reports whether a location is the region or one of its zones.
 func inRegion(location, region string) bool {

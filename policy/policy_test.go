@@ -160,6 +160,7 @@ const (
 	gaddrT    = "gcp:compute/globalAddress:GlobalAddress"
 	bucketT   = "gcp:storage/bucket:Bucket"
 	smSecretT = "gcp:secretmanager/secret:Secret"
+	repoIAMT  = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
 )
 
 // ---- table-driven policy cases ----------------------------------------------------------------------------------
@@ -537,6 +538,8 @@ func policyCases() []policyCase {
 			res("gcp:kms/keyRing:KeyRing", "kr", obj{"location": "global"}),
 			res(smSecretT, "s", obj{"replication": obj{"userManaged": obj{"replicas": list(obj{"location": "us-central1"}, obj{"location": "us-east4"})}}}),
 			res("gcp:compute/subnetwork:Subnetwork", "nodes", obj{"region": "[unknown]"}),
+			// A grant stores nothing: its location is where the release registry it grants on lives.
+			res(repoIAMT, "pull", obj{"location": "europe", "project": "omscloud-release", "repository": "oms"}),
 		}},
 		{name: "data outside the jurisdiction", policy: "residency", ctx: prodUS, resources: []inventory.Resource{
 			res(bucketT, "media", obj{"location": "EU"}),
@@ -559,6 +562,7 @@ func policyCases() []policyCase {
 			res(sqlT, "pg", with(goodSQL(), "settings.backupConfiguration.location", "us-east4")),
 			res(smSecretT, "backup-key", obj{"replication": obj{"userManaged": obj{"replicas": list(obj{"location": "us-east4"})}}}),
 			res(clusterT, "gke", goodCluster()),
+			res(repoIAMT, "pull", obj{"location": "us-east4", "project": "omscloud-release", "repository": "oms"}),
 		}},
 		{name: "a DR spin-up stack runs in its region", policy: "dr-region-cold", ctx: policy.Context{Environment: policy.Production, PrimaryRegion: "us-east4", DRRegion: "us-east4"},
 			resources: []inventory.Resource{res(clusterT, "gke", with(goodCluster(), "location", "us-east4"))}},

@@ -147,6 +147,22 @@ type RuntimeConfig struct {
 	ColorImages map[string]string `json:"colorImages"`
 }
 
+// keyedImage is one image the runtime runs, with the key that sets it.
+type keyedImage struct{ key, image string }
+
+// images lists every image the stack runs from its own release: runtime.image, then runtime.colorImages.<color> by
+// color. Validation and the nodes' pull grants both read this one list.
+func (r RuntimeConfig) images() []keyedImage {
+	var out []keyedImage
+	if r.Image != "" {
+		out = append(out, keyedImage{"runtime.image", r.Image})
+	}
+	for _, color := range slices.Sorted(maps.Keys(r.ColorImages)) {
+		out = append(out, keyedImage{"runtime.colorImages." + color, r.ColorImages[color]})
+	}
+	return out
+}
+
 // DRConfig configures the cold disaster-recovery site.
 type DRConfig struct {
 	Enabled bool `json:"enabled"`

@@ -9,6 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// release is a production runtime image: in Artifact Registry, pinned by a digest that is not a sample.
+const release = "europe-docker.pkg.dev/omscloud-release/oms/oms@sha256:1596487d3babad38bf3cb341aec9b483e53233a883695a162cda759436033e8a"
+
 // base is a minimal valid production config; tests change one thing at a time.
 func base() map[string]string {
 	return map[string]string{
@@ -17,7 +20,7 @@ func base() map[string]string {
 		"omscloud:project":     "omscloud-prod-eu",
 		"omscloud:accounts":    `["tailspin"]`,
 		"omscloud:edge":        `{"provider":"gcp","domain":"api.eu.example.com"}`,
-		"omscloud:runtime":     `{"image":"europe-docker.pkg.dev/p/oms/oms@sha256:` + strings.Repeat("ab", 32) + `"}`,
+		"omscloud:runtime":     `{"image":"` + release + `"}`,
 	}
 }
 
@@ -63,7 +66,7 @@ func TestSandboxHasTheSameTopologyAtSmallerSizes(t *testing.T) {
 	require.NoError(t, err)
 	sbx, err := ParseConfig("sandbox", with(map[string]string{
 		"omscloud:environment": "sandbox",
-		"omscloud:runtime":     `{"image":"europe-docker.pkg.dev/p/oms/oms:1.4.2"}`,
+		"omscloud:runtime":     `{"image":"europe-docker.pkg.dev/omscloud-release/oms/oms:1.4.2"}`,
 	}), nil)
 	require.NoError(t, err)
 	assert.Equal(t, prod.Zones, sbx.Zones)
@@ -111,6 +114,8 @@ func TestValidationNamesEveryOffendingKey(t *testing.T) {
 		{"invalid account id", map[string]string{"omscloud:accounts": `["Tail Spin"]`}, "omscloud:accounts[0]", "not a valid account id"},
 		{"account both active and retired", map[string]string{"omscloud:database": `{"retiredAccounts":["tailspin"]}`}, "omscloud:database.retiredAccounts[0]", "also in accounts"},
 		{"production image by tag", map[string]string{"omscloud:runtime": `{"image":"oms:latest"}`}, "omscloud:runtime.image", "not pinned by digest"},
+		{"image on Docker Hub", map[string]string{"omscloud:runtime": `{"image":"docker.io/omscloud/oms@sha256:1596487d3babad38bf3cb341aec9b483e53233a883695a162cda759436033e8a"}`}, "omscloud:runtime.image", "pulled from docker.io, where the nodes cannot be granted read access: push the image to an Artifact Registry repository"},
+		{"staged image on ghcr.io", map[string]string{"omscloud:runtime": `{"image":"` + release + `","colorImages":{"green":"ghcr.io/omscloud/oms@sha256:1596487d3babad38bf3cb341aec9b483e53233a883695a162cda759436033e8a"}}`}, "omscloud:runtime.colorImages.green", "pulled from ghcr.io"},
 		{"bad color", map[string]string{"omscloud:runtime": `{"image":"oms@sha256:` + strings.Repeat("0", 64) + `","activeColor":"red"}`}, "omscloud:runtime.activeColor", "blue or green"},
 		{"cloudflare without ids", map[string]string{"omscloud:edge": `{"provider":"cloudflare","domain":"a.example.com"}`}, "omscloud:edge.cloudflare.accountId", "32 hex"},
 		{"overlapping ranges", map[string]string{"omscloud:network": `{"podsCidr":"10.10.0.0/16"}`}, "omscloud:network.podsCidr", "overlaps"},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/inventory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -146,6 +147,56 @@ func TestNoFirewallRuleAdmitsTheInternet(t *testing.T) {
 func TestKubeconfigIsSecret(t *testing.T) {
 	_, inv := plan(t, "prod")
 	assert.Equal(t, inventory.Secret, only(t, inv, "pulumi:providers:kubernetes").String("kubeconfig"))
+}
+
+// TestNodesCanPullEveryReleaseImage: the release lives in another project's Artifact Registry, so the nodes' service
+// account needs read on exactly the repositories the workloads' images name, and on nothing project-wide.
+func TestNodesCanPullEveryReleaseImage(t *testing.T) {
+	for _, stack := range shippedStacks(t) {
+		_, inv := plan(t, stack)
+		nodes := "serviceAccount:" + inv.OfType("gcp:container/nodePool:NodePool")[0].String("nodeConfig.serviceAccount")
+		granted := map[gke.Repository]bool{}
+		for _, m := range inv.OfType("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember") {
+			assert.Equal(t, "roles/artifactregistry.reader", m.String("role"), "%s: %s", stack, m.Name)
+			assert.Equal(t, nodes, m.String("member"), "%s: %s", stack, m.Name)
+			granted[gke.Repository{Location: m.String("location"), Project: m.String("project"), Name: m.String("repository")}] = true
+		}
+		pulled := map[gke.Repository]bool{}
+		for _, r := range inv.Resources {
+			for _, image := range containerImages(r.Inputs, false) {
+				repo, err := gke.ImageRepository(image)
+				if err != nil {
+					continue // public images (Redis, RabbitMQ, cloudflared, curl) come through Cloud NAT
+				}
+				pulled[repo] = true
+				assert.True(t, granted[repo], "%s: %s runs %s, but the nodes may not read %s", stack, r.Name, image, repo)
+			}
+		}
+		assert.NotEmpty(t, pulled, "%s runs the release from Artifact Registry", stack)
+		assert.Equal(t, pulled, granted, "%s: a grant for every repository pulled from, and no other", stack)
+		for _, m := range inv.OfType("gcp:projects/iAMMember:IAMMember") {
+			assert.NotEqual(t, "roles/artifactregistry.reader", m.String("role"), "%s: no project-wide read on registries", stack)
+		}
+	}
+}
+
+// containerImages collects the images of every container, init container and job template below v.
+func containerImages(v any, inContainers bool) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		if image, ok := v["image"].(string); ok && inContainers {
+			out = append(out, image)
+		}
+		for k, child := range v {
+			out = append(out, containerImages(child, k == "containers" || k == "initContainers")...)
+		}
+	case []any:
+		for _, child := range v {
+			out = append(out, containerImages(child, inContainers)...)
+		}
+	}
+	return out
 }
 
 // countsWithout counts resources per type, leaving out root and everything below it.

@@ -142,6 +142,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 				pool("web", cfg.Sizing.Web, nil),
 				pool("stateful", cfg.Sizing.Stateful, []gke.Taint{{Key: StatefulTaintKey, Value: "true", Effect: "NO_SCHEDULE"}}),
 			},
+			Images: releaseImages(cfg.Runtime),
 		},
 		Database: postgres.Args{
 			Name:               prefix,
@@ -276,6 +277,14 @@ func pool(name string, size NodePoolSize, taints []gke.Taint) gke.PoolArgs {
 		Labels:          map[string]string{PoolLabelKey: name},
 		Taints:          taints,
 	}
+}
+
+func releaseImages(r RuntimeConfig) []string {
+	var out []string
+	for _, img := range r.images() {
+		out = append(out, img.image)
+	}
+	return out
 }
 
 func authorizedNetworks(nets []AuthorizedNetwork) []gke.AuthorizedNetwork {

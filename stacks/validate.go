@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/regions"
 )
 
@@ -59,6 +60,7 @@ func (c *Config) validate(v *validator) {
 	c.validateRuntime(v)
 	c.validateMaintenance(v)
 	validateLabels(v, c.Labels)
+	c.validatePlaceholders(v)
 
 	if c.Environment == Production && !c.DeletionProtection {
 		v.add("deletionProtection", "production stacks keep deletion protection on; remove the setting (to tear a production stack down, turn protection off in a reviewed change of its own)")
@@ -318,6 +320,12 @@ func (c *Config) validateRuntime(v *validator) {
 			v.add("runtime.colorImages."+color, "is not a color: use blue or green")
 		case c.Environment == Production && !digestPattern.MatchString(image):
 			v.add("runtime.colorImages."+color, "%q is not pinned by digest: use image@sha256:<digest>", image)
+		}
+	}
+	// The nodes are granted read on the repositories these images name, so each must be in Artifact Registry.
+	for _, img := range r.images() {
+		if _, err := gke.ImageRepository(img.image); err != nil {
+			v.add(img.key, "%v", err)
 		}
 	}
 }

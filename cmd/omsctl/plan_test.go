@@ -106,7 +106,7 @@ config:
   omscloud:region: au
   omscloud:project: omscloud-sbx-au
   omscloud:edge: {provider: gcp, domain: a.example.com}
-  omscloud:runtime: {image: "oms:1.0.0"}
+  omscloud:runtime: {image: "us-docker.pkg.dev/omscloud-release/oms/oms:1.0.0"}
 `), 0o644))
 	stdout, stderr, err := omsctl(t, "plan", "--dir", dir, "--stack", "s", "--format", "json")
 	require.NoError(t, err, stderr)
@@ -130,7 +130,7 @@ func TestPlanFailsOnPolicyViolation(t *testing.T) {
   omscloud:region: au
   omscloud:project: omscloud-sbx-au
   omscloud:edge: {provider: gcp, domain: a.example.com}
-  omscloud:runtime: {image: "oms:1.0.0"}
+  omscloud:runtime: {image: "us-docker.pkg.dev/omscloud-release/oms/oms:1.0.0"}
   omscloud:gke: {masterAuthorizedNetworks: [{name: everyone, cidr: 0.0.0.0/0}]}
 `), 0o644))
 	stdout, _, err := omsctl(t, "plan", "--dir", dir, "--stack", "open")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/omscloud/omscloud/stacks"
@@ -264,12 +265,37 @@ func isValidation(err error) bool {
 	return errors.As(err, &verr)
 }
 
-// reportInvalid prints every configuration problem; main then exits non-zero without repeating them.
+// tenantFlags name the flag that sets each key tenant new writes, so that a refusal says what to pass. The release
+// and operator networks are copied from the template stack, which must itself be valid.
+var tenantFlags = []struct{ key, flag string }{
+	{"omscloud:tenant", "NAME"}, {"omscloud:environment", "--environment"}, {"omscloud:region", "--region"},
+	{"omscloud:accounts", "--accounts"}, {"omscloud:edge.provider", "--edge"},
+	{"omscloud:edge.domain", "--domain"}, {"omscloud:edge.hostnames", "--domain"},
+	{"omscloud:edge.cloudflare.accountId", "--cloudflare-account-id"}, {"omscloud:edge.cloudflare.zoneId", "--cloudflare-zone-id"},
+	{"omscloud:dr.acknowledgeCrossBorder", "--acknowledge-cross-border"},
+}
+
+// reportInvalid prints every configuration problem and the flag that fixes each; main then exits non-zero without
+// repeating them.
 func reportInvalid(stderr io.Writer, err error) error {
-	if !isValidation(err) {
+	var verr *stacks.ValidationError
+	if !errors.As(err, &verr) {
 		return err
 	}
 	fmt.Fprintln(stderr, err.Error())
+	var fixes []string
+	for _, fe := range verr.Errors {
+		for _, f := range tenantFlags {
+			if fe.Key == f.key || strings.HasPrefix(fe.Key, f.key+"[") {
+				if fix := fmt.Sprintf("  %-26s %s", f.flag, fe.Key); !slices.Contains(fixes, fix) {
+					fixes = append(fixes, fix)
+				}
+			}
+		}
+	}
+	if len(fixes) > 0 {
+		fmt.Fprintf(stderr, "Set them with:\n%s\n", strings.Join(fixes, "\n"))
+	}
 	fmt.Fprintln(stderr, "Nothing was written.")
 	return &reportedError{err}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -126,7 +127,9 @@ func TestTenantNewRefusesInvalidInput(t *testing.T) {
 		{"name too long", []string{"globalexpresscorp", "--region", "au"}, []string{"omscloud:tenant", "2-12 lowercase letters"}},
 		{"unknown region", []string{"globex", "--region", "mars"}, []string{"omscloud:region", `unknown region "mars"`, "au, eu, sg, us"}},
 		{"bad account", []string{"globex", "--region", "au", "--accounts", "Main"}, []string{"omscloud:accounts[0]", `"Main" is not a valid account id`}},
-		{"cloudflare without ids", []string{"globex", "--region", "au", "--edge", "cloudflare"}, []string{"omscloud:edge.cloudflare.accountId"}},
+		{"cloudflare without ids", []string{"globex", "--region", "au", "--edge", "cloudflare"}, []string{"omscloud:edge.cloudflare.accountId", "--cloudflare-account-id"}},
+		{"sample cloudflare ids in production", []string{"globex", "--region", "au", "--edge", "cloudflare", "--cloudflare-account-id", "0123456789abcdef0123456789abcdef", "--cloudflare-zone-id", "fedcba9876543210fedcba9876543210"},
+			[]string{"omscloud:edge.cloudflare.accountId", "is a sample id", "omscloud:edge.cloudflare.zoneId", "--cloudflare-account-id", "--cloudflare-zone-id"}},
 		{"cross-border DR not acknowledged", []string{"globex", "--region", "sg"}, []string{"omscloud:dr.acknowledgeCrossBorder"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,4 +153,28 @@ func TestTenantNewRefusesInvalidInput(t *testing.T) {
 	// With the customer's agreement, a Singapore tenant validates.
 	_, stderr, err := runOmsctl("tenant", "new", "globex", "--region", "sg", "--acknowledge-cross-border", "--dir", dir)
 	require.NoError(t, err, stderr)
+}
+
+func TestTenantNewSaysWhatToFillIn(t *testing.T) {
+	// A sandbox tenant may keep sample Cloudflare ids: it is written, and validates.
+	dir := project(t)
+	_, stderr, err := runOmsctl("tenant", "new", "globex", "--region", "au", "--environment", "sandbox",
+		"--edge", "cloudflare", "--cloudflare-account-id", "0123456789abcdef0123456789abcdef", "--cloudflare-zone-id", "fedcba9876543210fedcba9876543210", "--dir", dir)
+	require.NoError(t, err, stderr)
+	assert.Contains(t, files(t, dir), "Pulumi.globex-sbx-au.yaml")
+
+	// The release and the operator networks come from Pulumi.prod.yaml: while it holds sample values, the refusal
+	// names that file and each key to fill in, and nothing is written.
+	dir = project(t)
+	prod := filepath.Join(dir, "Pulumi.prod.yaml")
+	data, err := os.ReadFile(prod)
+	require.NoError(t, err)
+	sample := regexp.MustCompile(`sha256:[0-9a-f]{64}`).ReplaceAll(data, []byte("sha256:"+strings.Repeat("0123456789abcdef", 4)))
+	require.NoError(t, os.WriteFile(prod, sample, 0o644))
+	_, _, err = runOmsctl("tenant", "new", "globex", "--region", "au", "--dir", dir)
+	require.Error(t, err)
+	for _, want := range []string{"Pulumi.prod.yaml", "omscloud:runtime.image", "sample digest"} {
+		assert.Contains(t, err.Error(), want)
+	}
+	assert.ElementsMatch(t, []string{"Pulumi.yaml", "Pulumi.prod.yaml"}, files(t, dir))
 }

@@ -76,7 +76,8 @@ func (m Missing) String() string { return m.URN + " (" + m.Type + ") " + m.Probl
 
 // MissingDependencies lists the GCP resources that do not wait, directly or through other resources, for the
 // projects.Service of the API they call: in a first `pulumi up` they may start while the API is still off. Resources
-// of another project (a shared DNS zone's) are that project's business.
+// of another project (a shared DNS zone's) are that project's business, and a plan that enables no API at all leaves
+// them to whoever manages the project.
 func MissingDependencies(nodes []Node) []Missing {
 	byURN := map[string]Node{}
 	children := map[string][]string{}
@@ -89,6 +90,9 @@ func MissingDependencies(nodes []Node) []Missing {
 		if n.Type == ServiceType {
 			stackProjects[n.Project] = true
 		}
+	}
+	if len(stackProjects) == 0 {
+		return nil // the plan enables no API: they are managed outside it (a component planned on its own)
 	}
 	// waitsFor is every URN reachable from urn through dependencies, a component standing for its descendants.
 	waitsFor := func(urn string) map[string]bool {

@@ -35,6 +35,9 @@ type Args struct {
 	// KeyRotationDays rotates the secrets key (default 90, at most 90).
 	KeyRotationDays int
 	Pools           []PoolArgs
+	// Images are the Artifact Registry images the workloads run: the nodes may read each repository they name, and no
+	// other (see ImageRepository). Public images pulled through Cloud NAT need no grant and are not listed.
+	Images []string
 }
 
 // AuthorizedNetwork may reach the control plane's endpoint.
@@ -106,6 +109,11 @@ func (a *Args) Validate() error {
 	}
 	if len(a.Pools) == 0 {
 		add("Pools is empty: the default pool is removed, so at least one pool is required")
+	}
+	for i, image := range a.Images {
+		if _, err := ImageRepository(image); err != nil {
+			add("Images[%d]: %v", i, err)
+		}
 	}
 	seen := map[string]bool{}
 	for _, p := range a.Pools {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/artifactregistry"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/container"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/kms"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/projects"
@@ -35,13 +36,12 @@ type Cluster struct {
 	Provider *kubernetes.Provider
 }
 
-// nodeRoles is all a node needs: the role GKE documents for a custom node service account (write logs and
-// metrics, read metadata, report autoscaling metrics:
-// https://cloud.google.com/kubernetes-engine/docs/how-to/service-accounts#default-gke-service-agent), and pull
-// images. Workloads get their own identities.
+// nodeRoles is all a node needs project-wide: the role GKE documents for a custom node service account (write logs
+// and metrics, read metadata, report autoscaling metrics:
+// https://cloud.google.com/kubernetes-engine/docs/how-to/service-accounts#default-gke-service-agent). Image pulls
+// are granted per repository (Images); workloads get their own identities.
 var nodeRoles = []string{
 	"roles/container.defaultNodeServiceAccount",
-	"roles/artifactregistry.reader",
 }
 
 var byDay = map[string]string{
@@ -80,6 +80,9 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		}, parent); err != nil {
 			return nil, err
 		}
+	}
+	if err := grantPulls(ctx, name+"-nodes-pull", args.Images, sa, parent); err != nil {
+		return nil, err
 	}
 
 	clusterArgs := &container.ClusterArgs{
@@ -282,6 +285,32 @@ users:
       installHint: Install gke-gcloud-auth-plugin (gcloud components install gke-gcloud-auth-plugin)
       provideClusterInfo: true
 `, name, endpoint, caCertificate)
+}
+
+// grantPulls lets the nodes read each repository the images name: the release usually lives in another project's
+// registry, where a project-wide role on the stack's own project would not reach.
+func grantPulls(ctx *pulumi.Context, name string, images []string, sa *serviceaccount.Account, parent pulumi.ResourceOption) error {
+	repos := map[Repository]bool{}
+	for _, image := range images {
+		repo, err := ImageRepository(image)
+		if err != nil {
+			return err
+		}
+		if repos[repo] {
+			continue
+		}
+		repos[repo] = true
+		if _, err := artifactregistry.NewRepositoryIamMember(ctx, name+"-"+repo.Location+"-"+repo.Project+"-"+repo.Name, &artifactregistry.RepositoryIamMemberArgs{
+			Project:    pulumi.String(repo.Project),
+			Location:   pulumi.String(repo.Location),
+			Repository: pulumi.String(repo.Name),
+			Role:       pulumi.String("roles/artifactregistry.reader"),
+			Member:     pulumi.Sprintf("serviceAccount:%s", sa.Email),
+		}, parent); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func authorizedNetworks(nets []AuthorizedNetwork) container.ClusterMasterAuthorizedNetworksConfigCidrBlockArray {

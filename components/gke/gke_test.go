@@ -145,6 +145,27 @@ func TestNodeServiceAccountHasOnlyNodeRoles(t *testing.T) {
 	}
 }
 
+func TestNodesReadOnlyTheRepositoriesTheyPull(t *testing.T) {
+	args := validArgs()
+	args.Images = []string{
+		"us-docker.pkg.dev/omscloud-release/oms/oms@sha256:9c41d7e3a05b86f2e1d4c7b093a8f5e26d1b4c8a7f03e95d2b6c1a8e4f7d0b39",
+		"us-docker.pkg.dev/omscloud-release/oms/oms:1.4.2", // the same repository: one grant
+		"europe-west1-docker.pkg.dev/acme-builds/hotfix/oms:1.4.3",
+	}
+	inv := evaluate(t, args)
+	var got []Repository
+	for _, m := range inv.OfType("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember") {
+		assert.Equal(t, "roles/artifactregistry.reader", m.String("role"))
+		assert.Equal(t, "serviceAccount:oms-prod-us-nodes@omscloud-prod-us.iam.gserviceaccount.com", m.String("member"))
+		assert.Equal(t, "gke", m.Parent)
+		got = append(got, Repository{m.String("location"), m.String("project"), m.String("repository")})
+	}
+	assert.ElementsMatch(t, []Repository{{"us", "omscloud-release", "oms"}, {"europe-west1", "acme-builds", "hotfix"}}, got)
+	for _, m := range inv.OfType("gcp:projects/iAMMember:IAMMember") {
+		assert.NotEqual(t, "roles/artifactregistry.reader", m.String("role"), "no read on every registry of the project")
+	}
+}
+
 func TestKubeconfigAndProvider(t *testing.T) {
 	inv := evaluate(t, validArgs())
 	p, ok := inv.Find("pulumi:providers:kubernetes", "gke-k8s")
@@ -170,6 +191,7 @@ func TestValidate(t *testing.T) {
 		{"duplicate pool", func(a *Args) { a.Pools[1].Name = "web" }, "unique"},
 		{"release channel", func(a *Args) { a.ReleaseChannel = "NIGHTLY" }, "ReleaseChannel"},
 		{"long name", func(a *Args) { a.Name = strings.Repeat("x", 41) }, "40 characters"},
+		{"image outside Artifact Registry", func(a *Args) { a.Images = []string{"redis:7.2.5"} }, "Images[0]: \"redis:7.2.5\" is pulled from docker.io"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
