@@ -20,8 +20,13 @@ const (
 	SentinelPort = 26379
 )
 
-// DefaultMasterName is the name the sentinels monitor the master under, unless configured otherwise.
-const DefaultMasterName = "oms"
+// Defaults of components/redis that the runtime relies on too.
+const (
+	// DefaultMasterName is the name the sentinels monitor the master under.
+	DefaultMasterName = "oms"
+	// DefaultMaxMemoryPolicy evicts any key, least recently used first: it is a cache.
+	DefaultMaxMemoryPolicy = "allkeys-lru"
+)
 
 //go:embed scripts/*.sh
 var scripts embed.FS
@@ -85,10 +90,9 @@ func Quorum(replicas int) int { return replicas/2 + 1 }
 
 func redisConf(s Settings) string {
 	return strings.Join([]string{
-		"# Completed by init.sh with replica-announce-ip, requirepass, masterauth and replicaof.",
+		"# Completed by init.sh with dir (the data volume), replica-announce-ip, requirepass, masterauth and replicaof.",
 		"bind * -::*",
 		"port " + strconv.Itoa(RedisPort),
-		"dir /data",
 		"appendonly yes",
 		"appendfsync everysec",
 		"save 3600 1 300 100 60 10000",

@@ -99,7 +99,7 @@ func (a Args) withDefaults() Args {
 		a.Sentinel.FailoverTimeoutMs = DefaultFailoverTimeoutMs
 	}
 	if a.MaxMemoryPolicy == "" {
-		a.MaxMemoryPolicy = "allkeys-lru"
+		a.MaxMemoryPolicy = redisconf.DefaultMaxMemoryPolicy
 	}
 	return a
 }

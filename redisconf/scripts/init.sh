@@ -91,6 +91,7 @@ umask 077
 mkdir -p "$CONF_DIR" "$DATA_DIR/sentinel"
 {
 	cat "$TEMPLATES/redis.conf"
+	echo "dir \"$DATA_DIR\""
 	echo "replica-announce-ip $self"
 	echo "requirepass \"$REDISCLI_AUTH\""
 	echo "masterauth \"$REDISCLI_AUTH\""
