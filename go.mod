@@ -3,6 +3,7 @@ module github.com/omscloud/omscloud
 go 1.26.6
 
 require (
+	github.com/omscloud/omscloud/redisconf v0.0.0-00010101000000-000000000000
 	github.com/pulumi/pulumi-gcp/sdk/v7 v7.38.0
 	github.com/pulumi/pulumi-kubernetes/sdk/v4 v4.33.0
 	github.com/pulumi/pulumi/sdk/v3 v3.263.0
@@ -125,3 +126,5 @@ require (
 	gopkg.in/tomb.v1 v1.0.0-20141024135613-dd632973f1e7 // indirect
 	lukechampine.com/frand v1.5.1 // indirect
 )
+
+replace github.com/omscloud/omscloud/redisconf => ./redisconf

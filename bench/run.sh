@@ -38,6 +38,7 @@ for tool in pgbench psql pg_dump pg_restore; do
   [[ -x $pgbin/$tool ]] || fail "$tool not found in $pgbin (next to the PostgreSQL server); $install_hint"
 done
 command -v redis-server >/dev/null || fail "redis-server (Redis, also runs the Sentinels) not found on PATH; $install_hint"
+command -v redis-cli >/dev/null || fail "redis-cli (the Redis pods' init.sh runs it) not found on PATH; $install_hint"
 [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || command -v rabbitmq-server >/dev/null ||
   fail "rabbitmq-server not found in /usr/lib/rabbitmq/bin nor on PATH; $install_hint"
 

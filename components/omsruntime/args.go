@@ -151,7 +151,7 @@ type RedisArgs struct {
 	SentinelAddress pulumi.StringInput
 	// MasterName is the monitored master (redis.MasterName).
 	MasterName pulumi.StringInput
-	// Password is the AUTH password (secret; redis.Password).
+	// Password is the AUTH password of Redis and of its sentinels (secret; redis.Password).
 	Password pulumi.StringInput
 }
 

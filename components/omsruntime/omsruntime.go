@@ -173,6 +173,9 @@ func (d *deployer) declare(r *Runtime) error {
 			EnvAdminToken:    r.AdminToken,
 			EnvAMQPURL:       pulumi.ToSecret(a.AMQPURL).(pulumi.StringOutput),
 			EnvRedisPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
+			// The redis component gives its sentinels the Redis password; set explicitly so the pods show every
+			// credential they use (the runtime would default to the Redis password).
+			EnvRedisSentinelPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
 		},
 	}, d.opts()...)
 	if err != nil {
@@ -539,7 +542,7 @@ func (d *deployer) web(color string, migrate *batchv1.Job) (*appsv1.Deployment, 
 	logical, objectName := d.name+"-web-"+color, a.Name+"-web-"+color
 	selector, labels := d.labels("web", color, image)
 	c := d.serving(d.w.Container("oms", image, []string{"serve"},
-		[]string{EnvDatabaseURL, EnvRedisPassword, EnvAdminToken}, a.Web.Resources))
+		[]string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAdminToken}, a.Web.Resources))
 	dep, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), "DoNotSchedule",
 		pulumi.DependsOn([]pulumi.Resource{migrate}))
 	if err != nil {
@@ -712,7 +715,7 @@ func (d *deployer) worker(migrate *batchv1.Job, public *corev1.Service) error {
 	logical, objectName := d.name+"-worker", a.Name+"-worker"
 	selector, labels := d.labels("worker", "", image)
 	c := d.serving(d.w.Container("oms", image, []string{"worker"},
-		[]string{EnvDatabaseURL, EnvRedisPassword, EnvAMQPURL}, a.Worker.Resources))
+		[]string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAMQPURL}, a.Worker.Resources))
 	// ScheduleAnyway: during a zone outage the backlog must drain on the remaining zones; spread is best effort.
 	if _, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), "ScheduleAnyway",
 		pulumi.DependsOn([]pulumi.Resource{migrate, public})); err != nil {

@@ -313,8 +313,10 @@ func TestNoSecretInPlainSight(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	assert.Equal(t, []string{"OMS_ADMIN_TOKEN", "OMS_DATABASE_URL", "OMS_REDIS_PASSWORD"}, keys(find(t, inv, deployment, "rt-web-blue")))
-	assert.Equal(t, []string{"OMS_AMQP_URL", "OMS_DATABASE_URL", "OMS_REDIS_PASSWORD"}, keys(find(t, inv, deployment, "rt-worker")))
+	assert.Equal(t, []string{"OMS_ADMIN_TOKEN", "OMS_DATABASE_URL", "OMS_REDIS_PASSWORD", "OMS_REDIS_SENTINEL_PASSWORD"},
+		keys(find(t, inv, deployment, "rt-web-blue")), "the sentinels require the Redis password too")
+	assert.Equal(t, []string{"OMS_AMQP_URL", "OMS_DATABASE_URL", "OMS_REDIS_PASSWORD", "OMS_REDIS_SENTINEL_PASSWORD"},
+		keys(find(t, inv, deployment, "rt-worker")))
 	assert.Equal(t, []string{"OMS_DATABASE_URL"}, keys(inv.OfType(job)[0]))
 	assert.Equal(t, []string{"OMS_ADMIN_TOKEN"}, keys(find(t, inv, job, "rt-smoke")))
 }

@@ -14,6 +14,8 @@ const (
 	EnvAdminToken    = "OMS_ADMIN_TOKEN"
 	EnvAMQPURL       = "OMS_AMQP_URL"
 	EnvRedisPassword = "OMS_REDIS_PASSWORD"
+	// EnvRedisSentinelPassword authenticates to the sentinels, which require a password too.
+	EnvRedisSentinelPassword = "OMS_REDIS_SENTINEL_PASSWORD"
 )
 
 // AccountPasswordsDir is where the migrate Job finds one file per account id holding its database password.

@@ -7,12 +7,13 @@ import (
 	"slices"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
+	"github.com/omscloud/omscloud/redisconf"
 )
 
 // Defaults.
 const (
 	DefaultImage      = "redis:7.2.5"
-	DefaultMasterName = "oms"
+	DefaultMasterName = redisconf.DefaultMasterName
 	DefaultReplicas   = 3
 	// DefaultDownAfterMs is how long a master may be silent before the sentinels start a failover.
 	DefaultDownAfterMs       = 5000
@@ -98,7 +99,7 @@ func (a Args) withDefaults() Args {
 		a.Sentinel.FailoverTimeoutMs = DefaultFailoverTimeoutMs
 	}
 	if a.MaxMemoryPolicy == "" {
-		a.MaxMemoryPolicy = "allkeys-lru"
+		a.MaxMemoryPolicy = redisconf.DefaultMaxMemoryPolicy
 	}
 	return a
 }

@@ -5,13 +5,12 @@
 package redis
 
 import (
-	"embed"
 	"fmt"
 	"github.com/omscloud/omscloud/components/internal/child"
 	"strconv"
-	"strings"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
+	"github.com/omscloud/omscloud/redisconf"
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
@@ -22,8 +21,8 @@ import (
 
 // Ports.
 const (
-	RedisPort    = 6379
-	SentinelPort = 26379
+	RedisPort    = redisconf.RedisPort
+	SentinelPort = redisconf.SentinelPort
 )
 
 // ConfigChecksumAnnotation on the pod template changes with the ConfigMap, so a config change rolls the pods.
@@ -37,9 +36,6 @@ const (
 	sentinelCPU    = "100m"
 	sentinelMemory = "128Mi"
 )
-
-//go:embed scripts/*.sh
-var scripts embed.FS
 
 // Redis is the component.
 type Redis struct {
@@ -208,73 +204,23 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	})
 }
 
-// quorum is the number of sentinels that must agree a master is down: a majority.
-func quorum(replicas int) int { return replicas/2 + 1 }
-
 // configFiles are the ConfigMap's files: the scripts and the config templates the init container completes with
-// this pod's identity, the current master and the password (which never enters the ConfigMap).
+// this pod's identity, the current master and the password (which never enters the ConfigMap). redisconf holds
+// them, so the runtime's local test environment runs the same ones.
 func configFiles(a *Args) (map[string]string, error) {
-	files := map[string]string{}
-	entries, err := scripts.ReadDir("scripts")
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		b, err := scripts.ReadFile("scripts/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		files[e.Name()] = string(b)
-	}
 	mem, err := kube.MemoryBytes(a.Size.Memory)
 	if err != nil {
 		return nil, err
 	}
-	// Leave 30% of the container's memory for replication buffers and the copy-on-write of AOF rewrites.
-	files["redis.conf"] = redisConf(a, mem*7/10)
-	files["sentinel.conf"] = sentinelConf(a)
-	return files, nil
-}
-
-func redisConf(a *Args, maxMemory int64) string {
-	return strings.Join([]string{
-		"# Completed by init.sh with replica-announce-ip, requirepass, masterauth and replicaof.",
-		"bind * -::*",
-		"port " + strconv.Itoa(RedisPort),
-		"dir /data",
-		"appendonly yes",
-		"appendfsync everysec",
-		"save 3600 1 300 100 60 10000",
-		fmt.Sprintf("maxmemory %d", maxMemory),
-		"maxmemory-policy " + a.MaxMemoryPolicy,
-		"replica-announce-port " + strconv.Itoa(RedisPort),
-		"replica-serve-stale-data yes",
-		"replica-read-only yes",
-		"repl-diskless-sync yes",
-		// A master cut off from every replica stops taking writes, so a partition cannot fork the data.
-		"min-replicas-to-write 1",
-		"min-replicas-max-lag 10",
-		"tcp-keepalive 60",
-		"",
-	}, "\n")
-}
-
-func sentinelConf(a *Args) string {
-	m := a.Sentinel.MasterName
-	return strings.Join([]string{
-		"# Completed by init.sh with announce-ip, requirepass and auth-pass, and the current master on the monitor line.",
-		"port " + strconv.Itoa(SentinelPort),
-		"dir /tmp",
-		// Stable DNS names instead of pod IPs, which change on every restart.
-		"sentinel resolve-hostnames yes",
-		"sentinel announce-hostnames yes",
-		"sentinel announce-port " + strconv.Itoa(SentinelPort),
-		fmt.Sprintf("sentinel monitor %s @MASTER_HOST@ %d %d", m, RedisPort, quorum(a.Replicas)),
-		fmt.Sprintf("sentinel down-after-milliseconds %s %d", m, a.Sentinel.DownAfterMs),
-		fmt.Sprintf("sentinel failover-timeout %s %d", m, a.Sentinel.FailoverTimeoutMs),
-		fmt.Sprintf("sentinel parallel-syncs %s 1", m),
-		"",
-	}, "\n")
+	return redisconf.Files(redisconf.Settings{
+		Replicas:   a.Replicas,
+		MasterName: a.Sentinel.MasterName,
+		// Leave 30% of the container's memory for replication buffers and the copy-on-write of AOF rewrites.
+		MaxMemoryBytes:    mem * 7 / 10,
+		MaxMemoryPolicy:   a.MaxMemoryPolicy,
+		DownAfterMs:       a.Sentinel.DownAfterMs,
+		FailoverTimeoutMs: a.Sentinel.FailoverTimeoutMs,
+	})
 }
 
 // refs are the names the pod spec refers to; outputs, so that the pods wait for the objects they use.

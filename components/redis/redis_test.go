@@ -310,6 +310,7 @@ echo "Could not connect to Redis at $host:$port: Connection refused" >&2; exit 1
 			assert.Contains(t, sentinelConf, "\nsentinel monitor oms "+tc.wantMonitorHost+" 6379 2\n")
 			assert.Contains(t, redisConf, "replica-announce-ip "+pod(tc.self)+"\n")
 			assert.Contains(t, sentinelConf, "sentinel announce-ip "+pod(tc.self)+"\n")
+			assert.Contains(t, redisConf, "\ndir \""+data+"\"\n", "Redis keeps its data on the volume")
 			assert.Contains(t, redisConf, "requirepass \"s3cretpw\"\nmasterauth \"s3cretpw\"\n")
 			assert.Contains(t, sentinelConf, "sentinel auth-pass oms \"s3cretpw\"\n")
 			assert.NotContains(t, sentinelConf, "config-epoch", "the sentinel config is rendered afresh")

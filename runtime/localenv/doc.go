@@ -1,11 +1,11 @@
 // Package localenv starts real PostgreSQL, Redis (with Sentinel) and RabbitMQ as local processes on
-// 127.0.0.1, for tests, fault drills and the `oms dev` environment.
+// loopback, for tests, fault drills and the `oms dev` environment.
 //
 // Install the services with scripts/install-services.sh (Debian packages; no system-wide instance is left
-// running). Every server listens on a free loopback port picked at start (retried on a collision), keeps all
-// its files — data, configs, logs (<role>.log), sockets — under the Dir it is given, and runs in a process
-// group this package created: Stop and the Kill methods signal only those groups and wait until the
-// processes are gone. The children also carry a parent-death signal, so a crashed test binary leaves no
+// running). Every server listens on a free loopback port (Redis: a free loopback address) picked at start
+// (retried on a collision), keeps all its files — data, configs, logs (<role>.log), sockets — under the Dir
+// it is given, and runs in a process group this package created: Stop and the Kill methods signal only
+// those groups and wait until the processes are gone. The children also carry a parent-death signal, so a crashed test binary leaves no
 // server behind. As root, PostgreSQL and RabbitMQ run as their system users (postgres, rabbitmq) and Dir is
 // handed to them (adding search permission on its ancestors where missing); as any other user they run as
 // that user.
@@ -35,9 +35,14 @@
 //
 // # Redis
 //
-// StartRedis starts a master, replicas (default 1) and sentinels (default 3, quorum 2,
-// down-after-milliseconds 1000) and returns once the sentinels agree on the master and know each other.
-// Clients use SentinelAddrs and MasterName; drills use KillMaster and WaitFailover.
+// StartRedis runs what components/redis deploys, from the same init.sh and redis.conf/sentinel.conf
+// templates (module redisconf): 3 pods, each a Redis server and a Sentinel, the Redis servers and the
+// sentinels all requiring one password (Password; generated unless given). Each pod has its own loopback
+// address (127.X.Y.1-3, the ports 6379 and 26379 on each, as pods have their own IP); only the bind
+// address and the diskless-sync delay are set locally, and failover uses the component's fastest settings
+// (down-after-milliseconds 1000, failover-timeout 3000). It returns once the sentinels agree on the master and know each
+// other and the replicas. Clients use SentinelAddrs, MasterName and Password (for the sentinels too);
+// drills use KillMaster and WaitFailover.
 //
 // # RabbitMQ
 //

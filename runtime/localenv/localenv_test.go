@@ -169,47 +169,65 @@ func TestPostgresRejectsForeignDirectory(t *testing.T) {
 	require.ErrorContains(t, err, "PostgresOptions.Dir is required")
 }
 
+// TestRedisSentinelFailover runs components/redis' StatefulSet as rendered (module redisconf): 3 pods, each a Redis
+// server and a Sentinel configured by init.sh, both requiring the password.
 func TestRedisSentinelFailover(t *testing.T) {
 	RequireBinaries(t, RedisBinaries...)
 	ctx := testCtx(t, time.Minute)
 	begin := time.Now()
-	r, err := StartRedis(ctx, RedisOptions{Dir: t.TempDir(), Password: "pw-" + randomToken(8), Logger: TestLogger(t)})
+	r, err := StartRedis(ctx, RedisOptions{Dir: t.TempDir(), Logger: TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Stop() })
-	t.Logf("master + replica + 3 sentinels ready in %s", time.Since(begin).Round(time.Millisecond))
+	t.Logf("3 pods (master + 2 replicas, a sentinel in each) ready in %s", time.Since(begin).Round(time.Millisecond))
 	require.Len(t, r.SentinelAddrs(), 3)
 	assert.Equal(t, "oms", r.MasterName())
+	assert.NotEmpty(t, r.Password(), "a password is generated, as the component does")
 
-	// Sentinels know each other and the replica before StartRedis returns.
+	// The rendered configs are init.sh's, from the component's templates: the password came from the environment.
+	conf, err := os.ReadFile(filepath.Join(r.dir, "redis-1", "conf", "redis.conf"))
+	require.NoError(t, err)
+	assert.Contains(t, string(conf), "min-replicas-to-write 1\n")
+	assert.Contains(t, string(conf), "replicaof "+r.pods[0].host+" 6379\n")
+	sentinelConf, err := os.ReadFile(filepath.Join(r.dir, "redis-1", "data", "sentinel", "sentinel.conf"))
+	require.NoError(t, err)
+	assert.Contains(t, string(sentinelConf), "requirepass ")
+	assert.Contains(t, string(sentinelConf), "sentinel auth-pass oms ")
+
+	// Sentinels know each other and the replicas before StartRedis returns.
 	for _, addr := range r.SentinelAddrs() {
-		sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, Password: r.Password()})
 		m, err := sc.Master(ctx, "oms").Result()
 		sc.Close()
 		require.NoError(t, err)
 		assert.Equal(t, "2", m["num-other-sentinels"], addr)
-		assert.Equal(t, "1", m["num-slaves"], addr)
+		assert.Equal(t, "2", m["num-slaves"], addr)
 		assert.Equal(t, "2", m["quorum"], addr)
+		assert.Equal(t, "1000", m["down-after-milliseconds"], addr)
 	}
 
-	fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: r.MasterName(), SentinelAddrs: r.SentinelAddrs(), Password: r.Password()})
+	fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: r.MasterName(), SentinelAddrs: r.SentinelAddrs(),
+		Password: r.Password(), SentinelPassword: r.Password()})
 	defer fc.Close()
 	require.NoError(t, fc.Set(ctx, "k", "before", 0).Err())
-	require.NoError(t, fc.Do(ctx, "WAIT", 1, 5000).Err(), "replicated before the kill")
+	require.NoError(t, fc.Do(ctx, "WAIT", 2, 5000).Err(), "replicated before the kill")
 
-	// A client without the password is refused.
+	// Clients without the password are refused, by Redis and by the sentinels.
 	noAuth := redis.NewClient(&redis.Options{Addr: r.MasterAddr()})
-	require.Error(t, noAuth.Get(ctx, "k").Err())
+	assert.ErrorContains(t, noAuth.Get(ctx, "k").Err(), "NOAUTH")
 	noAuth.Close()
+	noAuthSentinel := redis.NewSentinelClient(&redis.Options{Addr: r.SentinelAddrs()[0]})
+	assert.ErrorContains(t, noAuthSentinel.GetMasterAddrByName(ctx, "oms").Err(), "NOAUTH")
+	noAuthSentinel.Close()
 
 	old := r.MasterAddr()
+	assert.Equal(t, r.pods[0].addr(), old)
 	all := snapshot(r.processes())
 	require.NoError(t, r.KillMaster())
 	killed := time.Now()
 	newMaster, err := r.WaitFailover(ctx, old)
 	require.NoError(t, err)
-	t.Logf("sentinel failover %s -> %s in %s", old, newMaster, time.Since(killed).Round(time.Millisecond))
-	assert.NotEqual(t, old, newMaster)
-	assert.Equal(t, r.servers[1].addr(), newMaster, "the replica was elected")
+	t.Logf("sentinel failover %s -> %s, writable again in %s", old, newMaster, time.Since(killed).Round(time.Millisecond))
+	assert.Contains(t, []string{r.pods[1].addr(), r.pods[2].addr()}, newMaster, "a replica was elected")
 	assert.Equal(t, newMaster, r.MasterAddr())
 
 	v, err := fc.Get(ctx, "k").Result()
@@ -345,7 +363,7 @@ func TestSharedInstancesAndPerTestNamespaces(t *testing.T) {
 		r := SharedRedis(t)
 		prefix := NewKeyPrefix(t, r)
 		assert.True(t, strings.HasPrefix(prefix, "t:"))
-		c := redis.NewClient(&redis.Options{Addr: r.MasterAddr()})
+		c := redis.NewClient(&redis.Options{Addr: r.MasterAddr(), Password: r.Password()})
 		defer c.Close()
 		require.NoError(t, c.Set(testCtx(t, 10*time.Second), prefix+"x", "1", 0).Err())
 	})
@@ -368,7 +386,7 @@ func TestSharedInstancesAndPerTestNamespaces(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, dbName).Scan(&exists))
 	assert.False(t, exists, "the per-test database is dropped at cleanup")
 
-	c := redis.NewClient(&redis.Options{Addr: SharedRedis(t).MasterAddr()})
+	c := redis.NewClient(&redis.Options{Addr: SharedRedis(t).MasterAddr(), Password: SharedRedis(t).Password()})
 	defer c.Close()
 	keys, err := c.Keys(ctx, "t:*").Result()
 	require.NoError(t, err)

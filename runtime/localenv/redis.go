@@ -16,68 +16,79 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/omscloud/omscloud/redisconf"
 )
 
 // RedisOptions configure StartRedis.
 type RedisOptions struct {
 	// Dir is the root for configs, logs and working directories (created).
 	Dir string
-	// Replicas is the number of replicas of the master: 0 means 1, negative means none.
-	Replicas int
-	// Sentinels is the number of sentinels: 0 means 3, negative means none. The quorum is 2 (1 with a single
-	// sentinel); down-after-milliseconds is 1000.
-	Sentinels int
-	// MasterName is the name sentinels monitor the master under; default "oms".
+	// MasterName is the name sentinels monitor the master under; default redisconf.DefaultMasterName ("oms").
 	MasterName string
-	// Password, when set, is required by the data nodes (requirepass/masterauth; sentinels use auth-pass).
+	// Password is the AUTH password of the Redis servers and of the sentinels, one password for both as
+	// components/redis has it; generated when empty.
 	Password string
 	// Logger receives start-up timings and events; default slog.Default().
 	Logger *slog.Logger
 }
 
-// Redis is a local Redis master with replicas, monitored by sentinels; every server is a process group
-// this package started.
+// Redis runs what components/redis deploys, from the same scripts and templates (module redisconf): pods each
+// running a Redis server and a Sentinel, one the master and the others its replicas, configured by init.sh.
+// Every process is a process group this package started.
 type Redis struct {
 	opts RedisOptions
 	dir  string
 	log  *slog.Logger
 	bin  string // redis-server; sentinels run it with --sentinel
 
-	mu        sync.Mutex
-	servers   []*redisNode // servers[0] is the initial master
-	sentinels []*redisNode
-	master    string // last known master address
+	mu     sync.Mutex
+	pods   []*redisPod // pods[0] is the initial master
+	master string      // last known master address
 }
 
-type redisNode struct {
-	name string
-	port int
-	dir  string
-	proc *process
+// redisPods is the component's default StatefulSet: a master and two replicas, a sentinel in each pod (quorum 2),
+// so that a failover leaves the new master the replica that min-replicas-to-write requires.
+const redisPods = 3
+
+// redisSettings are the component's templates with the fastest failover its validation allows
+// (Sentinel.DownAfterMs >= 1000, FailoverTimeoutMs >= 3 x DownAfterMs), so drills are quick, and a small maxmemory.
+// A short failover timeout matters: when the sentinels' votes split, the next election waits twice as long.
+func redisSettings(masterName string) redisconf.Settings {
+	const downAfterMs = 1000
+	return redisconf.Settings{Replicas: redisPods, MasterName: masterName, MaxMemoryBytes: 256 << 20,
+		MaxMemoryPolicy: redisconf.DefaultMaxMemoryPolicy, DownAfterMs: downAfterMs, FailoverTimeoutMs: 3 * downAfterMs}
 }
 
-func (n *redisNode) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.port)) }
+// redisPod is one pod of the StatefulSet: its own loopback address (pods share the port numbers, as in a
+// cluster), its config and data directories, and its two servers.
+type redisPod struct {
+	name     string // redis-<ordinal>, as the StatefulSet names its pods
+	host     string
+	dir      string
+	server   *process
+	sentinel *process
+}
 
-// StartRedis starts the master, its replicas and the sentinels on free loopback ports. It returns once every
-// replica is in sync and every sentinel agrees on the master and knows the other sentinels and the replicas.
+func (p *redisPod) addr() string { return net.JoinHostPort(p.host, strconv.Itoa(redisconf.RedisPort)) }
+func (p *redisPod) sentinelAddr() string {
+	return net.JoinHostPort(p.host, strconv.Itoa(redisconf.SentinelPort))
+}
+func (p *redisPod) confDir() string { return filepath.Join(p.dir, "conf") }
+func (p *redisPod) dataDir() string { return filepath.Join(p.dir, "data") }
+
+// StartRedis renders the component's files into Dir, runs init.sh for every pod and starts each pod's Redis server
+// and Sentinel, every pod on its own loopback address. It returns once the replicas are in sync and every sentinel
+// agrees on the master and knows the other sentinels and the replicas.
 func StartRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("localenv: RedisOptions.Dir is required (e.g. t.TempDir())")
 	}
-	switch {
-	case opts.Replicas == 0:
-		opts.Replicas = 1
-	case opts.Replicas < 0:
-		opts.Replicas = 0
-	}
-	switch {
-	case opts.Sentinels == 0:
-		opts.Sentinels = 3
-	case opts.Sentinels < 0:
-		opts.Sentinels = 0
-	}
 	if opts.MasterName == "" {
-		opts.MasterName = "oms"
+		opts.MasterName = redisconf.DefaultMasterName
+	}
+	if opts.Password == "" {
+		opts.Password = randomToken(20) // the component generates one too: its init.sh requires a password
 	}
 	begin := time.Now()
 	log := opts.Logger
@@ -92,70 +103,85 @@ func StartRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if err != nil {
 		return nil, errors.New("localenv: redis-server not found on PATH; install it with scripts/install-services.sh")
 	}
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		return nil, errors.New("localenv: redis-cli (init.sh uses it) not found on PATH; install it with scripts/install-services.sh")
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("localenv: redis dir: %w", err)
+	}
+	files, err := redisconf.Files(redisSettings(opts.MasterName))
+	if err != nil {
+		return nil, fmt.Errorf("localenv: %w", err)
+	}
+	// The ConfigMap mounted at /scripts in the pods.
+	scripts := filepath.Join(dir, "scripts")
+	if err := os.RemoveAll(scripts); err != nil {
+		return nil, fmt.Errorf("localenv: redis scripts: %w", err)
+	}
+	if err := os.MkdirAll(scripts, 0o755); err != nil {
+		return nil, fmt.Errorf("localenv: redis scripts: %w", err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(scripts, name), []byte(content), 0o644); err != nil {
+			return nil, fmt.Errorf("localenv: redis scripts: %w", err)
+		}
 	}
 	r := &Redis{opts: opts, dir: dir, log: log, bin: bin}
 	err = withPortRetry(func(attempt int) error {
 		if attempt > 1 {
 			r.stopAll()
 		}
-		return r.start(ctx)
+		return r.start(ctx, scripts)
 	})
 	if err != nil {
 		r.stopAll()
 		return nil, err
 	}
-	log.Info("localenv: redis ready", "master", r.master, "replicas", opts.Replicas, "sentinels", r.SentinelAddrs(),
+	log.Info("localenv: redis ready", "master", r.master, "pods", redisPods, "sentinels", r.SentinelAddrs(),
 		"elapsed", time.Since(begin).Round(time.Millisecond))
 	return r, nil
 }
 
-func (r *Redis) start(ctx context.Context) error {
-	n := 1 + r.opts.Replicas + r.opts.Sentinels
-	ports, err := freePorts(n)
+func (r *Redis) start(ctx context.Context, scripts string) error {
+	hosts, err := loopbackHosts(redisPods, redisconf.RedisPort, redisconf.SentinelPort)
 	if err != nil {
 		return err
 	}
+	pods := make([]*redisPod, redisPods)
+	for i := range pods {
+		name := "redis-" + strconv.Itoa(i)
+		pods[i] = &redisPod{name: name, host: hosts[i], dir: filepath.Join(r.dir, name)}
+	}
 	r.mu.Lock()
-	r.servers, r.sentinels = nil, nil
-	for i := 0; i < 1+r.opts.Replicas; i++ {
-		name := "redis-master"
-		if i > 0 {
-			name = fmt.Sprintf("redis-replica%d", i)
-		}
-		r.servers = append(r.servers, &redisNode{name: name, port: ports[i], dir: filepath.Join(r.dir, name)})
-	}
-	for i := 0; i < r.opts.Sentinels; i++ {
-		name := fmt.Sprintf("sentinel%d", i+1)
-		r.sentinels = append(r.sentinels, &redisNode{name: name, port: ports[1+r.opts.Replicas+i], dir: filepath.Join(r.dir, name)})
-	}
-	master := r.servers[0]
-	r.master = master.addr()
+	r.pods = pods
+	r.master = pods[0].addr()
 	r.mu.Unlock()
 
 	begin := time.Now()
-	for i, s := range r.servers {
-		conf := r.serverConf(s, i > 0, master)
-		if err := r.startNode(s, conf, false); err != nil {
+	for _, p := range pods {
+		if err := r.initPod(ctx, p, scripts, hosts); err != nil {
 			return err
 		}
 	}
-	for _, s := range r.servers {
-		if err := waitUntil(ctx, s.proc, func(ctx context.Context) error { return r.ping(ctx, s) }); err != nil {
-			return fmt.Errorf("localenv: %s not ready: %w", s.name, err)
+	for _, p := range pods {
+		if err := r.startContainer(p, false); err != nil {
+			return err
 		}
 	}
-	if err := r.waitReplicasOnline(ctx, master); err != nil {
+	for _, p := range pods {
+		if err := waitUntil(ctx, p.server, func(ctx context.Context) error { return r.ping(ctx, p) }); err != nil {
+			return fmt.Errorf("localenv: %s not ready: %w", p.name, err)
+		}
+	}
+	if err := r.waitReplicasOnline(ctx, pods[0]); err != nil {
 		return err
 	}
 	r.log.Info("localenv: redis data nodes in sync", "elapsed", time.Since(begin).Round(time.Millisecond))
-	if r.opts.Sentinels == 0 {
-		return nil
-	}
+	// The sentinels start once the replicas are in sync (in a cluster both containers start together): their
+	// first INFO then lists every replica, instead of the next one 10 s later.
 	begin = time.Now()
-	for _, s := range r.sentinels {
-		if err := r.startNode(s, r.sentinelConf(s, master), true); err != nil {
+	for _, p := range pods {
+		if err := r.startContainer(p, true); err != nil {
 			return err
 		}
 	}
@@ -166,63 +192,76 @@ func (r *Redis) start(ctx context.Context) error {
 	return nil
 }
 
-func (r *Redis) serverConf(n *redisNode, replica bool, master *redisNode) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "bind 127.0.0.1\nport %d\ndir %s\ndaemonize no\nlogfile \"\"\n", n.port, n.dir)
-	// In-memory cache: no snapshots, no AOF; replicas sync straight from memory.
-	b.WriteString("save \"\"\nappendonly no\nrepl-diskless-sync yes\nrepl-diskless-sync-delay 0\n")
-	if r.opts.Password != "" {
-		fmt.Fprintf(&b, "requirepass %s\nmasterauth %s\n", r.opts.Password, r.opts.Password)
+// initPod runs the init container's script for p: it finds the master and renders p's redis.conf and
+// sentinel.conf, with the password from REDISCLI_AUTH as in the pod (never on a command line).
+func (r *Redis) initPod(ctx context.Context, p *redisPod, scripts string, hosts []string) error {
+	if err := os.RemoveAll(p.dir); err != nil {
+		return fmt.Errorf("localenv: %s dir: %w", p.name, err)
 	}
-	if replica {
-		fmt.Fprintf(&b, "replicaof 127.0.0.1 %d\n", master.port)
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return fmt.Errorf("localenv: %s dir: %w", p.name, err)
 	}
-	return b.String()
+	proc, err := startProcess(procSpec{name: p.name + " init.sh", path: "/bin/sh", args: []string{filepath.Join(scripts, "init.sh")},
+		dir: p.dir, logPath: r.logPath(p, "redis"), env: []string{
+			"POD_NAME=" + p.name, "REPLICAS=" + strconv.Itoa(len(hosts)), "MASTER_NAME=" + r.opts.MasterName,
+			"REDISCLI_AUTH=" + r.opts.Password, "POD_ADDRESSES=" + strings.Join(hosts, " "),
+			"TEMPLATES=" + scripts, "CONF_DIR=" + p.confDir(), "DATA_DIR=" + p.dataDir(),
+			"DNS_WAIT_SECONDS=0", // addresses, not names: no DNS record to wait for
+		}})
+	if err != nil {
+		return fmt.Errorf("localenv: %w", err)
+	}
+	select {
+	case <-proc.done:
+	case <-ctx.Done():
+		proc.kill()
+		return fmt.Errorf("localenv: %s init.sh: %w", p.name, ctx.Err())
+	}
+	if proc.exitErr != nil {
+		return fmt.Errorf("localenv: %s init.sh failed (%v); log %s:\n%s", p.name, proc.exitErr, proc.logPath, logTail(proc.logPath, 25))
+	}
+	return nil
 }
 
-func (r *Redis) sentinelConf(n *redisNode, master *redisNode) string {
-	quorum := 2
-	if r.opts.Sentinels < 2 {
-		quorum = 1
-	}
-	name := r.opts.MasterName
-	var b strings.Builder
-	fmt.Fprintf(&b, "bind 127.0.0.1\nport %d\ndir %s\ndaemonize no\nlogfile \"\"\n", n.port, n.dir)
-	fmt.Fprintf(&b, "sentinel monitor %s 127.0.0.1 %d %d\n", name, master.port, quorum)
-	fmt.Fprintf(&b, "sentinel down-after-milliseconds %s 1000\n", name)
-	fmt.Fprintf(&b, "sentinel failover-timeout %s 10000\n", name)
-	fmt.Fprintf(&b, "sentinel parallel-syncs %s 1\n", name)
-	if r.opts.Password != "" {
-		fmt.Fprintf(&b, "sentinel auth-pass %s %s\n", name, r.opts.Password)
-	}
-	return b.String()
-}
-
-func (r *Redis) startNode(n *redisNode, conf string, sentinel bool) error {
-	if err := os.RemoveAll(n.dir); err != nil {
-		return fmt.Errorf("localenv: %s dir: %w", n.name, err)
-	}
-	if err := os.MkdirAll(n.dir, 0o700); err != nil {
-		return fmt.Errorf("localenv: %s dir: %w", n.name, err)
-	}
-	// Sentinels rewrite their config file, so it lives in their own directory.
-	confPath := filepath.Join(n.dir, n.name+".conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		return fmt.Errorf("localenv: %s config: %w", n.name, err)
-	}
-	args := []string{confPath}
+// startContainer starts p's redis or sentinel container on the files init.sh rendered. Only what differs on a
+// shared machine is set on the command line: the pod's own address instead of every interface, and (Redis) no
+// diskless-sync delay, as replicas of an empty data set need not wait 5 s for each other.
+func (r *Redis) startContainer(p *redisPod, sentinel bool) error {
+	container, args := "redis", []string{filepath.Join(p.confDir(), "redis.conf"), "--repl-diskless-sync-delay", "0"}
 	if sentinel {
-		args = append(args, "--sentinel")
+		container, args = "sentinel", []string{filepath.Join(p.dataDir(), "sentinel", "sentinel.conf"), "--sentinel"}
 	}
-	proc, err := startProcess(procSpec{name: n.name, path: r.bin, args: args, dir: n.dir,
-		logPath: filepath.Join(r.dir, n.name+".log")})
+	proc, err := startProcess(procSpec{name: p.name + " " + container, path: r.bin, dir: p.dir,
+		logPath: r.logPath(p, container), args: append(args, "--bind", p.host)})
 	if err != nil {
 		return fmt.Errorf("localenv: %w", err)
 	}
 	r.mu.Lock()
-	n.proc = proc
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if sentinel {
+		p.sentinel = proc
+	} else {
+		p.server = proc
+	}
 	return nil
+}
+
+func (r *Redis) logPath(p *redisPod, container string) string {
+	return filepath.Join(r.dir, p.name+"-"+container+".log")
+}
+
+// LogTail is the last lines of each pod's logs (init.sh and Redis, then Sentinel), for a failed test's output.
+func (r *Redis) LogTail(lines int) string {
+	r.mu.Lock()
+	pods := append([]*redisPod(nil), r.pods...)
+	r.mu.Unlock()
+	var b strings.Builder
+	for _, p := range pods {
+		for _, f := range []string{r.logPath(p, "redis"), r.logPath(p, "sentinel")} {
+			fmt.Fprintf(&b, "==> %s <==\n%s\n", filepath.Base(f), logTail(f, lines))
+		}
+	}
+	return b.String()
 }
 
 func (r *Redis) client(addr string) *redis.Client {
@@ -230,21 +269,22 @@ func (r *Redis) client(addr string) *redis.Client {
 		ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, PoolSize: 1})
 }
 
+// sentinelClient authenticates: the sentinels require the password, as components/redis renders them.
 func (r *Redis) sentinelClient(addr string) *redis.SentinelClient {
-	return redis.NewSentinelClient(&redis.Options{Addr: addr, DialTimeout: time.Second,
+	return redis.NewSentinelClient(&redis.Options{Addr: addr, Password: r.opts.Password, DialTimeout: time.Second,
 		ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, PoolSize: 1})
 }
 
-func (r *Redis) ping(ctx context.Context, n *redisNode) error {
-	c := r.client(n.addr())
+func (r *Redis) ping(ctx context.Context, p *redisPod) error {
+	c := r.client(p.addr())
 	defer c.Close()
 	return c.Ping(ctx).Err()
 }
 
-// waitReplicasOnline waits until the master reports every replica online.
-func (r *Redis) waitReplicasOnline(ctx context.Context, master *redisNode) error {
-	want := len(r.servers) - 1
-	err := waitUntil(ctx, master.proc, func(ctx context.Context) error {
+// waitReplicasOnline waits until the master reports every other pod as an online replica.
+func (r *Redis) waitReplicasOnline(ctx context.Context, master *redisPod) error {
+	want := redisPods - 1
+	err := waitUntil(ctx, master.server, func(ctx context.Context) error {
 		c := r.client(master.addr())
 		defer c.Close()
 		info, err := c.Info(ctx, "replication").Result()
@@ -267,12 +307,12 @@ func (r *Redis) waitReplicasOnline(ctx context.Context, master *redisNode) error
 // other sentinel — only then can a failover be authorised.
 func (r *Redis) waitSentinelsAgree(ctx context.Context) error {
 	r.mu.Lock()
-	sentinels := append([]*redisNode(nil), r.sentinels...)
+	pods := append([]*redisPod(nil), r.pods...)
 	want := r.master
 	r.mu.Unlock()
-	for _, s := range sentinels {
-		err := waitUntil(ctx, s.proc, func(ctx context.Context) error {
-			c := r.sentinelClient(s.addr())
+	for _, p := range pods {
+		err := waitUntil(ctx, p.sentinel, func(ctx context.Context) error {
+			c := r.sentinelClient(p.sentinelAddr())
 			defer c.Close()
 			m, err := c.Master(ctx, r.opts.MasterName).Result()
 			if err != nil {
@@ -286,15 +326,15 @@ func (r *Redis) waitSentinelsAgree(ctx context.Context) error {
 				return fmt.Errorf("master flags %q", m["flags"])
 			case addr != want:
 				return fmt.Errorf("sentinel names master %s, expected %s", addr, want)
-			case others != len(sentinels)-1:
-				return fmt.Errorf("knows %d other sentinels, want %d", others, len(sentinels)-1)
-			case replicas < r.opts.Replicas:
-				return fmt.Errorf("knows %d replicas, want %d", replicas, r.opts.Replicas)
+			case others != len(pods)-1:
+				return fmt.Errorf("knows %d other sentinels, want %d", others, len(pods)-1)
+			case replicas < len(pods)-1:
+				return fmt.Errorf("knows %d replicas, want %d", replicas, len(pods)-1)
 			}
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("localenv: %s: %w", s.name, err)
+			return fmt.Errorf("localenv: %s sentinel: %w", p.name, err)
 		}
 	}
 	return nil
@@ -304,9 +344,9 @@ func (r *Redis) waitSentinelsAgree(ctx context.Context) error {
 func (r *Redis) SentinelAddrs() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]string, len(r.sentinels))
-	for i, s := range r.sentinels {
-		out[i] = s.addr()
+	out := make([]string, len(r.pods))
+	for i, p := range r.pods {
+		out[i] = p.sentinelAddr()
 	}
 	return out
 }
@@ -314,7 +354,7 @@ func (r *Redis) SentinelAddrs() []string {
 // MasterName is the name the sentinels monitor the master under.
 func (r *Redis) MasterName() string { return r.opts.MasterName }
 
-// Password is the AUTH password of the data nodes ("" for none).
+// Password is the AUTH password of the Redis servers and of the sentinels.
 func (r *Redis) Password() string { return r.opts.Password }
 
 // MasterAddr is the current master's host:port as the sentinels report it (the last known one if no
@@ -325,8 +365,8 @@ func (r *Redis) MasterAddr() string {
 	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	for _, s := range r.liveSentinels() {
-		c := r.sentinelClient(s.addr())
+	for _, p := range r.liveSentinels() {
+		c := r.sentinelClient(p.sentinelAddr())
 		addr, err := c.GetMasterAddrByName(ctx, r.opts.MasterName).Result()
 		c.Close()
 		if err == nil && len(addr) == 2 {
@@ -340,66 +380,69 @@ func (r *Redis) MasterAddr() string {
 	return last
 }
 
-func (r *Redis) liveSentinels() []*redisNode {
+// liveSentinels are the pods whose sentinel runs.
+func (r *Redis) liveSentinels() []*redisPod {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*redisNode
-	for _, s := range r.sentinels {
-		if s.proc != nil && !s.proc.exited() {
-			out = append(out, s)
+	var out []*redisPod
+	for _, p := range r.pods {
+		if p.sentinel != nil && !p.sentinel.exited() {
+			out = append(out, p)
 		}
 	}
 	return out
 }
 
-func (r *Redis) serverAt(addr string) *redisNode {
+func (r *Redis) podAt(addr string) *redisPod {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, s := range r.servers {
-		if s.addr() == addr {
-			return s
+	for _, p := range r.pods {
+		if p.addr() == addr {
+			return p
 		}
 	}
 	return nil
 }
 
-// KillMaster SIGKILLs the current master and returns once its process is gone. It stays down.
+// KillMaster SIGKILLs the current master's Redis server, like a crashed redis container, and returns once its
+// process is gone. It stays down; the pod's sentinel keeps running.
 func (r *Redis) KillMaster() error {
 	addr := r.MasterAddr()
-	n := r.serverAt(addr)
-	if n == nil || n.proc == nil || n.proc.exited() {
+	p := r.podAt(addr)
+	if p == nil || p.server == nil || p.server.exited() {
 		return fmt.Errorf("localenv: KillMaster: master %s is not a running server of this harness", addr)
 	}
-	n.proc.kill()
-	r.log.Info("localenv: redis master killed", "addr", addr, "pid", n.proc.pid)
+	p.server.kill()
+	r.log.Info("localenv: redis master killed", "addr", addr, "pid", p.server.pid)
 	return nil
 }
 
-// WaitFailover waits until every running sentinel names a new master other than oldMaster and that server
-// reports itself as master, and returns its address.
+// WaitFailover waits until every running sentinel names a new master other than oldMaster, that server reports
+// itself as master and it takes writes again (min-replicas-to-write: a replica has attached to it), and returns
+// its address.
 func (r *Redis) WaitFailover(ctx context.Context, oldMaster string) (string, error) {
-	if len(r.sentinels) == 0 {
-		return "", errors.New("localenv: WaitFailover: no sentinels (RedisOptions.Sentinels)")
-	}
 	begin := time.Now()
 	var newMaster string
 	err := waitUntil(ctx, nil, func(ctx context.Context) error {
 		seen := ""
-		for _, s := range r.liveSentinels() {
-			c := r.sentinelClient(s.addr())
+		for _, p := range r.liveSentinels() {
+			c := r.sentinelClient(p.sentinelAddr())
 			addr, err := c.GetMasterAddrByName(ctx, r.opts.MasterName).Result()
 			c.Close()
 			if err != nil {
-				return fmt.Errorf("%s: %w", s.name, err)
+				return fmt.Errorf("%s sentinel: %w", p.name, err)
 			}
 			cur := net.JoinHostPort(addr[0], addr[1])
 			if cur == oldMaster {
-				return fmt.Errorf("%s still names %s", s.name, oldMaster)
+				return fmt.Errorf("%s sentinel still names %s", p.name, oldMaster)
 			}
 			if seen != "" && cur != seen {
 				return fmt.Errorf("sentinels disagree: %s vs %s", seen, cur)
 			}
 			seen = cur
+		}
+		if seen == "" {
+			return errors.New("no sentinel running")
 		}
 		c := r.client(seen)
 		defer c.Close()
@@ -409,6 +452,9 @@ func (r *Redis) WaitFailover(ctx context.Context, oldMaster string) (string, err
 		}
 		if !strings.Contains(info, "role:master") {
 			return fmt.Errorf("%s is not master yet", seen)
+		}
+		if strings.Contains(info, "min_slaves_good_slaves:0") {
+			return fmt.Errorf("%s has no replica yet and refuses writes (min-replicas-to-write)", seen)
 		}
 		newMaster = seen
 		return nil
@@ -433,24 +479,27 @@ func (r *Redis) Stop() error {
 	return nil
 }
 
+// procs are every server and sentinel process started (nil for those not started).
+func (r *Redis) procs() []*process {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*process
+	for _, p := range r.pods {
+		out = append(out, p.sentinel, p.server)
+	}
+	return out
+}
+
 // stopAll stops every running server and sentinel and returns how many there were.
 func (r *Redis) stopAll() int {
-	r.mu.Lock()
-	var procs []*process
-	for _, n := range append(append([]*redisNode(nil), r.sentinels...), r.servers...) {
-		procs = append(procs, n.proc)
-	}
-	r.mu.Unlock()
-	return stopAll(procs, syscall.SIGTERM, 10*time.Second)
+	return stopAll(r.procs(), syscall.SIGTERM, 10*time.Second)
 }
 
 func (r *Redis) processes() []int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []int
-	for _, n := range append(append([]*redisNode(nil), r.sentinels...), r.servers...) {
-		if n.proc != nil {
-			out = append(out, n.proc.tree()...)
+	for _, p := range r.procs() {
+		if p != nil {
+			out = append(out, p.tree()...)
 		}
 	}
 	return out

@@ -20,7 +20,7 @@ import (
 // Binary name groups for RequireBinaries.
 var (
 	PostgresBinaries = []string{"postgres", "initdb", "pg_ctl", "pg_basebackup"}
-	RedisBinaries    = []string{"redis-server"}
+	RedisBinaries    = []string{"redis-server", "redis-cli"} // init.sh runs redis-cli
 	RabbitMQBinaries = []string{"rabbitmq-server", "epmd"}
 )
 
@@ -147,8 +147,9 @@ func SharedPostgres(t testing.TB) *Postgres {
 	})
 }
 
-// SharedRedis is a Redis master + 1 replica + 3 sentinels shared by every test of the binary, started on
-// first use. Give each test its own key prefix with NewKeyPrefix.
+// SharedRedis is components/redis' StatefulSet as rendered (3 pods: master, 2 replicas, a sentinel in each, all
+// requiring Password) shared by every test of the binary, started on first use. Give each test its own key
+// prefix with NewKeyPrefix.
 func SharedRedis(t testing.TB) *Redis {
 	t.Helper()
 	RequireBinaries(t, RedisBinaries...)

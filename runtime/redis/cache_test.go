@@ -298,6 +298,17 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second, "an unreachable Redis fails fast")
 }
 
+// TestOpenAuthenticatesToSentinels: the sentinels require the password, as components/redis renders them.
+// SentinelPassword defaults to Password; a wrong one is ErrAuth.
+func TestOpenAuthenticatesToSentinels(t *testing.T) {
+	r := localenv.SharedRedis(t)
+	openClient(t, r) // Password only
+	_, err := redis.Open(t.Context(), redis.Options{Sentinels: r.SentinelAddrs(), MasterName: r.MasterName(),
+		Password: r.Password(), SentinelPassword: "wrong-sentinel-password"})
+	require.ErrorIs(t, err, redis.ErrAuth)
+	assert.NotContains(t, err.Error(), "wrong-sentinel-password")
+}
+
 func TestFollowsSentinelFailover(t *testing.T) {
 	localenv.RequireBinaries(t, localenv.RedisBinaries...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -305,7 +316,12 @@ func TestFollowsSentinelFailover(t *testing.T) {
 	r, err := localenv.StartRedis(ctx, localenv.RedisOptions{Dir: t.TempDir(), MasterName: "oms-failover",
 		Password: "failover-test-pw", Logger: localenv.TestLogger(t)})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = r.Stop() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("redis logs (tail):\n%s", r.LogTail(40))
+		}
+		_ = r.Stop()
+	})
 
 	// WaitReplicas: the Bump below is on the replica before Set returns, so it survives the failover.
 	c := openClient(t, r, func(o *redis.Options) { o.WaitReplicas = 1 })

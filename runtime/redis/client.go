@@ -20,7 +20,8 @@ type Options struct {
 	MasterName string
 	// Password authenticates to the Redis servers (requirepass). Optional.
 	Password string
-	// SentinelPassword authenticates to the sentinels when they have their own requirepass. Optional.
+	// SentinelPassword authenticates to the sentinels (their requirepass). Default: Password, because
+	// components/redis gives the sentinels the Redis password, and a sentinel without requirepass accepts any.
 	SentinelPassword string
 	DB               int
 	// KeyPrefix starts every namespace key. Default DefaultKeyPrefix ("oms:").
@@ -36,6 +37,9 @@ type Options struct {
 	// Logger receives cache errors (rate-limited). Default slog.Default().
 	Logger *slog.Logger
 }
+
+// ErrAuth marks an Open that failed because a Redis server or a sentinel refused the password (or wanted one).
+var ErrAuth = errors.New("a Redis server or sentinel refused the password")
 
 // Client is a Redis cache behind Sentinel. It asks the sentinels for the master on every new connection,
 // so after a failover it reaches the promoted replica without a restart. Safe for concurrent use.
@@ -71,6 +75,9 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.SentinelPassword == "" {
+		opts.SentinelPassword = opts.Password
+	}
 	opts.Logger = opts.Logger.With("component", "redis", "master", opts.MasterName)
 	c := &Client{opts: opts}
 	c.rdb = goredis.NewFailoverClient(&goredis.FailoverOptions{
@@ -89,6 +96,9 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	})
 	if err := c.Ping(ctx); err != nil {
 		_ = c.rdb.Close()
+		if goredis.IsAuthError(err) {
+			err = fmt.Errorf("%w: %w", ErrAuth, err)
+		}
 		return nil, fmt.Errorf("redis: open (master %q via %d sentinels): %w", opts.MasterName, len(opts.Sentinels), err)
 	}
 	return c, nil

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -60,7 +62,11 @@ func openCache(ctx context.Context, cfg *config, log *slog.Logger) (*cache, func
 		}
 	}
 	c, err := redis.Open(ctx, redis.Options{Sentinels: sentinels, MasterName: cfg.RedisMaster, Password: cfg.RedisPassword,
-		KeyPrefix: cfg.RedisKeyPrefix, Logger: log})
+		SentinelPassword: cfg.RedisSentinelPassword, KeyPrefix: cfg.RedisKeyPrefix, Logger: log})
+	if errors.Is(err, redis.ErrAuth) {
+		return nil, nil, fmt.Errorf("%w; set --redis-password/OMS_REDIS_PASSWORD to the password of Redis and its sentinels "+
+			"(--redis-sentinel-password/OMS_REDIS_SENTINEL_PASSWORD if the sentinels have another one)", err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

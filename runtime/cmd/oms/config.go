@@ -27,17 +27,19 @@ type config struct {
 	RedisSentinels      string
 	RedisMaster         string
 	RedisPassword       string
-	RedisKeyPrefix      string
-	AMQPURL             string
-	LogLevel            string
-	ShutdownGrace       time.Duration
-	DrainDelay          time.Duration
-	Concurrency         int
-	MaxConns            int
-	AccountID           string
-	AccountName         string
-	DevDir              string
-	Webhooks            webhookConfig
+	// RedisSentinelPassword is empty for "the Redis password" (redis.Options.SentinelPassword).
+	RedisSentinelPassword string
+	RedisKeyPrefix        string
+	AMQPURL               string
+	LogLevel              string
+	ShutdownGrace         time.Duration
+	DrainDelay            time.Duration
+	Concurrency           int
+	MaxConns              int
+	AccountID             string
+	AccountName           string
+	DevDir                string
+	Webhooks              webhookConfig
 	// Backup and restore.
 	Tier        string
 	BackupURL   string
@@ -116,6 +118,8 @@ func (c *config) flags(cmd string, stderr io.Writer, getenv func(string) string)
 			"comma-separated Redis Sentinel addresses (host:port); empty caches in process")
 		c.str(fs, getenv, &c.RedisMaster, "redis-master", "OMS_REDIS_MASTER", "oms", "Redis Sentinel master name")
 		c.str(fs, getenv, &c.RedisPassword, "redis-password", "OMS_REDIS_PASSWORD", "", "Redis password (prefer the environment variable)")
+		c.str(fs, getenv, &c.RedisSentinelPassword, "redis-sentinel-password", "OMS_REDIS_SENTINEL_PASSWORD", "",
+			"Redis Sentinel password, if not the Redis password (prefer the environment variable)")
 		c.str(fs, getenv, &c.RedisKeyPrefix, "redis-key-prefix", "OMS_REDIS_KEY_PREFIX", "oms:", "prefix of every cache key (to share one Redis between environments)")
 	}
 	http := func(defListen string) {

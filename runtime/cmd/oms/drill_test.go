@@ -9,13 +9,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -219,18 +218,15 @@ func TestDrillRedisMasterKilledUnderAvailabilityLoad(t *testing.T) {
 	t.Cleanup(func() {
 		_ = rds.Stop()
 		if t.Failed() {
-			for _, n := range []string{"redis-master", "redis-replica1", "sentinel1", "sentinel2", "sentinel3"} {
-				t.Logf("%s.log (tail):\n%s", n, tailFile(filepath.Join(redisDir, n+".log"), 30))
-			}
+			t.Logf("redis logs (tail):\n%s", rds.LogTail(30))
 		}
 	})
 	dbURL := omstest.ControlDB(t)
 	t.Cleanup(func() { omstest.DropAccounts(t, dbURL) })
 
 	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0",
-		"OMS_DRAIN_DELAY": "0s", "OMS_LOG_LEVEL": "info",
-		"OMS_REDIS_SENTINELS": strings.Join(rds.SentinelAddrs(), ","), "OMS_REDIS_MASTER": rds.MasterName(),
-		"OMS_REDIS_PASSWORD": rds.Password(), "OMS_REDIS_KEY_PREFIX": "drill:"}
+		"OMS_DRAIN_DELAY": "0s", "OMS_LOG_LEVEL": "info"}
+	maps.Copy(env, redisEnv(rds, "drill:"))
 	runOMS(t, bin, env, "migrate")
 	api := startOMSProcess(t, bin, "serve", env, "serve")
 	base := api.url()

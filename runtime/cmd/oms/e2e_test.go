@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -40,9 +41,8 @@ func startStack(t *testing.T) *stack {
 	t.Cleanup(func() { omstest.DropAccounts(t, dbURL) })
 	tp := startTap(t, amqpURL)
 	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0",
-		"OMS_DRAIN_DELAY": "0s", "OMS_AMQP_URL": amqpURL, "OMS_LOG_LEVEL": "info",
-		"OMS_REDIS_SENTINELS": strings.Join(rds.SentinelAddrs(), ","), "OMS_REDIS_MASTER": rds.MasterName(),
-		"OMS_REDIS_PASSWORD": rds.Password(), "OMS_REDIS_KEY_PREFIX": localenv.NewKeyPrefix(t, rds)}
+		"OMS_DRAIN_DELAY": "0s", "OMS_AMQP_URL": amqpURL, "OMS_LOG_LEVEL": "info"}
+	maps.Copy(env, redisEnv(rds, localenv.NewKeyPrefix(t, rds)))
 	s := &stack{env: env, tap: tp, dbURL: dbURL, amqpURL: amqpURL}
 	require.NoError(t, run(t.Context(), []string{"migrate"}, io.Discard, io.Discard, func(k string) string { return env[k] }))
 	s.api = startOMS(t, env, "serve")

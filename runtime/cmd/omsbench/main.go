@@ -181,7 +181,7 @@ func run(ctx context.Context, o options) error {
 	}
 	env := append(os.Environ(), "OMS_DATABASE_URL="+pg.URL("oms"), "OMS_ADMIN_TOKEN=bench-admin", "OMS_LISTEN=127.0.0.1:0",
 		"OMS_AMQP_URL="+rmq.URL(), "OMS_REDIS_SENTINELS="+strings.Join(rds.SentinelAddrs(), ","), "OMS_REDIS_MASTER="+rds.MasterName(),
-		"OMS_REDIS_PASSWORD="+rds.Password(), "OMS_DRAIN_DELAY=0s", "OMS_LOG_LEVEL=warn", "OMS_MAX_CONNS_PER_ACCOUNT=32")
+		"OMS_REDIS_PASSWORD="+rds.Password(), "OMS_REDIS_SENTINEL_PASSWORD="+rds.Password(), "OMS_DRAIN_DELAY=0s", "OMS_LOG_LEVEL=warn", "OMS_MAX_CONNS_PER_ACCOUNT=32")
 	migrate := exec.CommandContext(ctx, bin, "migrate")
 	migrate.Env = env
 	if out, err := migrate.CombinedOutput(); err != nil {

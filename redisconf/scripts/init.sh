@@ -8,18 +8,29 @@
 # contained by min-replicas-to-write, which refuses writes on a master without replicas.
 set -eu
 
-: "${POD_NAME:?}" "${HEADLESS:?}" "${STATEFULSET:?}" "${REPLICAS:?}" "${MASTER_NAME:?}" "${REDISCLI_AUTH:?}"
+: "${POD_NAME:?}" "${REPLICAS:?}" "${MASTER_NAME:?}" "${REDISCLI_AUTH:?}"
 TEMPLATES=${TEMPLATES:-/scripts}
 CONF_DIR=${CONF_DIR:-/conf}
 DATA_DIR=${DATA_DIR:-/data}
 DNS_WAIT_SECONDS=${DNS_WAIT_SECONDS:-60}
-self="$POD_NAME.$HEADLESS"
 sentinel_conf="$DATA_DIR/sentinel/sentinel.conf"
+
+# host N: the address of pod N, its DNS name under the headless Service. Without cluster DNS (the runtime's local
+# test environment), POD_ADDRESSES lists the pods' addresses by ordinal instead.
+host() {
+	if [ -n "${POD_ADDRESSES:-}" ]; then
+		echo "$POD_ADDRESSES" | awk -v n="$1" '{ print $(n + 1) }'
+	else
+		echo "${STATEFULSET:?}-$1.${HEADLESS:?}"
+	fi
+}
+self=$(host "${POD_NAME##*-}")
+[ -n "$self" ] || { echo "no address for $POD_NAME in POD_ADDRESSES" >&2; exit 1; }
 
 peers() {
 	n=0
 	while [ "$n" -lt "$REPLICAS" ]; do
-		peer="$STATEFULSET-$n.$HEADLESS"
+		peer=$(host "$n")
 		n=$((n + 1))
 		[ "$peer" = "$self" ] || echo "$peer"
 	done
@@ -71,7 +82,7 @@ elif master=$(ask_peers); then
 elif master=$(recorded_master); then
 	echo "master: $master (last recorded by this pod's sentinel)"
 else
-	master="$STATEFULSET-0.$HEADLESS"
+	master=$(host 0)
 	echo "master: $master (new cluster)"
 fi
 
@@ -80,6 +91,7 @@ umask 077
 mkdir -p "$CONF_DIR" "$DATA_DIR/sentinel"
 {
 	cat "$TEMPLATES/redis.conf"
+	echo "dir \"$DATA_DIR\""
 	echo "replica-announce-ip $self"
 	echo "requirepass \"$REDISCLI_AUTH\""
 	echo "masterauth \"$REDISCLI_AUTH\""

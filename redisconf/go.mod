@@ -1,0 +1,3 @@
+module github.com/omscloud/omscloud/redisconf
+
+go 1.26.6
