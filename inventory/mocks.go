@@ -58,9 +58,23 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	return id, state, nil
 }
 
-// Call fakes provider functions; omscloud programs call none that matter offline.
+// Call fakes provider functions. The edge's NEG lookup finds the NEG GKE would have created; other functions
+// answer nothing.
 func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
-	return resource.PropertyMap{}, nil
+	if args.Token != "gcp:compute/getNetworkEndpointGroup:getNetworkEndpointGroup" {
+		return resource.PropertyMap{}, nil
+	}
+	arg := func(k resource.PropertyKey) string {
+		if v, ok := args.Args[k]; ok && v.IsString() {
+			return v.StringValue()
+		}
+		return ""
+	}
+	project, zone, name := arg("project"), arg("zone"), arg("name")
+	return resource.NewPropertyMapFromMap(map[string]any{
+		"name": name, "zone": zone, "project": project,
+		"selfLink": fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/zones/%s/networkEndpointGroups/%s", project, zone, name),
+	}), nil
 }
 
 // urn computes a resource's URN the way the engine does: the parent's type qualifies the child's.

@@ -80,6 +80,10 @@ type BackendArgs struct {
 	HealthPath string
 	// NEG is the standalone NEG GKE creates in every zone from the Service's annotation (default NEGName(Name)).
 	NEG string
+	// ServiceReady resolves once the runtime's public Service exists and the Kubernetes provider has awaited it
+	// (omsruntime.Runtime.PublicServiceReady); it is unknown in a preview that creates the Service. The NEG lookups
+	// wait for it (gcp; required there).
+	ServiceReady pulumi.StringInput
 	// PodSelector are the labels of the runtime's web pods; cloudflare mode lets cloudflared reach only them.
 	PodSelector map[string]string
 }
@@ -306,6 +310,9 @@ func (a *Args) validateGCP() []error {
 	}
 	if a.Backend.NEG == "" || len(a.Backend.NEG) > 63 {
 		add("Backend.NEG %q must be a NEG name of 1..63 characters", a.Backend.NEG)
+	}
+	if a.Backend.ServiceReady == nil {
+		add("Backend.ServiceReady is required in gcp mode: pass the runtime's omsruntime.Runtime.PublicServiceReady, so that the NEGs are looked up only once GKE can have created them")
 	}
 	g := a.GCP
 	if g.MaxRatePerEndpoint <= 0 {

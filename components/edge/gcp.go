@@ -30,11 +30,6 @@ const (
 // scheme is the global external Application Load Balancer (Envoy-based).
 const scheme = "EXTERNAL_MANAGED"
 
-// negSelfLink is the self link of the NEG GKE creates in a zone; deterministic, so no lookup is needed.
-func negSelfLink(project, zone, neg string) string {
-	return fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/zones/%s/networkEndpointGroups/%s", project, zone, neg)
-}
-
 // certName changes with the hostnames, so a new certificate is created before the old one is deleted.
 func certName(name string, hostnames []string) string {
 	sum := sha256.Sum256([]byte(strings.Join(hostnames, ",")))
@@ -122,9 +117,9 @@ func newGCP(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.Re
 	}
 
 	backends := compute.BackendServiceBackendArray{}
-	for _, zone := range a.Zones {
+	for _, neg := range lookupNEGs(ctx, a, e) {
 		backends = append(backends, compute.BackendServiceBackendArgs{
-			Group:              pulumi.String(negSelfLink(a.Project, zone, a.Backend.NEG)),
+			Group:              neg,
 			BalancingMode:      pulumi.String("RATE"),
 			MaxRatePerEndpoint: pulumi.Float64(a.GCP.MaxRatePerEndpoint),
 			CapacityScaler:     pulumi.Float64(1),

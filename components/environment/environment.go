@@ -172,7 +172,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	edgeArgs.Backend.Namespace = Namespace
 	edgeArgs.Backend.ServiceName = omsruntime.ServiceName(runtimeName)
 	edgeArgs.Backend.PodSelector = omsruntime.WebSelector(runtimeName)
-	// GKE creates the NEGs from the runtime's public Service, and the backends reference them.
+	// GKE creates the NEGs from the runtime's public Service: the edge looks them up once the Service exists.
+	edgeArgs.Backend.ServiceReady = rt.PublicServiceReady
 	edgeOpts := []pulumi.ResourceOption{parent, pulumi.DependsOn([]pulumi.Resource{ns, rt})}
 	providers := []pulumi.ProviderResource{cluster.Provider}
 	if args.CloudflareProvider != nil {
