@@ -133,6 +133,13 @@ func computeOutputs(typ, name string, state resource.PropertyMap) {
 		set("privateIpAddress", "10.30.0.3")
 	case "gcp:compute/globalAddress:GlobalAddress", "gcp:compute/address:Address":
 		set("address", "203.0.113.20")
+	case "gcp:certificatemanager/dnsAuthorization:DnsAuthorization":
+		if d, ok := state["domain"]; ok && d.IsString() {
+			set("dnsResourceRecords", []any{map[string]any{
+				"name": "_acme-challenge." + d.StringValue() + ".", "type": "CNAME",
+				"data": d.StringValue() + "." + physical + ".authorize.certificatemanager.goog.",
+			}})
+		}
 	case "random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString":
 		set("result", "mock-generated-"+name)
 	case "random:index/randomId:RandomId":

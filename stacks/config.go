@@ -133,6 +133,17 @@ type EdgeConfig struct {
 	// Hostnames served; defaults to Domain.
 	Hostnames  []string         `json:"hostnames"`
 	Cloudflare CloudflareConfig `json:"cloudflare"`
+	// DNS is the Cloud DNS zone of the gcp edge's records (required with provider gcp).
+	DNS EdgeDNSConfig `json:"dns"`
+}
+
+// EdgeDNSConfig names the Cloud DNS managed zone where the gcp edge writes the hostnames' A records and the CNAMEs
+// that authorize their certificates.
+type EdgeDNSConfig struct {
+	// ManagedZone is the zone's name ("omscloud-example-com"), not its DNS name.
+	ManagedZone string `json:"managedZone"`
+	// Project holds the zone, when it is not the stack's project (a shared DNS project).
+	Project string `json:"project"`
 }
 
 // CloudflareConfig identifies the Cloudflare account and zone of the edge.

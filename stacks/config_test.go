@@ -17,7 +17,7 @@ func base() map[string]string {
 		"omscloud:project":       "omscloud-prod-eu",
 		"omscloud:projectNumber": "123456789012",
 		"omscloud:accounts":      `["tailspin"]`,
-		"omscloud:edge":          `{"provider":"gcp","domain":"api.eu.example.com"}`,
+		"omscloud:edge":          `{"provider":"gcp","domain":"api.eu.example.com","dns":{"managedZone":"example-com"}}`,
 		"omscloud:runtime":       `{"image":"europe-docker.pkg.dev/p/oms/oms@sha256:` + strings.Repeat("ab", 32) + `"}`,
 	}
 }
@@ -114,6 +114,10 @@ func TestValidationNamesEveryOffendingKey(t *testing.T) {
 		{"production image by tag", map[string]string{"omscloud:runtime": `{"image":"oms:latest"}`}, "omscloud:runtime.image", "not pinned by digest"},
 		{"bad color", map[string]string{"omscloud:runtime": `{"image":"oms@sha256:` + strings.Repeat("0", 64) + `","activeColor":"red"}`}, "omscloud:runtime.activeColor", "blue or green"},
 		{"cloudflare without ids", map[string]string{"omscloud:edge": `{"provider":"cloudflare","domain":"a.example.com"}`}, "omscloud:edge.cloudflare.accountId", "32 hex"},
+		{"gcp edge without a DNS zone", map[string]string{"omscloud:edge": `{"provider":"gcp","domain":"a.example.com"}`}, "omscloud:edge.dns.managedZone", "is required with edge.provider gcp"},
+		{"DNS name as zone name", map[string]string{"omscloud:edge": `{"domain":"a.example.com","dns":{"managedZone":"example.com"}}`}, "omscloud:edge.dns.managedZone", "not a Cloud DNS zone name"},
+		{"DNS zone project", map[string]string{"omscloud:edge": `{"domain":"a.example.com","dns":{"managedZone":"example-com","project":"DNS"}}`}, "omscloud:edge.dns.project", "not a GCP project id"},
+		{"DNS zone with the cloudflare edge", map[string]string{"omscloud:edge": `{"provider":"cloudflare","domain":"a.example.com","dns":{"managedZone":"example-com"}}`}, "omscloud:edge.dns", "remove it"},
 		{"overlapping ranges", map[string]string{"omscloud:network": `{"podsCidr":"10.10.0.0/16"}`}, "omscloud:network.podsCidr", "overlaps"},
 		{"master range not /28", map[string]string{"omscloud:network": `{"masterCidr":"172.16.0.0/24"}`}, "omscloud:network.masterCidr", "must be a /28"},
 		{"max below min", map[string]string{"omscloud:sizing": `{"web":{"minNodesPerZone":3,"maxNodesPerZone":2}}`}, "omscloud:sizing.web.maxNodesPerZone", "below minNodesPerZone"},

@@ -50,6 +50,7 @@ const (
 	OutputRuntimeImage    = "runtimeImage"
 	OutputDRAddress       = "drIpAddress"
 	OutputDRTunnelToken   = "drTunnelToken"
+	OutputCertificateMap  = "certificateMap"
 )
 
 // DRStackName is the name of a primary stack's DR stack.

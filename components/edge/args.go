@@ -42,8 +42,10 @@ const (
 	NEGAnnotationKey = "cloud.google.com/neg"
 	// poolLabel mirrors stacks.PoolLabelKey, the node label of the GKE node pools.
 	poolLabel = "omscloud.io/pool"
-	// nameMax keeps every derived name ("<Name>-cloudflared-token", "<Name>-cert-<hash>") within its limit.
+	// nameMax keeps every derived name ("<Name>-cloudflared-token", "<Name>-<8 hex>") within its limit.
 	nameMax = 30
+	// recordTTL is Cloud DNS's default: also how long resolvers may keep the primary's address after a DR switch.
+	recordTTL = 300
 )
 
 // DefaultStaticPaths are served through Cloud CDN.
@@ -93,6 +95,13 @@ type GCPArgs struct {
 	// Address is an existing global IPv4 address (e.g. a reserved DR address customers whitelist); when nil the
 	// component reserves one.
 	Address pulumi.StringInput
+	// CertificateMap is an existing Certificate Manager map's id ("projects/<p>/locations/global/certificateMaps/<m>"),
+	// e.g. the primary stack's for its DR environment: maps are global. The edge then declares no certificate, DNS
+	// authorization, map or DNS record — the stack owning the map owns them — so DNS must be empty. When nil, the
+	// edge declares them, in DNS.
+	CertificateMap pulumi.StringInput
+	// DNS is the Cloud DNS zone of the hostnames' records; required unless CertificateMap is given.
+	DNS DNSArgs
 	// MaxRatePerEndpoint is requests per second per pod (default 100).
 	MaxRatePerEndpoint float64
 	// DrainingSec lets in-flight requests finish on a removed endpoint (default 30).
@@ -104,6 +113,18 @@ type GCPArgs struct {
 	RateLimit      RateLimitArgs
 	// StaticPaths are URL map path patterns served with Cloud CDN (default ["/static/*"]).
 	StaticPaths []string
+}
+
+// DNSArgs locate the Cloud DNS managed zone where the edge writes each hostname's A record and the CNAME of its
+// certificate's DNS authorization.
+type DNSArgs struct {
+	// ManagedZone is the zone's name (e.g. "omscloud-example-com"), not its DNS name.
+	ManagedZone string
+	// Project holds the zone (default Project): it may be a shared DNS project.
+	Project string
+	// Target, when set, is the address the A records point at instead of the load balancer's: the reserved DR
+	// address once DR is declared.
+	Target pulumi.StringInput
 }
 
 // RateLimitArgs limit each client IP; beyond the limit Cloud Armor answers 429.
@@ -181,6 +202,9 @@ func (a Args) withDefaults() Args {
 		b.NEG = NEGName(a.Name)
 	}
 	g := &a.GCP
+	if g.DNS.Project == "" && g.CertificateMap == nil {
+		g.DNS.Project = a.Project
+	}
 	if g.MaxRatePerEndpoint == 0 {
 		g.MaxRatePerEndpoint = DefaultMaxRatePerEndpoint
 	}
@@ -220,8 +244,11 @@ func (a Args) withDefaults() Args {
 
 var (
 	hostnamePattern = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z][-a-z0-9]{0,61}[a-z0-9]$`)
-	cloudflareID    = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	staticPath      = regexp.MustCompile(`^/[-A-Za-z0-9._~/]*(/\*)?$`)
+	// Cloud DNS zone names; project ids.
+	zoneName     = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	projectID    = regexp.MustCompile(`^[a-z][-a-z0-9]{4,28}[a-z0-9]$`)
+	cloudflareID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	staticPath   = regexp.MustCompile(`^/[-A-Za-z0-9._~/]*(/\*)?$`)
 	// Cloud Armor accepts only these rate-limit intervals.
 	rateIntervals = []int{10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600}
 	// Cloudflare load-balancing region codes.
@@ -265,15 +292,12 @@ func (a *Args) Validate() error {
 	seen := map[string]bool{}
 	for i, h := range d.Hostnames {
 		if !hostnamePattern.MatchString(h) {
-			add("Hostnames[%d] %q is not a lowercase DNS name (wildcards are not supported by managed certificates)", i, h)
+			add("Hostnames[%d] %q is not a lowercase DNS name (no wildcard: each hostname gets its own record and certificate)", i, h)
 		}
 		if seen[h] {
 			add("Hostnames[%d] %q is listed twice", i, h)
 		}
 		seen[h] = true
-	}
-	if len(d.Hostnames) > 100 {
-		add("Hostnames has %d names: a managed certificate covers at most 100", len(d.Hostnames))
 	}
 	if err := kube.ValidateNamespace("Backend.Namespace", d.Backend.Namespace); err != nil {
 		errs = append(errs, err)
@@ -311,6 +335,7 @@ func (a *Args) validateGCP() []error {
 	if a.Backend.NEG == "" || len(a.Backend.NEG) > 63 {
 		add("Backend.NEG %q must be a NEG name of 1..63 characters", a.Backend.NEG)
 	}
+	errs = append(errs, a.validateDNS()...)
 	if a.Backend.ServiceReady == nil {
 		add("Backend.ServiceReady is required in gcp mode: pass the runtime's omsruntime.Runtime.PublicServiceReady, so that the NEGs are looked up only once GKE can have created them")
 	}
@@ -340,6 +365,29 @@ func (a *Args) validateGCP() []error {
 		if !staticPath.MatchString(p) {
 			add("GCP.StaticPaths[%d] %q: use an absolute path, optionally ending in /* (e.g. /static/*)", i, p)
 		}
+	}
+	return errs
+}
+
+// validateDNS checks that exactly one stack owns the certificates and records: the one with a DNS zone.
+func (a *Args) validateDNS() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	d := a.GCP.DNS
+	if a.GCP.CertificateMap != nil {
+		if d.ManagedZone != "" || d.Project != "" || d.Target != nil {
+			add("GCP.DNS is set with GCP.CertificateMap: the stack that owns the certificate map owns the hostnames' records; leave GCP.DNS empty")
+		}
+		return errs
+	}
+	switch {
+	case d.ManagedZone == "":
+		add("GCP.DNS.ManagedZone is required: the Cloud DNS zone (its name, e.g. omscloud-example-com) that serves the hostnames, where the edge writes their A records and certificate authorizations; or pass GCP.CertificateMap to serve another stack's certificates")
+	case !zoneName.MatchString(d.ManagedZone):
+		add("GCP.DNS.ManagedZone %q is not a Cloud DNS zone name: 1-63 lowercase letters, digits and hyphens, starting with a letter (the zone's name, not its DNS name)", d.ManagedZone)
+	}
+	if !projectID.MatchString(d.Project) {
+		add("GCP.DNS.Project %q is not a GCP project id: give the project holding the zone, or leave it empty for Project", d.Project)
 	}
 	return errs
 }

@@ -18,7 +18,11 @@ import (
 const (
 	globalAddressType  = "gcp:compute/globalAddress:GlobalAddress"
 	forwardingRuleType = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
-	certType           = "gcp:compute/managedSslCertificate:ManagedSslCertificate"
+	certType           = "gcp:certificatemanager/certificate:Certificate"
+	authzType          = "gcp:certificatemanager/dnsAuthorization:DnsAuthorization"
+	certMapType        = "gcp:certificatemanager/certificateMap:CertificateMap"
+	certMapEntryType   = "gcp:certificatemanager/certificateMapEntry:CertificateMapEntry"
+	recordSetType      = "gcp:dns/recordSet:RecordSet"
 	sslPolicyType      = "gcp:compute/sSLPolicy:SSLPolicy"
 	armorType          = "gcp:compute/securityPolicy:SecurityPolicy"
 	healthCheckType    = "gcp:compute/healthCheck:HealthCheck"
@@ -51,6 +55,7 @@ func gcpArgs() edge.Args {
 		Name: "oms-prod-us", Project: "omscloud-prod-us", Region: "us-central1", Zones: zones,
 		Provider: edge.GCP, Hostnames: hostnames, Labels: prodLabels,
 		Backend: edge.BackendArgs{ServiceReady: pulumi.String("oms-prod-us-web")},
+		GCP:     edge.GCPArgs{DNS: edge.DNSArgs{ManagedZone: "omscloud-example-com", Project: "omscloud-dns"}},
 	}
 }
 
@@ -66,8 +71,8 @@ func cloudflareArgs() edge.Args {
 }
 
 type outputs struct {
-	ipAddress, tunnelID, tunnelCNAME, primaryPoolID, monitorID, securityPolicy string
-	urls                                                                       []string
+	ipAddress, tunnelID, tunnelCNAME, primaryPoolID, monitorID, securityPolicy, certificateMap string
+	urls                                                                                       []string
 }
 
 // evaluate declares the edge under mocks with explicit Kubernetes and Cloudflare providers, as the stack does.
@@ -112,6 +117,7 @@ func run(args edge.Args, mocks recordingMocks, dryRun bool) (*inventory.Inventor
 		capture("primaryPoolId", e.PrimaryPoolID, &out.primaryPoolID)
 		capture("monitorId", e.MonitorID, &out.monitorID)
 		capture("securityPolicy", e.SecurityPolicy, &out.securityPolicy)
+		capture("certificateMap", e.CertificateMap, &out.certificateMap)
 		ctx.Export("urls", e.URLs.ApplyT(func(u []string) []string { out.urls = u; return u }))
 		return nil
 	}, pulumi.WithMocks("omscloud", "test", mocks), func(info *pulumi.RunInfo) { info.DryRun = dryRun })
@@ -405,24 +411,20 @@ func TestConnectorOnlyDeclaresNothingOnCloudflare(t *testing.T) {
 
 // --- gcp mode ---
 
-func TestGCPCertificateTLSAndRedirect(t *testing.T) {
+func TestGCPTLSAndRedirect(t *testing.T) {
 	inv, out := evaluate(t, gcpArgs())
-	cert := kubetest.One(t, inv, certType)
-	assert.Equal(t, hostnames, cert.Strings("managed.domains"))
-	assert.Regexp(t, `^oms-prod-us-cert-[0-9a-f]{8}$`, cert.String("name"))
-
-	other := gcpArgs()
-	other.Hostnames = hostnames[:1]
-	inv2, _ := evaluate(t, other)
-	assert.NotEqual(t, cert.String("name"), kubetest.One(t, inv2, certType).String("name"),
-		"new hostnames get a new certificate name, so it is created before the old one is deleted")
+	assert.Empty(t, inv.OfType("gcp:compute/managedSslCertificate:ManagedSslCertificate"),
+		"no load-balancer-authorized certificate: it could not provision before DNS points at the load balancer")
 
 	tls := kubetest.One(t, inv, sslPolicyType)
 	assert.Equal(t, "MODERN", tls.String("profile"))
 	assert.Equal(t, "TLS_1_2", tls.String("minTlsVersion"))
 
 	https := kubetest.One(t, inv, httpsProxyType)
-	assert.Equal(t, []string{selfLink("managedsslcertificate", cert.String("name"))}, https.Strings("sslCertificates"))
+	assert.Equal(t, "//certificatemanager.googleapis.com/edge-certmap-id", https.String("certificateMap"), "the proxy serves the map")
+	assert.Equal(t, "edge-certmap-id", out.certificateMap)
+	_, direct := https.Get("sslCertificates")
+	assert.False(t, direct, "no certificate attached directly")
 	assert.Equal(t, selfLink("sslpolicy", "oms-prod-us-tls"), https.String("sslPolicy"))
 	assert.Equal(t, selfLink("urlmap", "oms-prod-us-https"), https.String("urlMap"))
 
@@ -609,6 +611,14 @@ func TestValidate(t *testing.T) {
 		{"gcp with one zone", gcpArgs, func(a *edge.Args) { a.Zones = zones[:1] }, []string{"Zones has 1 zone"}},
 		{"zone outside the region", gcpArgs, func(a *edge.Args) { a.Zones = []string{"us-central1-a", "europe-west1-b"} }, []string{`Zones[1] "europe-west1-b"`}},
 		{"gcp without project", gcpArgs, func(a *edge.Args) { a.Project = "" }, []string{"Project and Region are required"}},
+		{"gcp without a DNS zone", gcpArgs, func(a *edge.Args) { a.GCP.DNS = edge.DNSArgs{} }, []string{"GCP.DNS.ManagedZone is required", "GCP.CertificateMap"}},
+		{"DNS name as zone name", gcpArgs, func(a *edge.Args) { a.GCP.DNS.ManagedZone = "omscloud.example.com." },
+			[]string{`GCP.DNS.ManagedZone "omscloud.example.com." is not a Cloud DNS zone name`}},
+		{"DNS project", gcpArgs, func(a *edge.Args) { a.GCP.DNS.Project = "DNS" }, []string{`GCP.DNS.Project "DNS" is not a GCP project id`}},
+		{"DNS with another stack's map", gcpArgs, func(a *edge.Args) {
+			a.GCP.CertificateMap = pulumi.String("projects/p/locations/global/certificateMaps/m")
+		},
+			[]string{"GCP.DNS is set with GCP.CertificateMap", "leave GCP.DNS empty"}},
 		{"gcp without the Service's readiness", gcpArgs, func(a *edge.Args) { a.Backend.ServiceReady = nil },
 			[]string{"Backend.ServiceReady is required in gcp mode", "omsruntime.Runtime.PublicServiceReady"}},
 		{"rate interval", gcpArgs, func(a *edge.Args) { a.GCP.RateLimit.IntervalSec = 45 }, []string{"GCP.RateLimit.IntervalSec 45"}},
