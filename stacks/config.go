@@ -167,8 +167,9 @@ type DRConfig struct {
 	GCPRegion string `json:"region"`
 	// AcknowledgeCrossBorder must be true where the DR site lies outside the jurisdiction.
 	AcknowledgeCrossBorder bool `json:"acknowledgeCrossBorder"`
-	// Active declares DR: with a Cloudflare edge it enables the pre-declared DR pool, so traffic fails over to the
-	// DR environment. `omsctl dr activate --switch` sets it; failback clears it.
+	// Active declares DR: with a Cloudflare edge it enables the pre-declared DR pool, with a GCP edge it points the
+	// hostnames' A records at the reserved DR address, so traffic moves to the DR environment. `omsctl dr activate
+	// --switch` sets it; failback clears it.
 	Active bool `json:"active"`
 }
 

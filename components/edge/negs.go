@@ -31,17 +31,31 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// canonicalNEGSelfLink is where GKE creates a zone's NEG: only the fallback of a lookup while the load balancer
+// serves nobody (see lookupNEGs).
+func canonicalNEGSelfLink(project, zone, neg string) string {
+	return fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/zones/%s/networkEndpointGroups/%s", project, zone, neg)
+}
+
 // lookupNEGs returns the self link of the runtime's NEG in every zone, as Compute Engine reports it. Each lookup
 // waits for Backend.ServiceReady, so it runs after the Kubernetes provider has awaited the Service and stays unknown
 // in a preview that creates it; then it polls until the NEG exists.
+//
+// While GCP.DNS.Target points the hostnames elsewhere (DR declared), this load balancer serves nobody and its region
+// may be lost: a failed lookup then falls back to the canonical self link at once, so that the lost region's API
+// cannot block the DR switch, an update of the records that leaves the backends as they are.
 func lookupNEGs(ctx *pulumi.Context, a *Args, parent pulumi.Resource) []pulumi.StringOutput {
+	standby := a.GCP.DNS.Target != nil
 	links := make([]pulumi.StringOutput, len(a.Zones))
 	for i, zone := range a.Zones {
 		links[i] = a.Backend.ServiceReady.ToStringOutput().ApplyT(func(string) (pulumi.StringOutput, error) {
-			link, err := lookupNEG(ctx, a, zone, parent, ctx.DryRun())
+			link, err := lookupNEG(ctx, a, zone, parent, ctx.DryRun() || standby)
 			switch {
 			case err == nil:
 				return pulumi.String(link).ToStringOutput(), nil
+			case standby:
+				_ = ctx.Log.Warn(fmt.Sprintf("%v: DR is declared, so the backends keep the NEG's canonical self link", err), &pulumi.LogArgs{Resource: parent})
+				return pulumi.String(canonicalNEGSelfLink(a.Project, zone, a.Backend.NEG)).ToStringOutput(), nil
 			case ctx.DryRun():
 				// GKE creates it during the update (e.g. a new zone's nodes come up first): unknown until then.
 				_ = ctx.Log.Info(fmt.Sprintf("%v: `pulumi up` waits for it", err), &pulumi.LogArgs{Resource: parent})

@@ -198,3 +198,21 @@ func TestGCPPreviewShowsAMissingNEGAsUnknown(t *testing.T) {
 		assert.Equal(t, []any{"https://compute.test/neg/us-central1-a", "https://compute.test/neg/us-central1-b", nil}, got, "%s: zone c unknown", name)
 	}
 }
+
+// TestGCPNEGLookupDoesNotBlockTheDRSwitch: once DR is declared the hostnames point at the DR address, the primary's
+// region may be lost, and a lookup there fails: the backends keep the canonical self link instead of waiting.
+func TestGCPNEGLookupDoesNotBlockTheDRSwitch(t *testing.T) {
+	slept := fakeClock(t)
+	args := gcpArgs()
+	args.GCP.DNS.Target = pulumi.String("198.51.100.7")
+	mocks := newNEGMocks(func(int, string) (string, error) { return "", errors.New("googleapi: Error 503: zone unavailable") })
+	inv, _, err := run(args, mocks, false)
+	require.NoError(t, err)
+	assert.Empty(t, *slept, "no waiting for a lost region")
+	assert.Len(t, mocks.lookups, len(zones), "one attempt per zone")
+	for name, got := range groups(t, inv) {
+		for i, z := range zones {
+			assert.Equal(t, "https://www.googleapis.com/compute/v1/projects/omscloud-prod-us/zones/"+z+"/networkEndpointGroups/oms-prod-us-web-neg", got[i], name)
+		}
+	}
+}
