@@ -222,18 +222,24 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 
 const prodEUCertificateMap = "projects/omscloud-prod-eu/locations/global/certificateMaps/oms-prod-eu"
 
-func TestDRProgramNeedsThePrimarysCertificateMap(t *testing.T) {
+// runDR runs the DR program of prod-eu with the primary's outputs, and returns its mocks and error.
+func runDR(t *testing.T, outputs resource.PropertyMap) (drMocks, error) {
+	t.Helper()
 	dir, err := FindProjectDir(".")
 	require.NoError(t, err)
 	sf, err := LoadStackFile(dir, "prod-eu")
 	require.NoError(t, err)
-	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: resource.PropertyMap{
+	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: outputs}
+	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = sf.Values, sf.SecretKeys }
+	return mocks, pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig)
+}
+
+func TestDRProgramNeedsThePrimarysCertificateMap(t *testing.T) {
+	mocks, err := runDR(t, resource.PropertyMap{
 		OutputBackupURL:       resource.NewProperty("gs://oms-prod-eu-backups"),
 		OutputBackupKeySecret: resource.NewProperty("projects/omscloud-prod-eu/secrets/oms-prod-eu-backup-key"),
 		OutputDRAddress:       resource.NewProperty("203.0.113.99"),
-	}}
-	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = sf.Values, sf.SecretKeys }
-	err = pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig)
+	})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "exports no certificateMap")
 	assert.Contains(t, err.Error(), "Run `pulumi up` on prod-eu first")
@@ -243,13 +249,7 @@ func TestDRProgramNeedsThePrimarysCertificateMap(t *testing.T) {
 }
 
 func TestDRProgramNeedsTheBackupBucket(t *testing.T) {
-	dir, err := FindProjectDir(".")
-	require.NoError(t, err)
-	sf, err := LoadStackFile(dir, "prod-eu")
-	require.NoError(t, err)
-	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: resource.PropertyMap{}}
-	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = sf.Values, sf.SecretKeys }
-	err = pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig)
+	mocks, err := runDR(t, resource.PropertyMap{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "exports no backupUrl")
 	for _, r := range mocks.Resources() {

@@ -244,11 +244,8 @@ func (a Args) withDefaults() Args {
 
 var (
 	hostnamePattern = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z][-a-z0-9]{0,61}[a-z0-9]$`)
-	// Cloud DNS zone names; project ids.
-	zoneName     = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	projectID    = regexp.MustCompile(`^[a-z][-a-z0-9]{4,28}[a-z0-9]$`)
-	cloudflareID = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	staticPath   = regexp.MustCompile(`^/[-A-Za-z0-9._~/]*(/\*)?$`)
+	cloudflareID    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	staticPath      = regexp.MustCompile(`^/[-A-Za-z0-9._~/]*(/\*)?$`)
 	// Cloud Armor accepts only these rate-limit intervals.
 	rateIntervals = []int{10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600}
 	// Cloudflare load-balancing region codes.
@@ -380,14 +377,8 @@ func (a *Args) validateDNS() []error {
 		}
 		return errs
 	}
-	switch {
-	case d.ManagedZone == "":
+	if d.ManagedZone == "" {
 		add("GCP.DNS.ManagedZone is required: the Cloud DNS zone (its name, e.g. omscloud-example-com) that serves the hostnames, where the edge writes their A records and certificate authorizations; or pass GCP.CertificateMap to serve another stack's certificates")
-	case !zoneName.MatchString(d.ManagedZone):
-		add("GCP.DNS.ManagedZone %q is not a Cloud DNS zone name: 1-63 lowercase letters, digits and hyphens, starting with a letter (the zone's name, not its DNS name)", d.ManagedZone)
-	}
-	if !projectID.MatchString(d.Project) {
-		add("GCP.DNS.Project %q is not a GCP project id: give the project holding the zone, or leave it empty for Project", d.Project)
 	}
 	return errs
 }

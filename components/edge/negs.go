@@ -49,14 +49,14 @@ func lookupNEGs(ctx *pulumi.Context, a *Args, parent pulumi.Resource) []pulumi.S
 	links := make([]pulumi.StringOutput, len(a.Zones))
 	for i, zone := range a.Zones {
 		links[i] = a.Backend.ServiceReady.ToStringOutput().ApplyT(func(string) (pulumi.StringOutput, error) {
-			link, err := lookupNEG(ctx, a, zone, parent, ctx.DryRun() || standby)
+			link, missing, err := lookupNEG(ctx, a, zone, parent, ctx.DryRun() || standby)
 			switch {
 			case err == nil:
 				return pulumi.String(link).ToStringOutput(), nil
 			case standby:
 				_ = ctx.Log.Warn(fmt.Sprintf("%v: DR is declared, so the backends keep the NEG's canonical self link", err), &pulumi.LogArgs{Resource: parent})
 				return pulumi.String(canonicalNEGSelfLink(a.Project, zone, a.Backend.NEG)).ToStringOutput(), nil
-			case ctx.DryRun():
+			case ctx.DryRun() && missing:
 				// GKE creates it during the update (e.g. a new zone's nodes come up first): unknown until then.
 				_ = ctx.Log.Info(fmt.Sprintf("%v: `pulumi up` waits for it", err), &pulumi.LogArgs{Resource: parent})
 				return pulumi.UnsafeUnknownOutput(nil).ApplyT(func(any) string { return "" }).(pulumi.StringOutput), nil
@@ -68,8 +68,9 @@ func lookupNEGs(ctx *pulumi.Context, a *Args, parent pulumi.Resource) []pulumi.S
 	return links
 }
 
-// lookupNEG polls Compute Engine for the NEG of one zone (once if only once) and returns its self link.
-func lookupNEG(ctx *pulumi.Context, a *Args, zone string, parent pulumi.Resource, once bool) (string, error) {
+// lookupNEG polls Compute Engine for the NEG of one zone (once if only once) and returns its self link, or whether
+// it is missing (rather than denied) with the error.
+func lookupNEG(ctx *pulumi.Context, a *Args, zone string, parent pulumi.Resource, once bool) (link string, missing bool, err error) {
 	p := negPolling
 	deadline := p.Now().Add(p.Total)
 	wait := p.First
@@ -80,27 +81,27 @@ func lookupNEG(ctx *pulumi.Context, a *Args, zone string, parent pulumi.Resource
 			Name:    pulumi.StringRef(a.Backend.NEG),
 		}, pulumi.Parent(parent))
 		if err == nil && neg.SelfLink != nil && *neg.SelfLink != "" {
-			return *neg.SelfLink, nil
+			return *neg.SelfLink, false, nil
 		}
 		if err == nil {
 			err = fmt.Errorf("the lookup returned no self link")
 		}
-		if once {
-			return "", fmt.Errorf("NEG %s is not in zone %s yet (%v)", a.Backend.NEG, zone, err)
-		}
 		// A denied lookup will not succeed by waiting: the Compute Engine API or the deployer's role is missing.
 		if strings.Contains(err.Error(), "Error 403") {
-			return "", fmt.Errorf("look up NEG %s in zone %s of project %s: %w (enable compute.googleapis.com and grant the deployer compute.networkEndpointGroups.get)",
+			return "", false, fmt.Errorf("look up NEG %s in zone %s of project %s: %w (enable compute.googleapis.com and grant the deployer compute.networkEndpointGroups.get)",
 				a.Backend.NEG, zone, a.Project, err)
 		}
+		if once {
+			return "", true, fmt.Errorf("NEG %s is not in zone %s yet (%v)", a.Backend.NEG, zone, err)
+		}
 		if p.Now().Add(wait).After(deadline) {
-			return "", fmt.Errorf("NEG %s did not appear in zone %s of project %s within %s (last lookup: %v). GKE's NEG controller creates it "+
+			return "", true, fmt.Errorf("NEG %s did not appear in zone %s of project %s within %s (last lookup: %v). GKE's NEG controller creates it "+
 				"from the cloud.google.com/neg annotation of Service %s/%s once the Service has ready pods and the cluster has nodes in %s: "+
 				"check the Service's events (kubectl describe service -n %s %s) and the node pools' nodes in that zone",
 				a.Backend.NEG, zone, a.Project, p.Total, err, a.Backend.Namespace, a.Backend.ServiceName, zone, a.Backend.Namespace, a.Backend.ServiceName)
 		}
 		if err := p.Sleep(ctx.Context(), wait); err != nil {
-			return "", fmt.Errorf("look up NEG %s in zone %s: %w", a.Backend.NEG, zone, err)
+			return "", false, fmt.Errorf("look up NEG %s in zone %s: %w", a.Backend.NEG, zone, err)
 		}
 		wait = min(2*wait, p.Max)
 	}

@@ -55,6 +55,16 @@ func lookedUp(_ int, zone string) (string, error) { return "https://compute.test
 
 var errNotFound = errors.New("projects/omscloud-prod-us/zones/us-central1-c/networkEndpointGroups/oms-prod-us-web-neg not found")
 
+// missingIn finds every NEG but zone's.
+func missingIn(zone string) func(n int, z string) (string, error) {
+	return func(n int, z string) (string, error) {
+		if z == zone {
+			return "", errNotFound
+		}
+		return lookedUp(n, z)
+	}
+}
+
 // fakeClock replaces the NEG lookup's clock for one test: sleeping advances it and is recorded.
 func fakeClock(t *testing.T) *[]time.Duration {
 	t.Helper()
@@ -146,12 +156,7 @@ func TestGCPNEGLookupPollsWithBoundedBackoff(t *testing.T) {
 
 func TestGCPNEGLookupGivesUpNamingTheNEGZoneAndCause(t *testing.T) {
 	slept := fakeClock(t)
-	mocks := newNEGMocks(func(n int, zone string) (string, error) {
-		if zone == "us-central1-c" {
-			return "", errNotFound
-		}
-		return lookedUp(n, zone)
-	})
+	mocks := newNEGMocks(missingIn("us-central1-c"))
 	_, _, err := run(gcpArgs(), mocks, false)
 	require.Error(t, err)
 	for _, want := range []string{
@@ -171,25 +176,22 @@ func TestGCPNEGLookupGivesUpNamingTheNEGZoneAndCause(t *testing.T) {
 }
 
 func TestGCPNEGLookupDeniedFailsAtOnce(t *testing.T) {
-	slept := fakeClock(t)
-	mocks := newNEGMocks(func(int, string) (string, error) {
-		return "", fmt.Errorf("googleapi: Error 403: Compute Engine API has not been used in project omscloud-prod-us")
-	})
-	_, _, err := run(gcpArgs(), mocks, false)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "enable compute.googleapis.com")
-	assert.Empty(t, *slept, "a denied lookup is not retried")
+	for _, preview := range []bool{false, true} {
+		slept := fakeClock(t)
+		mocks := newNEGMocks(func(int, string) (string, error) {
+			return "", fmt.Errorf("googleapi: Error 403: Compute Engine API has not been used in project omscloud-prod-us")
+		})
+		_, _, err := run(gcpArgs(), mocks, preview)
+		require.Error(t, err, "preview %t", preview)
+		assert.Contains(t, err.Error(), "enable compute.googleapis.com")
+		assert.Empty(t, *slept, "a denied lookup is not retried")
+	}
 }
 
 func TestGCPPreviewShowsAMissingNEGAsUnknown(t *testing.T) {
 	slept := fakeClock(t)
 	// The Service exists, but zone c's NEG does not yet (e.g. the preview adds the zone).
-	mocks := newNEGMocks(func(n int, zone string) (string, error) {
-		if zone == "us-central1-c" {
-			return "", errNotFound
-		}
-		return lookedUp(n, zone)
-	})
+	mocks := newNEGMocks(missingIn("us-central1-c"))
 	inv, _, err := run(gcpArgs(), mocks, true)
 	require.NoError(t, err, "a preview does not wait for GKE")
 	assert.Empty(t, *slept)
