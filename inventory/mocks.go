@@ -68,6 +68,13 @@ func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 		project = p.StringValue()
 	}
 	switch args.Token {
+	case "gcp:compute/getNetworkEndpointGroup:getNetworkEndpointGroup":
+		// The NEG GKE would have created from the runtime's Service.
+		zone, name := args.Args["zone"].StringValue(), args.Args["name"].StringValue()
+		return resource.NewPropertyMapFromMap(map[string]any{
+			"name": name, "zone": zone, "project": project,
+			"selfLink": fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/zones/%s/networkEndpointGroups/%s", project, zone, name),
+		}), nil
 	case "gcp:organizations/getProject:getProject":
 		return resource.PropertyMap{"projectId": resource.NewProperty(project), "number": resource.NewProperty(ProjectNumber(project))}, nil
 	case "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":

@@ -31,7 +31,11 @@ var (
 	bucketName    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*[a-z0-9]$`)
 	genericGCP    = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$`)
 	labelKey      = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
-	labelValue    = regexp.MustCompile(`^[a-z0-9_-]*$`)
+	// certManagerName: Certificate Manager resources; dnsRecordName: fully qualified, with the trailing dot (labels
+	// such as _acme-challenge may start with an underscore).
+	certManagerName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]*$`)
+	dnsRecordName   = regexp.MustCompile(`^([_a-z0-9]([-_a-z0-9]{0,61}[a-z0-9])?\.)+$`)
+	labelValue      = regexp.MustCompile(`^[a-z0-9_-]*$`)
 
 	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
@@ -57,6 +61,9 @@ const (
 //   - Secret Manager secret ids: [a-zA-Z0-9_-], 1–255 characters.
 //   - Cloud Storage buckets: 3–63 characters (up to 222 with dots, each dot-separated part ≤ 63), lowercase letters,
 //     digits, "-", "_" and ".", starting and ending with a letter or digit, not an IP address, no "goog" prefix.
+//   - Certificate Manager certificates, DNS authorizations, maps and map entries: 1–64 characters, a letter then
+//     letters, digits, "-" and "_".
+//   - Cloud DNS record sets: a fully qualified DNS name ending with a dot, at most 253 characters before it.
 //
 // Any other gcp:compute/* type follows the Compute Engine rule; any other GCP type gets genericRule.
 var gcpNameRules = map[string]nameRule{
@@ -70,6 +77,13 @@ var gcpNameRules = map[string]nameRule{
 	"gcp:secretmanager/secret:Secret":           {Field: "secretId", Min: 1, Max: 255, Pattern: kmsName, Shape: "letters, digits, _ and -"},
 	"gcp:storage/bucket:Bucket":                 {Field: "name", Autoname: true, Min: 3, Max: 222, Pattern: bucketName, Shape: "lowercase letters, digits, -, _ and ., starting and ending with a letter or digit"},
 	"gcp:sql/user:User":                         {Field: "name", Min: 1, Max: 63, Pattern: anything, Shape: "any characters"},
+	"gcp:dns/recordSet:RecordSet":               {Field: "name", Min: 2, Max: 254, Pattern: dnsRecordName, Shape: "a fully qualified lowercase DNS name ending with a dot"},
+}
+
+// certManagerTypes are the Certificate Manager types omscloud declares: all auto-named by Pulumi when name is unset.
+var certManagerTypes = []string{
+	"certificate:Certificate", "dnsAuthorization:DnsAuthorization", "certificateMap:CertificateMap",
+	"certificateMapEntry:CertificateMapEntry",
 }
 
 // computeTypes are the Compute Engine types omscloud declares: all auto-named by Pulumi when name is unset.
@@ -78,13 +92,17 @@ var computeTypes = []string{
 	"address:Address", "globalAddress:GlobalAddress", "forwardingRule:ForwardingRule",
 	"globalForwardingRule:GlobalForwardingRule", "backendService:BackendService", "healthCheck:HealthCheck",
 	"uRLMap:URLMap", "targetHttpsProxy:TargetHttpsProxy", "targetHttpProxy:TargetHttpProxy",
-	"managedSslCertificate:ManagedSslCertificate", "securityPolicy:SecurityPolicy", "sSLPolicy:SSLPolicy",
+	"securityPolicy:SecurityPolicy", "sSLPolicy:SSLPolicy",
 	"networkEndpointGroup:NetworkEndpointGroup", "globalNetworkEndpointGroup:GlobalNetworkEndpointGroup",
 }
 
 func init() {
 	for _, t := range computeTypes {
 		gcpNameRules["gcp:compute/"+t] = nameRule{Field: "name", Autoname: true, Min: 1, Max: 63, Pattern: rfc1035, Shape: rfc1035Shape}
+	}
+	for _, t := range certManagerTypes {
+		gcpNameRules["gcp:certificatemanager/"+t] = nameRule{Field: "name", Autoname: true, Min: 1, Max: 64, Pattern: certManagerName,
+			Shape: "a letter, then letters, digits, - and _"}
 	}
 }
 

@@ -131,6 +131,17 @@ type EdgeConfig struct {
 	// Hostnames served; defaults to Domain.
 	Hostnames  []string         `json:"hostnames"`
 	Cloudflare CloudflareConfig `json:"cloudflare"`
+	// DNS is the Cloud DNS zone of the gcp edge's records (required with provider gcp).
+	DNS EdgeDNSConfig `json:"dns"`
+}
+
+// EdgeDNSConfig names the Cloud DNS managed zone where the gcp edge writes the hostnames' A records and the CNAMEs
+// that authorize their certificates.
+type EdgeDNSConfig struct {
+	// ManagedZone is the zone's name ("omscloud-example-com"), not its DNS name.
+	ManagedZone string `json:"managedZone"`
+	// Project holds the zone, when it is not the stack's project (a shared DNS project).
+	Project string `json:"project"`
 }
 
 // CloudflareConfig identifies the Cloudflare account and zone of the edge.
@@ -170,8 +181,9 @@ type DRConfig struct {
 	GCPRegion string `json:"region"`
 	// AcknowledgeCrossBorder must be true where the DR site lies outside the jurisdiction.
 	AcknowledgeCrossBorder bool `json:"acknowledgeCrossBorder"`
-	// Active declares DR: with a Cloudflare edge it enables the pre-declared DR pool, so traffic fails over to the
-	// DR environment. `omsctl dr activate --switch` sets it; failback clears it.
+	// Active declares DR: with a Cloudflare edge it enables the pre-declared DR pool, with a GCP edge it points the
+	// hostnames' A records at the reserved DR address, so traffic moves to the DR environment. `omsctl dr activate
+	// --switch` sets it; failback clears it.
 	Active bool `json:"active"`
 }
 

@@ -19,7 +19,7 @@ func base() map[string]string {
 		"omscloud:region":      "eu",
 		"omscloud:project":     "omscloud-prod-eu",
 		"omscloud:accounts":    `["tailspin"]`,
-		"omscloud:edge":        `{"provider":"gcp","domain":"api.eu.example.com"}`,
+		"omscloud:edge":        `{"provider":"gcp","domain":"api.eu.example.com","dns":{"managedZone":"example-com"}}`,
 		"omscloud:runtime":     `{"image":"` + release + `"}`,
 	}
 }
@@ -118,6 +118,10 @@ func TestValidationNamesEveryOffendingKey(t *testing.T) {
 		{"staged image on ghcr.io", map[string]string{"omscloud:runtime": `{"image":"` + release + `","colorImages":{"green":"ghcr.io/omscloud/oms@sha256:1596487d3babad38bf3cb341aec9b483e53233a883695a162cda759436033e8a"}}`}, "omscloud:runtime.colorImages.green", "pulled from ghcr.io"},
 		{"bad color", map[string]string{"omscloud:runtime": `{"image":"oms@sha256:` + strings.Repeat("0", 64) + `","activeColor":"red"}`}, "omscloud:runtime.activeColor", "blue or green"},
 		{"cloudflare without ids", map[string]string{"omscloud:edge": `{"provider":"cloudflare","domain":"a.example.com"}`}, "omscloud:edge.cloudflare.accountId", "32 hex"},
+		{"gcp edge without a DNS zone", map[string]string{"omscloud:edge": `{"provider":"gcp","domain":"a.example.com"}`}, "omscloud:edge.dns.managedZone", "is required with edge.provider gcp"},
+		{"DNS name as zone name", map[string]string{"omscloud:edge": `{"domain":"a.example.com","dns":{"managedZone":"example.com"}}`}, "omscloud:edge.dns.managedZone", "not a Cloud DNS zone name"},
+		{"DNS zone project", map[string]string{"omscloud:edge": `{"domain":"a.example.com","dns":{"managedZone":"example-com","project":"DNS"}}`}, "omscloud:edge.dns.project", "not a GCP project id"},
+		{"DNS zone with the cloudflare edge", map[string]string{"omscloud:edge": `{"provider":"cloudflare","domain":"a.example.com","dns":{"managedZone":"example-com"}}`}, "omscloud:edge.dns", "remove it"},
 		{"overlapping ranges", map[string]string{"omscloud:network": `{"podsCidr":"10.10.0.0/16"}`}, "omscloud:network.podsCidr", "overlaps"},
 		{"master range not /28", map[string]string{"omscloud:network": `{"masterCidr":"172.16.0.0/24"}`}, "omscloud:network.masterCidr", "must be a /28"},
 		{"max below min", map[string]string{"omscloud:sizing": `{"web":{"minNodesPerZone":3,"maxNodesPerZone":2}}`}, "omscloud:sizing.web.maxNodesPerZone", "below minNodesPerZone"},

@@ -22,8 +22,8 @@ import (
 
 // DR spin-up: stack "<primary>-dr" declares the primary's full environment in the primary's DR region, sized like
 // production, from the primary's config (its Pulumi.<primary>.yaml) and its last state (read through a
-// StackReference: backup bucket, accounts, release, reserved DR address). Nothing of it exists until DR is
-// declared; `omsctl dr activate` creates it.
+// StackReference: backup bucket, accounts, release, reserved DR address, certificate map). Nothing of it exists
+// until DR is declared; `omsctl dr activate` creates it.
 
 // DRSuffix turns a primary stack's name into its DR stack's name.
 const DRSuffix = "-dr"
@@ -50,6 +50,7 @@ const (
 	OutputRuntimeImage    = "runtimeImage"
 	OutputDRAddress       = "drIpAddress"
 	OutputDRTunnelToken   = "drTunnelToken"
+	OutputCertificateMap  = "certificateMap"
 )
 
 // DRStackName is the name of a primary stack's DR stack.
@@ -76,6 +77,8 @@ type PrimaryOutputs struct {
 	RuntimeImage string
 	// DRAddress is the reserved DR IP address customers whitelist; empty for stacks without one.
 	DRAddress string
+	// CertificateMap is the primary GCP edge's Certificate Manager map (global): the DR load balancer serves it.
+	CertificateMap string
 }
 
 // DRConfigFor turns a primary's validated config into its DR environment's: the same sizes, accounts, release and
@@ -172,11 +175,16 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		}
 		applyPrimaryOutputs(cfg, out)
 
-		// The DR edge answers on the address customers whitelisted in advance (gcp), or runs the connector of the DR
-		// tunnel the primary declared in advance (cloudflare): the primary keeps owning DNS and the load balancer.
-		ov := Overrides{EdgeAddress: out.DRAddress}
-		if cfg.Edge.Provider == "cloudflare" {
+		// The DR edge answers on the address customers whitelisted in advance with the primary's certificates (gcp),
+		// or runs the connector of the DR tunnel the primary declared in advance (cloudflare): the primary keeps
+		// owning DNS, the certificates and the Cloudflare load balancer.
+		ov := Overrides{EdgeAddress: out.DRAddress, CertificateMap: out.CertificateMap}
+		switch {
+		case cfg.Edge.Provider == "cloudflare":
 			ov.TunnelToken = primary.GetStringOutput(pulumi.String(OutputDRTunnelToken))
+		case out.CertificateMap == "":
+			return fmt.Errorf("the primary stack %s exports no %s: its edge predates Certificate Manager, and the DR load balancer would serve no certificate. Run `pulumi up` on %s first",
+				ref, OutputCertificateMap, primaryStack)
 		}
 		env, err := Deploy(ctx, cfg, ov)
 		if err != nil {
@@ -251,6 +259,10 @@ func readPrimaryOutputs(ref *pulumi.StackReference, name string) (PrimaryOutputs
 		return out, err
 	}
 	out.DRAddress, _ = v.(string)
+	if v, err = get(OutputCertificateMap); err != nil {
+		return out, err
+	}
+	out.CertificateMap, _ = v.(string)
 	return out, nil
 }
 

@@ -149,6 +149,7 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 		OutputBackupKeySecret: resource.NewProperty("projects/omscloud-prod-eu/secrets/oms-prod-eu-backup-key"),
 		OutputAccounts:        resource.NewProperty([]resource.PropertyValue{resource.NewProperty("tailspin"), resource.NewProperty("adventureworks"), resource.NewProperty("litware")}),
 		OutputDRAddress:       resource.NewProperty("203.0.113.99"),
+		OutputCertificateMap:  resource.NewProperty(prodEUCertificateMap),
 	}}
 	values := map[string]string{DRNamespace + ":" + DRKeyRestore: "true"}
 	for k, v := range sf.Values {
@@ -168,6 +169,18 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 		if !strings.HasPrefix(r.Type, "pulumi:providers:") {
 			assert.True(t, strings.HasPrefix(r.Name, "oms-prod-eu-dr"), "%s is named under the DR prefix", r.Name)
 		}
+	}
+
+	// The DR load balancer answers on the reserved address with the primary's certificates (a global map); the
+	// primary keeps the certificates and the hostnames' records, so the DR stack declares none.
+	proxy := only(t, inv, "gcp:compute/targetHttpsProxy:TargetHttpsProxy")
+	assert.Equal(t, "//certificatemanager.googleapis.com/"+prodEUCertificateMap, proxy.String("certificateMap"))
+	for _, r := range inv.OfType("gcp:compute/globalForwardingRule:GlobalForwardingRule") {
+		assert.Equal(t, "203.0.113.99", r.String("ipAddress"), r.Name)
+	}
+	for _, r := range inv.Resources {
+		assert.False(t, strings.HasPrefix(r.Type, "gcp:certificatemanager/") || strings.HasPrefix(r.Type, "gcp:dns/"),
+			"the primary owns %s %s", r.Type, r.Name)
 	}
 
 	// The accounts come from the primary's state (litware was added after the stack file was read).
@@ -207,14 +220,36 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 	assert.Equal(t, "roles/storage.objectViewer", grant.String("role"))
 }
 
-func TestDRProgramNeedsTheBackupBucket(t *testing.T) {
+const prodEUCertificateMap = "projects/omscloud-prod-eu/locations/global/certificateMaps/oms-prod-eu"
+
+// runDR runs the DR program of prod-eu with the primary's outputs, and returns its mocks and error.
+func runDR(t *testing.T, outputs resource.PropertyMap) (drMocks, error) {
+	t.Helper()
 	dir, err := FindProjectDir(".")
 	require.NoError(t, err)
 	sf, err := LoadStackFile(dir, "prod-eu")
 	require.NoError(t, err)
-	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: resource.PropertyMap{}}
+	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: outputs}
 	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = sf.Values, sf.SecretKeys }
-	err = pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig)
+	return mocks, pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig)
+}
+
+func TestDRProgramNeedsThePrimarysCertificateMap(t *testing.T) {
+	mocks, err := runDR(t, resource.PropertyMap{
+		OutputBackupURL:       resource.NewProperty("gs://oms-prod-eu-backups"),
+		OutputBackupKeySecret: resource.NewProperty("projects/omscloud-prod-eu/secrets/oms-prod-eu-backup-key"),
+		OutputDRAddress:       resource.NewProperty("203.0.113.99"),
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "exports no certificateMap")
+	assert.Contains(t, err.Error(), "Run `pulumi up` on prod-eu first")
+	for _, r := range mocks.Resources() {
+		assert.False(t, strings.HasPrefix(r.Type, "gcp:"), "nothing is declared: %s", r.Name)
+	}
+}
+
+func TestDRProgramNeedsTheBackupBucket(t *testing.T) {
+	mocks, err := runDR(t, resource.PropertyMap{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "exports no backupUrl")
 	for _, r := range mocks.Resources() {

@@ -369,8 +369,15 @@ func TestSwitchingActiveColorMovesOnlyTheSelector(t *testing.T) {
 
 func TestEdgeModes(t *testing.T) {
 	_, gcp := plan(t, "prod")
-	cert := only(t, gcp, "gcp:compute/managedSslCertificate:ManagedSslCertificate")
+	assert.Empty(t, gcp.OfType("gcp:compute/managedSslCertificate:ManagedSslCertificate"))
+	cert := only(t, gcp, "gcp:certificatemanager/certificate:Certificate")
 	assert.Equal(t, []string{"api.us.omscloud.example.com"}, cert.Strings("managed.domains"))
+	certMap := only(t, gcp, "gcp:certificatemanager/certificateMap:CertificateMap")
+	assert.Equal(t, "//certificatemanager.googleapis.com/"+certMap.Name+"-id", only(t, gcp, "gcp:compute/targetHttpsProxy:TargetHttpsProxy").String("certificateMap"))
+	for _, r := range gcp.OfType("gcp:dns/recordSet:RecordSet") {
+		assert.Equal(t, "omscloud-example-com", r.String("managedZone"), r.Name)
+		assert.Equal(t, "omscloud-dns", r.String("project"), "%s: the shared DNS project", r.Name)
+	}
 	only(t, gcp, "gcp:compute/securityPolicy:SecurityPolicy")
 	hc := only(t, gcp, "gcp:compute/healthCheck:HealthCheck")
 	assert.Equal(t, "/readyz", hc.String("httpHealthCheck.requestPath"))
@@ -382,6 +389,8 @@ func TestEdgeModes(t *testing.T) {
 		assert.Equal(t, "INTERNAL", a.String("addressType"), a.Name)
 	}
 	assert.NotEmpty(t, cf.OfType("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared"))
+	assert.Empty(t, cf.OfType("gcp:dns/recordSet:RecordSet"), "the hostnames' records are Cloudflare's")
+	assert.Empty(t, cf.OfType("gcp:certificatemanager/certificateMap:CertificateMap"))
 	for _, s := range cf.OfType("kubernetes:core/v1:Service") {
 		assert.NotEqual(t, "LoadBalancer", s.String("spec.type"), s.Name)
 	}

@@ -39,6 +39,9 @@ type Overrides struct {
 	// EdgeAddress is an existing global IP for the GCP edge: the primary's reserved DR address, which customers
 	// have whitelisted.
 	EdgeAddress string
+	// CertificateMap, for a GCP edge, is the primary's Certificate Manager map: the DR load balancer serves the
+	// primary's certificates, and the primary keeps the DNS records and the certificates.
+	CertificateMap string
 	// TunnelToken, for a Cloudflare edge, makes the edge run only the connector of the primary's pre-declared DR
 	// tunnel (secret); the primary keeps the DNS records and the load balancer, whose DR pool it enables.
 	TunnelToken pulumi.StringInput
@@ -195,7 +198,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 				ConnectorOnly: connectorOnly,
 				TunnelToken:   ov.TunnelToken,
 			},
-			GCP: edgeGCP(ov),
+			GCP: edgeGCP(cfg, ov),
 		},
 		Backup: backup.Args{
 			Name:               prefix,
@@ -238,6 +241,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 	ctx.Export("edgeProvider", pulumi.String(cfg.Edge.Provider))
 	ctx.Export("edgeUrls", env.Edge.URLs)
 	ctx.Export("edgeIpAddress", env.Edge.IPAddress)
+	ctx.Export(OutputCertificateMap, env.Edge.CertificateMap)
 	ctx.Export("tunnelId", env.Edge.TunnelID)
 	ctx.Export("primaryPoolId", env.Edge.PrimaryPoolID)
 	ctx.Export("runtimeImage", pulumi.String(activeImage))
@@ -254,11 +258,17 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 	return env, nil
 }
 
-func edgeGCP(ov Overrides) edge.GCPArgs {
-	if ov.EdgeAddress == "" {
-		return edge.GCPArgs{}
+func edgeGCP(cfg *Config, ov Overrides) edge.GCPArgs {
+	var g edge.GCPArgs
+	if ov.EdgeAddress != "" {
+		g.Address = pulumi.String(ov.EdgeAddress)
 	}
-	return edge.GCPArgs{Address: pulumi.String(ov.EdgeAddress)}
+	if ov.CertificateMap != "" {
+		g.CertificateMap = pulumi.String(ov.CertificateMap)
+	} else {
+		g.DNS = edge.DNSArgs{ManagedZone: cfg.Edge.DNS.ManagedZone, Project: cfg.Edge.DNS.Project}
+	}
+	return g
 }
 
 // Node labels and taints the workloads select on.

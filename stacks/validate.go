@@ -23,6 +23,7 @@ var (
 	digestPattern       = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
 	labelKeyPattern     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 	labelValuePattern   = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
+	dnsZonePattern      = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	secretNamePattern   = regexp.MustCompile(`(?i)(password|passwd|secret|token|apikey|api_key|credential|privatekey|private_key)`)
 )
 
@@ -278,7 +279,11 @@ func (c *Config) validateEdge(v *validator) {
 	e := &c.Edge
 	switch e.Provider {
 	case "gcp":
+		c.validateEdgeDNS(v)
 	case "cloudflare":
+		if e.DNS != (EdgeDNSConfig{}) {
+			v.add("edge.dns", "is set with edge.provider cloudflare, whose records live in the Cloudflare zone (edge.cloudflare.zoneId): remove it")
+		}
 		if !cloudflareIDPattern.MatchString(e.Cloudflare.AccountID) {
 			v.add("edge.cloudflare.accountId", "%q is not a Cloudflare account id (32 hex characters, from the dashboard's overview page)", e.Cloudflare.AccountID)
 		}
@@ -298,6 +303,21 @@ func (c *Config) validateEdge(v *validator) {
 		if !hostnamePattern.MatchString(h) {
 			v.add(fmt.Sprintf("edge.hostnames[%d]", i), "%q is not a DNS name", h)
 		}
+	}
+}
+
+// validateEdgeDNS checks the Cloud DNS zone of the gcp edge: it serves the hostnames and authorizes their certificates.
+func (c *Config) validateEdgeDNS(v *validator) {
+	d := c.Edge.DNS
+	switch {
+	case d.ManagedZone == "":
+		v.add("edge.dns.managedZone", "is required with edge.provider gcp: the Cloud DNS managed zone serving %s, by its name (`gcloud dns managed-zones list --project %s`), e.g. edge: {dns: {managedZone: omscloud-example-com}}; omscloud writes the hostnames' A records and their certificates' DNS authorizations there",
+			c.Edge.Domain, c.Project)
+	case !dnsZonePattern.MatchString(d.ManagedZone):
+		v.add("edge.dns.managedZone", "%q is not a Cloud DNS zone name: 1-63 lowercase letters, digits and hyphens, starting with a letter (the zone's name, not its DNS name)", d.ManagedZone)
+	}
+	if d.Project != "" && !projectIDPattern.MatchString(d.Project) {
+		v.add("edge.dns.project", "%q is not a GCP project id: give the project holding the zone, or remove the setting when it is %s", d.Project, c.Project)
 	}
 }
 

@@ -49,9 +49,9 @@ StackReference). It runs in steps and prints how long each took:
   provision     pulumi up of <stack>-dr: network, cluster, database, data tier, runtime, edge in the DR region
   restore       pulumi up again with the restore Job (oms restore --from gs://<backup bucket> --latest)
   health check  GET https://<domain>/readyz sent to the reserved DR address until it answers 200
-  switch        only with --switch. Cloudflare edge: a targeted pulumi up of the primary stack's DR component with
-                omscloud:dr.active=true enables the DR pool. GCP edge: no DNS provider is configured, so the step
-                prints the records to point at the reserved DR address. Without --switch the run is a drill.
+  switch        only with --switch: a pulumi up of the primary stack with omscloud:dr.active=true, targeted at its DR
+                component and what depends on it. Cloudflare edge: it enables the DR pool. GCP edge: it points the
+                hostnames' A records at the reserved DR address. Without --switch the run is a drill.
 
 The primary stack is never modified without --switch. The health check needs network access to the DR address.`,
 		Args: cobra.NoArgs,
@@ -285,12 +285,12 @@ func activateDR(ctx context.Context, o drOptions) (*Timeline, error) {
 	if fmt.Sprint(restored.Outputs["edgeProvider"].Value) == "cloudflare" {
 		return tl, cloudflareCutover(ctx, tl, o, primary, progress)
 	}
-	return tl, gcpCutover(ctx, tl, o, restored, drCfg)
+	return tl, gcpCutover(ctx, tl, o, restored, primary, progress)
 }
 
-// gcpCutover health-checks the DR load balancer on the reserved DR address, before any traffic moves. No stack
-// configures a DNS provider, so the switch is the operator's: the step says which records to change.
-func gcpCutover(ctx context.Context, tl *Timeline, o drOptions, restored auto.UpResult, drCfg *stacks.Config) error {
+// gcpCutover health-checks the DR load balancer on the reserved DR address, where it serves the primary's
+// certificates, before any traffic moves; then the switch points the hostnames' A records there.
+func gcpCutover(ctx context.Context, tl *Timeline, o drOptions, restored auto.UpResult, primary auto.Stack, progress io.Writer) error {
 	target := ReadyTarget{
 		URL:     fmt.Sprintf("https://%v/readyz", restored.Outputs["domain"].Value),
 		Address: fmt.Sprint(restored.Outputs[stacks.OutputDRAddress].Value),
@@ -311,9 +311,7 @@ func gcpCutover(ctx context.Context, tl *Timeline, o drOptions, restored auto.Up
 		tl.Skip("switch", "drill: traffic stays on the primary (re-run with --switch to move it)")
 		return nil
 	}
-	tl.Skip("switch", fmt.Sprintf("manual: point the DNS records of %s at %s (the reserved DR address customers whitelist)",
-		strings.Join(drCfg.Edge.Hostnames, ", "), target.Address))
-	return nil
+	return tl.Run("switch", func() (string, error) { return switchToDR(ctx, primary, progress) })
 }
 
 // cloudflareCutover enables the primary's pre-declared DR pool, then checks /readyz through Cloudflare. The load
@@ -355,11 +353,13 @@ func probe(ctx context.Context, o drOptions, target ReadyTarget) error {
 }
 
 // drSwitchType is the type-token prefix of the DR component the primary stack declares in advance (reserved DR
-// address, DR pool or standby DNS record): the switch updates only its resources.
+// address, or DR tunnel and pool): the switch updates only it and what depends on it.
 const drSwitchType = "omscloud:dr:"
 
-// switchToDR enables the pre-declared Cloudflare DR pool: it sets omscloud:dr.active on the primary stack and runs
-// an up targeted at the primary's DR component, so that nothing in the lost region is touched.
+// switchToDR sets omscloud:dr.active on the primary stack and runs an up targeted at the primary's DR component and
+// its dependents, so that nothing in the lost region is touched: with a Cloudflare edge the DR pool, which active
+// enables; with a GCP edge the hostnames' A records, which active points at the reserved DR address (and so makes
+// depend on it).
 func switchToDR(ctx context.Context, primary auto.Stack, progress io.Writer) (string, error) {
 	dep, err := primary.Export(ctx)
 	if err != nil {
@@ -370,7 +370,7 @@ func switchToDR(ctx context.Context, primary auto.Stack, progress io.Writer) (st
 		return "", err
 	}
 	if len(urns) == 0 {
-		return "", fmt.Errorf("the primary stack %s declares no %s component (reserved DR address, DR pool or standby DNS record): switch DNS by hand", primary.Name(), drSwitchType)
+		return "", fmt.Errorf("the primary stack %s declares no %s component (reserved DR address or DR pool): switch DNS by hand", primary.Name(), drSwitchType)
 	}
 	if err := primary.SetConfigWithOptions(ctx, "omscloud:dr.active", auto.ConfigValue{Value: "true"}, &auto.ConfigOptions{Path: true}); err != nil {
 		return "", err

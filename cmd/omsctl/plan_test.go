@@ -76,7 +76,7 @@ func TestPlanRejectsBadConfigNamingEachKey(t *testing.T) {
 	stdout, stderr, err := omsctl(t, "plan", "--dir", dir, "--stack", "bad")
 	require.Error(t, err)
 	assert.Empty(t, stdout, "nothing is planned for a bad config")
-	for _, key := range []string{"omscloud:region", "omscloud:tenant", "omscloud:accounts", "omscloud:runtime.image"} {
+	for _, key := range []string{"omscloud:region", "omscloud:tenant", "omscloud:accounts", "omscloud:runtime.image", "omscloud:edge.dns.managedZone"} {
 		assert.Contains(t, stderr, key)
 	}
 
@@ -105,7 +105,7 @@ config:
   omscloud:environment: sandbox
   omscloud:region: au
   omscloud:project: omscloud-sbx-au
-  omscloud:edge: {provider: gcp, domain: a.example.com}
+  omscloud:edge: {provider: gcp, domain: a.example.com, dns: {managedZone: example-com}}
   omscloud:runtime: {image: "us-docker.pkg.dev/omscloud-release/oms/oms:1.0.0"}
 `), 0o644))
 	stdout, stderr, err := omsctl(t, "plan", "--dir", dir, "--stack", "s", "--format", "json")
@@ -129,7 +129,7 @@ func TestPlanFailsOnPolicyViolation(t *testing.T) {
   omscloud:environment: sandbox
   omscloud:region: au
   omscloud:project: omscloud-sbx-au
-  omscloud:edge: {provider: gcp, domain: a.example.com}
+  omscloud:edge: {provider: gcp, domain: a.example.com, dns: {managedZone: example-com}}
   omscloud:runtime: {image: "us-docker.pkg.dev/omscloud-release/oms/oms:1.0.0"}
   omscloud:gke: {masterAuthorizedNetworks: [{name: everyone, cidr: 0.0.0.0/0}]}
 `), 0o644))

@@ -23,6 +23,7 @@ type tenantOptions struct {
 	name, region, environment, domain, edge string
 	accounts                                []string
 	cloudflareAccount, cloudflareZone       string
+	dnsZone, dnsProject                     string
 	acknowledgeCrossBorder, force           bool
 }
 
@@ -38,7 +39,7 @@ func newTenantCmd() *cobra.Command {
 func newTenantNewCmd() *cobra.Command {
 	var o tenantOptions
 	cmd := &cobra.Command{
-		Use:   "new NAME --region ID [--environment production|sandbox] [--accounts a,b] [--edge gcp|cloudflare]",
+		Use:   "new NAME --region ID [--environment production|sandbox] [--accounts a,b] [--edge gcp|cloudflare] [--dns-zone ZONE]",
 		Short: "Write a validated stack file for a dedicated single-tenant customer",
 		Long: `tenant new writes Pulumi.<name>-<prod|sbx>-<region>.yaml: a dedicated environment (its own cluster, database
 instance and accounts) for customer NAME in region ID, in project <name>-oms-<prod|sbx>-<region>. The runtime release
@@ -57,6 +58,8 @@ validated, and planned offline, before it is written; nothing is written when an
 	f.StringSliceVar(&o.accounts, "accounts", nil, "the tenant's account ids (default <name>-main)")
 	f.StringVar(&o.edge, "edge", "gcp", "gcp (HTTPS load balancer) or cloudflare (Zero Trust tunnel)")
 	f.StringVar(&o.domain, "domain", "", "the DNS name the tenant's OMS is served on (default oms.<name>.example.com)")
+	f.StringVar(&o.dnsZone, "dns-zone", "", "the Cloud DNS managed zone (its name) serving the domain, with --edge gcp: omscloud writes the A records and certificate authorizations there")
+	f.StringVar(&o.dnsProject, "dns-project", "", "the project holding --dns-zone, when it is not the tenant's")
 	f.StringVar(&o.cloudflareAccount, "cloudflare-account-id", "", "the Cloudflare account id, with --edge cloudflare")
 	f.StringVar(&o.cloudflareZone, "cloudflare-zone-id", "", "the Cloudflare zone id, with --edge cloudflare")
 	f.BoolVar(&o.acknowledgeCrossBorder, "acknowledge-cross-border", false, "the customer agreed that DR may lie outside the jurisdiction (regions with one GCP region)")
@@ -87,6 +90,12 @@ type tenantEdge struct {
 	Provider   string            `yaml:"provider" json:"provider"`
 	Domain     string            `yaml:"domain" json:"domain"`
 	Cloudflare *tenantCloudflare `yaml:"cloudflare,omitempty" json:"cloudflare,omitempty"`
+	DNS        *tenantDNS        `yaml:"dns,omitempty" json:"dns,omitempty"`
+}
+
+type tenantDNS struct {
+	ManagedZone string `yaml:"managedZone" json:"managedZone"`
+	Project     string `yaml:"project,omitempty" json:"project,omitempty"`
 }
 
 type tenantCloudflare struct {
@@ -149,6 +158,9 @@ func runTenantNew(stdout, stderr io.Writer, dir string, o *tenantOptions) error 
 	}
 	if o.edge == "cloudflare" {
 		c.Edge.Cloudflare = &tenantCloudflare{AccountID: o.cloudflareAccount, ZoneID: o.cloudflareZone}
+	}
+	if o.dnsZone != "" || o.dnsProject != "" {
+		c.Edge.DNS = &tenantDNS{ManagedZone: o.dnsZone, Project: o.dnsProject}
 	}
 	if nets := tmpl.GKE.MasterAuthorizedNetworks; len(nets) > 0 {
 		c.GKE = &tenantGKE{}

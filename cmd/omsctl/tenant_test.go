@@ -49,7 +49,7 @@ func files(t *testing.T, dir string) []string {
 
 func TestTenantNewPlansInItsRegion(t *testing.T) {
 	dir := project(t)
-	stdout, stderr, err := runOmsctl("tenant", "new", "globex", "--region", "au", "--dir", dir)
+	stdout, stderr, err := runOmsctl("tenant", "new", "globex", "--region", "au", "--dns-zone", "globex-example-com", "--dir", dir)
 	require.NoError(t, err, stderr)
 
 	assert.ElementsMatch(t, []string{"Pulumi.yaml", "Pulumi.prod.yaml", "Pulumi.globex-prod-au.yaml"}, files(t, dir), "no temporary file is left behind")
@@ -66,6 +66,7 @@ func TestTenantNewPlansInItsRegion(t *testing.T) {
 	assert.Equal(t, "globex-oms-prod-au", cfg.Project)
 	assert.Equal(t, []string{"globex-main"}, cfg.Accounts)
 	assert.Equal(t, "oms.globex.example.com", cfg.Edge.Domain)
+	assert.Equal(t, stacks.EdgeDNSConfig{ManagedZone: "globex-example-com"}, cfg.Edge.DNS, "the zone is in the tenant's project")
 	assert.Equal(t, "globex-prod-au", cfg.NamePrefix())
 
 	prod, err := stacks.LoadStackFile(dir, "prod")
@@ -88,14 +89,14 @@ func TestTenantNewPlansInItsRegion(t *testing.T) {
 	// A second run refuses to overwrite; --force replaces the file.
 	before, err := os.ReadFile(sf.Path)
 	require.NoError(t, err)
-	_, _, err = runOmsctl("tenant", "new", "globex", "--region", "au", "--dir", dir, "--accounts", "globex-retail")
+	_, _, err = runOmsctl("tenant", "new", "globex", "--region", "au", "--dns-zone", "globex-example-com", "--dir", dir, "--accounts", "globex-retail")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "already exists")
 	after, err := os.ReadFile(sf.Path)
 	require.NoError(t, err)
 	assert.Equal(t, before, after)
 
-	_, stderr, err = runOmsctl("tenant", "new", "globex", "--region", "au", "--dir", dir, "--accounts", "globex-retail,globex-b2b", "--force")
+	_, stderr, err = runOmsctl("tenant", "new", "globex", "--region", "au", "--dns-zone", "globex-example-com", "--dir", dir, "--accounts", "globex-retail,globex-b2b", "--force")
 	require.NoError(t, err, stderr)
 	sf, err = stacks.LoadStackFile(dir, "globex-prod-au")
 	require.NoError(t, err)
@@ -106,7 +107,8 @@ func TestTenantNewPlansInItsRegion(t *testing.T) {
 
 func TestTenantNewSandbox(t *testing.T) {
 	dir := project(t)
-	_, stderr, err := runOmsctl("tenant", "new", "initech", "--region", "eu", "--environment", "sandbox", "--dir", dir)
+	_, stderr, err := runOmsctl("tenant", "new", "initech", "--region", "eu", "--environment", "sandbox",
+		"--dns-zone", "initech-example-com", "--dns-project", "initech-dns", "--dir", dir)
 	require.NoError(t, err, stderr)
 	sf, err := stacks.LoadStackFile(dir, "initech-sbx-eu")
 	require.NoError(t, err)
@@ -115,6 +117,7 @@ func TestTenantNewSandbox(t *testing.T) {
 	assert.Equal(t, stacks.Sandbox, cfg.Environment)
 	assert.Equal(t, "initech-oms-sbx-eu", cfg.Project)
 	assert.Equal(t, "europe-west1", cfg.Region.Primary.GCPRegion)
+	assert.Equal(t, stacks.EdgeDNSConfig{ManagedZone: "initech-example-com", Project: "initech-dns"}, cfg.Edge.DNS)
 }
 
 func TestTenantNewRefusesInvalidInput(t *testing.T) {
@@ -130,7 +133,8 @@ func TestTenantNewRefusesInvalidInput(t *testing.T) {
 		{"cloudflare without ids", []string{"globex", "--region", "au", "--edge", "cloudflare"}, []string{"omscloud:edge.cloudflare.accountId", "--cloudflare-account-id"}},
 		{"sample cloudflare ids in production", []string{"globex", "--region", "au", "--edge", "cloudflare", "--cloudflare-account-id", "0123456789abcdef0123456789abcdef", "--cloudflare-zone-id", "fedcba9876543210fedcba9876543210"},
 			[]string{"omscloud:edge.cloudflare.accountId", "is a sample id", "omscloud:edge.cloudflare.zoneId", "--cloudflare-account-id", "--cloudflare-zone-id"}},
-		{"cross-border DR not acknowledged", []string{"globex", "--region", "sg"}, []string{"omscloud:dr.acknowledgeCrossBorder"}},
+		{"gcp without a DNS zone", []string{"globex", "--region", "au"}, []string{"omscloud:edge.dns.managedZone: is required with edge.provider gcp"}},
+		{"cross-border DR not acknowledged", []string{"globex", "--region", "sg", "--dns-zone", "globex-example-com"}, []string{"omscloud:dr.acknowledgeCrossBorder"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := project(t)
@@ -145,13 +149,13 @@ func TestTenantNewRefusesInvalidInput(t *testing.T) {
 	}
 
 	dir := project(t)
-	_, _, err := runOmsctl("tenant", "new", "globex", "--region", "au", "--environment", "staging", "--dir", dir)
+	_, _, err := runOmsctl("tenant", "new", "globex", "--region", "au", "--environment", "staging", "--dns-zone", "globex-example-com", "--dir", dir)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `--environment "staging"`)
 	assert.False(t, slices.ContainsFunc(files(t, dir), func(f string) bool { return strings.Contains(f, "globex") }))
 
 	// With the customer's agreement, a Singapore tenant validates.
-	_, stderr, err := runOmsctl("tenant", "new", "globex", "--region", "sg", "--acknowledge-cross-border", "--dir", dir)
+	_, stderr, err := runOmsctl("tenant", "new", "globex", "--region", "sg", "--acknowledge-cross-border", "--dns-zone", "globex-example-com", "--dir", dir)
 	require.NoError(t, err, stderr)
 }
 

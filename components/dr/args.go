@@ -46,8 +46,9 @@ type Args struct {
 	EgressAddresses int
 	// DeletionProtection protects the reserved addresses and the DR tunnel: a new IP breaks every whitelist.
 	DeletionProtection bool
-	// Active switches the DR pool on (cloudflare edge; ignored with gcp): false keeps the site cold, the load
-	// balancer sending nothing to it; set it once DR is declared and the DR environment answers /readyz.
+	// Active declares DR; set it once the DR environment answers /readyz, clear it to fail back. Cloudflare edge:
+	// it enables the DR pool. GCP edge: nothing here changes; the environment points the edge's A records at
+	// DRIPAddress (components/environment).
 	Active bool
 	// DROrigin is where the DR tunnel sends traffic: the DR environment's runtime Service, whose name prefix is
 	// "<Name>-dr" (cloudflare edge; default "http://<Name>-dr-web.<Cloudflare.Namespace>.svc.cluster.local:80").

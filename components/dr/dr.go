@@ -2,7 +2,8 @@
 //
 //   - gcp edge: a reserved global static IP for the DR environment's HTTPS load balancer (a global load balancer
 //     takes a global address, which lives in no region); the DR spin-up passes it to components/edge as
-//     GCP.Address, so customers whitelist one address for the primary and another, already known, for DR;
+//     GCP.Address, so customers whitelist one address for the primary and another, already known, for DR. Once DR
+//     is declared (Args.Active) the primary's A records point at it;
 //   - cloudflare edge: a pre-declared DR tunnel (its secret generated now, its routes configured, no connector
 //     running) and a DR load-balancer pool on it, disabled until DR is declared (Args.Active), that the primary
 //     load balancer already lists after the primary pool (edge.CloudflareArgs.DRPoolIDs);

@@ -270,3 +270,19 @@ func TestValidate(t *testing.T) {
 	_, err := dr.New(nil, "x", nil)
 	assert.EqualError(t, err, "dr: Args are required")
 }
+
+// TestGCPDeclaringDRChangesNothingHere: with the GCP edge, declaring DR (Active) moves the primary's A records to
+// DRIPAddress (components/environment); the reserved address itself, which customers whitelist, and everything
+// else of the component stay exactly as they are, so the switch cannot replace them. The component declares no DNS
+// record or certificate: the primary edge owns them.
+func TestGCPDeclaringDRChangesNothingHere(t *testing.T) {
+	cold, coldOut := evaluate(t, gcpArgs())
+	args := gcpArgs()
+	args.Active = true
+	active, activeOut := evaluate(t, args)
+	assert.Equal(t, cold.Resources, active.Resources)
+	assert.Equal(t, coldOut.ip, activeOut.ip)
+	for _, r := range active.Resources {
+		assert.False(t, strings.HasPrefix(r.Type, "gcp:dns/") || strings.HasPrefix(r.Type, "gcp:certificatemanager/"), "%s %s", r.Type, r.Name)
+	}
+}

@@ -42,8 +42,10 @@ const (
 	NEGAnnotationKey = "cloud.google.com/neg"
 	// poolLabel mirrors stacks.PoolLabelKey, the node label of the GKE node pools.
 	poolLabel = "omscloud.io/pool"
-	// nameMax keeps every derived name ("<Name>-cloudflared-token", "<Name>-cert-<hash>") within its limit.
+	// nameMax keeps every derived name ("<Name>-cloudflared-token", "<Name>-<8 hex>") within its limit.
 	nameMax = 30
+	// recordTTL is Cloud DNS's default: also how long resolvers may keep the primary's address after a DR switch.
+	recordTTL = 300
 )
 
 // DefaultStaticPaths are served through Cloud CDN.
@@ -80,6 +82,10 @@ type BackendArgs struct {
 	HealthPath string
 	// NEG is the standalone NEG GKE creates in every zone from the Service's annotation (default NEGName(Name)).
 	NEG string
+	// ServiceReady resolves once the runtime's public Service exists and the Kubernetes provider has awaited it
+	// (omsruntime.Runtime.PublicServiceReady); it is unknown in a preview that creates the Service. The NEG lookups
+	// wait for it (gcp; required there).
+	ServiceReady pulumi.StringInput
 	// PodSelector are the labels of the runtime's web pods; cloudflare mode lets cloudflared reach only them.
 	PodSelector map[string]string
 }
@@ -89,6 +95,13 @@ type GCPArgs struct {
 	// Address is an existing global IPv4 address (e.g. a reserved DR address customers whitelist); when nil the
 	// component reserves one.
 	Address pulumi.StringInput
+	// CertificateMap is an existing Certificate Manager map's id ("projects/<p>/locations/global/certificateMaps/<m>"),
+	// e.g. the primary stack's for its DR environment: maps are global. The edge then declares no certificate, DNS
+	// authorization, map or DNS record — the stack owning the map owns them — so DNS must be empty. When nil, the
+	// edge declares them, in DNS.
+	CertificateMap pulumi.StringInput
+	// DNS is the Cloud DNS zone of the hostnames' records; required unless CertificateMap is given.
+	DNS DNSArgs
 	// MaxRatePerEndpoint is requests per second per pod (default 100).
 	MaxRatePerEndpoint float64
 	// DrainingSec lets in-flight requests finish on a removed endpoint (default 30).
@@ -100,6 +113,18 @@ type GCPArgs struct {
 	RateLimit      RateLimitArgs
 	// StaticPaths are URL map path patterns served with Cloud CDN (default ["/static/*"]).
 	StaticPaths []string
+}
+
+// DNSArgs locate the Cloud DNS managed zone where the edge writes each hostname's A record and the CNAME of its
+// certificate's DNS authorization.
+type DNSArgs struct {
+	// ManagedZone is the zone's name (e.g. "omscloud-example-com"), not its DNS name.
+	ManagedZone string
+	// Project holds the zone (default Project): it may be a shared DNS project.
+	Project string
+	// Target, when set, is the address the A records point at instead of the load balancer's: the reserved DR
+	// address once DR is declared.
+	Target pulumi.StringInput
 }
 
 // RateLimitArgs limit each client IP; beyond the limit Cloud Armor answers 429.
@@ -177,6 +202,9 @@ func (a Args) withDefaults() Args {
 		b.NEG = NEGName(a.Name)
 	}
 	g := &a.GCP
+	if g.DNS.Project == "" && g.CertificateMap == nil {
+		g.DNS.Project = a.Project
+	}
 	if g.MaxRatePerEndpoint == 0 {
 		g.MaxRatePerEndpoint = DefaultMaxRatePerEndpoint
 	}
@@ -261,15 +289,12 @@ func (a *Args) Validate() error {
 	seen := map[string]bool{}
 	for i, h := range d.Hostnames {
 		if !hostnamePattern.MatchString(h) {
-			add("Hostnames[%d] %q is not a lowercase DNS name (wildcards are not supported by managed certificates)", i, h)
+			add("Hostnames[%d] %q is not a lowercase DNS name (no wildcard: each hostname gets its own record and certificate)", i, h)
 		}
 		if seen[h] {
 			add("Hostnames[%d] %q is listed twice", i, h)
 		}
 		seen[h] = true
-	}
-	if len(d.Hostnames) > 100 {
-		add("Hostnames has %d names: a managed certificate covers at most 100", len(d.Hostnames))
 	}
 	if err := kube.ValidateNamespace("Backend.Namespace", d.Backend.Namespace); err != nil {
 		errs = append(errs, err)
@@ -307,6 +332,10 @@ func (a *Args) validateGCP() []error {
 	if a.Backend.NEG == "" || len(a.Backend.NEG) > 63 {
 		add("Backend.NEG %q must be a NEG name of 1..63 characters", a.Backend.NEG)
 	}
+	errs = append(errs, a.validateDNS()...)
+	if a.Backend.ServiceReady == nil {
+		add("Backend.ServiceReady is required in gcp mode: pass the runtime's omsruntime.Runtime.PublicServiceReady, so that the NEGs are looked up only once GKE can have created them")
+	}
 	g := a.GCP
 	if g.MaxRatePerEndpoint <= 0 {
 		add("GCP.MaxRatePerEndpoint %g must be positive (requests per second per pod)", g.MaxRatePerEndpoint)
@@ -333,6 +362,23 @@ func (a *Args) validateGCP() []error {
 		if !staticPath.MatchString(p) {
 			add("GCP.StaticPaths[%d] %q: use an absolute path, optionally ending in /* (e.g. /static/*)", i, p)
 		}
+	}
+	return errs
+}
+
+// validateDNS checks that exactly one stack owns the certificates and records: the one with a DNS zone.
+func (a *Args) validateDNS() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	d := a.GCP.DNS
+	if a.GCP.CertificateMap != nil {
+		if d.ManagedZone != "" || d.Project != "" || d.Target != nil {
+			add("GCP.DNS is set with GCP.CertificateMap: the stack that owns the certificate map owns the hostnames' records; leave GCP.DNS empty")
+		}
+		return errs
+	}
+	if d.ManagedZone == "" {
+		add("GCP.DNS.ManagedZone is required: the Cloud DNS zone (its name, e.g. omscloud-example-com) that serves the hostnames, where the edge writes their A records and certificate authorizations; or pass GCP.CertificateMap to serve another stack's certificates")
 	}
 	return errs
 }

@@ -1,9 +1,10 @@
 // Package edge declares how traffic reaches the OMS runtime's public Service, selected per stack:
 //
-//   - gcp: a global external HTTPS load balancer (static IP, Google-managed certificate, modern TLS, HTTP → HTTPS
-//     redirect) whose backend is the runtime's zonal NEGs (container-native load balancing, health-checked on
-//     /readyz), protected by a Cloud Armor policy (preconfigured WAF rules, per-IP rate limit, adaptive protection),
-//     with Cloud CDN only for static paths;
+//   - gcp: a global external HTTPS load balancer (static IP, Certificate Manager map of DNS-authorized managed
+//     certificates, modern TLS, HTTP → HTTPS redirect) whose backend is the runtime's zonal NEGs (container-native
+//     load balancing, health-checked on /readyz), protected by a Cloud Armor policy (preconfigured WAF rules, per-IP
+//     rate limit, adaptive protection), with Cloud CDN only for static paths, and the hostnames' records in a Cloud
+//     DNS zone. With GCP.CertificateMap (a DR environment) it serves another stack's certificates and owns no record;
 //   - cloudflare: a Zero Trust tunnel (no public IP, no GCP load balancer) whose connector, cloudflared, runs in the
 //     cluster, proxied DNS records to the tunnel, and a Cloudflare load balancer with a health monitor and the
 //     primary pool, to which the DR pool is appended when it exists. With Cloudflare.ConnectorOnly (a DR
@@ -27,6 +28,9 @@ type Edge struct {
 	IPAddress pulumi.StringOutput `pulumi:"ipAddress"`
 	// URLs are https://<hostname> for every hostname.
 	URLs pulumi.StringArrayOutput `pulumi:"urls"`
+	// CertificateMap is the Certificate Manager map the HTTPS proxy serves, its id (gcp): the edge's own, or
+	// GCP.CertificateMap.
+	CertificateMap pulumi.StringOutput `pulumi:"certificateMap"`
 	// SecurityPolicy is the Cloud Armor policy's self link (gcp).
 	SecurityPolicy pulumi.StringOutput `pulumi:"securityPolicy"`
 	// TunnelID and TunnelCNAME ("<id>.cfargotunnel.com") identify the tunnel (cloudflare). They and the other
@@ -61,7 +65,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	empty := pulumi.String("").ToStringOutput()
-	e.IPAddress, e.SecurityPolicy = empty, empty
+	e.IPAddress, e.CertificateMap, e.SecurityPolicy = empty, empty, empty
 	e.TunnelID, e.TunnelCNAME, e.MonitorID, e.PrimaryPoolID, e.LoadBalancerID = empty, empty, empty, empty, empty
 	urls := make([]string, len(a.Hostnames))
 	for i, h := range a.Hostnames {
@@ -82,6 +86,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"provider":       pulumi.String(e.Provider),
 		"ipAddress":      e.IPAddress,
 		"urls":           e.URLs,
+		"certificateMap": e.CertificateMap,
 		"securityPolicy": e.SecurityPolicy,
 		"tunnelId":       e.TunnelID,
 		"tunnelCname":    e.TunnelCNAME,

@@ -1,10 +1,7 @@
 package edge
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"strings"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/compute"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -30,17 +27,6 @@ const (
 // scheme is the global external Application Load Balancer (Envoy-based).
 const scheme = "EXTERNAL_MANAGED"
 
-// negSelfLink is the self link of the NEG GKE creates in a zone; deterministic, so no lookup is needed.
-func negSelfLink(project, zone, neg string) string {
-	return fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/zones/%s/networkEndpointGroups/%s", project, zone, neg)
-}
-
-// certName changes with the hostnames, so a new certificate is created before the old one is deleted.
-func certName(name string, hostnames []string) string {
-	sum := sha256.Sum256([]byte(strings.Join(hostnames, ",")))
-	return name + "-cert-" + hex.EncodeToString(sum[:4])
-}
-
 func newGCP(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.ResourceOption) error {
 	project := pulumi.String(a.Project)
 	labels := pulumi.ToStringMap(a.Labels)
@@ -61,14 +47,13 @@ func newGCP(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.Re
 		address = ip.Address
 	}
 
-	cert, err := compute.NewManagedSslCertificate(ctx, name+"-cert", &compute.ManagedSslCertificateArgs{
-		Project: project,
-		Name:    pulumi.String(certName(a.Name, a.Hostnames)),
-		Type:    pulumi.String("MANAGED"),
-		Managed: compute.ManagedSslCertificateManagedArgs{Domains: pulumi.ToStringArray(a.Hostnames)},
-	}, opts...)
-	if err != nil {
-		return fmt.Errorf("certificate: %w", err)
+	certMap := a.GCP.CertificateMap
+	if certMap == nil {
+		id, err := certificates(ctx, name, a, opts)
+		if err != nil {
+			return err
+		}
+		certMap = id
 	}
 	tls, err := compute.NewSSLPolicy(ctx, name+"-tls", &compute.SSLPolicyArgs{
 		Project:       project,
@@ -122,9 +107,9 @@ func newGCP(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.Re
 	}
 
 	backends := compute.BackendServiceBackendArray{}
-	for _, zone := range a.Zones {
+	for _, neg := range lookupNEGs(ctx, a, e) {
 		backends = append(backends, compute.BackendServiceBackendArgs{
-			Group:              pulumi.String(negSelfLink(a.Project, zone, a.Backend.NEG)),
+			Group:              neg,
 			BalancingMode:      pulumi.String("RATE"),
 			MaxRatePerEndpoint: pulumi.Float64(a.GCP.MaxRatePerEndpoint),
 			CapacityScaler:     pulumi.Float64(1),
@@ -194,11 +179,11 @@ func newGCP(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.Re
 		return fmt.Errorf("url map: %w", err)
 	}
 	httpsProxy, err := compute.NewTargetHttpsProxy(ctx, name+"-https", &compute.TargetHttpsProxyArgs{
-		Project:         project,
-		Name:            pulumi.String(a.Name + "-https"),
-		UrlMap:          urlMap.SelfLink,
-		SslCertificates: pulumi.StringArray{cert.SelfLink},
-		SslPolicy:       tls.SelfLink,
+		Project:        project,
+		Name:           pulumi.String(a.Name + "-https"),
+		UrlMap:         urlMap.SelfLink,
+		CertificateMap: certificateMapURI(certMap),
+		SslPolicy:      tls.SelfLink,
 	}, opts...)
 	if err != nil {
 		return fmt.Errorf("https proxy: %w", err)
@@ -232,7 +217,18 @@ func newGCP(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.Re
 		return fmt.Errorf("http forwarding rule: %w", err)
 	}
 
+	if a.GCP.CertificateMap == nil {
+		target := a.GCP.DNS.Target
+		if target == nil {
+			target = address
+		}
+		if err := addressRecords(ctx, name, a, target, opts); err != nil {
+			return err
+		}
+	}
+
 	e.IPAddress = address.ToStringOutput()
+	e.CertificateMap = certMap.ToStringOutput()
 	e.SecurityPolicy = armor.SelfLink
 	return nil
 }

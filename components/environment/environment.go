@@ -179,14 +179,20 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	}
 
 	edgeArgs := args.Edge
-	if site != nil && cloudflareMode {
+	switch {
+	case site != nil && cloudflareMode:
 		// The primary load balancer already lists the (disabled) DR pool: declaring DR only enables it.
 		edgeArgs.Cloudflare.DRPoolIDs = append(edgeArgs.Cloudflare.DRPoolIDs, site.DRPoolID)
+	case site != nil && args.DR.Active:
+		// Declaring DR points the hostnames' A records at the reserved DR address. The records then depend on it,
+		// which is how the switch, an update targeted at the DR component and its dependents, reaches them.
+		edgeArgs.GCP.DNS.Target = site.DRIPAddress
 	}
 	edgeArgs.Backend.Namespace = Namespace
 	edgeArgs.Backend.ServiceName = omsruntime.ServiceName(runtimeName)
 	edgeArgs.Backend.PodSelector = omsruntime.WebSelector(runtimeName)
-	// GKE creates the NEGs from the runtime's public Service, and the backends reference them.
+	// GKE creates the NEGs from the runtime's public Service: the edge looks them up once the Service exists.
+	edgeArgs.Backend.ServiceReady = rt.PublicServiceReady
 	edgeOpts := []pulumi.ResourceOption{parent, pulumi.DependsOn(append(enabled.Enabled(), ns, rt))}
 	providers := []pulumi.ProviderResource{cluster.Provider}
 	if args.CloudflareProvider != nil {

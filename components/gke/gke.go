@@ -187,7 +187,14 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 				Taints:                 taints(p.Taints),
 				Metadata:               pulumi.StringMap{"disable-legacy-endpoints": pulumi.String("true")},
 			},
-		}, parent)
+			// Per zone. Without it a pool may start with no node in a zone, and GKE's NEG controller creates the
+			// edge's NEG only in zones where the cluster has nodes
+			// (https://cloud.google.com/kubernetes-engine/docs/how-to/standalone-neg).
+			InitialNodeCount: pulumi.Int(p.MinNodesPerZone),
+			// A change to initialNodeCount forces a new pool (see its doc comment), and the autoscaler moves the size
+			// anyway: it matters only at creation, so later changes, and its absence from pools created before it was
+			// set, must not replace a pool.
+		}, parent, pulumi.IgnoreChanges([]string{"initialNodeCount"}))
 		if err != nil {
 			return nil, err
 		}

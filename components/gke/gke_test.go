@@ -2,9 +2,11 @@ package gke
 
 import (
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/omscloud/omscloud/inventory"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -202,5 +204,41 @@ func TestValidate(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 		})
+	}
+}
+
+// optionMocks records the ignoreChanges option of every resource, which the inventory does not keep.
+type optionMocks struct {
+	*inventory.Mocks
+	mu     sync.Mutex
+	ignore map[string][]string
+}
+
+func (m *optionMocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	m.mu.Lock()
+	m.ignore[args.Name] = args.RegisterRPC.GetIgnoreChanges()
+	m.mu.Unlock()
+	return m.Mocks.NewResource(args)
+}
+
+func TestNodePoolsStartAtTheirMinimumInEveryZone(t *testing.T) {
+	mocks := &optionMocks{Mocks: &inventory.Mocks{Project: "omscloud", Stack: "test"}, ignore: map[string][]string{}}
+	args := validArgs()
+	args.Pools[1].MinNodesPerZone = 2
+	require.NoError(t, pulumi.RunErr(func(ctx *pulumi.Context) error {
+		_, err := New(ctx, "gke", &args)
+		return err
+	}, pulumi.WithMocks("omscloud", "test", mocks)))
+	inv := inventory.New("test", mocks.Resources())
+
+	want := map[string]float64{"gke-web": 1, "gke-stateful": 2}
+	for _, p := range inv.OfType("gcp:container/nodePool:NodePool") {
+		initial, ok := p.Number("initialNodeCount")
+		require.True(t, ok, "%s sets initialNodeCount", p.Name)
+		lo, _ := p.Number("autoscaling.minNodeCount")
+		assert.Equal(t, want[p.Name], initial, "%s starts at its minimum per zone, so every zone has nodes (and NEGs)", p.Name)
+		assert.Equal(t, lo, initial, p.Name)
+		assert.Equal(t, []string{"initialNodeCount"}, mocks.ignore[p.Name],
+			"%s ignores later changes to initialNodeCount, which would force a new pool", p.Name)
 	}
 }

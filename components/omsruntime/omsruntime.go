@@ -54,6 +54,10 @@ type Runtime struct {
 	ServiceAccountEmail pulumi.StringOutput `pulumi:"serviceAccountEmail"`
 	// PublicService is the Service the edge sends traffic to ("<Name>-web", port 80).
 	PublicService pulumi.StringOutput `pulumi:"publicService"`
+	// PublicServiceReady is PublicService, known only once the Service exists and the Kubernetes provider has awaited
+	// it (its status is known): it stays unknown in a preview that creates the Service. GKE creates the edge's NEGs
+	// from that Service, so the edge looks them up only then (edge.BackendArgs.ServiceReady).
+	PublicServiceReady pulumi.StringOutput
 	// PreviewServices are the per-color Services ("blue", "green") for checks before a switch.
 	PreviewServices map[string]pulumi.StringOutput
 	// ActiveColor is the color the public Service selects.
@@ -257,6 +261,7 @@ func (d *deployer) declare(r *Runtime) error {
 		return err
 	}
 	r.PublicService = public.Metadata.Name().Elem()
+	r.PublicServiceReady = pulumi.All(r.PublicService, public.Status).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
 	// The color left idle scales down only once the public Service no longer selects it.
 	if _, err := d.webHPA(idle, a.IdleReplicas, a.IdleReplicas, pulumi.DependsOn([]pulumi.Resource{public})); err != nil {
 		return err

@@ -75,8 +75,8 @@ type result struct {
 	inv  *inventory.Inventory
 	deps map[string][]string
 	rt   struct {
-		adminTokenSecret bool
-		email, public    string
+		adminTokenSecret     bool
+		email, public, ready string
 	}
 }
 
@@ -87,7 +87,10 @@ func evaluate(t *testing.T, args omsruntime.Args) *result {
 	return res
 }
 
-func tryEvaluate(args omsruntime.Args) (*result, error) {
+func tryEvaluate(args omsruntime.Args) (*result, error) { return evaluateAs(args, false) }
+
+// evaluateAs runs the runtime under mocks, as an update or (preview) as a preview.
+func evaluateAs(args omsruntime.Args, preview bool) (*result, error) {
 	res := &result{}
 	rec := &recorder{Mocks: &inventory.Mocks{Project: "omscloud", Stack: "test"}, deps: map[string][]string{}}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
@@ -116,8 +119,9 @@ func tryEvaluate(args omsruntime.Args) (*result, error) {
 		res.rt.adminTokenSecret = pulumi.IsSecret(rt.AdminToken)
 		rt.ServiceAccountEmail.ApplyT(func(s string) string { res.rt.email = s; return s })
 		rt.PublicService.ApplyT(func(s string) string { res.rt.public = s; return s })
+		rt.PublicServiceReady.ApplyT(func(s string) string { res.rt.ready = s; return s })
 		return nil
-	}, pulumi.WithMocks("omscloud", "test", rec))
+	}, pulumi.WithMocks("omscloud", "test", rec), func(info *pulumi.RunInfo) { info.DryRun = preview })
 	if err != nil {
 		return nil, err
 	}
@@ -631,4 +635,17 @@ func TestVersionLabel(t *testing.T) {
 	assert.Equal(t, "1.4.2", omsruntime.Version("europe-docker.pkg.dev/p/oms/oms:1.4.2@sha256:4f2b8c1d9e7a6b5c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c"))
 	assert.Equal(t, "1.4.2", omsruntime.Version("localhost:5000/oms:1.4.2"))
 	assert.Equal(t, "unversioned", omsruntime.Version("localhost:5000/oms"))
+}
+
+// TestPublicServiceReadyWaitsForTheService: the edge looks up the NEGs GKE creates from the public Service once
+// PublicServiceReady resolves, so it must stay unknown in a preview that creates the Service (its status is then
+// unknown), and resolve to the Service's name once the Service exists.
+func TestPublicServiceReadyWaitsForTheService(t *testing.T) {
+	preview, err := evaluateAs(prodArgs(), true)
+	require.NoError(t, err)
+	assert.Empty(t, preview.rt.ready, "unknown in a preview that creates the Service")
+	assert.Equal(t, "oms-test-web", preview.rt.public, "the name itself is known")
+
+	update := evaluate(t, prodArgs())
+	assert.Equal(t, "oms-test-web", update.rt.ready)
 }
