@@ -36,6 +36,8 @@ type Cloud struct {
 	// resources are the live GCP resources by URN, for the rules that follow references (load balancer → proxy →
 	// certificate map → certificate → DNS authorization → DNS record).
 	resources map[string]liveResource
+	// addresses counts the IP addresses allocated so far.
+	addresses int
 }
 
 type liveResource struct {
@@ -234,6 +236,12 @@ func (c *Cloud) Create(urn, typ, id string, inputs, outputs resource.PropertyMap
 					c.nodes[project][z.StringValue()] += initial
 				}
 			}
+		}
+	case "gcp:compute/globalAddress:GlobalAddress", "gcp:compute/address:Address":
+		// GCP allocates an address unless one is asked for: each is distinct.
+		if _, asked := inputs["address"]; !asked {
+			c.addresses++
+			outputs["address"] = resource.NewProperty(fmt.Sprintf("203.0.%d.%d", 113+c.addresses/250, 1+c.addresses%250))
 		}
 	case "gcp:compute/backendService:BackendService":
 		if err := c.checkBackends(inputs); err != nil {
