@@ -466,6 +466,13 @@ func (c *Cloud) certificateActive(id string) error {
 	return fmt.Errorf("certificate %s does not exist", id)
 }
 
+// Resolve is the address hostname's A record holds ("" when none).
+func (c *Cloud) Resolve(hostname string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.record(hostname+".", "A")
+}
+
 // record is the first datum of the DNS record set of name and type ("" when none).
 func (c *Cloud) record(name, typ string) string {
 	for _, r := range c.resources {

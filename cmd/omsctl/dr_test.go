@@ -191,6 +191,27 @@ func drillOnEngine(t *testing.T, env *enginetest.Env, primaryName string, primar
 	t.Logf("\n%s", status.String())
 	assert.Regexp(t, `(?m)^`+primaryName+`\s+primary\s+update succeeded\s+\S.*\s+\d+$`, status.String())
 	assert.Regexp(t, `(?m)^`+primaryName+`-dr\s+DR\s+update succeeded\s+\S.*\s+\d+$`, status.String())
+
+	if primaryCfg.Edge.Provider != "gcp" {
+		return
+	}
+	// Declaring DR moves the hostnames' A records to the reserved address, where the DR load balancer presents the
+	// primary's certificate map: TLS is valid from the first request, no certificate waits for DNS.
+	cloud := env.Providers.Cloud
+	for _, h := range primaryCfg.Edge.Hostnames {
+		require.NoError(t, cloud.ServesTLS(h), "before the switch")
+		assert.NotEqual(t, drAddress, cloud.Resolve(h), "%s points at the primary before the switch", h)
+	}
+	opts.Switch = true
+	tl, err = activateDR(ctx, opts)
+	require.NoError(t, err, "activate --switch")
+	out.Reset()
+	tl.Print(&out)
+	t.Logf("\n%s", out.String())
+	for _, h := range primaryCfg.Edge.Hostnames {
+		assert.Equal(t, drAddress, cloud.Resolve(h), "%s points at the DR load balancer after the switch", h)
+		assert.NoError(t, cloud.ServesTLS(h), "after the switch")
+	}
 }
 
 func TestHTTPProbeWaitsForReadyOnTheDRAddress(t *testing.T) {
