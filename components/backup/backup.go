@@ -8,14 +8,13 @@ package backup
 import (
 	"fmt"
 	"github.com/omscloud/omscloud/components/internal/child"
+	"github.com/omscloud/omscloud/components/internal/cmek"
 	"maps"
 	"path"
 	"slices"
-	"strconv"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
 	"github.com/omscloud/omscloud/components/omsruntime"
-	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/kms"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/secretmanager"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/serviceaccount"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/storage"
@@ -156,44 +155,18 @@ func (d *declarer) declare(b *Backup) error {
 // cmek declares a key ring and key in a bucket's location and lets the Cloud Storage service agent use the key. The
 // agent comes from the provider's look-up, which creates it on a new project: a grant to an agent that does not
 // exist yet fails.
-func (d *declarer) cmek(purpose, location string) (*cmekKey, error) {
+func (d *declarer) cmek(purpose, location string) (*cmek.Key, error) {
 	a := d.a
-	physical := a.Name + "-" + purpose
-	ring, err := kms.NewKeyRing(d.ctx, d.name+"-"+purpose+"-keyring", &kms.KeyRingArgs{
-		Project:  pulumi.String(a.Project),
-		Name:     pulumi.String(physical),
-		Location: pulumi.String(location),
-	}, d.opts(d.protect())...)
-	if err != nil {
-		return nil, fmt.Errorf("%s key ring: %w", purpose, err)
-	}
-	key, err := kms.NewCryptoKey(d.ctx, d.name+"-"+purpose+"-key", &kms.CryptoKeyArgs{
-		Name:           pulumi.String(physical),
-		KeyRing:        ring.ID(),
-		Purpose:        pulumi.String("ENCRYPT_DECRYPT"),
-		RotationPeriod: pulumi.String(strconv.Itoa(a.KeyRotationDays*86400) + "s"),
-		// A destroyed key makes every object it encrypted unreadable: keep destroyed versions restorable 30 days.
-		DestroyScheduledDuration: pulumi.String("2592000s"),
-		Labels:                   pulumi.ToStringMap(a.Labels),
-	}, d.opts(d.protect())...)
+	k, err := cmek.New(d.ctx, cmek.Args{
+		RingLogical: d.name + "-" + purpose + "-keyring", KeyLogical: d.name + "-" + purpose + "-key",
+		GrantLogical: d.name + "-" + purpose + "-key-gcs-agent",
+		Project:      a.Project, Location: location, Name: a.Name + "-" + purpose, RotationDays: a.KeyRotationDays,
+		Labels: a.Labels, Agent: a.StorageAgent, Protect: a.DeletionProtection,
+	}, d.opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("%s key: %w", purpose, err)
 	}
-	grant, err := kms.NewCryptoKeyIAMMember(d.ctx, d.name+"-"+purpose+"-key-gcs-agent", &kms.CryptoKeyIAMMemberArgs{
-		CryptoKeyId: key.ID(),
-		Role:        pulumi.String("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
-		Member:      pulumi.Sprintf("serviceAccount:%s", a.StorageAgent),
-	}, d.opts()...)
-	if err != nil {
-		return nil, fmt.Errorf("%s key grant: %w", purpose, err)
-	}
-	return &cmekKey{key: key, grant: grant}, nil
-}
-
-// cmekKey carries the key and the grant the bucket must wait for.
-type cmekKey struct {
-	key   *kms.CryptoKey
-	grant *kms.CryptoKeyIAMMember
+	return k, nil
 }
 
 func deleteRule(cond storage.BucketLifecycleRuleConditionArgs) storage.BucketLifecycleRuleArgs {
@@ -206,7 +179,7 @@ func deleteRule(cond storage.BucketLifecycleRuleConditionArgs) storage.BucketLif
 // bucket declares a private, CMEK-encrypted, versioned bucket with soft delete. There is no retention policy: it
 // cannot be combined with Object Versioning, and a locked one would stop prune; versions and soft delete give the
 // undo window instead.
-func (d *declarer) bucket(purpose, bucketName, location string, dataLocations []string, k *cmekKey,
+func (d *declarer) bucket(purpose, bucketName, location string, dataLocations []string, k *cmek.Key,
 	rules storage.BucketLifecycleRuleArray) (*storage.Bucket, error) {
 	a := d.a
 	rules = append(rules,
@@ -237,7 +210,7 @@ func (d *declarer) bucket(purpose, bucketName, location string, dataLocations []
 		SoftDeletePolicy: storage.BucketSoftDeletePolicyArgs{
 			RetentionDurationSeconds: pulumi.Int(a.Retention.SoftDeleteDays * 86400),
 		},
-		Encryption:     storage.BucketEncryptionArgs{DefaultKmsKeyName: k.key.ID().ToStringOutput()},
+		Encryption:     storage.BucketEncryptionArgs{DefaultKmsKeyName: k.Key.ID().ToStringOutput()},
 		LifecycleRules: rules,
 		// Never delete objects with the bucket: emptying it must be a deliberate act outside Pulumi.
 		ForceDestroy: pulumi.Bool(false),
@@ -247,7 +220,7 @@ func (d *declarer) bucket(purpose, bucketName, location string, dataLocations []
 		args.CustomPlacementConfig = storage.BucketCustomPlacementConfigArgs{DataLocations: pulumi.ToStringArray(dataLocations)}
 	}
 	bucket, err := storage.NewBucket(d.ctx, d.name+"-"+purpose, args,
-		d.opts(d.protect(), pulumi.DependsOn([]pulumi.Resource{k.grant}))...)
+		d.opts(d.protect(), pulumi.DependsOn([]pulumi.Resource{k.Grant}))...)
 	if err != nil {
 		return nil, fmt.Errorf("%s bucket: %w", purpose, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/omscloud/omscloud/components/internal/cmek"
+
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -74,7 +76,7 @@ type Taint struct {
 var releaseChannels = []string{"RAPID", "REGULAR", "STABLE"}
 
 // maxKeyRotationDays is the longest rotation period of the secrets key, and its default.
-const maxKeyRotationDays = 90
+const maxKeyRotationDays = cmek.MaxRotationDays
 
 // Validate reports every missing or inconsistent argument.
 func (a *Args) Validate() error {

@@ -7,7 +7,7 @@ package gke
 import (
 	"fmt"
 	"github.com/omscloud/omscloud/components/internal/child"
-	"strconv"
+	"github.com/omscloud/omscloud/components/internal/cmek"
 	"strings"
 	"time"
 
@@ -232,39 +232,15 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 // (https://cloud.google.com/kubernetes-engine/docs/how-to/encrypting-secrets). Protected like the cluster: a lost
 // key makes every Secret unreadable.
 func secretsKey(ctx *pulumi.Context, name string, args *Args, parent pulumi.ResourceOption) (*kms.CryptoKey, *kms.CryptoKeyIAMMember, error) {
-	protect := pulumi.Protect(args.DeletionProtection)
-	rotation := args.KeyRotationDays
-	if rotation == 0 {
-		rotation = maxKeyRotationDays
-	}
-	ring, err := kms.NewKeyRing(ctx, name+"-keyring", &kms.KeyRingArgs{
-		Project:  pulumi.String(args.Project),
-		Name:     pulumi.String(args.Name + "-gke"),
-		Location: pulumi.String(args.Region),
-	}, parent, protect)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, err := kms.NewCryptoKey(ctx, name+"-secrets-key", &kms.CryptoKeyArgs{
-		Name:                     pulumi.String(args.Name + "-gke-secrets"),
-		KeyRing:                  ring.ID(),
-		Purpose:                  pulumi.String("ENCRYPT_DECRYPT"),
-		RotationPeriod:           pulumi.String(strconv.Itoa(rotation*86400) + "s"),
-		DestroyScheduledDuration: pulumi.String("2592000s"),
-		Labels:                   pulumi.ToStringMap(args.Labels),
-	}, parent, protect)
-	if err != nil {
-		return nil, nil, err
-	}
-	grant, err := kms.NewCryptoKeyIAMMember(ctx, name+"-secrets-key-gke-agent", &kms.CryptoKeyIAMMemberArgs{
-		CryptoKeyId: key.ID(),
-		Role:        pulumi.String("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
-		Member:      pulumi.Sprintf("serviceAccount:%s", args.ServiceAgent),
+	k, err := cmek.New(ctx, cmek.Args{
+		RingLogical: name + "-keyring", KeyLogical: name + "-secrets-key", GrantLogical: name + "-secrets-key-gke-agent",
+		Project: args.Project, Location: args.Region, Name: args.Name + "-gke-secrets", RotationDays: args.KeyRotationDays,
+		Labels: args.Labels, Agent: args.ServiceAgent, Protect: args.DeletionProtection,
 	}, parent)
 	if err != nil {
 		return nil, nil, err
 	}
-	return key, grant, nil
+	return k.Key, k.Grant, nil
 }
 
 // Kubeconfig renders a kubeconfig for a GKE cluster that authenticates through gke-gcloud-auth-plugin, so it holds no

@@ -8,10 +8,10 @@ package postgres
 import (
 	"fmt"
 	"github.com/omscloud/omscloud/components/internal/child"
+	"github.com/omscloud/omscloud/components/internal/cmek"
 	"strconv"
 	"strings"
 
-	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/kms"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/projects"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/secretmanager"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/sql"
@@ -76,26 +76,6 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	// CMEK: the key must live in the instance's region, and Cloud SQL's service agent must be able to use it
 	// before the instance is created.
-	ring, err := kms.NewKeyRing(ctx, name+"-keyring", &kms.KeyRingArgs{
-		Project:  project,
-		Name:     pulumi.String(a.Name + "-sql"),
-		Location: pulumi.String(a.Region),
-	}, parent, protect)
-	if err != nil {
-		return nil, err
-	}
-	key, err := kms.NewCryptoKey(ctx, name+"-key", &kms.CryptoKeyArgs{
-		Name:           pulumi.String(a.Name + "-sql"),
-		KeyRing:        ring.ID(),
-		Purpose:        pulumi.String("ENCRYPT_DECRYPT"),
-		RotationPeriod: pulumi.String(strconv.Itoa(a.KeyRotationDays*86400) + "s"),
-		// A destroyed key makes every backup unreadable: keep destroyed versions restorable for 30 days.
-		DestroyScheduledDuration: pulumi.String("2592000s"),
-		Labels:                   pulumi.ToStringMap(a.Labels),
-	}, parent, protect)
-	if err != nil {
-		return nil, err
-	}
 	agent, err := projects.NewServiceIdentity(ctx, name+"-sql-agent", &projects.ServiceIdentityArgs{
 		Project: project,
 		Service: pulumi.String(cloudSQLService),
@@ -103,14 +83,15 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err != nil {
 		return nil, err
 	}
-	grant, err := kms.NewCryptoKeyIAMMember(ctx, name+"-key-sql-agent", &kms.CryptoKeyIAMMemberArgs{
-		CryptoKeyId: key.ID(),
-		Role:        pulumi.String("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
-		Member:      pulumi.Sprintf("serviceAccount:%s", agent.Email),
+	cmk, err := cmek.New(ctx, cmek.Args{
+		RingLogical: name + "-keyring", KeyLogical: name + "-key", GrantLogical: name + "-key-sql-agent",
+		Project: a.Project, Location: a.Region, Name: a.Name + "-sql", RotationDays: a.KeyRotationDays,
+		Labels: a.Labels, Agent: agent.Email, Protect: a.DeletionProtection,
 	}, parent)
 	if err != nil {
 		return nil, err
 	}
+	key, grant := cmk.Key, cmk.Grant
 
 	instance, err := sql.NewDatabaseInstance(ctx, name+"-instance", &sql.DatabaseInstanceArgs{
 		Project:           project,
