@@ -195,7 +195,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 				ConnectorOnly: connectorOnly,
 				TunnelToken:   ov.TunnelToken,
 			},
-			GCP: edgeGCP(ov),
+			GCP: edgeGCP(ov, cfg.DeletionProtection),
 		},
 		Backup: backup.Args{
 			Name:               prefix,
@@ -254,9 +254,9 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 	return env, nil
 }
 
-func edgeGCP(ov Overrides) edge.GCPArgs {
+func edgeGCP(ov Overrides, protect bool) edge.GCPArgs {
 	if ov.EdgeAddress == "" {
-		return edge.GCPArgs{}
+		return edge.GCPArgs{ProtectAddress: protect}
 	}
 	return edge.GCPArgs{Address: pulumi.String(ov.EdgeAddress)}
 }

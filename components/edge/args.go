@@ -89,6 +89,9 @@ type GCPArgs struct {
 	// Address is an existing global IPv4 address (e.g. a reserved DR address customers whitelist); when nil the
 	// component reserves one.
 	Address pulumi.StringInput
+	// ProtectAddress protects the address the component reserves, like the reserved DR address: customers
+	// whitelist it, and a new one breaks every whitelist (production).
+	ProtectAddress bool
 	// MaxRatePerEndpoint is requests per second per pod (default 100).
 	MaxRatePerEndpoint float64
 	// DrainingSec lets in-flight requests finish on a removed endpoint (default 30).
