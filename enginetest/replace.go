@@ -96,6 +96,10 @@ var replaceTable = map[string]replaceRule{
 		paths:  []string{"spec.accessModes", "spec.selector", "spec.storageClassName", "spec.volumeName"},
 		source: "k8s: core/v1 PersistentVolumeClaim (spec.resources.requests.storage may grow: https://kubernetes.io/docs/concepts/storage/persistent-volumes/#expanding-persistent-volumes-claims)",
 	},
+	"kubernetes:core/v1:PersistentVolumeClaimPatch": {
+		paths:  []string{"spec.accessModes", "spec.selector", "spec.storageClassName", "spec.volumeName"},
+		source: "k8s: core/v1 PersistentVolumeClaim (a Patch resource is diffed by its kind's table)",
+	},
 	"kubernetes:apps/v1:Deployment": {
 		paths:  []string{"spec.selector"},
 		source: "k8s: deployment",

@@ -161,14 +161,16 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			RetiredAccounts:    cfg.Database.RetiredAccounts,
 		},
 		Redis: redis.Args{
-			Name:   prefix,
-			Size:   redis.Size{CPU: cfg.Sizing.Redis.CPU, Memory: cfg.Sizing.Redis.Memory, StorageGB: cfg.Sizing.Redis.StorageGB},
-			Labels: labels,
+			Name:               prefix,
+			Size:               redis.Size{CPU: cfg.Sizing.Redis.CPU, Memory: cfg.Sizing.Redis.Memory, StorageGB: cfg.Sizing.Redis.StorageGB},
+			Labels:             labels,
+			DeletionProtection: cfg.DeletionProtection,
 		},
 		RabbitMQ: rabbitmq.Args{
-			Name:   prefix,
-			Size:   rabbitmq.Size{CPU: cfg.Sizing.RabbitMQ.CPU, Memory: cfg.Sizing.RabbitMQ.Memory, StorageGB: cfg.Sizing.RabbitMQ.StorageGB},
-			Labels: labels,
+			Name:               prefix,
+			Size:               rabbitmq.Size{CPU: cfg.Sizing.RabbitMQ.CPU, Memory: cfg.Sizing.RabbitMQ.Memory, StorageGB: cfg.Sizing.RabbitMQ.StorageGB},
+			Labels:             labels,
+			DeletionProtection: cfg.DeletionProtection,
 		},
 		Runtime: omsruntime.Args{
 			Name:        prefix,
