@@ -23,7 +23,9 @@ import (
 // dayTwoChange is one change an operator makes to a running stack. apply edits the stack's config (or returns
 // preview options, such as a --replace); it runs on the state of the stack's first up.
 type dayTwoChange struct {
-	name  string
+	name string
+	// updates, when set, is a resource type the change must update (so that a cell cannot pass by doing nothing).
+	updates string
 	apply func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) []optpreview.Option
 }
 
@@ -35,15 +37,15 @@ func setConfig(ctx context.Context, t *testing.T, s auto.Stack, key, value strin
 // dayTwoChanges are the changes of the matrix (issue 13). The disk change runs last: it first refreshes, which
 // finds the disk autoresized, as it will be once data grows.
 var dayTwoChanges = []dayTwoChange{
-	{"redis storage", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"redis storage", "kubernetes:core/v1:PersistentVolumeClaimPatch", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
 		setConfig(ctx, t, s, "sizing.redis.storageGb", strconv.Itoa(cfg.Sizing.Redis.StorageGB+5))
 		return nil
 	}},
-	{"rabbitmq storage", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"rabbitmq storage", "kubernetes:core/v1:PersistentVolumeClaimPatch", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
 		setConfig(ctx, t, s, "sizing.rabbitmq.storageGb", strconv.Itoa(cfg.Sizing.RabbitMQ.StorageGB+5))
 		return nil
 	}},
-	{"password rotation", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) []optpreview.Option {
+	{"password rotation", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) []optpreview.Option {
 		_, resources, err := env.RawState(cfg.Stack)
 		require.NoError(t, err)
 		var urns []string
@@ -55,7 +57,7 @@ var dayTwoChanges = []dayTwoChange{
 		require.NotEmpty(t, urns, "the stack generates a Redis password")
 		return []optpreview.Option{optpreview.Replace(urns)}
 	}},
-	{"new image", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"new image", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
 		img := cfg.Runtime.Image
 		last := "0"
 		if strings.HasSuffix(img, "0") {
@@ -64,7 +66,7 @@ var dayTwoChanges = []dayTwoChange{
 		setConfig(ctx, t, s, "runtime.image", img[:len(img)-1]+last)
 		return nil
 	}},
-	{"color switch", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"color switch", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
 		color := "green"
 		if cfg.Runtime.ActiveColor == "green" {
 			color = "blue"
@@ -72,26 +74,26 @@ var dayTwoChanges = []dayTwoChange{
 		setConfig(ctx, t, s, "runtime.activeColor", color)
 		return nil
 	}},
-	{"new account", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"new account", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
 		setConfig(ctx, t, s, fmt.Sprintf("accounts[%d]", len(cfg.Accounts)), "newco")
 		return nil
 	}},
-	{"hostname added", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"hostname added", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
 		hosts := append(slices.Clone(cfg.Edge.Hostnames), "shop."+cfg.Edge.Domain)
 		for i, h := range hosts {
 			setConfig(ctx, t, s, fmt.Sprintf("edge.hostnames[%d]", i), h)
 		}
 		return nil
 	}},
-	{"web sizing", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"web sizing", "gcp:container/nodePool:NodePool", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
 		setConfig(ctx, t, s, "sizing.web.maxNodesPerZone", strconv.Itoa(cfg.Sizing.Web.MaxNodesPerZone+1))
 		return nil
 	}},
-	{"maintenance window", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"maintenance window", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
 		setConfig(ctx, t, s, "maintenance.startHourUtc", strconv.Itoa((cfg.Maintenance.StartHourUTC+1)%24))
 		return nil
 	}},
-	{"db disk size", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"db disk size", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
 		_, err := s.Refresh(ctx)
 		require.NoError(t, err, "refresh (finds the disk autoresized)")
 		setConfig(ctx, t, s, "sizing.database.diskSizeGb", strconv.Itoa(cfg.Sizing.Database.DiskSizeGB+10))
@@ -153,6 +155,11 @@ func TestDayTwoChangeMatrix(t *testing.T) {
 				opts := c.apply(ctx, t, s, cfg, env)
 				_, steps, err := previewWith(ctx, s, opts...)
 				result := dayTwoVerdict(steps, err)
+				if result == "ok" && c.updates != "" && !slices.ContainsFunc(steps, func(st step) bool {
+					return st.typ == c.updates && st.op == string(apitype.OpUpdate)
+				}) {
+					result = "no update of a " + c.updates
+				}
 				record(name, c.name, result)
 				if result != "ok" {
 					t.Errorf("%s: %s", c.name, result)
