@@ -26,7 +26,7 @@ type dayTwoChange struct {
 	name string
 	// updates, when set, is a resource type the change must update (so that a cell cannot pass by doing nothing).
 	updates string
-	apply func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) []optpreview.Option
+	apply   func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) []optpreview.Option
 }
 
 func setConfig(ctx context.Context, t *testing.T, s auto.Stack, key, value string) {
