@@ -131,11 +131,7 @@ func TestDayTwoChangeMatrix(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			sf, err := stacks.LoadStackFile(env.WorkDir, name)
-			require.NoError(t, err)
-			cfg, err := sf.Config()
-			require.NoError(t, err)
-			cfg.Stack = name
+			cfg := stackConfig(t, env, name)
 			s := env.Stack(ctx, t, name, stacks.Program)
 			// The base state. Should the up fail part-way (today: a GCP-edge stack's backend services on the NEG
 			// look-up, which TestShippedStacksOnEngine also reports), the cell says so and the changes still preview
@@ -173,6 +169,17 @@ func TestDayTwoChangeMatrix(t *testing.T) {
 			require.NoError(t, os.WriteFile(file, base, 0o644))
 		})
 	}
+}
+
+// stackConfig is a shipped stack's typed config, as its scratch stack file holds it.
+func stackConfig(t *testing.T, env *enginetest.Env, name string) *stacks.Config {
+	t.Helper()
+	sf, err := stacks.LoadStackFile(env.WorkDir, name)
+	require.NoError(t, err)
+	cfg, err := sf.Config()
+	require.NoError(t, err)
+	cfg.Stack = name
+	return cfg
 }
 
 // dayTwoVerdict is "ok", or the destructive steps on stateful resources and the preview's error.

@@ -32,10 +32,7 @@ func TestShippedStacksOnEngine(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			sf, err := stacks.LoadStackFile(env.WorkDir, name)
-			require.NoError(t, err)
-			cfg, err := sf.Config()
-			require.NoError(t, err)
+			cfg := stackConfig(t, env, name)
 			s := env.Stack(ctx, t, name, stacks.Program)
 
 			first, steps, err := preview(ctx, s)
