@@ -13,8 +13,6 @@ import (
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
@@ -34,10 +32,7 @@ func TestShippedStacksOnEngine(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			sf, err := stacks.LoadStackFile(env.WorkDir, name)
-			require.NoError(t, err)
-			cfg, err := sf.Config()
-			require.NoError(t, err)
+			cfg := stackConfig(t, env, name)
 			s := env.Stack(ctx, t, name, stacks.Program)
 
 			first, steps, err := preview(ctx, s)
@@ -160,21 +155,7 @@ func (s step) String() string { return fmt.Sprintf("%s %s %v", s.op, s.urn, s.di
 
 // preview runs a preview and returns the engine's steps.
 func preview(ctx context.Context, s auto.Stack) (auto.PreviewResult, []step, error) {
-	ch := make(chan events.EngineEvent)
-	done := make(chan []step)
-	go func() {
-		var out []step
-		for e := range ch {
-			if e.ResourcePreEvent == nil {
-				continue
-			}
-			m := e.ResourcePreEvent.Metadata
-			out = append(out, step{op: string(m.Op), typ: m.Type, urn: m.URN, diffs: m.Diffs})
-		}
-		done <- out
-	}()
-	res, err := s.Preview(ctx, optpreview.EventStreams(ch))
-	return res, <-done, err
+	return previewWith(ctx, s)
 }
 
 // opsExceptSame lists the distinct operations other than "same".

@@ -123,6 +123,8 @@ type standIn struct {
 	pkg, version string
 	secrets      *secretLog
 	cloud        *Cloud
+	mu           sync.Mutex
+	config       map[string]string // the provider configuration (kubeOption)
 }
 
 var marshalOpts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, KeepResources: true, KeepOutputValues: false}
@@ -162,7 +164,13 @@ func (p *standIn) DiffConfig(context.Context, *pulumirpc.DiffRequest) (*pulumirp
 	return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE}, nil
 }
 
-func (p *standIn) Configure(context.Context, *pulumirpc.ConfigureRequest) (*pulumirpc.ConfigureResponse, error) {
+func (p *standIn) Configure(_ context.Context, req *pulumirpc.ConfigureRequest) (*pulumirpc.ConfigureResponse, error) {
+	p.mu.Lock()
+	p.config = map[string]string{}
+	for k, v := range req.GetVariables() {
+		p.config[k[strings.LastIndex(k, ":")+1:]] = v
+	}
+	p.mu.Unlock()
 	return &pulumirpc.ConfigureResponse{AcceptSecrets: true, SupportsPreview: true, AcceptResources: true}, nil
 }
 
@@ -223,16 +231,30 @@ func (p *standIn) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirp
 	if err != nil {
 		return nil, fmt.Errorf("diff %s: %w", req.GetUrn(), err)
 	}
+	state, err := unmarshal(req.GetOlds())
+	if err != nil {
+		return nil, fmt.Errorf("diff %s: %w", req.GetUrn(), err)
+	}
+	// Fields that force a replacement (replace.go).
+	replaces, deleteFirst := p.replaces(typeOf(req.GetUrn(), req.GetType()), state, olds, news, req.GetIgnoreChanges())
 	d := olds.Diff(news, func(k resource.PropertyKey) bool { return slices.Contains(req.GetIgnoreChanges(), string(k)) })
-	if d == nil || !d.AnyChanges() {
+	var keys []string
+	if d != nil {
+		for _, k := range d.ChangedKeys() {
+			keys = append(keys, string(k))
+		}
+	}
+	for _, k := range replaces {
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
 		return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE}, nil
 	}
-	var keys []string
-	for _, k := range d.ChangedKeys() {
-		keys = append(keys, string(k))
-	}
 	slices.Sort(keys)
-	return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_SOME, Diffs: keys}, nil
+	return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_SOME, Diffs: keys, Replaces: replaces,
+		DeleteBeforeReplace: deleteFirst}, nil
 }
 
 func (p *standIn) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
@@ -292,8 +314,17 @@ func (p *standIn) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulu
 	return &pulumirpc.UpdateResponse{Properties: props}, nil
 }
 
+// Read (refresh) finds what changed in the cloud since the last apply (replace.go, refreshed).
 func (p *standIn) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
-	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
+	props, err := unmarshal(req.GetProperties())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", req.GetUrn(), err)
+	}
+	out, err := marshal(refreshed(typeOf(req.GetUrn(), ""), props))
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: out, Inputs: req.GetInputs()}, nil
 }
 
 func (p *standIn) Delete(_ context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {

@@ -188,13 +188,15 @@ func (e *env) createNamespaces(t *testing.T) {
 // dryRun: every object passes a strict server-side dry-run without a single warning (a Pod Security violation of a
 // workload's template is only a warning at the workload level: see also the pod check in schedule).
 func (e *env) dryRun(t *testing.T) {
+	// Claim patches target the claims the StatefulSet controller creates: schedule applies them once those exist.
+	objs := slices.DeleteFunc(slices.Clone(e.objs), isClaimPatch)
 	// One request for all objects; only when something is refused or warned about, one per object to name it.
-	r, err := e.c.apply(list(manifests(e.objs, nil)...), "--dry-run=server")
+	r, err := e.c.apply(list(manifests(objs, nil)...), "--dry-run=server")
 	if err == nil && len(r.warnings()) == 0 {
-		t.Logf("%d objects passed strict server-side dry-run", len(e.objs))
+		t.Logf("%d objects passed strict server-side dry-run", len(objs))
 		return
 	}
-	for _, o := range e.objs {
+	for _, o := range objs {
 		t.Run(o.Kind+"/"+o.Name, func(t *testing.T) {
 			t.Parallel()
 			r, err := e.c.apply(o.Manifest, "--dry-run=server")
@@ -216,6 +218,8 @@ func (e *env) schedule(t *testing.T) {
 	sorted := slices.Clone(e.objs)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].PodTemplate() == nil && sorted[j].PodTemplate() != nil })
 	sorted = slices.DeleteFunc(sorted, func(o kubeverify.Object) bool { return o.Kind == "Namespace" }) // created already
+	patches := slices.DeleteFunc(slices.Clone(sorted), func(o kubeverify.Object) bool { return !isClaimPatch(o) })
+	sorted = slices.DeleteFunc(sorted, isClaimPatch)
 	e.applied = sorted
 	if _, err := e.c.apply(list(manifests(sorted, kwokToleration)...)); err != nil {
 		for _, o := range sorted { // name the object that failed
@@ -225,6 +229,13 @@ func (e *env) schedule(t *testing.T) {
 	}
 	if t.Failed() {
 		return
+	}
+	// Each claim patch applies (as the provider does, once the StatefulSet is ready) to a claim the controller made.
+	for _, o := range patches {
+		_, err := e.c.run(nil, "wait", "--for=create", "-n", ns(o), "persistentvolumeclaim/"+o.Name, "--timeout=60s")
+		require.NoError(t, err, "%s: the StatefulSet controller creates the claim the patch expands", o.ID())
+		_, err = e.c.apply(o.Manifest)
+		assert.NoError(t, err, "apply %s", o.ID())
 	}
 
 	// Pod Security admission enforces on pods, not on the workloads that create them.
@@ -304,6 +315,9 @@ func (e *env) createVolumes(t *testing.T) {
 	}
 	var claims []claim
 	for _, o := range e.objs {
+		if isClaimPatch(o) { // expands a claim counted with its StatefulSet
+			continue
+		}
 		var tmpls []any
 		count := 1
 		switch o.Kind {
@@ -602,6 +616,11 @@ func ns(o kubeverify.Object) string {
 		return "default"
 	}
 	return o.Namespace
+}
+
+// isClaimPatch: a PersistentVolumeClaimPatch expands a claim a StatefulSet's controller creates.
+func isClaimPatch(o kubeverify.Object) bool {
+	return strings.HasSuffix(o.Source.Type, ":PersistentVolumeClaimPatch")
 }
 
 func nsName(o kubeverify.Object) string { return ns(o) + "/" + o.Name }

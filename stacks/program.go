@@ -164,14 +164,16 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			RetiredAccounts:    cfg.Database.RetiredAccounts,
 		},
 		Redis: redis.Args{
-			Name:   prefix,
-			Size:   redis.Size{CPU: cfg.Sizing.Redis.CPU, Memory: cfg.Sizing.Redis.Memory, StorageGB: cfg.Sizing.Redis.StorageGB},
-			Labels: labels,
+			Name:               prefix,
+			Size:               redis.Size{CPU: cfg.Sizing.Redis.CPU, Memory: cfg.Sizing.Redis.Memory, StorageGB: cfg.Sizing.Redis.StorageGB},
+			Labels:             labels,
+			DeletionProtection: cfg.DeletionProtection,
 		},
 		RabbitMQ: rabbitmq.Args{
-			Name:   prefix,
-			Size:   rabbitmq.Size{CPU: cfg.Sizing.RabbitMQ.CPU, Memory: cfg.Sizing.RabbitMQ.Memory, StorageGB: cfg.Sizing.RabbitMQ.StorageGB},
-			Labels: labels,
+			Name:               prefix,
+			Size:               rabbitmq.Size{CPU: cfg.Sizing.RabbitMQ.CPU, Memory: cfg.Sizing.RabbitMQ.Memory, StorageGB: cfg.Sizing.RabbitMQ.StorageGB},
+			Labels:             labels,
+			DeletionProtection: cfg.DeletionProtection,
 		},
 		Runtime: omsruntime.Args{
 			Name:        prefix,
@@ -259,7 +261,8 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 }
 
 func edgeGCP(cfg *Config, ov Overrides) edge.GCPArgs {
-	var g edge.GCPArgs
+	// The address the edge reserves is protected like the reserved DR one: customers whitelist it.
+	g := edge.GCPArgs{ProtectAddress: cfg.DeletionProtection}
 	if ov.EdgeAddress != "" {
 		g.Address = pulumi.String(ov.EdgeAddress)
 	}

@@ -102,6 +102,9 @@ type GCPArgs struct {
 	CertificateMap pulumi.StringInput
 	// DNS is the Cloud DNS zone of the hostnames' records; required unless CertificateMap is given.
 	DNS DNSArgs
+	// ProtectAddress protects the address the component reserves, like the reserved DR address: customers
+	// whitelist it, and a new one breaks every whitelist (production).
+	ProtectAddress bool
 	// MaxRatePerEndpoint is requests per second per pod (default 100).
 	MaxRatePerEndpoint float64
 	// DrainingSec lets in-flight requests finish on a removed endpoint (default 30).

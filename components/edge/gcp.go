@@ -40,7 +40,7 @@ func newGCP(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.Re
 			IpVersion:   pulumi.String("IPV4"),
 			Description: pulumi.String("public entry point of " + a.Name),
 			Labels:      labels,
-		}, opts...)
+		}, append(opts, pulumi.Protect(a.GCP.ProtectAddress))...)
 		if err != nil {
 			return fmt.Errorf("address: %w", err)
 		}

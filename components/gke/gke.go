@@ -209,6 +209,13 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		Kubeconfig:            kubeconfig,
 		EnableServerSideApply: pulumi.Bool(true),
 		DeleteUnreachable:     pulumi.Bool(false),
+		// Update Secrets and ConfigMaps in place: otherwise a new value (a rotated password, a new account) replaces
+		// the named object delete-first, and with it every object whose spec quotes it (the Redis and RabbitMQ
+		// StatefulSets, the runtime's Deployments). Provider options enableSecretMutable / enableConfigMapMutable
+		// (https://www.pulumi.com/registry/packages/kubernetes/api-docs/provider/#inputs). Pods that read a changed
+		// value must be rolled by a checksum annotation (config) or the consumer.
+		EnableSecretMutable:    pulumi.Bool(true),
+		EnableConfigMapMutable: pulumi.Bool(true),
 	}, parent, pulumi.DependsOn(pools))
 	if err != nil {
 		return nil, err

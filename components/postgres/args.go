@@ -41,7 +41,9 @@ type Args struct {
 	Edition string
 	// Tier is the machine: db-custom-<vCPUs>-<MB>, db-n1-standard-<N>, db-n1-highmem-<N>, db-f1-micro,
 	// db-g1-small or db-perf-optimized-N-<N>.
-	Tier       string
+	Tier string
+	// DiskSizeGB is the initial disk size: autoresize grows it, and later changes are ignored (a Cloud SQL disk
+	// never shrinks, and a size below the grown one would replace the instance).
 	DiskSizeGB int
 	// Availability is REGIONAL (default) or ZONAL.
 	Availability string

@@ -102,7 +102,12 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		// Pulumi refuses to delete the instance; the API-level flag below also stops the console and gcloud.
 		DeletionProtection: pulumi.Bool(a.DeletionProtection),
 		Settings:           instanceSettings(&a),
-	}, parent, protect, pulumi.DependsOn([]pulumi.Resource{grant, a.PrivateServices}))
+	}, parent, protect, pulumi.DependsOn([]pulumi.Resource{grant, a.PrivateServices}),
+		// DiskSizeGB is the initial size only: autoresize grows the disk, and a configured size below the grown one
+		// would replace the instance (the provider's doc on settings.diskSize and settings.diskAutoresize: "Size of a
+		// running instance cannot be reduced ... set lifecycle.ignore_changes on this field"). Autoresize is the
+		// resize path; to grow the disk ahead of need, resize it with gcloud and leave the config alone.
+		pulumi.IgnoreChanges([]string{"settings.diskSize"}))
 	if err != nil {
 		return nil, err
 	}

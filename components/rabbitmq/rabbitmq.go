@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/omscloud/omscloud/components/internal/child"
+	"slices"
 	"strings"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
@@ -233,9 +234,12 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			headlessFQDN:   kube.ServiceFQDN(n.headless, a.Namespace),
 			configChecksum: kube.Checksum(files),
 		}),
-	}, child...)
+	}, slices.Concat(child, kube.StatefulSetOptions(a.DeletionProtection))...)
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: statefulset: %w", err)
+	}
+	if err := kube.ExpandClaims(ctx, name, "data", n.base, a.Namespace, a.Replicas, a.Size.StorageGB, sts, child...); err != nil {
+		return nil, fmt.Errorf("rabbitmq: volume claims: %w", err)
 	}
 
 	if _, err := kube.NewPDB(ctx, name, meta(n.base), selector, child...); err != nil {

@@ -81,7 +81,13 @@ func TestStatefulSetIsHighlyAvailable(t *testing.T) {
 	for _, r := range inv.Resources {
 		if strings.HasPrefix(r.Type, "kubernetes:") {
 			assert.Equal(t, "oms", r.String("metadata.namespace"), "%s %s in the namespace", r.Type, r.Name)
-			assert.True(t, strings.HasPrefix(r.String("metadata.name"), "oms-prod-us-rabbitmq"), "%s named from Args.Name", r.Name)
+			name := r.String("metadata.name")
+			if r.Type == "kubernetes:core/v1:PersistentVolumeClaimPatch" {
+				// The StatefulSet controller names the claims: <template>-<statefulset>-<ordinal>.
+				name = strings.TrimPrefix(name, "data-")
+				assert.Equal(t, "50Gi", r.String("spec.resources.requests.storage"), "%s expands the claim", r.Name)
+			}
+			assert.True(t, strings.HasPrefix(name, "oms-prod-us-rabbitmq"), "%s named from Args.Name", r.Name)
 		}
 	}
 }

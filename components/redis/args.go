@@ -47,6 +47,9 @@ type Args struct {
 	Size  Size
 	// StorageClass of the data volumes (default premium-rwo, GKE's SSD class).
 	StorageClass string
+	// DeletionProtection protects the StatefulSet (production): a change to one of its immutable fields fails the
+	// preview instead of replacing every replica at once.
+	DeletionProtection bool
 	// Placement defaults to the GKE stateful node pool.
 	Placement *Placement
 	// ClientSelector are the labels of the pods (the OMS runtime) that may reach Redis and Sentinel.

@@ -7,6 +7,7 @@ package redis
 import (
 	"fmt"
 	"github.com/omscloud/omscloud/components/internal/child"
+	"slices"
 	"strconv"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
@@ -167,9 +168,12 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			statefulSet:    n.base,
 			configChecksum: kube.Checksum(files),
 		}),
-	}, child...)
+	}, slices.Concat(child, kube.StatefulSetOptions(a.DeletionProtection))...)
 	if err != nil {
 		return nil, fmt.Errorf("redis: statefulset: %w", err)
+	}
+	if err := kube.ExpandClaims(ctx, name, "data", n.base, a.Namespace, a.Replicas, a.Size.StorageGB, sts, child...); err != nil {
+		return nil, fmt.Errorf("redis: volume claims: %w", err)
 	}
 
 	if _, err := kube.NewPDB(ctx, name, meta(n.base), selector, child...); err != nil {

@@ -94,7 +94,13 @@ func TestStatefulSetIsHighlyAvailable(t *testing.T) {
 	for _, r := range inv.Resources {
 		if strings.HasPrefix(r.Type, "kubernetes:") {
 			assert.Equal(t, "oms", r.String("metadata.namespace"), "%s %s in the namespace", r.Type, r.Name)
-			assert.True(t, strings.HasPrefix(r.String("metadata.name"), "oms-prod-us-redis"), "%s named from Args.Name", r.Name)
+			name := r.String("metadata.name")
+			if r.Type == "kubernetes:core/v1:PersistentVolumeClaimPatch" {
+				// The StatefulSet controller names the claims: <template>-<statefulset>-<ordinal>.
+				name = strings.TrimPrefix(name, "data-")
+				assert.Equal(t, "20Gi", r.String("spec.resources.requests.storage"), "%s expands the claim", r.Name)
+			}
+			assert.True(t, strings.HasPrefix(name, "oms-prod-us-redis"), "%s named from Args.Name", r.Name)
 		}
 	}
 }
@@ -370,7 +376,7 @@ func TestObjectsWaitForTheNamespace(t *testing.T) {
 			checked++
 		}
 	}
-	assert.Equal(t, 8, checked, "every Kubernetes object checked")
+	assert.Equal(t, 11, checked, "every Kubernetes object checked")
 }
 
 func slicesContainsSuffix(list []string, suffix string) bool {

@@ -248,3 +248,51 @@ func Checksum(files map[string]string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// ClaimName is the volume claim a StatefulSet creates for replica ordinal from its volumeClaimTemplate named
+// template: <template>-<statefulset>-<ordinal>
+// (https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#stable-storage).
+func ClaimName(template, statefulSet string, ordinal int) string {
+	return fmt.Sprintf("%s-%s-%d", template, statefulSet, ordinal)
+}
+
+// StatefulSetOptions keep a StatefulSet from being replaced by a change to an immutable field: the
+// volumeClaimTemplates stay at their first value (a size change goes to the claims themselves: ExpandClaims),
+// and protect, in production, turns any other replacement (selector, serviceName, podManagementPolicy,
+// revisionHistoryLimit; pulumi-kubernetes replaces on each) into a failed preview instead of every replica
+// going at once.
+func StatefulSetOptions(protect bool) []pulumi.ResourceOption {
+	return []pulumi.ResourceOption{
+		pulumi.IgnoreChanges([]string{"spec.volumeClaimTemplates"}),
+		pulumi.Protect(protect),
+	}
+}
+
+// ExpandClaims sets the requested storage of each replica's claim by server-side apply, so that a size change
+// expands the volumes in place (the StorageClass allows expansion: GKE's premium-rwo does,
+// https://cloud.google.com/kubernetes-engine/docs/how-to/persistent-volumes/volume-expansion) and never touches
+// the StatefulSet. The claims exist once the StatefulSet is ready (the provider awaits it: dependsOn). A claim may
+// only grow; Kubernetes refuses a smaller request.
+func ExpandClaims(ctx *pulumi.Context, name, template, statefulSet, namespace string, replicas, sizeGB int,
+	sts pulumi.Resource, opts ...pulumi.ResourceOption) error {
+	opts = append(slices.Clone(opts), pulumi.DependsOn([]pulumi.Resource{sts}))
+	for i := range replicas {
+		claim := ClaimName(template, statefulSet, i)
+		if _, err := corev1.NewPersistentVolumeClaimPatch(ctx, fmt.Sprintf("%s-%s-%d", name, template, i), &corev1.PersistentVolumeClaimPatchArgs{
+			Metadata: metav1.ObjectMetaPatchArgs{
+				Name:      pulumi.String(claim),
+				Namespace: pulumi.String(namespace),
+				// The claim's storage request belongs to the StatefulSet controller, which created it.
+				Annotations: pulumi.StringMap{"pulumi.com/patchForce": pulumi.String("true")},
+			},
+			Spec: corev1.PersistentVolumeClaimSpecPatchArgs{
+				Resources: corev1.VolumeResourceRequirementsPatchArgs{
+					Requests: pulumi.StringMap{"storage": pulumi.String(fmt.Sprintf("%dGi", sizeGB))},
+				},
+			},
+		}, opts...); err != nil {
+			return fmt.Errorf("claim %s: %w", claim, err)
+		}
+	}
+	return nil
+}
