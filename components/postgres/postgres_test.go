@@ -390,6 +390,35 @@ func TestOutputs(t *testing.T) {
 	}, s)
 }
 
+// The server CA (for the runtime's sslmode=verify-ca) comes from serverCaCerts, in the clear: pulumi-gcp marks the
+// list secret, and a secret would end up hidden in a ConfigMap.
+func TestServerCA(t *testing.T) {
+	type seen struct {
+		pem    string
+		secret bool
+	}
+	got := make(chan seen, 1)
+	args := production()
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		psa, err := privateServices(ctx)
+		if err != nil {
+			return err
+		}
+		args.PrivateServices = psa
+		p, err := postgres.New(ctx, "db", &args)
+		if err != nil {
+			return err
+		}
+		secret := pulumi.IsSecret(p.ServerCA)
+		p.ServerCA.ApplyT(func(pem string) string { got <- seen{pem, secret}; return pem })
+		return nil
+	}, pulumi.WithMocks("omscloud", "test", &inventory.Mocks{Project: "omscloud", Stack: "test"}))
+	require.NoError(t, err)
+	s := <-got
+	assert.Equal(t, "-----BEGIN CERTIFICATE-----\nmock server CA of oms-prod-us-pg\n-----END CERTIFICATE-----\n", s.pem)
+	assert.False(t, s.secret)
+}
+
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
