@@ -2,6 +2,7 @@ package backup_test
 
 import (
 	"encoding/json"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -104,6 +105,7 @@ func evaluate(t *testing.T, args backup.Args, secrets map[string]string) (*inven
 			ServiceAccount:     pulumi.String("oms-prod-eu-runtime").ToStringOutput(),
 			ConfigMap:          pulumi.String("oms-prod-eu-runtime").ToStringOutput(),
 			Secret:             pulumi.String("oms-prod-eu-runtime").ToStringOutput(),
+			DatabaseCA:         pulumi.String("oms-prod-eu-db-ca").ToStringOutput(),
 			NodeSelector:       map[string]string{"omscloud.io/pool": "web"},
 			GracePeriodSeconds: 40,
 		}
@@ -346,6 +348,24 @@ func TestCronJobs(t *testing.T) {
 			require.NotNil(t, keyVolume)
 			assert.Equal(t, "oms-prod-eu-backup-key", keyVolume["secret"].(map[string]any)["secretName"])
 			assert.Equal(t, float64(0o400), keyVolume["secret"].(map[string]any)["defaultMode"])
+
+			// pg_dump verifies Cloud SQL like the runtime: the server CA from the runtime's ConfigMap.
+			var caVolume map[string]any
+			for _, v := range kubetest.List(t, pod, "spec.template.spec.volumes") {
+				if v["name"] == "db-ca" {
+					caVolume = v
+				}
+			}
+			require.NotNil(t, caVolume)
+			assert.Equal(t, "oms-prod-eu-db-ca", caVolume["configMap"].(map[string]any)["name"])
+			var caMount map[string]any
+			for _, m := range c["volumeMounts"].([]any) {
+				if m.(map[string]any)["name"] == "db-ca" {
+					caMount = m.(map[string]any)
+				}
+			}
+			require.NotNil(t, caMount)
+			assert.Equal(t, path.Dir(omsruntime.DatabaseCAFile), caMount["mountPath"])
 		})
 	}
 }
