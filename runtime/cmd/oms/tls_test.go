@@ -24,12 +24,14 @@ func TestDatabaseServerIsVerifiedAgainstTheCAFile(t *testing.T) {
 	require.NoError(t, conn.Close(ctx))
 	// The server accepts TLS only; the URL says sslmode=require, which --db-ca-file turns into verify-ca.
 	dbURL := pg.PrimaryURL("oms")
+	keyFile := writeKey(t)
 	require.Contains(t, dbURL, "sslmode=require")
 	_, err = pgx.Connect(ctx, strings.Replace(dbURL, "sslmode=require", "sslmode=disable", 1))
 	require.ErrorContains(t, err, "no encryption", "the server refuses connections without TLS")
 	oms := func(caFile, dbURL string, args ...string) (string, error) {
 		var stdout, logs strings.Builder
-		env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_DB_CA_FILE": caFile}
+		env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_DB_CA_FILE": caFile,
+			"OMS_BACKUP_KEY_FILE": keyFile, "OMS_PG_BIN_DIR": pg.BinDir()}
 		err := run(ctx, args, &stdout, &logs, func(k string) string { return env[k] })
 		assert.NotContains(t, logs.String(), pg.Password())
 		return stdout.String(), err
@@ -42,6 +44,12 @@ func TestDatabaseServerIsVerifiedAgainstTheCAFile(t *testing.T) {
 	assert.Contains(t, out, `"apiKey"`)
 	_, err = oms(ca.File, dbURL, "migrate") // control and account database, each in its own pool
 	require.NoError(t, err)
+	// pg_dump (libpq) derives its URL from the same one: it verifies the server too.
+	bucket := "file://" + t.TempDir()
+	_, err = oms(ca.File, dbURL, "backup", "--tier", "hourly", "--to", bucket)
+	require.NoError(t, err)
+	_, err = oms(other.File, dbURL, "backup", "--tier", "hourly", "--to", bucket)
+	assert.ErrorContains(t, err, "--db-ca-file/OMS_DB_CA_FILE")
 
 	_, err = oms(other.File, dbURL, "migrate")
 	require.Error(t, err)
