@@ -337,12 +337,36 @@ func TestBackupRestoreRefusesWrongKeyAndDamageThenSwitches(t *testing.T) {
 }
 
 func TestBackupPruneCommandKeepsGFS(t *testing.T) {
-	dir := t.TempDir()
+	t.Run("file", func(t *testing.T) {
+		dir := t.TempDir()
+		pruneCommand(t, "file://"+dir, func(key string) {
+			require.NoError(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(key)), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, key), nil, 0o644))
+		}, func() []string { return files(t, dir) })
+	})
+	t.Run("gs", func(t *testing.T) {
+		gcs := omstest.GCS(t, "oms-backups")
+		pruneCommand(t, "gs://oms-backups", func(key string) {
+			gcs.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "oms-backups", Name: key}})
+		}, func() []string {
+			objs, _, err := gcs.ListObjectsWithOptions("oms-backups", fakestorage.ListOptions{})
+			require.NoError(t, err)
+			var out []string
+			for _, o := range objs {
+				out = append(out, o.Name)
+			}
+			sort.Strings(out)
+			return out
+		})
+	})
+}
+
+// pruneCommand runs `oms backup prune` on bucketURL, whose objects store writes and list lists.
+func pruneCommand(t *testing.T, bucketURL string, store func(key string), list func() []string) {
 	now := time.Date(2026, 11, 21, 14, 30, 0, 0, time.UTC)
 	put := func(tier string, at time.Time) string {
 		_, key := backup.NewID(tier, at)
-		require.NoError(t, os.MkdirAll(filepath.Join(dir, tier), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, key), nil, 0o644))
+		store(key)
 		return key
 	}
 	var want, gone []string
@@ -357,22 +381,22 @@ func TestBackupPruneCommandKeepsGFS(t *testing.T) {
 	want = append(want, put("weekly", now.AddDate(0, 0, -27)))
 	gone = append(gone, put("weekly", now.AddDate(0, 0, -29)))
 	want = append(want, put("monthly", now.AddDate(-2, 0, 0))) // the only monthly: kept although old
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "hourly", "notes.txt"), nil, 0o644))
+	store("hourly/notes.txt")
 
 	var buf bytes.Buffer
-	err := run(context.Background(), []string{"backup", "prune", "--to", "file://" + dir, "--now", now.Format(time.RFC3339), "--dry-run"},
+	err := run(context.Background(), []string{"backup", "prune", "--to", bucketURL, "--now", now.Format(time.RFC3339), "--dry-run"},
 		&buf, io.Discard, func(string) string { return "" })
 	require.NoError(t, err)
 	assert.Contains(t, buf.String(), fmt.Sprintf("would delete %d, kept %d", len(gone), len(want)))
-	require.Len(t, files(t, dir), len(want)+len(gone)+1, "dry run deletes nothing")
+	require.Len(t, list(), len(want)+len(gone)+1, "dry run deletes nothing")
 
 	buf.Reset()
-	err = run(context.Background(), []string{"backup", "prune", "--to", "file://" + dir, "--now", now.Format(time.RFC3339)},
+	err = run(context.Background(), []string{"backup", "prune", "--to", bucketURL, "--now", now.Format(time.RFC3339)},
 		&buf, io.Discard, func(string) string { return "" })
 	require.NoError(t, err)
 	want = append(want, "hourly/notes.txt") // not an archive name: never pruned
 	sort.Strings(want)
-	assert.Equal(t, want, files(t, dir))
+	assert.Equal(t, want, list())
 }
 
 func files(t *testing.T, dir string) []string {
