@@ -157,6 +157,9 @@ func ComputeOutputs(typ, name string, state resource.PropertyMap) {
 	case "gcp:sql/databaseInstance:DatabaseInstance":
 		set("connectionName", fmt.Sprintf("%s:region:%s", project, physical))
 		set("privateIpAddress", "10.30.0.3")
+		state["serverCaCerts"] = resource.NewArrayProperty([]resource.PropertyValue{resource.NewObjectProperty(resource.PropertyMap{
+			"cert": resource.NewProperty("-----BEGIN CERTIFICATE-----\nmock server CA of " + physical + "\n-----END CERTIFICATE-----\n"),
+		})})
 	case "gcp:compute/globalAddress:GlobalAddress", "gcp:compute/address:Address":
 		set("address", "203.0.113.20")
 	case "gcp:certificatemanager/dnsAuthorization:DnsAuthorization":

@@ -205,7 +205,8 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 	assert.Equal(t, "oms-prod-eu-dr-backup", restore.String("spec.template.spec.serviceAccountName"), "runs as the backup identity")
 	env, _ := restore.Get("spec.template.spec.containers[0].env")
 	assert.Contains(t, env, map[string]any{"name": "OMS_BACKUP_KEY_FILE", "value": "/var/run/oms-backup/key"})
-	assert.Equal(t, "oms-prod-eu-dr-restore-key", restore.String("spec.template.spec.volumes[1].secret.secretName"))
+	assert.Equal(t, "oms-prod-eu-dr-db-ca", restore.String("spec.template.spec.volumes[1].configMap.name"), "verifies the DR instance")
+	assert.Equal(t, "oms-prod-eu-dr-restore-key", restore.String("spec.template.spec.volumes[2].secret.secretName"))
 
 	// The primary's archive key reaches the Job only as a secret.
 	key, ok := inv.Find("kubernetes:core/v1:Secret", "oms-prod-eu-dr-restore-key")

@@ -2,6 +2,7 @@ package backup_test
 
 import (
 	"encoding/json"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -104,6 +105,7 @@ func evaluate(t *testing.T, args backup.Args, secrets map[string]string) (*inven
 			ServiceAccount:     pulumi.String("oms-prod-eu-runtime").ToStringOutput(),
 			ConfigMap:          pulumi.String("oms-prod-eu-runtime").ToStringOutput(),
 			Secret:             pulumi.String("oms-prod-eu-runtime").ToStringOutput(),
+			DatabaseCA:         pulumi.String("oms-prod-eu-db-ca").ToStringOutput(),
 			NodeSelector:       map[string]string{"omscloud.io/pool": "web"},
 			GracePeriodSeconds: 40,
 		}
@@ -337,17 +339,34 @@ func TestCronJobs(t *testing.T) {
 			assert.Equal(t, image, env[backup.EnvRelease]["value"], "the release identity goes into every archive")
 
 			// The key arrives as a read-only file from the key Secret.
-			var keyVolume map[string]any
-			for _, v := range kubetest.List(t, pod, "spec.template.spec.volumes") {
-				if v["name"] == "backup-key" {
-					keyVolume = v
-				}
-			}
+			keyVolume := named(kubetest.List(t, pod, "spec.template.spec.volumes"), "backup-key")
 			require.NotNil(t, keyVolume)
 			assert.Equal(t, "oms-prod-eu-backup-key", keyVolume["secret"].(map[string]any)["secretName"])
 			assert.Equal(t, float64(0o400), keyVolume["secret"].(map[string]any)["defaultMode"])
+
+			// pg_dump verifies Cloud SQL like the runtime: the server CA from the runtime's ConfigMap.
+			caVolume := named(kubetest.List(t, pod, "spec.template.spec.volumes"), "db-ca")
+			require.NotNil(t, caVolume)
+			assert.Equal(t, "oms-prod-eu-db-ca", caVolume["configMap"].(map[string]any)["name"])
+			mounts := []map[string]any{}
+			for _, m := range c["volumeMounts"].([]any) {
+				mounts = append(mounts, m.(map[string]any))
+			}
+			caMount := named(mounts, "db-ca")
+			require.NotNil(t, caMount)
+			assert.Equal(t, path.Dir(omsruntime.DatabaseCAFile), caMount["mountPath"])
 		})
 	}
+}
+
+// named is the item of a list of volumes or mounts with this name, or nil.
+func named(items []map[string]any, name string) map[string]any {
+	for _, it := range items {
+		if it["name"] == name {
+			return it
+		}
+	}
+	return nil
 }
 
 func toAny(s []string) []any {

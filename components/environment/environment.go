@@ -134,7 +134,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	cloudflareMode := args.Edge.Provider == "cloudflare"
 	rtArgs := args.Runtime
 	rtArgs.Namespace = Namespace
-	rtArgs.Database.Host, rtArgs.Database.Instance = db.PrivateIP, db.InstanceName
+	rtArgs.Database.Host, rtArgs.Database.Instance, rtArgs.Database.ServerCA = db.PrivateIP, db.InstanceName, db.ServerCA
 	rtArgs.Database.AccountPrefix = postgres.AccountPrefix
 	rtArgs.Database.Accounts = map[string]pulumi.StringInput{}
 	for id, acct := range db.Accounts {

@@ -132,6 +132,9 @@ type DatabaseArgs struct {
 	Host pulumi.StringInput
 	// Instance is the Cloud SQL instance name (postgres.InstanceName).
 	Instance pulumi.StringInput
+	// ServerCA is the PEM of the instance's server CA (postgres.ServerCA): every pod of the oms image gets it as a
+	// file and the runtime verifies the server against it (sslmode=verify-ca).
+	ServerCA pulumi.StringInput
 	// Name of the control database and its login (default "oms").
 	Name string
 	// AccountPrefix names the account databases the runtime opens ("<prefix>_<account>"); it must match the
@@ -462,6 +465,9 @@ func (a *Args) Validate() error {
 	}
 	if d.Database.Instance == nil {
 		add("Database.Instance is required: the Cloud SQL instance name (postgres.InstanceName)")
+	}
+	if d.Database.ServerCA == nil {
+		add("Database.ServerCA is required: the Cloud SQL server CA (postgres.ServerCA), which the runtime verifies the server with")
 	}
 	if !databaseName.MatchString(d.Database.Name) {
 		add("Database.Name %q: 1-24 lowercase letters, digits and '_', starting with a letter (it prefixes account databases)", d.Database.Name)

@@ -193,6 +193,7 @@ func (d *deployer) declare(r *Runtime) error {
 		"OMS_REDIS_MASTER":       a.Redis.MasterName,
 		"OMS_SHUTDOWN_GRACE":     pulumi.String(fmt.Sprintf("%ds", a.ShutdownGraceSeconds)),
 		"OMS_WORKER_CONCURRENCY": pulumi.String(strconv.Itoa(a.Worker.Concurrency)),
+		"OMS_DB_CA_FILE":         pulumi.String(DatabaseCAFile),
 	}
 	if a.Database.AccountPrefix != "" {
 		config["OMS_ACCOUNT_DB_PREFIX"] = pulumi.String(a.Database.AccountPrefix)
@@ -207,12 +208,24 @@ func (d *deployer) declare(r *Runtime) error {
 	if err != nil {
 		return fmt.Errorf("config map: %w", err)
 	}
-	d.checksum = config.ToStringMapOutput().ApplyT(func(m map[string]string) string { return kube.Checksum(m) }).(pulumi.StringOutput)
+	// The CA gets a ConfigMap of its own (envFrom would turn its key into a variable). It counts in the checksum:
+	// the runtime reads the file at start, so a new CA must restart the pods.
+	caMap, err := corev1.NewConfigMap(d.ctx, d.name+"-db-ca", &corev1.ConfigMapArgs{
+		Metadata: d.meta(a.Name+"-db-ca", baseLabels),
+		Data:     pulumi.StringMap{dbCAKey: a.Database.ServerCA},
+	}, d.opts()...)
+	if err != nil {
+		return fmt.Errorf("database CA config map: %w", err)
+	}
+	fingerprint := pulumi.StringMap{dbCAKey: a.Database.ServerCA}
+	maps.Copy(fingerprint, config)
+	d.checksum = fingerprint.ToStringMapOutput().ApplyT(func(m map[string]string) string { return kube.Checksum(m) }).(pulumi.StringOutput)
 	d.w = Wiring{
 		Namespace:          a.Namespace,
 		ServiceAccount:     id.ksa,
 		ConfigMap:          cm.Metadata.Name().Elem(),
 		Secret:             secret.Metadata.Name().Elem(),
+		DatabaseCA:         caMap.Metadata.Name().Elem(),
 		NodeSelector:       a.NodeSelector,
 		GracePeriodSeconds: a.GracePeriodSeconds,
 	}
@@ -374,8 +387,9 @@ func (d *deployer) controlDatabase() (*controlDB, error) {
 		return nil, fmt.Errorf("control database: %w", err)
 	}
 	// The private IP of a REGIONAL instance moves with failover, so one host suffices; read-write makes a client
-	// that lands on a read-only node during failover retry. Cloud SQL enforces TLS (ENCRYPTED_ONLY).
-	url := pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=require&target_session_attrs=read-write",
+	// that lands on a read-only node during failover retry. Cloud SQL enforces TLS (ENCRYPTED_ONLY); verify-ca
+	// checks the server against OMS_DB_CA_FILE (why not verify-full: runtime/postgres.VerifyServerCA).
+	url := pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=verify-ca&target_session_attrs=read-write",
 		a.Database.Name, password, a.Database.Host, a.Database.Name)
 	return &controlDB{url: pulumi.ToSecret(url).(pulumi.StringOutput), ready: []pulumi.Resource{user, db}}, nil
 }

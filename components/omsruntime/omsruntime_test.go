@@ -30,6 +30,8 @@ const (
 	// Plain values of the secret inputs: they must never show up in the inventory.
 	redisPassword = "redis-plaintext-password"
 	amqpURL       = "amqp://oms:amqp-plaintext-password@oms-test-rabbitmq.oms.svc:5672/"
+
+	serverCA = "-----BEGIN CERTIFICATE-----\nthe instance's server CA\n-----END CERTIFICATE-----\n"
 )
 
 var edgePods = map[string]string{"app.kubernetes.io/name": "cloudflared", "app.kubernetes.io/instance": "oms-test"}
@@ -55,6 +57,8 @@ type recorder struct {
 	*inventory.Mocks
 	mu   sync.Mutex
 	deps map[string][]string // "type::name" → "type::name" of the resources it depends on
+	// secrets are the Kubernetes Secrets' stringData in plain text, by object name, for asserting on their values.
+	secrets map[string]map[string]string
 }
 
 func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
@@ -68,13 +72,37 @@ func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		r.deps[args.TypeToken+"::"+args.Name] = names
 		r.mu.Unlock()
 	}
+	if args.TypeToken == "kubernetes:core/v1:Secret" {
+		data := map[string]string{}
+		for k, v := range reveal(args.Inputs["stringData"]).ObjectValue() {
+			data[string(k)] = reveal(v).StringValue()
+		}
+		r.mu.Lock()
+		r.secrets[reveal(args.Inputs["metadata"]).ObjectValue()["name"].StringValue()] = data
+		r.mu.Unlock()
+	}
 	return r.Mocks.NewResource(args)
 }
 
+// reveal unwraps secret and output property values.
+func reveal(v resource.PropertyValue) resource.PropertyValue {
+	for {
+		switch {
+		case v.IsSecret():
+			v = v.SecretValue().Element
+		case v.IsOutput():
+			v = v.OutputValue().Element
+		default:
+			return v
+		}
+	}
+}
+
 type result struct {
-	inv  *inventory.Inventory
-	deps map[string][]string
-	rt   struct {
+	inv     *inventory.Inventory
+	deps    map[string][]string
+	secrets map[string]map[string]string
+	rt      struct {
 		adminTokenSecret     bool
 		email, public, ready string
 	}
@@ -92,15 +120,21 @@ func tryEvaluate(args omsruntime.Args) (*result, error) { return evaluateAs(args
 // evaluateAs runs the runtime under mocks, as an update or (preview) as a preview.
 func evaluateAs(args omsruntime.Args, preview bool) (*result, error) {
 	res := &result{}
-	rec := &recorder{Mocks: &inventory.Mocks{Project: "omscloud", Stack: "test"}, deps: map[string][]string{}}
+	rec := &recorder{Mocks: &inventory.Mocks{Project: "omscloud", Stack: "test"}, deps: map[string][]string{},
+		secrets: map[string]map[string]string{}}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		k8s, err := kubernetes.NewProvider(ctx, "k8s", &kubernetes.ProviderArgs{})
 		if err != nil {
 			return err
 		}
+		ca := args.Database.ServerCA // a test may give its own
+		if ca == nil {
+			ca = pulumi.String(serverCA)
+		}
 		args.Database = omsruntime.DatabaseArgs{
 			Host:     pulumi.String("10.30.0.3"),
 			Instance: pulumi.String("oms-test-pg"),
+			ServerCA: ca,
 			AccountSecrets: map[string]pulumi.StringInput{
 				"acme":   pulumi.String("projects/omscloud-test/secrets/oms-test-db-acme"),
 				"globex": pulumi.String("projects/omscloud-test/secrets/oms-test-db-globex"),
@@ -127,6 +161,7 @@ func evaluateAs(args omsruntime.Args, preview bool) (*result, error) {
 	}
 	res.inv = inventory.New("test", rec.Resources())
 	res.deps = rec.deps
+	res.secrets = rec.secrets
 	return res, nil
 }
 
@@ -211,12 +246,13 @@ func TestEveryContainerIsRestricted(t *testing.T) {
 			assert.Equal(t, float64(65532), pod["runAsUser"])
 			assert.Equal(t, false, w.Bool("spec.template.spec.automountServiceAccountToken"))
 			vols := kubetest.List(t, w, "spec.template.spec.volumes")
-			require.Len(t, vols, 1)
+			require.Len(t, vols, 2)
 			assert.Equal(t, "tmp", vols[0]["name"])
 			assert.NotNil(t, vols[0]["emptyDir"])
+			assert.Equal(t, "db-ca", vols[1]["name"], "the database CA (a ConfigMap: no secret volume)")
 			for _, c := range kubetest.Containers(t, w) {
 				mounts, _ := c["volumeMounts"].([]any)
-				require.Len(t, mounts, 1)
+				require.NotEmpty(t, mounts)
 				assert.Equal(t, "/tmp", mounts[0].(map[string]any)["mountPath"])
 			}
 		})
@@ -225,7 +261,7 @@ func TestEveryContainerIsRestricted(t *testing.T) {
 
 func TestProbesAndDrain(t *testing.T) {
 	inv := evaluate(t, prodArgs()).inv
-	cm := kubetest.One(t, inv, kubetest.ConfigMap)
+	cm := byObjectName(t, inv, kubetest.ConfigMap, "oms-test-runtime")
 	grace, err := time.ParseDuration(cm.String("data.OMS_SHUTDOWN_GRACE"))
 	require.NoError(t, err)
 	assert.Equal(t, "0.0.0.0:8080", cm.String("data.OMS_LISTEN"), "probes and Services reach the pod IP")
@@ -264,10 +300,11 @@ func TestNoSecretInPlainSight(t *testing.T) {
 	}
 	assert.True(t, res.rt.adminTokenSecret, "AdminToken output is secret")
 
-	cm := kubetest.One(t, inv, kubetest.ConfigMap)
-	for k, v := range kubetest.Map(t, cm, "data") {
-		assert.NotEqual(t, inventory.Secret, v, "ConfigMap key %s", k)
-		assert.NotRegexp(t, `(?i)password|token|amqp|postgres://`, k+"="+v.(string), "ConfigMap key %s", k)
+	for _, cm := range inv.OfType(kubetest.ConfigMap) {
+		for k, v := range kubetest.Map(t, cm, "data") {
+			assert.NotEqual(t, inventory.Secret, v, "ConfigMap key %s", k)
+			assert.NotRegexp(t, `(?i)password|token|amqp|postgres://`, k+"="+v.(string), "ConfigMap key %s", k)
+		}
 	}
 	secret := kubetest.One(t, inv, kubetest.Secret)
 	// Any secret value makes the engine mark the whole stringData secret; a per-key map must hold only secrets.
@@ -323,6 +360,60 @@ func TestNoSecretInPlainSight(t *testing.T) {
 		keys(find(t, inv, deployment, "rt-worker")))
 	assert.Equal(t, []string{"OMS_DATABASE_URL"}, keys(inv.OfType(job)[0]))
 	assert.Equal(t, []string{"OMS_ADMIN_TOKEN"}, keys(find(t, inv, job, "rt-smoke")))
+}
+
+// Every pod of the oms image verifies Cloud SQL: the URL asks for verify-ca, the instance's CA is mounted from a
+// ConfigMap, and OMS_DB_CA_FILE points the runtime at it.
+func TestDatabaseServerVerifiedWithTheInstanceCA(t *testing.T) {
+	res := evaluate(t, prodArgs())
+	inv := res.inv
+	dsn := res.secrets["oms-test-runtime"][omsruntime.EnvDatabaseURL]
+	assert.Equal(t, "postgres://oms:mock-generated-rt-db-password@10.30.0.3:5432/oms?sslmode=verify-ca&target_session_attrs=read-write", dsn)
+
+	ca := byObjectName(t, inv, kubetest.ConfigMap, "oms-test-db-ca")
+	assert.Equal(t, map[string]any{"server-ca.pem": serverCA}, kubetest.Map(t, ca, "data"))
+	cfg := byObjectName(t, inv, kubetest.ConfigMap, "oms-test-runtime")
+	assert.Equal(t, omsruntime.DatabaseCAFile, kubetest.Map(t, cfg, "data")["OMS_DB_CA_FILE"])
+	assert.Equal(t, "/etc/oms/db-ca/server-ca.pem", omsruntime.DatabaseCAFile)
+
+	for _, name := range []string{"rt-web-blue", "rt-web-green", "rt-worker"} {
+		assertMountsCA(t, find(t, inv, deployment, name), "oms")
+	}
+	for _, j := range inv.OfType(job) {
+		if j.Name != "rt-smoke" {
+			assertMountsCA(t, j, "migrate")
+		}
+	}
+
+	// A new CA restarts the pods: the runtime reads the file when it starts.
+	checksum := func(res *result) any {
+		return kubetest.Map(t, find(t, res.inv, deployment, "rt-worker"), "spec.template.metadata.annotations")[omsruntime.ConfigChecksumAnnotation]
+	}
+	rotated := prodArgs()
+	rotated.Database.ServerCA = pulumi.String("another CA")
+	assert.NotEqual(t, checksum(res), checksum(evaluate(t, rotated)))
+}
+
+// assertMountsCA asserts the container reads the database CA from the CA ConfigMap at DatabaseCAFile.
+func assertMountsCA(t *testing.T, w inventory.Resource, container string) {
+	t.Helper()
+	c := kubetest.Container(t, w, container)
+	var mounted bool
+	for _, m := range c["volumeMounts"].([]any) {
+		if m := m.(map[string]any); m["name"] == "db-ca" {
+			mounted = true
+			assert.Equal(t, "/etc/oms/db-ca", m["mountPath"], w.Name)
+			assert.Equal(t, true, m["readOnly"], w.Name)
+		}
+	}
+	assert.True(t, mounted, "%s mounts the database CA", w.Name)
+	for _, v := range kubetest.List(t, w, "spec.template.spec.volumes") {
+		if v["name"] == "db-ca" {
+			assert.Equal(t, "oms-test-db-ca", v["configMap"].(map[string]any)["name"], w.Name)
+			return
+		}
+	}
+	t.Errorf("%s has no db-ca volume", w.Name)
 }
 
 func TestPublicServiceFollowsActiveColor(t *testing.T) {
@@ -613,7 +704,7 @@ func TestValidate(t *testing.T) {
 		args := prodArgs()
 		err := args.Validate()
 		require.Error(t, err)
-		for _, want := range []string{"Database.Host", "Database.Instance", "Redis.SentinelAddress", "AMQPURL"} {
+		for _, want := range []string{"Database.Host", "Database.Instance", "Database.ServerCA", "Redis.SentinelAddress", "AMQPURL"} {
 			assert.Contains(t, err.Error(), want)
 		}
 	})

@@ -2,6 +2,7 @@ package omsruntime
 
 import (
 	"maps"
+	"path"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -16,6 +17,15 @@ const (
 	EnvRedisPassword = "OMS_REDIS_PASSWORD"
 	// EnvRedisSentinelPassword authenticates to the sentinels, which require a password too.
 	EnvRedisSentinelPassword = "OMS_REDIS_SENTINEL_PASSWORD"
+)
+
+// DatabaseCAFile is where every pod of the oms image finds the Cloud SQL server CA (OMS_DB_CA_FILE), from the
+// ConfigMap Wiring.DatabaseCA.
+const DatabaseCAFile = "/etc/oms/db-ca/" + dbCAKey
+
+const (
+	dbCAKey    = "server-ca.pem"
+	dbCAVolume = "db-ca"
 )
 
 // AccountPasswordsDir is where the migrate Job finds one file per account id holding its database password.
@@ -33,7 +43,9 @@ type Wiring struct {
 	ServiceAccount pulumi.StringOutput
 	ConfigMap      pulumi.StringOutput
 	Secret         pulumi.StringOutput
-	NodeSelector   map[string]string
+	// DatabaseCA is the ConfigMap holding the database server's CA, mounted at DatabaseCAFile.
+	DatabaseCA   pulumi.StringOutput
+	NodeSelector map[string]string
 	// GracePeriodSeconds is the pods' terminationGracePeriodSeconds.
 	GracePeriodSeconds int
 }
@@ -56,9 +68,10 @@ func (w Wiring) Container(name, image string, args []string, secretKeys []string
 		Env:             env,
 		Resources:       res.args(),
 		SecurityContext: kube.ContainerSecurityContext(uid),
-		VolumeMounts: corev1.VolumeMountArray{corev1.VolumeMountArgs{
-			Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp"),
-		}},
+		VolumeMounts: corev1.VolumeMountArray{
+			corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
+			corev1.VolumeMountArgs{Name: pulumi.String(dbCAVolume), MountPath: pulumi.String(path.Dir(DatabaseCAFile)), ReadOnly: pulumi.Bool(true)},
+		},
 	}
 }
 
@@ -73,7 +86,10 @@ func (w Wiring) PodSpec(restartPolicy string, containers ...corev1.ContainerInpu
 		TerminationGracePeriodSeconds: pulumi.Int(w.GracePeriodSeconds),
 		RestartPolicy:                 pulumi.String(restartPolicy),
 		Containers:                    corev1.ContainerArray(containers),
-		Volumes:                       corev1.VolumeArray{kube.EmptyDir("tmp", "256Mi", false)},
+		Volumes: corev1.VolumeArray{
+			kube.EmptyDir("tmp", "256Mi", false),
+			corev1.VolumeArgs{Name: pulumi.String(dbCAVolume), ConfigMap: corev1.ConfigMapVolumeSourceArgs{Name: w.DatabaseCA}},
+		},
 	}
 }
 

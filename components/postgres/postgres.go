@@ -27,6 +27,9 @@ type Postgres struct {
 	// ConnectionName is "<project>:<region>:<instance>", for the Cloud SQL connectors.
 	ConnectionName pulumi.StringOutput `pulumi:"connectionName"`
 	PrivateIP      pulumi.StringOutput `pulumi:"privateIp"`
+	// ServerCA is the PEM of the CA that signs the instance's server certificate, for clients to verify the
+	// server with (sslmode=verify-ca). Public, so not secret.
+	ServerCA pulumi.StringOutput `pulumi:"serverCa"`
 	// EncryptionKey is the CMEK key's id.
 	EncryptionKey pulumi.StringOutput `pulumi:"encryptionKey"`
 	// Accounts maps each active account id to its database, user and password secret.
@@ -129,6 +132,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	p.ConnectionName = instance.ConnectionName
 	p.PrivateIP = instance.PrivateIpAddress
 	p.EncryptionKey = key.ID().ToStringOutput()
+	p.ServerCA = serverCA(instance)
 	accounts := pulumi.Map{}
 	for id, acct := range p.Accounts {
 		accounts[id] = pulumi.StringMap{"database": acct.Database, "user": acct.User, "passwordSecret": acct.PasswordSecret}
@@ -137,9 +141,25 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		"instanceName":   p.InstanceName,
 		"connectionName": p.ConnectionName,
 		"privateIp":      p.PrivateIP,
+		"serverCa":       p.ServerCA,
 		"encryptionKey":  p.EncryptionKey,
 		"accounts":       accounts,
 	})
+}
+
+// serverCA is every certificate in the instance's serverCaCerts (the current server CA) as one PEM bundle.
+// pulumi-gcp marks serverCaCerts secret; a CA certificate is public, so it is unwrapped.
+func serverCA(instance *sql.DatabaseInstance) pulumi.StringOutput {
+	pems := instance.ServerCaCerts.ApplyT(func(certs []sql.DatabaseInstanceServerCaCert) string {
+		var b strings.Builder
+		for _, c := range certs {
+			if c.Cert != nil {
+				b.WriteString(strings.TrimSpace(*c.Cert) + "\n")
+			}
+		}
+		return b.String()
+	}).(pulumi.StringOutput)
+	return pulumi.Unsecret(pems).(pulumi.StringOutput)
 }
 
 func instanceSettings(a *Args) *sql.DatabaseInstanceSettingsArgs {

@@ -361,7 +361,10 @@ func TestAccountChangesStayWithTheAccount(t *testing.T) {
 }
 
 func TestOutputs(t *testing.T) {
-	type seen struct{ instance, conn, ip, db, user, secret string }
+	type seen struct {
+		instance, conn, ip, db, user, secret, ca string
+		caSecret                                 bool
+	}
 	got := make(chan seen, 1)
 	args := production()
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
@@ -376,8 +379,11 @@ func TestOutputs(t *testing.T) {
 		}
 		require.Len(t, p.Accounts, 2)
 		acct := p.Accounts["contoso"]
-		pulumi.All(p.InstanceName, p.ConnectionName, p.PrivateIP, acct.Database, acct.User, acct.PasswordSecret).ApplyT(func(v []any) error {
-			got <- seen{v[0].(string), v[1].(string), v[2].(string), v[3].(string), v[4].(string), v[5].(string)}
+		// The server CA (the runtime's sslmode=verify-ca) is in the clear: pulumi-gcp marks serverCaCerts secret,
+		// and a secret would end up hidden in the runtime's ConfigMap.
+		caSecret := pulumi.IsSecret(p.ServerCA)
+		pulumi.All(p.InstanceName, p.ConnectionName, p.PrivateIP, acct.Database, acct.User, acct.PasswordSecret, p.ServerCA).ApplyT(func(v []any) error {
+			got <- seen{v[0].(string), v[1].(string), v[2].(string), v[3].(string), v[4].(string), v[5].(string), v[6].(string), caSecret}
 			return nil
 		})
 		return nil
@@ -387,6 +393,7 @@ func TestOutputs(t *testing.T) {
 	assert.Equal(t, seen{
 		instance: "oms-prod-us-pg", conn: "omscloud-prod-us:region:oms-prod-us-pg", ip: "10.30.0.3",
 		db: "acct_contoso", user: "acct_contoso", secret: "db-secret-contoso-id",
+		ca: "-----BEGIN CERTIFICATE-----\nmock server CA of oms-prod-us-pg\n-----END CERTIFICATE-----\n",
 	}, s)
 }
 

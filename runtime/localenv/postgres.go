@@ -35,10 +35,19 @@ type PostgresOptions struct {
 	Async bool
 	// Settings are extra server settings passed as -c name=value to every node, e.g. {"fsync": "off"}.
 	Settings map[string]string
+	// TLS, if set, makes every node serve TLS with this certificate and refuse connections without TLS over TCP,
+	// like Cloud SQL (ENCRYPTED_ONLY), so clients can verify the server as they verify Cloud SQL. The URLs then
+	// carry sslmode=require.
+	TLS *PostgresTLS
 	// BinDir is where the server binaries are; default: the newest /usr/lib/postgresql/*/bin, else PATH.
 	BinDir string
 	// Logger receives start-up timings and events; default slog.Default().
 	Logger *slog.Logger
+}
+
+// PostgresTLS is a server certificate chain and its private key, in PEM.
+type PostgresTLS struct {
+	CertPEM, KeyPEM []byte
 }
 
 const (
@@ -56,6 +65,7 @@ type Postgres struct {
 	user     *osUser
 	password string
 	sockDir  string
+	tlsDir   string // server.crt and server.key, when serving TLS
 
 	mu       sync.Mutex
 	primary  *pgNode
@@ -113,6 +123,24 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 	reused, err := p.initPrimary(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if opts.TLS != nil {
+		// The server refuses a key readable by others, or not owned by the user it runs as.
+		tlsDir := filepath.Join(dir, "tls")
+		err := p.user.mkdir(tlsDir)
+		if err == nil {
+			err = p.user.writeFile(filepath.Join(tlsDir, "server.crt"), opts.TLS.CertPEM, 0o600)
+		}
+		if err == nil {
+			err = p.user.writeFile(filepath.Join(tlsDir, "server.key"), opts.TLS.KeyPEM, 0o600)
+		}
+		if err == nil {
+			err = hostSSLOnly(filepath.Join(dir, "primary", "pg_hba.conf"))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("localenv: postgres TLS: %w", err)
+		}
+		p.tlsDir = tlsDir
 	}
 	p.primary = &pgNode{role: "primary", data: filepath.Join(dir, "primary")}
 	if err := p.startNode(ctx, p.primary); err != nil {
@@ -220,6 +248,21 @@ func (p *Postgres) initPrimary(ctx context.Context) (reused bool, err error) {
 	return false, nil
 }
 
+// hostSSLOnly turns the TCP ("host") lines of a pg_hba.conf into "hostssl" lines: no TLS, no connection.
+func hostSSLOnly(hba string) error {
+	b, err := os.ReadFile(hba)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if rest, ok := strings.CutPrefix(l, "host "); ok {
+			lines[i] = "hostssl " + rest
+		}
+	}
+	return os.WriteFile(hba, []byte(strings.Join(lines, "\n")), 0o600)
+}
+
 // serverArgs are the command-line settings of a node; ports and settings on the command line, not in
 // postgresql.conf, so a copied data directory (the standby) does not inherit the primary's.
 func (p *Postgres) serverArgs(n *pgNode) []string {
@@ -236,6 +279,11 @@ func (p *Postgres) serverArgs(n *pgNode) []string {
 	}
 	if n.role == "primary" && p.opts.Standby && !p.opts.Async {
 		set["synchronous_standby_names"] = "*"
+	}
+	if p.tlsDir != "" {
+		set["ssl"] = "on"
+		set["ssl_cert_file"] = filepath.Join(p.tlsDir, "server.crt")
+		set["ssl_key_file"] = filepath.Join(p.tlsDir, "server.key")
 	}
 	for k, v := range p.opts.Settings {
 		set[k] = v
@@ -374,7 +422,11 @@ func (p *Postgres) buildURL(ports []int, db string) string {
 	for i, port := range ports {
 		hosts[i] = "127.0.0.1:" + strconv.Itoa(port)
 	}
-	q := url.Values{"sslmode": {"disable"}, "connect_timeout": {"5"}}
+	sslmode := "disable"
+	if p.tlsDir != "" {
+		sslmode = "require"
+	}
+	q := url.Values{"sslmode": {sslmode}, "connect_timeout": {"5"}}
 	if len(ports) > 1 {
 		q.Set("target_session_attrs", "read-write")
 	}

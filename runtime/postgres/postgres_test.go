@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -400,6 +402,98 @@ func TestAdoptProvisionedAccountDatabase(t *testing.T) {
 	again, err := reg.AdoptAccount(ctx, &oms.Account{ID: "north-wind", Name: "north-wind"}, "provisioned-pw")
 	require.NoError(t, err)
 	assert.False(t, again, "adopting twice is a no-op")
+}
+
+// Cloud SQL creates API-provisioned (BUILT_IN) users with CREATEROLE and CREATEDB, as members of
+// cloudsqlsuperuser (https://cloud.google.com/sql/docs/postgres/users#default-users); its admin login is no
+// superuser. Adoption must leave the account's own credentials unable to create roles or databases.
+func TestAdoptStripsCloudSQLPrivilegesFromTheAccountRole(t *testing.T) {
+	ctx := context.Background()
+	url := omstest.ControlDB(t)
+	prefix := fmt.Sprintf("acctp%d", os.Getpid()%100000)
+	super, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer super.Close(ctx)
+	exec := func(conn *pgx.Conn, sql string) {
+		t.Helper()
+		_, err := conn.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	// Cloud SQL's shape: cloudsqlsuperuser (cluster-wide, so shared by tests and kept) and an admin login in it.
+	exec(super, `DO $$ BEGIN CREATE ROLE cloudsqlsuperuser NOLOGIN CREATEROLE CREATEDB;
+		EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
+	admin, role := prefix+"_admin", prefix+"_north"
+	exec(super, fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'admin-pw' CREATEROLE CREATEDB IN ROLE cloudsqlsuperuser`, admin))
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), url)
+		if err != nil {
+			return
+		}
+		defer conn.Close(context.Background())
+		// The control database is dropped after this (omstest); the roles must own nothing by then.
+		_, _ = conn.Exec(context.Background(), fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, role))
+		_, _ = conn.Exec(context.Background(), fmt.Sprintf(`REASSIGN OWNED BY %s, %s TO postgres`, admin, role))
+		_, _ = conn.Exec(context.Background(), fmt.Sprintf(`DROP OWNED BY %s, %s CASCADE`, admin, role))
+		_, _ = conn.Exec(context.Background(), fmt.Sprintf(`DROP ROLE IF EXISTS %s, %s`, role, admin))
+	})
+	// The admin owns the control database, as the runtime's control login does on Cloud SQL.
+	var controlDB string
+	require.NoError(t, super.QueryRow(ctx, `SELECT current_database()`).Scan(&controlDB))
+	exec(super, fmt.Sprintf(`ALTER DATABASE %s OWNER TO %s`, controlDB, admin))
+	exec(super, fmt.Sprintf(`ALTER SCHEMA public OWNER TO %s`, admin))
+	exec(super, fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'provisioned-pw' CREATEROLE CREATEDB IN ROLE cloudsqlsuperuser`, role))
+	// Databases created through the Cloud SQL API belong to cloudsqlsuperuser.
+	exec(super, fmt.Sprintf(`CREATE DATABASE %s OWNER cloudsqlsuperuser`, role))
+
+	adminURL := strings.Replace(url, "postgres:"+omstest.Postgres(t).Password()+"@", admin+":admin-pw@", 1)
+	require.NotEqual(t, url, adminURL)
+	reg, err := postgres.Open(ctx, postgres.Options{URL: adminURL, NamePrefix: prefix})
+	require.NoError(t, err)
+	t.Cleanup(reg.Close)
+	require.NoError(t, reg.Migrate(ctx))
+	adopted, err := reg.AdoptAccount(ctx, &oms.Account{ID: "north", Name: "north"}, "provisioned-pw")
+	require.NoError(t, err)
+	require.True(t, adopted)
+
+	var createRole, createDB, member bool
+	require.NoError(t, super.QueryRow(ctx, `SELECT rolcreaterole, rolcreatedb,
+		pg_has_role(oid, 'cloudsqlsuperuser', 'MEMBER') FROM pg_roles WHERE rolname = $1`, role).Scan(&createRole, &createDB, &member))
+	assert.False(t, createRole, "rolcreaterole")
+	assert.False(t, createDB, "rolcreatedb")
+	assert.False(t, member, "member of cloudsqlsuperuser")
+
+	acct, err := pgx.Connect(ctx, strings.Replace(adminURL, admin+":admin-pw@", role+":provisioned-pw@", 1))
+	require.NoError(t, err)
+	defer acct.Close(ctx)
+	for _, sql := range []string{
+		`CREATE DATABASE ` + prefix + `_sneaky`,
+		`CREATE ROLE ` + prefix + `_sneaky`,
+		`SET ROLE cloudsqlsuperuser`,
+	} {
+		_, err := acct.Exec(ctx, sql)
+		if !assert.Error(t, err, "the account role ran %q", sql) {
+			_, _ = super.Exec(ctx, `DROP DATABASE IF EXISTS `+prefix+`_sneaky`)
+			_, _ = super.Exec(ctx, `DROP ROLE IF EXISTS `+prefix+`_sneaky`)
+			continue
+		}
+		assert.Equal(t, "42501", pgErrCode(err), "%s: %v", sql, err) // insufficient_privilege
+	}
+
+	// Adopting again (every `oms migrate --accounts`) strips again: a role changed since is corrected.
+	exec(super, fmt.Sprintf(`ALTER ROLE %s CREATEDB`, role))
+	again, err := reg.AdoptAccount(ctx, &oms.Account{ID: "north", Name: "north"}, "provisioned-pw")
+	require.NoError(t, err)
+	assert.False(t, again)
+	require.NoError(t, super.QueryRow(ctx, `SELECT rolcreatedb FROM pg_roles WHERE rolname = $1`, role).Scan(&createDB))
+	assert.False(t, createDB, "rolcreatedb after a second adoption")
+}
+
+func pgErrCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
 }
 
 func TestAdoptRefusesWhatIsNotProvisionedOrAWrongPassword(t *testing.T) {

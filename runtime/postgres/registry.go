@@ -239,7 +239,7 @@ func (r *Registry) provision(ctx context.Context, a *oms.Account, dbName, role, 
 
 // AdoptAccount registers an account whose role and database were provisioned outside the runtime — in the cloud,
 // Cloud SQL users and databases declared by omscloud — with that role's password. It makes the role the owner of its
-// database, closes the database to every other role, and migrates it. It issues no API key (IssueKey does), so
+// database, restricts the role (restrictRole), closes the database to every other role, and migrates it. It issues no API key (IssueKey does), so
 // nothing secret is printed by the deploy job that calls it. It reports false for an account already registered.
 func (r *Registry) AdoptAccount(ctx context.Context, a *oms.Account, password string) (bool, error) {
 	if err := a.Validate(); err != nil {
@@ -264,6 +264,10 @@ func (r *Registry) AdoptAccount(ctx context.Context, a *oms.Account, password st
 		return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
 	}
 	if tag.RowsAffected() == 0 {
+		// Already registered: restrict again, for accounts adopted before roles were restricted or changed since.
+		if err := r.restrictRole(ctx, role); err != nil {
+			return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
+		}
 		return false, nil
 	}
 	if err := r.adopt(ctx, a.ID, dbName, role); err != nil {
@@ -300,6 +304,9 @@ func (r *Registry) adopt(ctx context.Context, id, dbName, role string) error {
 			return fmt.Errorf("take over database: %s: %w", s, err)
 		}
 	}
+	if err := r.restrictRole(ctx, role); err != nil {
+		return err
+	}
 	// Opening the account's pool proves the password; migrating runs as the account's own role.
 	store, err := r.Store(ctx, id)
 	if err != nil {
@@ -310,6 +317,41 @@ func (r *Registry) adopt(ctx context.Context, id, dbName, role string) error {
 	}
 	_, err = r.control.Exec(ctx, `UPDATE accounts SET ready = true WHERE id = $1`, id)
 	return err
+}
+
+// restrictRole takes from an adopted role what Cloud SQL gives every user created through its API: CREATEROLE,
+// CREATEDB and membership in cloudsqlsuperuser (https://cloud.google.com/sql/docs/postgres/users), so that an
+// account's own credentials can create neither roles nor databases. It is idempotent.
+func (r *Registry) restrictRole(ctx context.Context, role string) error {
+	qRole := pgx.Identifier{role}.Sanitize()
+	if _, err := r.control.Exec(ctx, fmt.Sprintf(`ALTER ROLE %s NOCREATEDB NOCREATEROLE`, qRole)); err != nil {
+		return fmt.Errorf("restrict role %s: %w", role, err)
+	}
+	member := func() (bool, error) {
+		var m bool
+		err := r.control.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_auth_members m
+			JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+			WHERE g.rolname = 'cloudsqlsuperuser' AND u.rolname = $1)`, role).Scan(&m)
+		return m, err
+	}
+	m, err := member()
+	if err != nil {
+		return fmt.Errorf("restrict role %s: %w", role, err)
+	}
+	if !m {
+		return nil
+	}
+	// SET ROLE cloudsqlsuperuser would give back CREATEROLE and CREATEDB. A control login that may not revoke
+	// (PostgreSQL 16 only lets the grantor revoke, and warns instead of failing) leaves it: say so, don't fail.
+	_, err = r.control.Exec(ctx, fmt.Sprintf(`REVOKE cloudsqlsuperuser FROM %s`, qRole))
+	if err == nil {
+		m, err = member()
+	}
+	if err != nil || m {
+		r.log.Warn("account role is still a member of cloudsqlsuperuser: revoke it as the instance's admin",
+			"role", role, "err", err)
+	}
+	return nil
 }
 
 // forget closes an account's pool and drops its cached keys.

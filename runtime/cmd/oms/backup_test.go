@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -336,12 +337,36 @@ func TestBackupRestoreRefusesWrongKeyAndDamageThenSwitches(t *testing.T) {
 }
 
 func TestBackupPruneCommandKeepsGFS(t *testing.T) {
-	dir := t.TempDir()
+	t.Run("file", func(t *testing.T) {
+		dir := t.TempDir()
+		pruneCommand(t, "file://"+dir, func(key string) {
+			require.NoError(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(key)), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, key), nil, 0o644))
+		}, func() []string { return files(t, dir) })
+	})
+	t.Run("gs", func(t *testing.T) {
+		gcs := omstest.GCS(t, "oms-backups")
+		pruneCommand(t, "gs://oms-backups", func(key string) {
+			gcs.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "oms-backups", Name: key}})
+		}, func() []string {
+			objs, _, err := gcs.ListObjectsWithOptions("oms-backups", fakestorage.ListOptions{})
+			require.NoError(t, err)
+			var out []string
+			for _, o := range objs {
+				out = append(out, o.Name)
+			}
+			sort.Strings(out)
+			return out
+		})
+	})
+}
+
+// pruneCommand runs `oms backup prune` on bucketURL, whose objects store writes and list lists.
+func pruneCommand(t *testing.T, bucketURL string, store func(key string), list func() []string) {
 	now := time.Date(2026, 11, 21, 14, 30, 0, 0, time.UTC)
 	put := func(tier string, at time.Time) string {
 		_, key := backup.NewID(tier, at)
-		require.NoError(t, os.MkdirAll(filepath.Join(dir, tier), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, key), nil, 0o644))
+		store(key)
 		return key
 	}
 	var want, gone []string
@@ -356,22 +381,22 @@ func TestBackupPruneCommandKeepsGFS(t *testing.T) {
 	want = append(want, put("weekly", now.AddDate(0, 0, -27)))
 	gone = append(gone, put("weekly", now.AddDate(0, 0, -29)))
 	want = append(want, put("monthly", now.AddDate(-2, 0, 0))) // the only monthly: kept although old
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "hourly", "notes.txt"), nil, 0o644))
+	store("hourly/notes.txt")
 
 	var buf bytes.Buffer
-	err := run(context.Background(), []string{"backup", "prune", "--to", "file://" + dir, "--now", now.Format(time.RFC3339), "--dry-run"},
+	err := run(context.Background(), []string{"backup", "prune", "--to", bucketURL, "--now", now.Format(time.RFC3339), "--dry-run"},
 		&buf, io.Discard, func(string) string { return "" })
 	require.NoError(t, err)
 	assert.Contains(t, buf.String(), fmt.Sprintf("would delete %d, kept %d", len(gone), len(want)))
-	require.Len(t, files(t, dir), len(want)+len(gone)+1, "dry run deletes nothing")
+	require.Len(t, list(), len(want)+len(gone)+1, "dry run deletes nothing")
 
 	buf.Reset()
-	err = run(context.Background(), []string{"backup", "prune", "--to", "file://" + dir, "--now", now.Format(time.RFC3339)},
+	err = run(context.Background(), []string{"backup", "prune", "--to", bucketURL, "--now", now.Format(time.RFC3339)},
 		&buf, io.Discard, func(string) string { return "" })
 	require.NoError(t, err)
 	want = append(want, "hourly/notes.txt") // not an archive name: never pruned
 	sort.Strings(want)
-	assert.Equal(t, want, files(t, dir))
+	assert.Equal(t, want, list())
 }
 
 func files(t *testing.T, dir string) []string {
@@ -442,4 +467,57 @@ func TestBackupRestoreFinishesAnInterruptedSwitch(t *testing.T) {
 		assert.NotContains(t, n, "_restore_", "no restore database left")
 	}
 	assert.Equal(t, before, takeSnapshot(t, e.controlURL, "alpha"))
+}
+
+// `oms backup --to gs://…` and `oms restore --from gs://…` on the GCS emulator: back up to the primary region's
+// bucket, copy the archives to the DR region's bucket (as bucket replication does), lose everything, and restore
+// from the DR bucket alone.
+func TestBackupToGCSRestoreFromTheDRBucket(t *testing.T) {
+	gcs := omstest.GCS(t, "oms-prod-eu-backups", "oms-prod-eu-dr-backups")
+	e := newBackupEnv(t)
+	ids := []string{"alpha", "bravo-2"}
+	before := map[string]snapshot{}
+	for _, id := range ids {
+		before[id] = takeSnapshot(t, e.controlURL, id)
+	}
+	out, err := e.oms(t, nil, "backup", "--tier", "weekly", "--to", "gs://oms-prod-eu-backups")
+	require.NoError(t, err)
+	var written struct{ Key string }
+	require.NoError(t, json.Unmarshal([]byte(out), &written), out)
+	assert.Regexp(t, `^weekly/\d{8}T\d{6}Z-[0-9a-f]{8}\.omsbak$`, written.Key)
+
+	obj, err := gcs.GetObject("oms-prod-eu-backups", written.Key)
+	require.NoError(t, err, "the archive is in the bucket")
+	assert.NotContains(t, string(obj.Content), "SKU-1", "encrypted")
+	gcs.CreateObject(fakestorage.Object{
+		ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "oms-prod-eu-dr-backups", Name: written.Key},
+		Content:     obj.Content,
+	})
+
+	out, err = e.oms(t, nil, "backup", "list", "--to", "gs://oms-prod-eu-dr-backups", "--json")
+	require.NoError(t, err)
+	var listedOut []listed
+	require.NoError(t, json.Unmarshal([]byte(out), &listedOut))
+	require.Len(t, listedOut, 1)
+	assert.Equal(t, ids, listedOut[0].Accounts)
+
+	for _, id := range ids {
+		e.exec(t, e.adminURL, `DROP DATABASE `+pgx.Identifier{e.prefix + "_" + strings.ReplaceAll(id, "-", "_")}.Sanitize()+` WITH (FORCE)`)
+	}
+	e.exec(t, e.controlURL, `DELETE FROM accounts`)
+	require.NoError(t, os.RemoveAll(e.mediaDir))
+	require.NoError(t, os.MkdirAll(e.mediaDir, 0o755))
+
+	out, err = e.oms(t, nil, "restore", "--from", "gs://oms-prod-eu-dr-backups", "--latest")
+	require.NoError(t, err)
+	assert.Regexp(t, `restored \S+ \(release europe-docker.pkg.dev/p/oms/runtime@sha256:1234\): 2 accounts, \d+ rows, 2 media objects`, out)
+	for _, id := range ids {
+		assert.Equal(t, before[id], takeSnapshot(t, e.controlURL, id), "account %s", id)
+	}
+	fi, err := os.Stat(filepath.Join(e.mediaDir, "labels", "big.bin"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(3<<20+17), fi.Size(), "a multi-chunk object came back whole")
+
+	_, err = e.oms(t, nil, "restore", "--from", "gs://no-such-bucket", "--latest")
+	assert.Error(t, err, "a missing bucket is an error, not an empty restore")
 }

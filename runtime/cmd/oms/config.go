@@ -13,13 +13,16 @@ import (
 	"time"
 
 	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
 // config is every setting of every command; each flag has an OMS_* variable.
 type config struct {
-	Listen          string
-	AdminToken      string
-	DatabaseURL     string
+	Listen      string
+	AdminToken  string
+	DatabaseURL string
+	// DBCAFile is the database server's CA (PEM); validate makes DatabaseURL verify against it.
+	DBCAFile        string
 	AccountDBPrefix string
 	// AdoptAccounts and AccountPasswordsDir let migrate register accounts provisioned by the infrastructure.
 	AdoptAccounts       string
@@ -109,6 +112,7 @@ func (c *config) flags(cmd string, stderr io.Writer, getenv func(string) string)
 	db := func() {
 		c.str(fs, getenv, &c.DatabaseURL, "database-url", "OMS_DATABASE_URL", "",
 			"control database URL; list every node with target_session_attrs=read-write so a promoted standby is found")
+		c.str(fs, getenv, &c.DBCAFile, "db-ca-file", "OMS_DB_CA_FILE", "", dbCAHelp)
 		c.str(fs, getenv, &c.AccountDBPrefix, "account-db-prefix", "OMS_ACCOUNT_DB_PREFIX", "",
 			"prefix of account database and role names (default: the control database name)")
 		c.int(fs, getenv, &c.MaxConns, "max-conns-per-account", "OMS_MAX_CONNS_PER_ACCOUNT", 8, "connection pool size per account database")
@@ -166,11 +170,15 @@ func (c *config) flags(cmd string, stderr io.Writer, getenv func(string) string)
 	return fs
 }
 
+const dbCAHelp = "PEM file of the database server's CA: every connection (control and account databases, pg_dump) " +
+	"uses sslmode=verify-ca against it"
+
 // backupFlags declares the flags of backup, backup list, backup prune and restore.
 func (c *config) backupFlags(fs *flag.FlagSet, getenv func(string) string, cmd string) {
 	bucket := "bucket URL of the archives: gs://<bucket> or file:///<dir>"
 	withDB := func() {
 		c.str(fs, getenv, &c.DatabaseURL, "database-url", "OMS_DATABASE_URL", "", "control database URL")
+		c.str(fs, getenv, &c.DBCAFile, "db-ca-file", "OMS_DB_CA_FILE", "", dbCAHelp)
 		c.str(fs, getenv, &c.AccountDBPrefix, "account-db-prefix", "OMS_ACCOUNT_DB_PREFIX", "",
 			"prefix of account database and role names (default: the control database name)")
 		c.str(fs, getenv, &c.KeyFile, "key-file", "OMS_BACKUP_KEY_FILE", "",
@@ -213,6 +221,12 @@ func (c *config) validate(cmd string) error {
 			errs = append(errs, "--database-url/OMS_DATABASE_URL is required (e.g. postgres://oms@db1,db2/oms?target_session_attrs=read-write)")
 		} else if _, err := url.Parse(c.DatabaseURL); err != nil || !strings.HasPrefix(c.DatabaseURL, "postgres") {
 			errs = append(errs, "--database-url/OMS_DATABASE_URL must be a postgres:// URL")
+		} else if c.DBCAFile != "" {
+			u, err := postgres.VerifyServerCA(c.DatabaseURL, c.DBCAFile)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("--db-ca-file/OMS_DB_CA_FILE: %v", err))
+			}
+			c.DatabaseURL = u
 		}
 	}
 	if cmd == "migrate" && c.AdoptAccounts != "" {

@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
 func main() {
@@ -77,6 +79,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	return explainDatabaseError(cfg, dispatch(ctx, cmd, cfg, log, stdout))
+}
+
+// explainDatabaseError names the flag to fix when the database server's certificate fails verification.
+func explainDatabaseError(cfg *config, err error) error {
+	if err == nil || !postgres.IsServerCertificateError(err) {
+		return err
+	}
+	if cfg.DBCAFile == "" {
+		return fmt.Errorf("%w: set --db-ca-file/OMS_DB_CA_FILE to the database server's CA certificate (PEM)", err)
+	}
+	return fmt.Errorf("%w: the database server's certificate is not signed by the CA in --db-ca-file/OMS_DB_CA_FILE (%s): "+
+		"give the Cloud SQL instance's server CA", err, cfg.DBCAFile)
+}
+
+func dispatch(ctx context.Context, cmd string, cfg *config, log *slog.Logger, stdout io.Writer) error {
 	switch cmd {
 	case "serve":
 		return serve(ctx, cfg, log)
