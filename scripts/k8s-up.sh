@@ -8,6 +8,11 @@
 #   ...
 #   scripts/k8s-down.sh "$dir"
 #
+# kwok runs the pod stages in scripts/kwok-stages.yaml (kwok's defaults plus pod-smoke-fail) and heartbeats its
+# nodes through leases; the controller-manager allows a node 5 minutes without a heartbeat. Without leases kwok
+# heartbeats only every 20-45 s through a stage, which under load crosses the default 40-50 s grace period: the
+# nodes go NotReady and every pod on them turns unready for good.
+#
 # Environment: K8S_BIN_DIR (default ${OMSCLOUD_CACHE:-$HOME/.cache/omscloud}/k8s/v1.33.13/bin),
 # K8S_UP_TIMEOUT seconds per component (default 120).
 set -euo pipefail
@@ -152,6 +157,7 @@ launch kube-controller-manager "$bin/kube-controller-manager" \
 	--service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
 	--use-service-account-credentials \
 	--horizontal-pod-autoscaler-sync-period 2s \
+	--node-monitor-grace-period 5m \
 	--leader-elect=false --profiling=false
 
 launch kube-scheduler "$bin/kube-scheduler" \
@@ -165,6 +171,8 @@ launch kwok "$bin/kwok" --kubeconfig "$state/kubeconfig" \
 	--manage-all-nodes=false \
 	--manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
 	--manage-nodes-with-label-selector= \
+	--node-lease-duration-seconds 40 \
+	--config "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kwok-stages.yaml" \
 	--server-address "127.0.0.1:$kwok_port"
 
 healthz() { curl -sfk "https://127.0.0.1:$1/healthz" >/dev/null; }
