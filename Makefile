@@ -29,11 +29,13 @@ test-infra:
 test-runtime:
 	cd runtime && $(GO) test $(GOTEST_FLAGS) -count=1 ./...
 
-# The real kube-apiserver (kubeverify/) and Pulumi CLI (enginetest/) those layers need; their tests skip without
-# them, except under CI=true. Cached in ~/.cache/omscloud: the first build takes 15-40 minutes.
+# The real kube-apiserver (kubeverify/, enginetest/), Pulumi CLI (enginetest/) and Pulumi Kubernetes provider
+# (enginetest/'s real-provider test) those layers need; their tests skip without them, except under CI=true.
+# Cached in ~/.cache/omscloud: the first build takes 25-60 minutes.
 tools:
 	bash scripts/k8s-build.sh
 	bash scripts/pulumi-build.sh
+	bash scripts/k8s-provider-build.sh
 
 # The runtime's benchmark table (bench/README.md): every figure next to a baseline from the same run.
 # Default sizes take about 3 minutes; BENCH_FLAGS=--quick runs a ~1.5-minute smoke check.

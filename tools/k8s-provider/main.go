@@ -1,0 +1,38 @@
+// The shipped cmd/pulumi-resource-kubernetes/main.go of github.com/pulumi/pulumi-kubernetes/provider/v4, without
+// its go:generate line: scripts/k8s-provider-build.sh copies this file into a build directory next to the
+// schema-embed.json and terraform-mapping-embed.json that the module's own generate.go writes.
+
+// Copyright 2016-2018, Pulumi Corporation.
+//
+// Licensed under the Apache License, Version 2.0 (the "License");
+// you may not use this file except in compliance with the License.
+// You may obtain a copy of the License at
+//
+//     http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing, software
+// distributed under the License is distributed on an "AS IS" BASIS,
+// WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+// See the License for the specific language governing permissions and
+// limitations under the License.
+
+package main
+
+import (
+	_ "embed"
+
+	"github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/provider"
+	"github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version"
+)
+
+var providerName = "kubernetes"
+
+//go:embed schema-embed.json
+var pulumiSchema []byte
+
+//go:embed terraform-mapping-embed.json
+var terraformMapping []byte
+
+func main() {
+	provider.Serve(providerName, version.Version, pulumiSchema, terraformMapping)
+}
