@@ -38,6 +38,8 @@ type Cloud struct {
 	resources map[string]liveResource
 	// addresses counts the IP addresses allocated so far.
 	addresses int
+	// clusterAPI, when set, is the Kubernetes API server every GKE cluster answers with (SetClusterAPI).
+	clusterAPI *ClusterAPI
 }
 
 type liveResource struct {
@@ -222,6 +224,7 @@ func (c *Cloud) Create(urn, typ, id string, inputs, outputs resource.PropertyMap
 				c.workloadPools[pool] = true
 			}
 		}
+		c.clusterAPI.answer(outputs)
 	case "gcp:container/nodePool:NodePool":
 		initial := 0
 		if v, ok := inputs["initialNodeCount"]; ok && v.IsNumber() {
