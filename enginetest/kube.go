@@ -126,14 +126,24 @@ func StartKubeCluster(projectDir string) (*KubeCluster, error) {
 			return nil, fmt.Errorf("Kubernetes control plane %w: %s missing in %s: run scripts/k8s-build.sh", ErrNotBuilt, b, bin)
 		}
 	}
-	dir, err := os.MkdirTemp("", "enginetest-k8s-")
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command("bash", filepath.Join(projectDir, "scripts", "k8s-up.sh"), dir)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("K8S_OWNER_PID=%d", os.Getpid()), "K8S_BIN_DIR="+bin)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("scripts/k8s-up.sh: %w\n%s", err, out)
+	var dir string
+	// k8s-up.sh picks free ports, which another process on this shared machine may take before a component binds
+	// them: then it starts again on new ones.
+	for attempt := 1; ; attempt++ {
+		var err error
+		if dir, err = os.MkdirTemp("", "enginetest-k8s-"); err != nil {
+			return nil, err
+		}
+		cmd := exec.Command("bash", filepath.Join(projectDir, "scripts", "k8s-up.sh"), dir)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("K8S_OWNER_PID=%d", os.Getpid()), "K8S_BIN_DIR="+bin)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(string(out), "address already in use") {
+			return nil, fmt.Errorf("scripts/k8s-up.sh: %w\n%s", err, out)
+		}
+		_ = os.RemoveAll(dir)
 	}
 	k := &KubeCluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), projectDir: projectDir, kubectl: filepath.Join(bin, "kubectl")}
 	if err := k.load(); err != nil {

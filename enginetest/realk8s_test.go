@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,9 @@ func requireKube(t *testing.T, projectDir string) *enginetest.KubeCluster {
 // nodesPerPoolZone kwok nodes per node pool and zone: more than one, so that hostname anti-affinity has a choice.
 const nodesPerPoolZone = 2
 
+// parallelStacks is how many stacks update at once in TestShippedStacksOnRealKubernetes.
+const parallelStacks = 2
+
 // TestShippedStacksOnRealKubernetes runs every shipped stack with the real Pulumi Kubernetes provider against a real
 // kube-apiserver (kwok nodes shaped like the stack's node pools): up succeeds and leaves every Deployment and
 // StatefulSet ready, every PVC bound and every Job complete on the server; a second preview, diffed by the provider
@@ -86,9 +90,14 @@ func TestShippedStacksOnRealKubernetes(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, names)
 
-	// Stacks run one after another: each up drives a provider process and the control plane on a 2-core machine.
+	// Two stacks at a time: an update mostly waits on the provider's awaits, and two of them (each a CLI and a
+	// provider process, ~1 GB together) keep a 2-core machine busy without starving the control plane.
+	slots := make(chan struct{}, parallelStacks)
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 			defer cancel()
 			sf, err := stacks.LoadStackFile(env.WorkDir, name)
@@ -111,7 +120,7 @@ func TestShippedStacksOnRealKubernetes(t *testing.T) {
 				require.NoError(t, err, "up: %s", tail(err))
 				assert.Equal(t, "succeeded", up.Summary.Result)
 			})
-			assertServerReady(ctx, t, k, env, name)
+			assertServerReady(ctx, t, k, env, name, time.Minute)
 			state, resources, err := env.RawState(name)
 			require.NoError(t, err)
 			assertSecretsEncrypted(t, state, resources, env.Providers.GeneratedSecrets())
@@ -156,7 +165,7 @@ func TestShippedStacksOnRealKubernetes(t *testing.T) {
 			job, err := k.Get(ctx, "job", "-n", public.namespace, smoke)
 			require.NoError(t, err)
 			assert.True(t, hasCondition(job, "Complete"), "the green smoke Job completed: %v", job["status"])
-			assertServerReady(ctx, t, k, env, name)
+			assertServerReady(ctx, t, k, env, name, time.Minute)
 
 			timed("preview", func() {
 				_, steps, err := preview(ctx, s)
@@ -242,8 +251,10 @@ func num(m map[string]any, k string) int64 {
 
 // assertServerReady checks, on the server, every Deployment, StatefulSet and Job in the stack's state: Deployments
 // and StatefulSets have rolled out with every replica ready, Jobs are complete, and every claim in their namespaces
-// is bound. (The provider's status outputs may lag behind its await: the server is the truth.)
-func assertServerReady(ctx context.Context, t *testing.T, k *enginetest.KubeCluster, env *enginetest.Env, stack string) {
+// is bound. (The provider's status outputs may lag behind its await: the server is the truth.) An object gets
+// settle to get there: controllers act on their own after the provider's await (an autoscaler scaling a Deployment
+// it just rolled out); the time it took is logged.
+func assertServerReady(ctx context.Context, t *testing.T, k *enginetest.KubeCluster, env *enginetest.Env, stack string, settle time.Duration) {
 	t.Helper()
 	refs := stateObjects(t, env, stack, map[string]string{
 		"kubernetes:apps/v1:Deployment": "deployment", "kubernetes:apps/v1:StatefulSet": "statefulset", "kubernetes:batch/v1:Job": "job",
@@ -254,30 +265,43 @@ func assertServerReady(ctx context.Context, t *testing.T, k *enginetest.KubeClus
 	for _, ref := range refs {
 		kinds[ref.kind]++
 		namespaces[ref.namespace] = true
-		obj, err := k.Get(ctx, ref.kind, "-n", ref.namespace, ref.name)
-		if !assert.NoError(t, err) {
-			continue
-		}
-		meta, _ := obj["metadata"].(map[string]any)
-		spec, _ := obj["spec"].(map[string]any)
-		status, _ := obj["status"].(map[string]any)
-		id := ref.kind + " " + ref.namespace + "/" + ref.name
-		switch ref.kind {
-		case "deployment", "statefulset":
-			want := num(spec, "replicas")
-			assert.GreaterOrEqual(t, num(status, "observedGeneration"), num(meta, "generation"), "%s: rolled out", id)
-			assert.Equal(t, want, num(status, "readyReplicas"), "%s: every replica ready", id)
-			assert.Equal(t, want, num(status, "updatedReplicas"), "%s: every replica updated", id)
-			if ref.kind == "statefulset" {
-				assert.Equal(t, status["updateRevision"], status["currentRevision"], "%s: on its latest revision", id)
-			}
-		case "job":
-			assert.True(t, hasCondition(obj, "Complete"), "%s: complete (%v)", id, status)
-		}
 	}
 	assert.Positive(t, kinds["deployment"], "the stack has Deployments")
 	assert.Positive(t, kinds["statefulset"], "the stack has StatefulSets")
 	assert.Positive(t, kinds["job"], "the stack has Jobs")
+
+	start := time.Now()
+	pending := refs
+	var problems, first []string
+	for {
+		var next []objectRef
+		problems = nil
+		for _, ref := range pending {
+			obj, err := k.Get(ctx, ref.kind, "-n", ref.namespace, ref.name)
+			if err != nil {
+				problems = append(problems, err.Error())
+				next = append(next, ref)
+				continue
+			}
+			if why := notReady(ref.kind, obj); why != "" {
+				problems = append(problems, fmt.Sprintf("%s %s/%s: %s", ref.kind, ref.namespace, ref.name, why))
+				next = append(next, ref)
+			}
+		}
+		pending = next
+		if first == nil {
+			first = append([]string{}, problems...)
+		}
+		if len(pending) == 0 || time.Since(start) > settle {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if len(problems) == 0 && len(first) > 0 {
+		t.Logf("%s: every workload ready on the server %.1f s after the update; at first: %s", stack, time.Since(start).Seconds(), strings.Join(first, "; "))
+	}
+	assert.Empty(t, problems, "not ready on the server %s after the update", settle)
+
 	for ns := range namespaces {
 		pvcs, err := k.Get(ctx, "pvc", "-n", ns)
 		require.NoError(t, err)
@@ -289,6 +313,31 @@ func assertServerReady(ctx context.Context, t *testing.T, k *enginetest.KubeClus
 			assert.Equal(t, "Bound", status["phase"], "claim %s/%v is bound", ns, meta["name"])
 		}
 	}
+}
+
+// notReady says why a Deployment or StatefulSet has not rolled out with every replica ready, or a Job is not
+// complete ("" when it is).
+func notReady(kind string, obj map[string]any) string {
+	meta, _ := obj["metadata"].(map[string]any)
+	spec, _ := obj["spec"].(map[string]any)
+	status, _ := obj["status"].(map[string]any)
+	switch kind {
+	case "deployment", "statefulset":
+		want := num(spec, "replicas")
+		switch {
+		case num(status, "observedGeneration") < num(meta, "generation"):
+			return fmt.Sprintf("generation %d not observed yet (status %v)", num(meta, "generation"), status)
+		case num(status, "readyReplicas") != want || num(status, "updatedReplicas") != want || num(status, "replicas") != want:
+			return fmt.Sprintf("%d replicas wanted (status %v)", want, status)
+		case kind == "statefulset" && status["updateRevision"] != status["currentRevision"]:
+			return fmt.Sprintf("not on its latest revision (status %v)", status)
+		}
+	case "job":
+		if !hasCondition(obj, "Complete") {
+			return fmt.Sprintf("not complete (status %v)", status)
+		}
+	}
+	return ""
 }
 
 // switchOrder reads an update's engine events and returns, in the order they happened, when the smoke Job of that
@@ -312,13 +361,14 @@ func switchOrder(ch <-chan events.EngineEvent, smokeJob, service string) []strin
 		switch {
 		case e.ResOutputsEvent != nil:
 			m := e.ResOutputsEvent.Metadata
-			if m.Type == "kubernetes:batch/v1:Job" && name(m.New) == smokeJob {
-				order = append(order, "smoke job "+smokeJob+" done")
+			if done := "smoke job " + smokeJob + " done"; m.Type == "kubernetes:batch/v1:Job" && name(m.New) == smokeJob && !slices.Contains(order, done) {
+				order = append(order, done)
 			}
 		case e.ResourcePreEvent != nil:
 			m := e.ResourcePreEvent.Metadata
-			if m.Type == "kubernetes:core/v1:Service" && name(m.New) == service && m.Op != apitype.OpSame {
-				order = append(order, "public service "+service+" updating")
+			if updating := "public service " + service + " updating"; m.Type == "kubernetes:core/v1:Service" && name(m.New) == service &&
+				m.Op != apitype.OpSame && !slices.Contains(order, updating) {
+				order = append(order, updating)
 			}
 		}
 	}
