@@ -76,8 +76,8 @@ const parallelStacks = 2
 
 // TestShippedStacksOnRealKubernetes runs every shipped stack with the real Pulumi Kubernetes provider against a real
 // kube-apiserver (kwok nodes shaped like the stack's node pools): up succeeds and leaves every Deployment and
-// StatefulSet ready, every PVC bound and every Job complete on the server; a second preview, diffed by the provider
-// against the server, changes nothing; switching to a green release whose smoke test fails (kwok stage
+// StatefulSet ready, every PVC bound and every Job complete on the server; a second preview, by the provider
+// connected to the cluster, changes nothing; switching to a green release whose smoke test fails (kwok stage
 // pod-smoke-fail) fails up and leaves the public Service on blue; switching to a green release whose smoke test
 // passes moves the public Service only after that smoke Job has completed.
 func TestShippedStacksOnRealKubernetes(t *testing.T) {
@@ -132,7 +132,7 @@ func TestShippedStacksOnRealKubernetes(t *testing.T) {
 			timed("preview", func() {
 				_, steps, err := preview(ctx, s)
 				require.NoError(t, err, "second preview")
-				if !assert.Empty(t, opsExceptSame(steps), "a second preview, diffed against the server, shows no changes: %v", changed(steps)) {
+				if !assert.Empty(t, opsExceptSame(steps), "a second preview shows no changes: %v", changed(steps)) {
 					logDiff(ctx, t, s)
 				}
 			})
