@@ -1,8 +1,10 @@
 # The README's two commands: `make plan` (offline plan of a stack) and `make test` (every test layer that runs here).
 STACK ?= prod
 GO    ?= go
-# Two packages at a time: each test binary that links the Pulumi SDKs needs ~5 GB and a core.
-GOTEST_FLAGS ?= -p 2
+# Two packages at a time: each test binary that links the Pulumi SDKs needs ~5 GB and a core. enginetest runs every
+# stack on the stand-ins, the day-2 matrix and every stack on the real Kubernetes provider: more than go test's
+# default 10 minutes per package on a loaded 2-core machine.
+GOTEST_FLAGS ?= -p 2 -timeout 30m
 
 .PHONY: plan test test-infra test-runtime vet fmt-check inventories tools bench
 

@@ -16,7 +16,9 @@ import (
 	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/enginetest"
 	"github.com/omscloud/omscloud/stacks"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/stretchr/testify/assert"
@@ -74,8 +76,8 @@ const parallelStacks = 2
 
 // TestShippedStacksOnRealKubernetes runs every shipped stack with the real Pulumi Kubernetes provider against a real
 // kube-apiserver (kwok nodes shaped like the stack's node pools): up succeeds and leaves every Deployment and
-// StatefulSet ready, every PVC bound and every Job complete on the server; a second preview, diffed by the provider
-// against the server, changes nothing; switching to a green release whose smoke test fails (kwok stage
+// StatefulSet ready, every PVC bound and every Job complete on the server; a second preview, by the provider
+// connected to the cluster, changes nothing; switching to a green release whose smoke test fails (kwok stage
 // pod-smoke-fail) fails up and leaves the public Service on blue; switching to a green release whose smoke test
 // passes moves the public Service only after that smoke Job has completed.
 func TestShippedStacksOnRealKubernetes(t *testing.T) {
@@ -130,7 +132,9 @@ func TestShippedStacksOnRealKubernetes(t *testing.T) {
 			timed("preview", func() {
 				_, steps, err := preview(ctx, s)
 				require.NoError(t, err, "second preview")
-				assert.Empty(t, opsExceptSame(steps), "a second preview, diffed against the server, shows no changes: %v", changed(steps))
+				if !assert.Empty(t, opsExceptSame(steps), "a second preview shows no changes: %v", changed(steps)) {
+					logDiff(ctx, t, s)
+				}
 			})
 
 			failing := stagedImage(cfg.Runtime.Image, "smoke-fails")
@@ -170,7 +174,9 @@ func TestShippedStacksOnRealKubernetes(t *testing.T) {
 			timed("preview", func() {
 				_, steps, err := preview(ctx, s)
 				require.NoError(t, err, "preview after the switch")
-				assert.Empty(t, opsExceptSame(steps), "a preview after the switch shows no changes: %v", changed(steps))
+				if !assert.Empty(t, opsExceptSame(steps), "a preview after the switch shows no changes: %v", changed(steps)) {
+					logDiff(ctx, t, s)
+				}
 			})
 		})
 	}
@@ -385,4 +391,18 @@ func tail(err error) string {
 		return s[i:]
 	}
 	return s[max(0, len(s)-4000):]
+}
+
+// logDiff logs what a preview with --diff says changes, for a preview that should have changed nothing.
+func logDiff(ctx context.Context, t *testing.T, s auto.Stack) {
+	t.Helper()
+	res, err := s.Preview(ctx, optpreview.Diff())
+	var lines []string
+	for _, l := range strings.Split(res.StdOut, "\n") {
+		if trimmed := strings.TrimSpace(l); strings.HasPrefix(trimmed, "~") || strings.HasPrefix(trimmed, "+") ||
+			strings.HasPrefix(trimmed, "-") || strings.HasPrefix(trimmed, "+-") {
+			lines = append(lines, l)
+		}
+	}
+	t.Logf("preview --diff (err %v):\n%s", err, strings.Join(lines, "\n"))
 }

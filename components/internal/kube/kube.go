@@ -282,8 +282,17 @@ func ExpandClaims(ctx *pulumi.Context, name, template, statefulSet, namespace st
 			Metadata: metav1.ObjectMetaPatchArgs{
 				Name:      pulumi.String(claim),
 				Namespace: pulumi.String(namespace),
-				// The claim's storage request belongs to the StatefulSet controller, which created it.
-				Annotations: pulumi.StringMap{"pulumi.com/patchForce": pulumi.String("true")},
+				Annotations: pulumi.StringMap{
+					// The claim's storage request belongs to the StatefulSet controller, which created it.
+					"pulumi.com/patchForce": pulumi.String("true"),
+					// The claim is bound already (the StatefulSet was awaited). The provider's own claim await waits
+					// for Pending when the class binds on first consumer (premium-rwo does), which a bound claim never
+					// is: 5 minutes, then the update failed (pulumi-kubernetes 4.25, seen by enginetest's
+					// real-provider test; releases after it look for Bound on an update,
+					// pulumi/pulumi-kubernetes#4181, but a first patch is a create). A waitFor condition instead may
+					// record a stale object, without these annotations: every later preview then shows an update.
+					"pulumi.com/skipAwait": pulumi.String("true"),
+				},
 			},
 			Spec: corev1.PersistentVolumeClaimSpecPatchArgs{
 				Resources: corev1.VolumeResourceRequirementsPatchArgs{
