@@ -10,23 +10,25 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/omscloud/omscloud/enginetest"
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/stretchr/testify/require"
 )
 
-// dayTwoChange is one change an operator makes to a running stack. apply edits the stack's config (or returns
-// preview options, such as a --replace); it runs on the state of the stack's first up.
+// dayTwoChange is one change an operator makes to a running stack. apply edits the stack's config from cfg (the
+// config the stack runs with) and returns the URNs the change replaces by hand (`pulumi up --replace`), if any.
 type dayTwoChange struct {
 	name string
 	// updates, when set, is a resource type the change must update (so that a cell cannot pass by doing nothing).
 	updates string
-	apply   func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) []optpreview.Option
+	apply   func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) (replace []string)
 }
 
 func setConfig(ctx context.Context, t *testing.T, s auto.Stack, key, value string) {
@@ -37,15 +39,15 @@ func setConfig(ctx context.Context, t *testing.T, s auto.Stack, key, value strin
 // dayTwoChanges are the changes of the matrix (issue 13). The disk change runs last: it first refreshes, which
 // finds the disk autoresized, as it will be once data grows.
 var dayTwoChanges = []dayTwoChange{
-	{"redis storage", "kubernetes:core/v1:PersistentVolumeClaimPatch", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"redis storage", "kubernetes:core/v1:PersistentVolumeClaimPatch", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, "sizing.redis.storageGb", strconv.Itoa(cfg.Sizing.Redis.StorageGB+5))
 		return nil
 	}},
-	{"rabbitmq storage", "kubernetes:core/v1:PersistentVolumeClaimPatch", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"rabbitmq storage", "kubernetes:core/v1:PersistentVolumeClaimPatch", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, "sizing.rabbitmq.storageGb", strconv.Itoa(cfg.Sizing.RabbitMQ.StorageGB+5))
 		return nil
 	}},
-	{"password rotation", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) []optpreview.Option {
+	{"password rotation", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) []string {
 		_, resources, err := env.RawState(cfg.Stack)
 		require.NoError(t, err)
 		var urns []string
@@ -55,9 +57,9 @@ var dayTwoChanges = []dayTwoChange{
 			}
 		}
 		require.NotEmpty(t, urns, "the stack generates a Redis password")
-		return []optpreview.Option{optpreview.Replace(urns)}
+		return urns
 	}},
-	{"new image", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"new image", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		img := cfg.Runtime.Image
 		last := "0"
 		if strings.HasSuffix(img, "0") {
@@ -66,7 +68,7 @@ var dayTwoChanges = []dayTwoChange{
 		setConfig(ctx, t, s, "runtime.image", img[:len(img)-1]+last)
 		return nil
 	}},
-	{"color switch", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"color switch", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		color := "green"
 		if cfg.Runtime.ActiveColor == "green" {
 			color = "blue"
@@ -74,26 +76,26 @@ var dayTwoChanges = []dayTwoChange{
 		setConfig(ctx, t, s, "runtime.activeColor", color)
 		return nil
 	}},
-	{"new account", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"new account", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, fmt.Sprintf("accounts[%d]", len(cfg.Accounts)), "newco")
 		return nil
 	}},
-	{"hostname added", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"hostname added", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		hosts := append(slices.Clone(cfg.Edge.Hostnames), "shop."+cfg.Edge.Domain)
 		for i, h := range hosts {
 			setConfig(ctx, t, s, fmt.Sprintf("edge.hostnames[%d]", i), h)
 		}
 		return nil
 	}},
-	{"web sizing", "gcp:container/nodePool:NodePool", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"web sizing", "gcp:container/nodePool:NodePool", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, "sizing.web.maxNodesPerZone", strconv.Itoa(cfg.Sizing.Web.MaxNodesPerZone+1))
 		return nil
 	}},
-	{"maintenance window", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"maintenance window", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, "maintenance.startHourUtc", strconv.Itoa((cfg.Maintenance.StartHourUTC+1)%24))
 		return nil
 	}},
-	{"db disk size", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []optpreview.Option {
+	{"db disk size", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		_, err := s.Refresh(ctx)
 		require.NoError(t, err, "refresh (finds the disk autoresized)")
 		setConfig(ctx, t, s, "sizing.database.diskSizeGb", strconv.Itoa(cfg.Sizing.Database.DiskSizeGB+10))
@@ -108,24 +110,14 @@ var destructive = []apitype.OpType{apitype.OpReplace, apitype.OpCreateReplacemen
 // TestDayTwoChangeMatrix: for every shipped stack, after its first up, each day-2 change previews (from the same
 // base state and config) without replacing or deleting a stateful resource (enginetest.StatefulTypes). The stand-ins
 // replace where the real providers replace (replace.go) and the engine refuses to replace a protected resource, as
-// it would for real. Prints the matrix: stack × change → ok or the offending steps.
+// it would for real. Prints the matrix: stack × change → ok or the offending steps. TestShippedStacksOnRealKubernetes
+// applies the same changes, one after the other, with the real Kubernetes provider (dayTwoUpdates).
 func TestDayTwoChangeMatrix(t *testing.T) {
 	env := enginetest.New(t)
 	names, err := stacks.ListStacks(env.ProjectDir)
 	require.NoError(t, err)
 	require.NotEmpty(t, names)
-
-	var mu sync.Mutex
-	matrix := map[string]map[string]string{}
-	record := func(stack, change, result string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if matrix[stack] == nil {
-			matrix[stack] = map[string]string{}
-		}
-		matrix[stack][change] = result
-	}
-	t.Cleanup(func() { t.Log("\n" + formatMatrix(names, matrix)) })
+	matrix := newDayTwoMatrix(t, "day-2 changes previewed from the first up (stand-ins)", names)
 
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
@@ -133,14 +125,13 @@ func TestDayTwoChangeMatrix(t *testing.T) {
 			ctx := context.Background()
 			cfg := stackConfig(t, env, name)
 			s := env.Stack(ctx, t, name, stacks.Program)
-			// The base state. Should the up fail part-way (today: a GCP-edge stack's backend services on the NEG
-			// look-up, which TestShippedStacksOnEngine also reports), the cell says so and the changes still preview
-			// from what was created: everything else is in the state.
+			// The base state. Should the up fail part-way, the cell says so and the changes still preview from what
+			// was created: everything else is in the state.
 			if _, err := s.Up(ctx); err != nil {
-				record(name, baseCell, "up failed: "+previewError(err))
+				matrix.record(name, baseCell, "up failed: "+previewError(err))
 				t.Errorf("up: %s", previewError(err))
 			} else {
-				record(name, baseCell, "ok")
+				matrix.record(name, baseCell, "ok")
 			}
 
 			file := filepath.Join(env.WorkDir, "Pulumi."+name+".yaml")
@@ -148,27 +139,93 @@ func TestDayTwoChangeMatrix(t *testing.T) {
 			require.NoError(t, err)
 			for _, c := range dayTwoChanges {
 				require.NoError(t, os.WriteFile(file, base, 0o644), "reset the config")
-				opts := c.apply(ctx, t, s, cfg, env)
-				_, steps, err := previewWith(ctx, s, opts...)
-				result := dayTwoVerdict(steps, err)
-				if result == "ok" && c.updates != "" && !slices.ContainsFunc(steps, func(st step) bool {
-					return st.typ == c.updates && st.op == string(apitype.OpUpdate)
-				}) {
-					result = "no update of a " + c.updates
-				}
-				record(name, c.name, result)
-				if result != "ok" {
+				_, steps, err := previewWith(ctx, s, optpreview.Replace(c.apply(ctx, t, s, cfg, env)))
+				if result := matrix.record(name, c.name, c.verdict(steps, err)); result != "ok" {
 					t.Errorf("%s: %s", c.name, result)
 				}
-				for _, st := range changed(steps) {
-					if slices.Contains(destructive, apitype.OpType(st.op)) {
-						t.Logf("%s: %s", c.name, st)
-					}
-				}
+				logDestructive(t, c.name, steps)
 			}
 			require.NoError(t, os.WriteFile(file, base, 0o644))
 		})
 	}
+}
+
+// dayTwoUpdates applies every day-2 change to a stack that is up, each on top of the last, with whatever providers
+// the environment has attached (the real Kubernetes provider in TestShippedStacksOnRealKubernetes): the preview must
+// not replace or delete a stateful resource, then the up must succeed against the live objects (an immutable-field
+// error from the API server fails it) and leave every workload ready on the server. Returns the time each took.
+func dayTwoUpdates(ctx context.Context, t *testing.T, k *enginetest.KubeCluster, env *enginetest.Env, s auto.Stack, name string, matrix *dayTwoMatrix) []string {
+	t.Helper()
+	var timings []string
+	for _, c := range dayTwoChanges {
+		start := time.Now()
+		replace := c.apply(ctx, t, s, stackConfig(t, env, name), env)
+		_, steps, err := previewWith(ctx, s, optpreview.Replace(replace))
+		result := c.verdict(steps, err)
+		logDestructive(t, c.name, steps)
+		if result == "ok" {
+			if _, err := s.Up(ctx, optup.Replace(replace)); err != nil {
+				result = "up failed: " + previewError(err)
+				t.Logf("%s: up: %s", c.name, tail(err))
+			} else {
+				assertServerReady(ctx, t, k, env, name, time.Minute)
+			}
+		}
+		if matrix.record(name, c.name, result) != "ok" {
+			t.Errorf("%s: %s", c.name, result)
+		}
+		timings = append(timings, fmt.Sprintf("%s %.1fs", c.name, time.Since(start).Seconds()))
+	}
+	return timings
+}
+
+// verdict is a cell of the matrix: "ok", or the destructive steps on stateful resources and the preview's error, or
+// that the change did not update the resource type it must update.
+func (c dayTwoChange) verdict(steps []step, err error) string {
+	result := dayTwoVerdict(steps, err)
+	if result == "ok" && c.updates != "" && !slices.ContainsFunc(steps, func(st step) bool {
+		return st.typ == c.updates && st.op == string(apitype.OpUpdate)
+	}) {
+		result = "no update of a " + c.updates
+	}
+	return result
+}
+
+// logDestructive logs every destructive step of a change's preview, stateful or not.
+func logDestructive(t *testing.T, change string, steps []step) {
+	t.Helper()
+	for _, st := range changed(steps) {
+		if slices.Contains(destructive, apitype.OpType(st.op)) {
+			t.Logf("%s: %s", change, st)
+		}
+	}
+}
+
+// dayTwoMatrix collects the cells of parallel subtests, and logs the table when the test ends.
+type dayTwoMatrix struct {
+	mu    sync.Mutex
+	cells map[string]map[string]string
+}
+
+func newDayTwoMatrix(t *testing.T, title string, names []string) *dayTwoMatrix {
+	m := &dayTwoMatrix{cells: map[string]map[string]string{}}
+	t.Cleanup(func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		t.Log(title + ":\n" + formatMatrix(names, m.cells))
+	})
+	return m
+}
+
+// record sets a cell and returns its value.
+func (m *dayTwoMatrix) record(stack, change, result string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cells[stack] == nil {
+		m.cells[stack] = map[string]string{}
+	}
+	m.cells[stack][change] = result
+	return result
 }
 
 // stackConfig is a shipped stack's typed config, as its scratch stack file holds it.

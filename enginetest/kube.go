@@ -365,9 +365,8 @@ func Nodes(inv *inventory.Inventory, perZone int) ([]map[string]any, error) {
 }
 
 // Volumes stand in for GKE's CSI provisioner, which kwok cannot run: each storage class the stack's claims name and
-// it does not declare itself (GKE's built-in premium-rwo) as a no-provisioner class that binds on first consumer,
-// and for every claim template enough local PersistentVolumes pinned to each node for all its replicas, so that
-// volume binding takes part in placement as zonal disks do on GKE.
+// it does not declare itself (GKE's built-in premium-rwo) as StorageClass, and for every claim template enough local PersistentVolumes pinned to each node for all its
+// replicas, so that volume binding takes part in placement as zonal disks do on GKE.
 func Volumes(inv *inventory.Inventory, nodes []map[string]any) ([]map[string]any, error) {
 	declared := map[string]bool{}
 	for _, sc := range inv.OfType("kubernetes:storage.k8s.io/v1:StorageClass") {
@@ -404,12 +403,7 @@ func Volumes(inv *inventory.Inventory, nodes []map[string]any) ([]map[string]any
 				}
 				if !declared[class] && !classes[class] {
 					classes[class] = true
-					out = append(out, map[string]any{
-						"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-						"metadata":          map[string]any{"name": class},
-						"provisioner":       "kubernetes.io/no-provisioner",
-						"volumeBindingMode": "WaitForFirstConsumer",
-					})
+					out = append(out, StorageClass(class))
 				}
 				for _, n := range nodes {
 					node := n["metadata"].(map[string]any)["name"].(string)
@@ -437,6 +431,20 @@ func Volumes(inv *inventory.Inventory, nodes []map[string]any) ([]map[string]any
 		}
 	}
 	return out, nil
+}
+
+// StorageClass stands in for a GKE built-in storage class such as premium-rwo: no provisioner (kwok runs no CSI
+// driver; volumes are pre-created), binding on first consumer as GKE's do, and expansion allowed as GKE's do (the PD
+// CSI driver resizes; https://cloud.google.com/kubernetes-engine/docs/how-to/volume-expansion): without it the API
+// server's PersistentVolumeClaimResize admission refuses to grow a claim.
+func StorageClass(name string) map[string]any {
+	return map[string]any{
+		"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+		"metadata":             map[string]any{"name": name},
+		"provisioner":          "kubernetes.io/no-provisioner",
+		"volumeBindingMode":    "WaitForFirstConsumer",
+		"allowVolumeExpansion": true,
+	}
 }
 
 // PrepareFor gives the cluster what a stack's GKE cluster has before any workload: its node pools as kwok nodes

@@ -79,7 +79,8 @@ const parallelStacks = 2
 // StatefulSet ready, every PVC bound and every Job complete on the server; a second preview, by the provider
 // connected to the cluster, changes nothing; switching to a green release whose smoke test fails (kwok stage
 // pod-smoke-fail) fails up and leaves the public Service on blue; switching to a green release whose smoke test
-// passes moves the public Service only after that smoke Job has completed.
+// passes moves the public Service only after that smoke Job has completed. Then every day-2 change of the matrix is
+// applied, one after the other, as an update of the live objects (dayTwoUpdates).
 func TestShippedStacksOnRealKubernetes(t *testing.T) {
 	env := enginetest.New(t)
 	bin, err := enginetest.KubernetesProviderBinary()
@@ -91,6 +92,8 @@ func TestShippedStacksOnRealKubernetes(t *testing.T) {
 	names, err := stacks.ListStacks(env.ProjectDir)
 	require.NoError(t, err)
 	require.NotEmpty(t, names)
+
+	matrix := newDayTwoMatrix(t, "day-2 changes applied one after the other (real Kubernetes provider)", names)
 
 	// Two stacks at a time: an update mostly waits on the provider's awaits, and two of them (each a CLI and a
 	// provider process, ~1 GB together) keep a 2-core machine busy without starving the control plane.
@@ -175,6 +178,16 @@ func TestShippedStacksOnRealKubernetes(t *testing.T) {
 				_, steps, err := preview(ctx, s)
 				require.NoError(t, err, "preview after the switch")
 				if !assert.Empty(t, opsExceptSame(steps), "a preview after the switch shows no changes: %v", changed(steps)) {
+					logDiff(ctx, t, s)
+				}
+			})
+
+			matrix.record(name, baseCell, "ok")
+			timings = append(timings, dayTwoUpdates(ctx, t, k, env, s, name, matrix)...)
+			timed("preview", func() {
+				_, steps, err := preview(ctx, s)
+				require.NoError(t, err, "preview after the day-2 changes")
+				if !assert.Empty(t, opsExceptSame(steps), "a preview after the day-2 changes shows no changes: %v", changed(steps)) {
 					logDiff(ctx, t, s)
 				}
 			})

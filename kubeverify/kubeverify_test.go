@@ -14,6 +14,7 @@ import (
 
 	"github.com/omscloud/omscloud/components/rabbitmq"
 	"github.com/omscloud/omscloud/components/redis"
+	"github.com/omscloud/omscloud/enginetest"
 	"github.com/omscloud/omscloud/inventory"
 	"github.com/omscloud/omscloud/kubeverify"
 	"github.com/omscloud/omscloud/stacks"
@@ -341,12 +342,7 @@ func (e *env) createVolumes(t *testing.T) {
 	for i, c := range claims {
 		if !declared[c.class] && !classes[c.class] {
 			classes[c.class] = true
-			items = append(items, map[string]any{
-				"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-				"metadata":          map[string]any{"name": c.class, "labels": map[string]any{testMark: "true"}},
-				"provisioner":       "kubernetes.io/no-provisioner",
-				"volumeBindingMode": "WaitForFirstConsumer",
-			})
+			items = append(items, withLabels(enginetest.StorageClass(c.class), testMark+"=true"))
 		}
 		// Enough volumes on every node for every replica: placement, not storage, decides where pods go.
 		for node := range e.nodes {
