@@ -201,3 +201,32 @@ func TestSecretCheckCatchesAPlaintextLeak(t *testing.T) {
 	require.Len(t, leaks, 1)
 	assert.Contains(t, leaks[0], "pulumi:pulumi:Stack::omscloud-leaky outputs.leak")
 }
+
+// TestPreviewRefusesWhatPlanRefuses: `pulumi preview` (the program reading the config the engine hands it) refuses a
+// misspelt key and a plain-text secret with the same problems `omsctl plan` reports from the stack file.
+func TestPreviewRefusesWhatPlanRefuses(t *testing.T) {
+	env := enginetest.New(t)
+	ctx := context.Background()
+	const name = "sandbox"
+	s := env.Stack(ctx, t, name, stacks.Program)
+	setConfig(ctx, t, s, "zone", "us-central1-a")
+	require.NoError(t, s.SetConfig(ctx, "omscloud:dbPassword", auto.ConfigValue{Value: "hunter2hunter2"}))
+
+	sf, err := stacks.LoadStackFile(env.WorkDir, name)
+	require.NoError(t, err)
+	_, planErr := sf.Config()
+	var verr *stacks.ValidationError
+	require.ErrorAs(t, planErr, &verr, "omsctl plan refuses the stack file")
+	keys := map[string]bool{}
+	for _, fe := range verr.Errors {
+		keys[fe.Key] = true
+	}
+	assert.Equal(t, map[string]bool{"omscloud:zone": true, "omscloud:dbPassword": true}, keys)
+
+	_, _, err = preview(ctx, s)
+	require.Error(t, err, "pulumi preview refuses it too")
+	for _, line := range strings.Split(planErr.Error(), "\n") {
+		assert.Contains(t, err.Error(), strings.TrimSpace(line), "preview reports what plan reports")
+	}
+	assert.NotContains(t, err.Error(), "hunter2hunter2", "the secret is never echoed")
+}

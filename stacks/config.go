@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -194,21 +195,9 @@ type Maintenance struct {
 	DurationHours int      `json:"durationHours"`
 }
 
-// Keys lists every top-level key under the omscloud namespace. A key outside it is a typo.
-var Keys = []string{
-	"environment", "region", "project", "tenancy", "tenant", "accounts", "zones", "network", "gke", "sizing",
-	"edge", "runtime", "dr", "maintenance", "labels", "deletionProtection", "database",
-}
-
 // retiredKeys were settings once; each says what to do instead, so an old stack file fails with a way forward.
 var retiredKeys = map[string]string{
 	"projectNumber": "is no longer a setting: the program looks the project's number and service agents up once their APIs are on; delete the key",
-}
-
-// structured keys hold JSON objects or arrays; the rest are scalars.
-var structured = map[string]bool{
-	"accounts": true, "zones": true, "network": true, "gke": true, "sizing": true, "edge": true, "runtime": true,
-	"dr": true, "maintenance": true, "labels": true, "database": true,
 }
 
 // ProviderSecretKeys are provider settings that must only ever be given as secrets.
@@ -318,19 +307,14 @@ func key(name string) string { return Namespace + ":" + name }
 
 // decodeInto overlays one key's value onto the defaulted config: objects merge field by field, lists replace.
 func decodeInto(c *Config, name, raw string) error {
-	if !structured[name] {
-		switch name {
-		case "deletionProtection":
-			switch raw {
-			case "true":
-				c.DeletionProtection = true
-			case "false":
-				c.DeletionProtection = false
-			default:
-				return fmt.Errorf("%q is not a boolean: use true or false", raw)
-			}
-			return nil
+	switch {
+	case structured(name):
+	case keyKinds[name] == reflect.Bool:
+		// Pulumi hands every scalar over as a string; only the two spellings a YAML boolean round-trips to count.
+		if raw != "true" && raw != "false" {
+			return fmt.Errorf("%q is not a boolean: use true or false", raw)
 		}
+	default:
 		quoted, _ := json.Marshal(raw)
 		raw = string(quoted)
 	}

@@ -152,7 +152,10 @@ func RestoreArgs(backupURL string) []string {
 // primary's short name (or a fully qualified one).
 func DRProgram(primaryStack string) pulumi.RunFunc {
 	return func(ctx *pulumi.Context) error {
-		values, secretKeys := ConfigFromContext(ctx)
+		values, secretKeys, err := ConfigFromContext(ctx)
+		if err != nil {
+			return err
+		}
 		primaryCfg, err := ParseConfig(primaryStack, values, secretKeys)
 		if err != nil {
 			return fmt.Errorf("DR of %s: the primary's config: %w", primaryStack, err)

@@ -1,9 +1,6 @@
 package stacks
 
 import (
-	"maps"
-	"slices"
-
 	"github.com/omscloud/omscloud/components/backup"
 	"github.com/omscloud/omscloud/components/dr"
 	"github.com/omscloud/omscloud/components/edge"
@@ -25,7 +22,10 @@ const Project = "omscloud"
 // Program is the omscloud Pulumi program: it reads and validates the stack's config before declaring anything,
 // then declares one environment.
 func Program(ctx *pulumi.Context) error {
-	values, secretKeys := ConfigFromContext(ctx)
+	values, secretKeys, err := ConfigFromContext(ctx)
+	if err != nil {
+		return err
+	}
 	cfg, err := ParseConfig(ctx.Stack(), values, secretKeys)
 	if err != nil {
 		return err
@@ -45,25 +45,6 @@ type Overrides struct {
 	// TunnelToken, for a Cloudflare edge, makes the edge run only the connector of the primary's pre-declared DR
 	// tunnel (secret); the primary keeps the DNS records and the load balancer, whose DR pool it enables.
 	TunnelToken pulumi.StringInput
-}
-
-// ConfigFromContext collects the settings ParseConfig reads from the program's config.
-func ConfigFromContext(ctx *pulumi.Context) (map[string]string, []string) {
-	values := map[string]string{}
-	var secretKeys []string
-	keys := append([]string(nil), ProviderSecretKeys...)
-	for _, k := range slices.Concat(Keys, slices.Collect(maps.Keys(retiredKeys))) {
-		keys = append(keys, Namespace+":"+k)
-	}
-	for _, k := range keys {
-		if v, ok := ctx.GetConfig(k); ok {
-			values[k] = v
-			if ctx.IsConfigSecret(k) {
-				secretKeys = append(secretKeys, k)
-			}
-		}
-	}
-	return values, secretKeys
 }
 
 // Deploy declares the environment a validated config describes.
