@@ -73,6 +73,12 @@ type Args struct {
 	// DeletionProtection protects buckets, keys and the archive key in Pulumi (production).
 	DeletionProtection bool
 	Labels             map[string]string
+	// AdoptKeys keeps the CMEK key ring and key in GCP when the stack is destroyed and adopts them when they exist
+	// (cmek.Args.Adopt): for an environment torn down and declared again under the same names, a DR environment.
+	AdoptKeys bool
+	// ForceDestroy lets a destroy delete the buckets with every object in them: only for an environment whose
+	// archives are no longer needed (a DR environment torn down after its failback backup reached the primary's bucket).
+	ForceDestroy bool
 
 	Bucket BucketArgs
 	Media  MediaArgs
