@@ -49,6 +49,7 @@ type Config struct {
 	Edge               EdgeConfig        `json:"edge"`
 	Runtime            RuntimeConfig     `json:"runtime"`
 	DR                 DRConfig          `json:"dr"`
+	Backup             BackupConfig      `json:"backup"`
 	Maintenance        Maintenance       `json:"maintenance"`
 	Labels             map[string]string `json:"labels"`
 	DeletionProtection bool              `json:"deletionProtection"`
@@ -174,6 +175,16 @@ func (r RuntimeConfig) images() []keyedImage {
 	return out
 }
 
+// BackupConfig pins the backup bucket's location. By default it follows dr.enabled (the DR region, or the
+// jurisdiction's multi-region without DR), but a bucket's location can never change: a stack whose dr.enabled is
+// toggled keeps its bucket where it is by pinning it here (`omsctl dr enable|disable` does).
+type BackupConfig struct {
+	// Location is the backup bucket's location: a region, a multi-region ("eu"), a predefined dual-region ("eur4"),
+	// or with DataLocations a custom dual-region's multi-region code.
+	Location      string   `json:"location" yaml:"location"`
+	DataLocations []string `json:"dataLocations" yaml:"dataLocations,omitempty"`
+}
+
 // DRConfig configures the cold disaster-recovery site.
 type DRConfig struct {
 	Enabled bool `json:"enabled"`
@@ -197,7 +208,7 @@ type Maintenance struct {
 // Keys lists every top-level key under the omscloud namespace. A key outside it is a typo.
 var Keys = []string{
 	"environment", "region", "project", "tenancy", "tenant", "accounts", "zones", "network", "gke", "sizing",
-	"edge", "runtime", "dr", "maintenance", "labels", "deletionProtection", "database",
+	"edge", "runtime", "dr", "backup", "maintenance", "labels", "deletionProtection", "database",
 }
 
 // retiredKeys were settings once; each says what to do instead, so an old stack file fails with a way forward.
@@ -208,7 +219,7 @@ var retiredKeys = map[string]string{
 // structured keys hold JSON objects or arrays; the rest are scalars.
 var structured = map[string]bool{
 	"accounts": true, "zones": true, "network": true, "gke": true, "sizing": true, "edge": true, "runtime": true,
-	"dr": true, "maintenance": true, "labels": true, "database": true,
+	"dr": true, "backup": true, "maintenance": true, "labels": true, "database": true,
 }
 
 // ProviderSecretKeys are provider settings that must only ever be given as secrets.

@@ -139,6 +139,8 @@ func DRConfigFor(primary *Config) (*Config, error) {
 	dr.Region.DR = regions.Site{}
 	dr.Zones = slices.Clone(site.Zones[:min(len(primary.Zones), len(site.Zones))])
 	dr.DR = DRConfig{}
+	// The primary's pinned backup location is the primary's: the DR environment's own bucket takes its default.
+	dr.Backup = BackupConfig{}
 	dr.Accounts = slices.Clone(primary.Accounts)
 	dr.Database.RetiredAccounts = slices.Clone(primary.Database.RetiredAccounts)
 	// Backups of the DR database must not land in the region that was lost.

@@ -150,7 +150,7 @@ its Cloud SQL instance for a new generation (a deleted instance's name stays tak
 	addEngineFlags(deactivate)
 	_ = deactivate.MarkFlagRequired("stack")
 
-	dr.AddCommand(activate, deactivate, status)
+	dr.AddCommand(activate, deactivate, status, newDRToggleCmd(true), newDRToggleCmd(false))
 	return dr
 }
 

@@ -389,6 +389,20 @@ func (a *Args) Validate() error {
 	return nil
 }
 
+// CheckBucketLocation checks the backup bucket's placement alone, with the rules Validate applies to Bucket: callers
+// that pick the location from configuration report its problems before declaring anything.
+func (a *Args) CheckBucketLocation() error {
+	d := a.withDefaults()
+	jurisdiction, known := regions.JurisdictionOf(d.Region)
+	if !known {
+		return fmt.Errorf("Region %q is not a GCP region omscloud knows", d.Region)
+	}
+	var errs []error
+	d.validatePlacement(func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) },
+		"Bucket", d.Bucket.Location, d.Bucket.DataLocations, d.Bucket.KeyLocation, jurisdiction, false)
+	return errors.Join(errs...)
+}
+
 // validatePlacement checks a bucket's location: inside the jurisdiction, outside the primary region (the backup
 // bucket) or replicated (the media bucket), and with a known key location.
 func (a *Args) validatePlacement(add func(string, ...any), field, location string, data []string, keyLocation, jurisdiction string, replicated bool) {
