@@ -40,11 +40,15 @@ type Cloud struct {
 	addresses int
 	// clusterAPI, when set, is the Kubernetes API server every GKE cluster answers with (SetClusterAPI).
 	clusterAPI *ClusterAPI
+	// kms are the KMS key rings and keys by id: GCP never deletes them, whatever the state says (kmsNeverDeleted).
+	kms map[string]liveResource
+	// sqlDeleted: Cloud SQL instance id (project/name) → when it was deleted (sqlNameReserved).
+	sqlDeleted map[string]time.Time
 }
 
 type liveResource struct {
 	typ, id, project string
-	outputs          resource.PropertyMap
+	inputs, outputs  resource.PropertyMap
 }
 
 // NEGDelay is how long after the Service the NEG controller takes to create a NEG: the creation is asynchronous,
@@ -55,7 +59,7 @@ func newCloud() *Cloud {
 	return &Cloud{
 		stackProject: map[string]string{}, enabled: map[string]map[string]bool{}, accounts: map[string]bool{},
 		workloadPools: map[string]bool{}, nodes: map[string]map[string]int{}, negRequested: map[string]time.Time{},
-		resources: map[string]liveResource{},
+		resources: map[string]liveResource{}, kms: map[string]liveResource{}, sqlDeleted: map[string]time.Time{},
 	}
 }
 
@@ -169,10 +173,21 @@ var collections = map[string]string{
 	"gcp:certificatemanager/dnsAuthorization:DnsAuthorization": "dnsAuthorizations",
 }
 
-// ID is the id GCP gives a new resource of typ named name (Certificate Manager's are full resource names).
+// ID is the id GCP gives a new resource of typ named name: Certificate Manager's and KMS's are full resource names, a
+// Cloud SQL instance's is its name.
 func (c *Cloud) ID(urn, typ, name string, inputs resource.PropertyMap) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if n := str(inputs, "name"); n != "" {
+		switch typ {
+		case kmsKeyRing:
+			return fmt.Sprintf("projects/%s/locations/%s/keyRings/%s", c.resolveProject(urn, inputs), str(inputs, "location"), n)
+		case kmsCryptoKey:
+			return str(inputs, "keyRing") + "/cryptoKeys/" + n
+		case sqlInstance:
+			return n
+		}
+	}
 	if coll, ok := collections[typ]; ok {
 		location := "global"
 		if l, ok := inputs["location"]; ok && l.IsString() && l.StringValue() != "" {
@@ -183,14 +198,28 @@ func (c *Cloud) ID(urn, typ, name string, inputs resource.PropertyMap) string {
 	return name + "-id"
 }
 
-// Create applies a create (or update) of a GCP resource to the model: it refuses what GCP would refuse and records
-// what the resource makes exist.
+// Create applies the create of a GCP resource to the model: it refuses what GCP would refuse and records what the
+// resource makes exist.
 func (c *Cloud) Create(urn, typ, id string, inputs, outputs resource.PropertyMap) error {
+	return c.apply(urn, typ, id, inputs, outputs, true)
+}
+
+// Update applies an update: the same rules, except that the resource's own name is of course taken.
+func (c *Cloud) Update(urn, typ, id string, inputs, outputs resource.PropertyMap) error {
+	return c.apply(urn, typ, id, inputs, outputs, false)
+}
+
+func (c *Cloud) apply(urn, typ, id string, inputs, outputs resource.PropertyMap, create bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	project := c.resolveProject(urn, inputs)
 	if err := c.requireAPI(typ, project); err != nil {
 		return err
+	}
+	if create {
+		if err := c.nameFree(typ, id, project); err != nil {
+			return err
+		}
 	}
 	if member := str(inputs, "member"); member != "" {
 		if err := c.checkMember(member); err != nil {
@@ -251,7 +280,82 @@ func (c *Cloud) Create(urn, typ, id string, inputs, outputs resource.PropertyMap
 			return err
 		}
 	}
-	c.resources[urn] = liveResource{typ: typ, id: id, project: project, outputs: outputs.Copy()}
+	live := liveResource{typ: typ, id: id, project: project, inputs: inputs.Copy(), outputs: outputs.Copy()}
+	c.resources[urn] = live
+	if typ == kmsKeyRing || typ == kmsCryptoKey {
+		c.kms[id] = live
+	}
+	return nil
+}
+
+// Resource types whose names the model reserves.
+const (
+	kmsKeyRing   = "gcp:kms/keyRing:KeyRing"
+	kmsCryptoKey = "gcp:kms/cryptoKey:CryptoKey"
+	sqlInstance  = "gcp:sql/databaseInstance:DatabaseInstance"
+)
+
+// SQLNameReserved is how long a deleted Cloud SQL instance's name stays taken.
+const SQLNameReserved = 7 * 24 * time.Hour
+
+// nameFree refuses a create whose name GCP still holds.
+//
+// kmsNeverDeleted: the provider never deletes a key ring or key. "KeyRings cannot be deleted from Google Cloud
+// Platform. Destroying a provider-managed KeyRing will remove it from state but will not delete the resource from the
+// project" (https://www.pulumi.com/registry/packages/gcp/api-docs/kms/keyring/); destroying a CryptoKey destroys its
+// versions and keeps the key (https://www.pulumi.com/registry/packages/gcp/api-docs/kms/cryptokey/). Even Cloud KMS's
+// own delete, which the provider does not call, leaves key names unusable: "the names of deleted CryptoKeys can't be
+// reused" (https://cloud.google.com/kms/docs/delete-kms-resources). A second create answers 409 alreadyExists.
+//
+// sqlNameReserved: a Cloud SQL instance name stays taken after the instance is deleted: "you can't reuse the name of
+// the deleted instance until one week from the deletion date" (Cloud SQL's error; the same words in
+// https://docs.nais.io/persistence/postgres/how-to/delete-database/, and the 7-to-10-day wait reported in
+// https://github.com/cloudfoundry/bosh/pull/2741 and https://github.com/hashicorp/terraform/issues/4557). Google's page
+// (https://cloud.google.com/sql/docs/postgres/delete-instance) now says a name "can be reused immediately"; the model
+// keeps the stricter, observed behaviour, which a program that never reuses a name passes either way.
+func (c *Cloud) nameFree(typ, id, project string) error {
+	switch typ {
+	case kmsKeyRing, kmsCryptoKey:
+		if _, exists := c.kms[id]; exists {
+			return fmt.Errorf("googleapi: Error 409: %s %s already exists., alreadyExists", typ[strings.LastIndex(typ, ":")+1:], id)
+		}
+	case sqlInstance:
+		for _, r := range c.resources {
+			if r.typ == sqlInstance && r.project == project && r.id == id {
+				return fmt.Errorf("googleapi: Error 409: The Cloud SQL instance already exists., instanceAlreadyExists")
+			}
+		}
+		if at, deleted := c.sqlDeleted[project+"/"+id]; deleted && time.Since(at) < SQLNameReserved {
+			return fmt.Errorf("googleapi: Error 409: The Cloud SQL instance already exists. When you delete an instance, you can't reuse the name of the deleted instance until one week from the deletion date., instanceAlreadyExists")
+		}
+	}
+	return nil
+}
+
+// deletionRefused: the provider refuses to delete a Cloud SQL instance or a GKE cluster whose deletion_protection
+// argument is true, and Cloud SQL refuses while the instance's own deletion protection is on. Sources:
+// https://www.pulumi.com/registry/packages/gcp/api-docs/sql/databaseinstance/ (deletionProtection: "a destroy or
+// update command that deletes the instance will fail"), https://cloud.google.com/sql/docs/postgres/deletion-protection
+// ("you must disable it before deleting the instance"),
+// https://www.pulumi.com/registry/packages/gcp/api-docs/container/cluster/ (deletionProtection).
+func deletionRefused(typ, id string, outputs resource.PropertyMap) error {
+	on := func(path string) bool {
+		v, ok := valueAt(path, outputs)
+		return ok && v.IsBool() && v.BoolValue()
+	}
+	switch typ {
+	case sqlInstance:
+		if on("deletionProtection") {
+			return fmt.Errorf("Error, failed to delete instance because deletion_protection is set to true. Set it to false to proceed with instance deletion")
+		}
+		if on("settings.deletionProtectionEnabled") {
+			return fmt.Errorf("googleapi: Error 400: The instance %s is protected. Please disable the deletion protection and try again., invalid", id)
+		}
+	case "gcp:container/cluster:Cluster":
+		if on("deletionProtection") {
+			return fmt.Errorf("Cannot destroy cluster because deletion_protection is set to true. Set it to false to proceed with cluster deletion")
+		}
+	}
 	return nil
 }
 
@@ -278,20 +382,43 @@ func (c *Cloud) checkBackends(inputs resource.PropertyMap) error {
 	return nil
 }
 
-// Delete removes a resource from the model. APIs stay on unless the Service asked to be disabled on destroy.
-func (c *Cloud) Delete(urn, typ string, outputs resource.PropertyMap) {
+// Delete removes a resource from the model, unless GCP refuses (deletionRefused). APIs stay on unless the Service
+// asked to be disabled on destroy; KMS key rings and keys stay (kmsNeverDeleted); a Cloud SQL instance's name stays
+// taken (sqlNameReserved).
+func (c *Cloud) Delete(urn, typ, id string, outputs resource.PropertyMap) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := deletionRefused(typ, id, outputs); err != nil {
+		return err
+	}
 	live, ok := c.resources[urn]
 	delete(c.resources, urn)
-	if !ok || typ != apis.ServiceType {
-		return
+	if !ok {
+		return nil
 	}
-	if v, set := outputs["disableOnDestroy"]; set && v.IsBool() && v.BoolValue() {
-		if s, ok := outputs["service"]; ok && s.IsString() {
-			delete(c.enabled[live.project], s.StringValue())
+	switch typ {
+	case sqlInstance:
+		c.sqlDeleted[live.project+"/"+live.id] = time.Now()
+	case apis.ServiceType:
+		if v, set := outputs["disableOnDestroy"]; set && v.IsBool() && v.BoolValue() {
+			if s, ok := outputs["service"]; ok && s.IsString() {
+				delete(c.enabled[live.project], s.StringValue())
+			}
 		}
 	}
+	return nil
+}
+
+// Read is what GCP answers for an existing resource by id (an import): the KMS key rings and keys the model holds,
+// deleted from a state or not. ok is false for anything else.
+func (c *Cloud) Read(typ, id string) (inputs, outputs resource.PropertyMap, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live, ok := c.kms[id]
+	if !ok || live.typ != typ {
+		return nil, nil, false
+	}
+	return live.inputs.Copy(), live.outputs.Copy(), true
 }
 
 // Invoke answers the provider functions whose results depend on the model. ok is false for functions the model
@@ -319,6 +446,11 @@ func (c *Cloud) Invoke(token string, args resource.PropertyMap) (out resource.Pr
 			"project": resource.NewProperty(project), "emailAddress": resource.NewProperty(email),
 			"member": resource.NewProperty("serviceAccount:" + email),
 		}, true, nil
+	case "gcp:kms/getKMSKeyRing:getKMSKeyRing", "gcp:kms/getKMSCryptoKey:getKMSCryptoKey":
+		if err := c.requireAPI(token, project); err != nil {
+			return nil, true, err
+		}
+		return c.lookupKMS(token, args)
 	case "gcp:compute/getNetworkEndpointGroup:getNetworkEndpointGroup":
 		if err := c.requireAPI(token, project); err != nil {
 			return nil, true, err
@@ -340,6 +472,25 @@ func (c *Cloud) Invoke(token string, args resource.PropertyMap) (out resource.Pr
 		}, true, nil
 	}
 	return nil, false, nil
+}
+
+// lookupKMS answers the KMS data sources from every key ring and key that exists (kmsNeverDeleted), and fails as the
+// provider's data source does for a missing one: "<id> not found" (terraform-provider-google
+// data_source_google_kms_key_ring.go, data_source_google_kms_crypto_key.go).
+func (c *Cloud) lookupKMS(token string, args resource.PropertyMap) (resource.PropertyMap, bool, error) {
+	var id string
+	if token == "gcp:kms/getKMSKeyRing:getKMSKeyRing" {
+		id = fmt.Sprintf("projects/%s/locations/%s/keyRings/%s", str(args, "project"), str(args, "location"), str(args, "name"))
+	} else {
+		id = str(args, "keyRing") + "/cryptoKeys/" + str(args, "name")
+	}
+	live, ok := c.kms[id]
+	if !ok {
+		return nil, true, fmt.Errorf("%s not found", id)
+	}
+	out := live.outputs.Copy()
+	out["id"] = resource.NewProperty(id)
+	return out, true, nil
 }
 
 // KubernetesApplied records what a Kubernetes object asks of GCP: a Service annotated cloud.google.com/neg makes

@@ -148,3 +148,65 @@ func TestCertificatesServeOnlyWhenIssuedBeforeTraffic(t *testing.T) {
 	assert.NoError(t, c.ServesTLS("api.example.com"), "issued as soon as the authorization resolves")
 	assert.ErrorContains(t, c.ServesTLS("www.example.com"), "no DNS A record")
 }
+
+func TestKMSNamesAreNeverFreed(t *testing.T) {
+	c := newCloud()
+	enable(t, c, "p", "cloudkms.googleapis.com")
+	ringArgs := props("project", "p", "location", "europe-west4", "name", "oms-prod-eu-dr-sql")
+	lookupRing := func() (resource.PropertyMap, error) {
+		out, known, err := c.Invoke("gcp:kms/getKMSKeyRing:getKMSKeyRing", props("project", "p", "location", "europe-west4", "name", "oms-prod-eu-dr-sql"))
+		require.True(t, known)
+		return out, err
+	}
+	_, err := lookupRing()
+	require.ErrorContains(t, err, "projects/p/locations/europe-west4/keyRings/oms-prod-eu-dr-sql not found")
+
+	require.NoError(t, create(c, kmsKeyRing, "ring", ringArgs))
+	ringID := "projects/p/locations/europe-west4/keyRings/oms-prod-eu-dr-sql"
+	keyArgs := props("keyRing", ringID, "name", "oms-prod-eu-dr-sql", "rotationPeriod", "7776000s")
+	require.NoError(t, create(c, kmsCryptoKey, "key", keyArgs))
+	keyID := ringID + "/cryptoKeys/oms-prod-eu-dr-sql"
+	assert.NoError(t, c.Update(urnOf(kmsKeyRing, "ring"), kmsKeyRing, ringID, ringArgs, ringArgs.Copy()), "an update is no create")
+
+	// The stack forgets them (destroy): GCP keeps both, and the names stay taken.
+	require.NoError(t, c.Delete(urnOf(kmsKeyRing, "ring"), kmsKeyRing, ringID, ringArgs))
+	require.NoError(t, c.Delete(urnOf(kmsCryptoKey, "key"), kmsCryptoKey, keyID, keyArgs))
+	assert.EqualError(t, create(c, kmsKeyRing, "ring", ringArgs), "googleapi: Error 409: KeyRing "+ringID+" already exists., alreadyExists")
+	assert.EqualError(t, create(c, kmsCryptoKey, "key", keyArgs), "googleapi: Error 409: CryptoKey "+keyID+" already exists., alreadyExists")
+
+	// What exists can be looked up and read (imported).
+	out, err := lookupRing()
+	require.NoError(t, err)
+	assert.Equal(t, ringID, out["id"].StringValue())
+	out, _, err = c.Invoke("gcp:kms/getKMSCryptoKey:getKMSCryptoKey", props("keyRing", ringID, "name", "oms-prod-eu-dr-sql"))
+	require.NoError(t, err)
+	assert.Equal(t, keyID, out["id"].StringValue())
+	inputs, _, ok := c.Read(kmsCryptoKey, keyID)
+	require.True(t, ok)
+	assert.Equal(t, "7776000s", inputs["rotationPeriod"].StringValue())
+	_, _, ok = c.Read(kmsCryptoKey, ringID+"/cryptoKeys/other")
+	assert.False(t, ok)
+}
+
+func TestCloudSQLNamesStayReservedAndProtectedInstancesStay(t *testing.T) {
+	c := newCloud()
+	enable(t, c, "p", "sqladmin.googleapis.com", "container.googleapis.com", "compute.googleapis.com")
+	instance := func(name string, tfProtection, apiProtection bool) resource.PropertyMap {
+		return props("project", "p", "name", name, "deletionProtection", tfProtection,
+			"settings", map[string]any{"deletionProtectionEnabled": apiProtection})
+	}
+	require.NoError(t, create(c, sqlInstance, "pg", instance("oms-prod-eu-dr-pg-1", true, true)))
+	assert.ErrorContains(t, create(c, sqlInstance, "pg-again", instance("oms-prod-eu-dr-pg-1", true, true)), "instanceAlreadyExists")
+
+	urn := urnOf(sqlInstance, "pg")
+	assert.ErrorContains(t, c.Delete(urn, sqlInstance, "oms-prod-eu-dr-pg-1", instance("oms-prod-eu-dr-pg-1", true, true)), "deletion_protection is set to true")
+	assert.ErrorContains(t, c.Delete(urn, sqlInstance, "oms-prod-eu-dr-pg-1", instance("oms-prod-eu-dr-pg-1", false, true)), "is protected. Please disable the deletion protection")
+	require.NoError(t, c.Delete(urn, sqlInstance, "oms-prod-eu-dr-pg-1", instance("oms-prod-eu-dr-pg-1", false, false)))
+	assert.ErrorContains(t, create(c, sqlInstance, "pg", instance("oms-prod-eu-dr-pg-1", true, true)),
+		"you can't reuse the name of the deleted instance until one week from the deletion date")
+	assert.NoError(t, create(c, sqlInstance, "pg", instance("oms-prod-eu-dr-pg-2", true, true)), "another name is free")
+
+	cluster := props("project", "p", "name", "gke", "deletionProtection", true)
+	require.NoError(t, create(c, "gcp:container/cluster:Cluster", "gke", cluster))
+	assert.ErrorContains(t, c.Delete(urnOf("gcp:container/cluster:Cluster", "gke"), "gcp:container/cluster:Cluster", "gke", cluster), "Cannot destroy cluster")
+}

@@ -154,6 +154,7 @@ func (e *Env) Stack(ctx context.Context, t testing.TB, name string, program pulu
 // StateResource is one resource of an exported stack state.
 type StateResource struct {
 	URN          string         `json:"urn"`
+	ID           string         `json:"id"`
 	Type         string         `json:"type"`
 	Custom       bool           `json:"custom"`
 	Parent       string         `json:"parent"`

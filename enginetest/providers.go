@@ -268,7 +268,7 @@ func (p *standIn) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulu
 	id := ""
 	if !req.GetPreview() {
 		id = name + "-id"
-		if err := p.apply(req.GetUrn(), typ, name, &id, inputs, outs); err != nil {
+		if err := p.apply(req.GetUrn(), typ, name, &id, inputs, outs, true); err != nil {
 			return nil, err
 		}
 	}
@@ -303,7 +303,7 @@ func (p *standIn) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulu
 	}
 	if !req.GetPreview() {
 		id := req.GetId()
-		if err := p.apply(req.GetUrn(), typeOf(req.GetUrn(), req.GetType()), nameOf(req.GetUrn(), req.GetName()), &id, news, outs); err != nil {
+		if err := p.apply(req.GetUrn(), typeOf(req.GetUrn(), req.GetType()), nameOf(req.GetUrn(), req.GetName()), &id, news, outs, false); err != nil {
 			return nil, err
 		}
 	}
@@ -314,11 +314,27 @@ func (p *standIn) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulu
 	return &pulumirpc.UpdateResponse{Properties: props}, nil
 }
 
-// Read (refresh) finds what changed in the cloud since the last apply (replace.go, refreshed).
+// Read (refresh) finds what changed in the cloud since the last apply (replace.go, refreshed). Without properties it
+// is an import: the resource as the behaviour model holds it, or nothing (the engine then says it does not exist).
 func (p *standIn) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
 	props, err := unmarshal(req.GetProperties())
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", req.GetUrn(), err)
+	}
+	if len(props) == 0 && p.pkg == "gcp" {
+		inputs, outputs, ok := p.cloud.Read(typeOf(req.GetUrn(), ""), req.GetId())
+		if !ok {
+			return &pulumirpc.ReadResponse{}, nil
+		}
+		ins, err := marshal(inputs)
+		if err != nil {
+			return nil, err
+		}
+		outs, err := marshal(outputs)
+		if err != nil {
+			return nil, err
+		}
+		return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: outs, Inputs: ins}, nil
 	}
 	out, err := marshal(refreshed(typeOf(req.GetUrn(), ""), props))
 	if err != nil {
@@ -333,20 +349,23 @@ func (p *standIn) Delete(_ context.Context, req *pulumirpc.DeleteRequest) (*empt
 		if err != nil {
 			return nil, fmt.Errorf("delete %s: %w", req.GetUrn(), err)
 		}
-		p.cloud.Delete(req.GetUrn(), typeOf(req.GetUrn(), req.GetType()), props)
+		if err := p.cloud.Delete(req.GetUrn(), typeOf(req.GetUrn(), req.GetType()), req.GetId(), props); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.GetUrn(), err)
+		}
 	}
 	return &emptypb.Empty{}, nil
 }
 
 // apply runs a create or update through the behaviour model: GCP resources may be refused, get their real ids and
 // the outputs GCP computes; Kubernetes objects may ask GCP for something (NEGs).
-func (p *standIn) apply(urn, typ, name string, id *string, inputs, outs resource.PropertyMap) error {
+func (p *standIn) apply(urn, typ, name string, id *string, inputs, outs resource.PropertyMap, create bool) error {
 	switch p.pkg {
 	case "gcp":
-		if *id == name+"-id" {
-			*id = p.cloud.ID(urn, typ, name, inputs)
+		apply := p.cloud.Update
+		if create {
+			*id, apply = p.cloud.ID(urn, typ, name, inputs), p.cloud.Create
 		}
-		if err := p.cloud.Create(urn, typ, *id, inputs, outs); err != nil {
+		if err := apply(urn, typ, *id, inputs, outs); err != nil {
 			return fmt.Errorf("%s: %w", urn, err)
 		}
 	case "kubernetes":

@@ -50,6 +50,7 @@ type Config struct {
 	Edge               EdgeConfig        `json:"edge"`
 	Runtime            RuntimeConfig     `json:"runtime"`
 	DR                 DRConfig          `json:"dr"`
+	Backup             BackupConfig      `json:"backup"`
 	Maintenance        Maintenance       `json:"maintenance"`
 	Labels             map[string]string `json:"labels"`
 	DeletionProtection bool              `json:"deletionProtection"`
@@ -173,6 +174,16 @@ func (r RuntimeConfig) images() []keyedImage {
 		out = append(out, keyedImage{"runtime.colorImages." + color, r.ColorImages[color]})
 	}
 	return out
+}
+
+// BackupConfig pins the backup bucket's location. By default it follows dr.enabled (the DR region, or the
+// jurisdiction's multi-region without DR), but a bucket's location can never change: a stack whose dr.enabled is
+// toggled keeps its bucket where it is by pinning it here (`omsctl dr enable|disable` does).
+type BackupConfig struct {
+	// Location is the backup bucket's location: a region, a multi-region ("eu"), a predefined dual-region ("eur4"),
+	// or with DataLocations a custom dual-region's multi-region code.
+	Location      string   `json:"location" yaml:"location"`
+	DataLocations []string `json:"dataLocations" yaml:"dataLocations,omitempty"`
 }
 
 // DRConfig configures the cold disaster-recovery site.

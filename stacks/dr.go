@@ -6,6 +6,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/omscloud/omscloud/components/backup"
@@ -17,6 +18,7 @@ import (
 	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -32,15 +34,40 @@ const DRSuffix = "-dr"
 // omscloud config stays exactly the primary's.
 const DRNamespace = "omscloud-dr"
 
-// DR settings (DRNamespace:<key>).
+// DR settings (DRNamespace:<key>). omsctl derives them on every run from the DR stack's state, so a re-run declares
+// exactly what is there.
 const (
-	// DRKeyRestore set to "true" declares the restore Job (omsctl dr activate sets it in a second `up`, so that the
-	// timeline tells provisioning and restoring apart).
+	// DRKeyRestore is the number of the restore run the DR stack declares: empty or 0 declares no restore Job. The
+	// Job of run n, "<prefix>-restore-<n>", is created once and never run again (its spec is ignored afterwards): omsctl
+	// dr activate declares run 1 in a new DR generation, keeps the number on a re-run, and raises it only with
+	// --force-restore.
 	DRKeyRestore = "restore"
+	// DRKeyForceRestore "true" makes the restore run pass --force: restore over a database that has taken writes
+	// since its last restore.
+	DRKeyForceRestore = "forceRestore"
+	// DRKeyFailback is the number of the failback backup run: its Job writes an archive of the DR databases and media
+	// into the primary's backup bucket with the primary's key (omsctl dr deactivate).
+	DRKeyFailback = "failback"
+	// DRKeyTeardown "true" releases everything the teardown deletes (deletion protection off, buckets emptied on
+	// delete), before omsctl dr deactivate destroys the stack.
+	DRKeyTeardown = "teardown"
 	// DRKeyPrimaryRef overrides the fully qualified name of the primary stack (default organization/omscloud/<primary>,
 	// the name on a self-managed backend).
 	DRKeyPrimaryRef = "primaryStackRef"
 )
+
+// Outputs of the DR stack omsctl reads.
+const (
+	OutputRestoreRun    = "restoreRun"
+	OutputFailbackRun   = "failbackRun"
+	OutputDRGeneration  = "generation"
+	OutputDatabase      = "databaseInstance"
+	OutputPrimaryBackup = "primaryBackupUrl"
+)
+
+// FailbackTier is the tier of the failback archive: monthly archives are kept 12 months (GFS), so the archive
+// outlives any failback.
+const FailbackTier = backup.Monthly
 
 // Outputs of the primary stack the DR spin-up reads.
 const (
@@ -112,6 +139,8 @@ func DRConfigFor(primary *Config) (*Config, error) {
 	dr.Region.DR = regions.Site{}
 	dr.Zones = slices.Clone(site.Zones[:min(len(primary.Zones), len(site.Zones))])
 	dr.DR = DRConfig{}
+	// The primary's pinned backup location is the primary's: the DR environment's own bucket takes its default.
+	dr.Backup = BackupConfig{}
 	dr.Accounts = slices.Clone(primary.Accounts)
 	dr.Database.RetiredAccounts = slices.Clone(primary.Database.RetiredAccounts)
 	// Backups of the DR database must not land in the region that was lost.
@@ -143,9 +172,48 @@ func applyPrimaryOutputs(cfg *Config, out PrimaryOutputs) {
 	}
 }
 
-// RestoreArgs is the restore command the DR restore Job runs.
-func RestoreArgs(backupURL string) []string {
-	return []string{"restore", "--from", backupURL, "--latest"}
+// RestoreArgs is the restore command the DR restore Job runs; force restores over a database that has taken writes
+// since its last restore.
+func RestoreArgs(backupURL string, force bool) []string {
+	args := []string{"restore", "--from", backupURL, "--latest"}
+	if force {
+		args = append(args, "--force")
+	}
+	return args
+}
+
+// FailbackArgs is the backup command the DR failback Job runs: into the primary's bucket, which outlives the DR
+// stack and from which the primary restores.
+func FailbackArgs(primaryBackupURL string) []string {
+	return []string{"backup", "--tier", FailbackTier, "--to", primaryBackupURL}
+}
+
+// drSettings are the DR stack's own settings (DRNamespace).
+type drSettings struct {
+	restore, failback      int
+	forceRestore, teardown bool
+}
+
+func readDRSettings(ctx *pulumi.Context) (drSettings, error) {
+	var s drSettings
+	for _, n := range []struct {
+		key string
+		v   *int
+	}{{DRKeyRestore, &s.restore}, {DRKeyFailback, &s.failback}} {
+		v, _ := ctx.GetConfig(DRNamespace + ":" + n.key)
+		if v == "" {
+			continue
+		}
+		i, err := strconv.Atoi(v)
+		if err != nil || i < 0 {
+			return s, fmt.Errorf("%s:%s is %q: want a run number (0 = none); omsctl dr activate and deactivate set it", DRNamespace, n.key, v)
+		}
+		*n.v = i
+	}
+	force, _ := ctx.GetConfig(DRNamespace + ":" + DRKeyForceRestore)
+	teardown, _ := ctx.GetConfig(DRNamespace + ":" + DRKeyTeardown)
+	s.forceRestore, s.teardown = force == "true", teardown == "true"
+	return s, nil
 }
 
 // DRProgram is the program of stack "<primaryStack>-dr". Its omscloud config is the primary's; primaryStack is the
@@ -164,6 +232,14 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		if err != nil {
 			return err
 		}
+		settings, err := readDRSettings(ctx)
+		if err != nil {
+			return err
+		}
+		if settings.teardown {
+			// Everything goes but the KMS keys, which GCP cannot delete and the next activation adopts.
+			cfg.DeletionProtection = false
+		}
 		ref, _ := ctx.GetConfig(DRNamespace + ":" + DRKeyPrimaryRef)
 		if ref == "" {
 			ref = PrimaryRef(primaryStack)
@@ -181,7 +257,15 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		// The DR edge answers on the address customers whitelisted in advance with the primary's certificates (gcp),
 		// or runs the connector of the DR tunnel the primary declared in advance (cloudflare): the primary keeps
 		// owning DNS, the certificates and the Cloudflare load balancer.
-		ov := Overrides{EdgeAddress: out.DRAddress, CertificateMap: out.CertificateMap}
+		// A generation names the Cloud SQL instance: Cloud SQL keeps a deleted instance's name for up to a week, so
+		// each activation after a teardown needs a new one. It lives exactly as long as the instance (destroyed after
+		// it), so a re-run keeps the instance.
+		generation, err := random.NewRandomId(ctx, cfg.NamePrefix()+"-generation", &random.RandomIdArgs{ByteLength: pulumi.Int(3)})
+		if err != nil {
+			return fmt.Errorf("DR generation: %w", err)
+		}
+		ov := Overrides{EdgeAddress: out.DRAddress, CertificateMap: out.CertificateMap, DatabaseSuffix: generation.Hex,
+			AdoptKeys: true, Teardown: settings.teardown}
 		switch {
 		case cfg.Edge.Provider == "cloudflare":
 			ov.TunnelToken = primary.GetStringOutput(pulumi.String(OutputDRTunnelToken))
@@ -195,24 +279,43 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		}
 
 		ctx.Export("primaryStack", pulumi.String(ref))
-		ctx.Export("primaryBackupUrl", pulumi.String(out.BackupURL))
+		ctx.Export(OutputPrimaryBackup, pulumi.String(out.BackupURL))
+		ctx.Export(OutputDRGeneration, generation.Hex)
+		ctx.Export(OutputDatabase, env.Database.InstanceName)
 		ctx.Export(OutputDRAddress, pulumi.String(out.DRAddress))
 		ctx.Export(OutputRuntimeImage, pulumi.String(cfg.Runtime.Image))
 		ctx.Export("domain", pulumi.String(cfg.Edge.Domain))
-		if err := grantPrimaryBackups(ctx, cfg, out, env); err != nil {
+		if err := grantPrimaryBackups(ctx, cfg, out, env, settings.failback > 0); err != nil {
 			return err
 		}
-		v, _ := ctx.GetConfig(DRNamespace + ":" + DRKeyRestore)
-		restore := v == "true"
-		ctx.Export("restore", pulumi.Bool(restore))
-		if !restore {
+		ctx.Export(OutputRestoreRun, pulumi.Int(settings.restore))
+		ctx.Export(OutputFailbackRun, pulumi.Int(settings.failback))
+		if settings.restore == 0 && settings.failback == 0 {
 			return nil
 		}
-		job, err := restoreJob(ctx, cfg, out, env)
+		key, err := primaryKeySecret(ctx, cfg, out, env)
 		if err != nil {
 			return err
 		}
-		ctx.Export("restoreJob", job.Metadata.Name().Elem())
+		if settings.restore > 0 {
+			job, err := oneShotJob(ctx, cfg, env, key, fmt.Sprintf("%s-restore-%d", cfg.NamePrefix(), settings.restore), "restore",
+				RestoreArgs(out.BackupURL, settings.forceRestore), nil)
+			if err != nil {
+				return fmt.Errorf("DR: restore Job: %w", err)
+			}
+			ctx.Export("restoreJob", job.Metadata.Name().Elem())
+		}
+		if settings.failback > 0 {
+			job, err := oneShotJob(ctx, cfg, env, key, fmt.Sprintf("%s-failback-%d", cfg.NamePrefix(), settings.failback), "failback",
+				FailbackArgs(out.BackupURL), corev1.EnvVarArray{
+					corev1.EnvVarArgs{Name: pulumi.String(backup.EnvMediaURL), Value: env.Backup.MediaURL},
+					corev1.EnvVarArgs{Name: pulumi.String(backup.EnvRelease), Value: pulumi.String(cfg.Runtime.Image)},
+				})
+			if err != nil {
+				return fmt.Errorf("DR: failback Job: %w", err)
+			}
+			ctx.Export("failbackJob", job.Metadata.Name().Elem())
+		}
 		return nil
 	}
 }
@@ -269,46 +372,55 @@ func readPrimaryOutputs(ref *pulumi.StackReference, name string) (PrimaryOutputs
 	return out, nil
 }
 
-// restoreJob runs `oms restore --from gs://<bucket> --latest` once the whole DR environment is up: as the DR
-// environment's backup identity, with the primary's archive key as a file, the runtime's environment and database
-// credentials (omsruntime.Wiring), under the restricted Pod Security level.
-func restoreJob(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment) (*batchv1.Job, error) {
-	name := cfg.NamePrefix() + "-restore"
-	w := env.Runtime.Wiring
-	labels := omsruntime.ClientSelector(cfg.NamePrefix())
-	labels["app.kubernetes.io/component"] = "restore"
-	// The archives were written with the primary's key (Secret Manager, replicated to the DR region): read it at
-	// deploy time and hand it to the Job as a file, like the backup pods get theirs.
+// primaryKeySecret hands the primary's archive key (Secret Manager, replicated to the DR region) to the DR Jobs as a
+// Kubernetes Secret, read at deploy time like the backup pods' own key: the restore reads the primary's archives
+// with it, the failback backup writes the archive the primary restores.
+func primaryKeySecret(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment) (*corev1.Secret, error) {
+	name := cfg.NamePrefix() + "-primary-key"
 	key := secretmanager.LookupSecretVersionOutput(ctx, secretmanager.LookupSecretVersionOutputArgs{
 		Project: pulumi.String(cfg.Project),
 		Secret:  pulumi.String(out.KeySecretID),
 	}, pulumi.Parent(env))
-	keySecret, err := corev1.NewSecret(ctx, name+"-key", &corev1.SecretArgs{
-		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name + "-key"), Namespace: pulumi.String(w.Namespace), Labels: pulumi.ToStringMap(labels)},
-		Type:     pulumi.String("Opaque"),
+	secret, err := corev1.NewSecret(ctx, name, &corev1.SecretArgs{
+		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(env.Runtime.Wiring.Namespace),
+			Labels: pulumi.ToStringMap(omsruntime.ClientSelector(cfg.NamePrefix()))},
+		Type: pulumi.String("Opaque"),
 		StringData: pulumi.StringMap{
 			backup.KeySecretKey: pulumi.ToSecret(key.SecretData()).(pulumi.StringOutput),
 		},
 	}, pulumi.Provider(env.Cluster.Provider), pulumi.DependsOn([]pulumi.Resource{env}))
 	if err != nil {
-		return nil, fmt.Errorf("DR: restore key: %w", err)
+		return nil, fmt.Errorf("DR: the primary's archive key: %w", err)
 	}
+	return secret, nil
+}
 
-	container := w.Container("restore", cfg.Runtime.Image, RestoreArgs(out.BackupURL), []string{omsruntime.EnvDatabaseURL},
+// oneShotJob runs `oms <args>` once the whole DR environment is up: as the DR environment's backup identity, with the
+// primary's archive key as a file, the runtime's environment and database credentials (omsruntime.Wiring), under the
+// restricted Pod Security level. It runs once: a later change of its spec (a new release) is ignored rather than
+// replacing the Job, which would run it again, and it is never deleted by a TTL, which would make a refresh drop it
+// and the next up create it again. A new run is a new Job (a new run number in its name).
+func oneShotJob(ctx *pulumi.Context, cfg *Config, env *environment.Environment, key *corev1.Secret, name, component string,
+	args []string, extraEnv corev1.EnvVarArray) (*batchv1.Job, error) {
+	w := env.Runtime.Wiring
+	labels := omsruntime.ClientSelector(cfg.NamePrefix())
+	labels["app.kubernetes.io/component"] = component
+	container := w.Container(component, cfg.Runtime.Image, args, []string{omsruntime.EnvDatabaseURL},
 		omsruntime.Resources{CPU: "500m", Memory: "1Gi", CPULimit: "2", MemoryLimit: "2Gi"})
-	container.Env = append(container.Env.(corev1.EnvVarArray), corev1.EnvVarArgs{
+	container.Env = append(append(container.Env.(corev1.EnvVarArray), corev1.EnvVarArgs{
 		Name: pulumi.String(backup.EnvKeyFile), Value: pulumi.String(backup.KeyFile),
-	})
+	}), extraEnv...)
 	container.VolumeMounts = append(container.VolumeMounts.(corev1.VolumeMountArray), corev1.VolumeMountArgs{
 		Name: pulumi.String("archive-key"), MountPath: pulumi.String(path.Dir(backup.KeyFile)), ReadOnly: pulumi.Bool(true),
 	})
 	pod := w.PodSpec("Never", container)
-	// The backup identity reads the archives (grantPrimaryBackups); the runtime's Secret gives the database.
+	// The backup identity reads (and, for the failback, writes) the primary's archives (grantPrimaryBackups); the
+	// runtime's Secret gives the database.
 	pod.ServiceAccountName = pulumi.String(env.Backup.ServiceAccountName)
 	pod.Volumes = append(pod.Volumes.(corev1.VolumeArray), corev1.VolumeArgs{
 		Name: pulumi.String("archive-key"),
 		Secret: corev1.SecretVolumeSourceArgs{
-			SecretName:  keySecret.Metadata.Name().Elem(),
+			SecretName:  key.Metadata.Name().Elem(),
 			DefaultMode: pulumi.Int(0o400),
 			Items: corev1.KeyToPathArray{corev1.KeyToPathArgs{
 				Key: pulumi.String(backup.KeySecretKey), Path: pulumi.String(path.Base(backup.KeyFile)),
@@ -318,29 +430,33 @@ func restoreJob(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *envir
 	return batchv1.NewJob(ctx, name, &batchv1.JobArgs{
 		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(w.Namespace), Labels: pulumi.ToStringMap(labels)},
 		Spec: batchv1.JobSpecArgs{
-			BackoffLimit:            pulumi.Int(2),
-			ActiveDeadlineSeconds:   pulumi.Int(3 * 3600),
-			TtlSecondsAfterFinished: pulumi.Int(7 * 24 * 3600),
+			BackoffLimit:          pulumi.Int(2),
+			ActiveDeadlineSeconds: pulumi.Int(3 * 3600),
 			Template: corev1.PodTemplateSpecArgs{
 				Metadata: metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
 				Spec:     pod,
 			},
 		},
-	}, pulumi.Provider(env.Cluster.Provider), pulumi.DependsOn([]pulumi.Resource{env}))
+	}, pulumi.Provider(env.Cluster.Provider), pulumi.DependsOn([]pulumi.Resource{env, key}), pulumi.IgnoreChanges([]string{"spec"}))
 }
 
-// grantPrimaryBackups lets the DR environment's backup identity read the primary's archives — and nothing else of
-// the primary (the archive key reaches the restore Job as a Kubernetes Secret). The grant inherits the DR
-// environment's GCP provider.
-func grantPrimaryBackups(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment) error {
+// grantPrimaryBackups lets the DR environment's backup identity read the primary's archives, and for a failback also
+// add one (objectCreator: it can neither overwrite nor delete an archive) — and nothing else of the primary (the
+// archive key reaches the Jobs as a Kubernetes Secret). The grants inherit the DR environment's GCP provider.
+func grantPrimaryBackups(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment, failback bool) error {
 	prefix := cfg.NamePrefix()
-	member := pulumi.Sprintf("serviceAccount:%s", env.Backup.ServiceAccountEmail)
-	if _, err := storage.NewBucketIAMMember(ctx, prefix+"-restore-read-archives", &storage.BucketIAMMemberArgs{
-		Bucket: pulumi.String(strings.TrimPrefix(out.BackupURL, "gs://")),
-		Role:   pulumi.String("roles/storage.objectViewer"),
-		Member: member,
-	}, pulumi.Parent(env)); err != nil {
-		return fmt.Errorf("DR: grant read on the primary's archives: %w", err)
+	grants := []struct{ name, role string }{{prefix + "-restore-read-archives", "roles/storage.objectViewer"}}
+	if failback {
+		grants = append(grants, struct{ name, role string }{prefix + "-failback-write-archives", "roles/storage.objectCreator"})
+	}
+	for _, g := range grants {
+		if _, err := storage.NewBucketIAMMember(ctx, g.name, &storage.BucketIAMMemberArgs{
+			Bucket: pulumi.String(strings.TrimPrefix(out.BackupURL, "gs://")),
+			Role:   pulumi.String(g.role),
+			Member: pulumi.Sprintf("serviceAccount:%s", env.Backup.ServiceAccountEmail),
+		}, pulumi.Parent(env)); err != nil {
+			return fmt.Errorf("DR: grant %s on the primary's archives: %w", g.role, err)
+		}
 	}
 	return nil
 }

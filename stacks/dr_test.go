@@ -151,7 +151,7 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 		OutputDRAddress:       resource.NewProperty("203.0.113.99"),
 		OutputCertificateMap:  resource.NewProperty(prodEUCertificateMap),
 	}}
-	values := map[string]string{DRNamespace + ":" + DRKeyRestore: "true"}
+	values := map[string]string{DRNamespace + ":" + DRKeyRestore: "1"}
 	for k, v := range sf.Values {
 		values[k] = v
 	}
@@ -192,24 +192,29 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"tailspin", "adventureworks", "litware"}, accounts)
 
-	jobs := inv.OfType("kubernetes:batch/v1:Job")
-	var restore *inventory.Resource
-	for i, j := range jobs {
-		if strings.HasSuffix(j.Name, "-restore") {
-			restore = &jobs[i]
-		}
-	}
-	require.NotNil(t, restore, "the restore Job is declared")
+	// The Cloud SQL instance is named for this DR generation: a deleted instance's name stays taken for a week.
+	generation := only(t, inv, "random:index/randomId:RandomId")
+	assert.Equal(t, "oms-prod-eu-dr-generation", generation.Name)
+	assert.Equal(t, 3.0, generation.Inputs["byteLength"])
+	assert.Equal(t, "oms-prod-eu-dr-pg-00112233445566778899aabbccddeeff", only(t, inv, "gcp:sql/databaseInstance:DatabaseInstance").String("name"), "the mocks' random hex")
+
+	restore, ok := inv.Find("kubernetes:batch/v1:Job", "oms-prod-eu-dr-restore-1")
+	require.True(t, ok, "restore run 1 is declared")
 	assert.Equal(t, []string{"restore", "--from", "gs://oms-prod-eu-backups", "--latest"}, restore.Strings("spec.template.spec.containers[0].args"))
 	assert.True(t, restore.Bool("spec.template.spec.securityContext.runAsNonRoot"))
 	assert.Equal(t, "oms-prod-eu-dr-backup", restore.String("spec.template.spec.serviceAccountName"), "runs as the backup identity")
 	env, _ := restore.Get("spec.template.spec.containers[0].env")
 	assert.Contains(t, env, map[string]any{"name": "OMS_BACKUP_KEY_FILE", "value": "/var/run/oms-backup/key"})
 	assert.Equal(t, "oms-prod-eu-dr-db-ca", restore.String("spec.template.spec.volumes[1].configMap.name"), "verifies the DR instance")
-	assert.Equal(t, "oms-prod-eu-dr-restore-key", restore.String("spec.template.spec.volumes[2].secret.secretName"))
+	assert.Equal(t, "oms-prod-eu-dr-primary-key", restore.String("spec.template.spec.volumes[2].secret.secretName"))
+	_, set := restore.Get("spec.ttlSecondsAfterFinished")
+	assert.False(t, set, "a finished restore Job stays, so no refresh finds it gone and no up creates it again")
+	for _, j := range inv.OfType("kubernetes:batch/v1:Job") {
+		assert.NotContains(t, j.Name, "failback", "no failback backup unless asked")
+	}
 
 	// The primary's archive key reaches the Job only as a secret.
-	key, ok := inv.Find("kubernetes:core/v1:Secret", "oms-prod-eu-dr-restore-key")
+	key, ok := inv.Find("kubernetes:core/v1:Secret", "oms-prod-eu-dr-primary-key")
 	require.True(t, ok)
 	data, _ := key.Get("stringData")
 	assert.Equal(t, inventory.Secret, data)
@@ -298,4 +303,88 @@ func TestDRActiveNeedsADRSite(t *testing.T) {
 	_, err := ParseConfig("s", values, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "omscloud:dr.active: is true but dr.enabled is false")
+}
+
+// runDRWith runs the DR program of prod-eu with DR settings and a deployed primary's outputs.
+func runDRWith(t *testing.T, settings map[string]string) *inventory.Inventory {
+	t.Helper()
+	dir, err := FindProjectDir(".")
+	require.NoError(t, err)
+	sf, err := LoadStackFile(dir, "prod-eu")
+	require.NoError(t, err)
+	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: resource.PropertyMap{
+		OutputBackupURL:       resource.NewProperty("gs://oms-prod-eu-backups"),
+		OutputBackupKeySecret: resource.NewProperty("projects/omscloud-prod-eu/secrets/oms-prod-eu-backup-key"),
+		OutputDRAddress:       resource.NewProperty("203.0.113.99"),
+		OutputCertificateMap:  resource.NewProperty(prodEUCertificateMap),
+	}}
+	values := map[string]string{}
+	for k, v := range sf.Values {
+		values[k] = v
+	}
+	for k, v := range settings {
+		values[DRNamespace+":"+k] = v
+	}
+	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = values, sf.SecretKeys }
+	require.NoError(t, pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig))
+	return inventory.New("prod-eu-dr", mocks.Resources())
+}
+
+func TestDRProgramRunsEachRestoreAndFailbackOnce(t *testing.T) {
+	tests := []struct {
+		name     string
+		settings map[string]string
+		jobs     map[string][]string
+	}{
+		{"provision only", map[string]string{DRKeyRestore: "0"}, map[string][]string{}},
+		{"first restore", map[string]string{DRKeyRestore: "1"}, map[string][]string{
+			"oms-prod-eu-dr-restore-1": {"restore", "--from", "gs://oms-prod-eu-backups", "--latest"}}},
+		{"forced second restore", map[string]string{DRKeyRestore: "2", DRKeyForceRestore: "true"}, map[string][]string{
+			"oms-prod-eu-dr-restore-2": {"restore", "--from", "gs://oms-prod-eu-backups", "--latest", "--force"}}},
+		{"failback after a restore", map[string]string{DRKeyRestore: "1", DRKeyFailback: "1"}, map[string][]string{
+			"oms-prod-eu-dr-restore-1":  {"restore", "--from", "gs://oms-prod-eu-backups", "--latest"},
+			"oms-prod-eu-dr-failback-1": {"backup", "--tier", "monthly", "--to", "gs://oms-prod-eu-backups"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := runDRWith(t, tc.settings)
+			got := map[string][]string{}
+			for _, j := range inv.OfType("kubernetes:batch/v1:Job") {
+				if strings.Contains(j.Name, "-restore-") || strings.Contains(j.Name, "-failback-") {
+					got[j.Name] = j.Strings("spec.template.spec.containers[0].args")
+				}
+			}
+			assert.Equal(t, tc.jobs, got)
+			_, writes := inv.Find("gcp:storage/bucketIAMMember:BucketIAMMember", "oms-prod-eu-dr-failback-write-archives")
+			assert.Equal(t, tc.settings[DRKeyFailback] != "", writes, "the DR identity may add archives to the primary's bucket only for a failback")
+		})
+	}
+	inv := runDRWith(t, map[string]string{DRKeyFailback: "1"})
+	failback, ok := inv.Find("kubernetes:batch/v1:Job", "oms-prod-eu-dr-failback-1")
+	require.True(t, ok)
+	env, _ := failback.Get("spec.template.spec.containers[0].env")
+	assert.Contains(t, env, map[string]any{"name": "OMS_BACKUP_KEY_FILE", "value": "/var/run/oms-backup/key"}, "written with the primary's key")
+	assert.Contains(t, env, map[string]any{"name": "OMS_RELEASE", "value": loadConfig(t, "prod-eu").Runtime.Image})
+	grant, _ := inv.Find("gcp:storage/bucketIAMMember:BucketIAMMember", "oms-prod-eu-dr-failback-write-archives")
+	assert.Equal(t, "roles/storage.objectCreator", grant.String("role"), "adds archives, never overwrites or deletes one")
+
+}
+
+func TestDRTeardownReleasesEverythingButTheKeys(t *testing.T) {
+	live := runDRWith(t, map[string]string{DRKeyRestore: "1"})
+	sql := only(t, live, "gcp:sql/databaseInstance:DatabaseInstance")
+	assert.True(t, sql.Bool("deletionProtection"), "a live DR database is protected like production")
+	assert.True(t, sql.Bool("settings.deletionProtectionEnabled"))
+
+	down := runDRWith(t, map[string]string{DRKeyRestore: "1", DRKeyTeardown: "true"})
+	sql = only(t, down, "gcp:sql/databaseInstance:DatabaseInstance")
+	assert.False(t, sql.Bool("deletionProtection"))
+	assert.False(t, sql.Bool("settings.deletionProtectionEnabled"))
+	assert.False(t, only(t, down, "gcp:container/cluster:Cluster").Bool("deletionProtection"))
+	for _, b := range down.OfType("gcp:storage/bucket:Bucket") {
+		assert.True(t, b.Bool("forceDestroy"), "%s: its archives are superseded by the failback archive in the primary's bucket", b.Name)
+	}
+	assert.Len(t, down.OfType("gcp:kms/keyRing:KeyRing"), len(live.OfType("gcp:kms/keyRing:KeyRing")), "the keys stay declared (and retained on delete)")
+	_, ok := down.Find("kubernetes:batch/v1:Job", "oms-prod-eu-dr-restore-1")
+	assert.True(t, ok, "the teardown changes no Job")
 }

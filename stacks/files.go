@@ -56,6 +56,20 @@ func ListStacks(dir string) ([]string, error) {
 
 // LoadStackFile reads the project defaults from Pulumi.yaml and the stack's own Pulumi.<stack>.yaml (which wins).
 func LoadStackFile(dir, stack string) (*StackFile, error) {
+	path := filepath.Join(dir, "Pulumi."+stack+".yaml")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		stacks, _ := ListStacks(dir)
+		return nil, fmt.Errorf("stack %q has no %s: known stacks are %s (create one with `omsctl tenant new` or copy a file)", stack, filepath.Base(path), strings.Join(stacks, ", "))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return parseStackFile(dir, stack, data)
+}
+
+// parseStackFile is LoadStackFile with the stack file's content given.
+func parseStackFile(dir, stack string, data []byte) (*StackFile, error) {
 	sf := &StackFile{Stack: stack, Path: filepath.Join(dir, "Pulumi."+stack+".yaml"), Values: map[string]string{}}
 	secret := map[string]bool{}
 
@@ -88,14 +102,6 @@ func LoadStackFile(dir, stack string) (*StackFile, error) {
 		sf.Values[full], secret[full] = v, isSecret
 	}
 
-	data, err := os.ReadFile(sf.Path)
-	if errors.Is(err, os.ErrNotExist) {
-		stacks, _ := ListStacks(dir)
-		return nil, fmt.Errorf("stack %q has no %s: known stacks are %s (create one with `omsctl tenant new` or copy a file)", stack, filepath.Base(sf.Path), strings.Join(stacks, ", "))
-	}
-	if err != nil {
-		return nil, err
-	}
 	var doc struct {
 		Config map[string]yaml.Node `yaml:"config"`
 	}

@@ -45,6 +45,14 @@ type Overrides struct {
 	// TunnelToken, for a Cloudflare edge, makes the edge run only the connector of the primary's pre-declared DR
 	// tunnel (secret); the primary keeps the DNS records and the load balancer, whose DR pool it enables.
 	TunnelToken pulumi.StringInput
+	// DatabaseSuffix names the Cloud SQL instance of this generation of a DR environment (postgres.Args.InstanceSuffix).
+	DatabaseSuffix pulumi.StringInput
+	// AdoptKeys keeps the CMEK keys when the stack is destroyed and adopts them when they exist (cmek.Args.Adopt).
+	AdoptKeys bool
+	// Teardown releases what a production config protects for good — the accounts' and the runtime's databases — and
+	// lets a destroy delete the backup and media buckets with their objects: set only while a DR environment is torn
+	// down after its failback backup, together with DeletionProtection false.
+	Teardown bool
 }
 
 // Deploy declares the environment a validated config describes.
@@ -122,6 +130,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			},
 			DeletionProtection: cfg.DeletionProtection,
 			Labels:             labels,
+			AdoptKeys:          ov.AdoptKeys,
 			Pools: []gke.PoolArgs{
 				pool("web", cfg.Sizing.Web, nil),
 				pool("stateful", cfg.Sizing.Stateful, []gke.Taint{{Key: StatefulTaintKey, Value: "true", Effect: "NO_SCHEDULE"}}),
@@ -141,6 +150,9 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			Maintenance:        postgres.MaintenanceArgs{Day: maintenanceDay, HourUTC: cfg.Maintenance.StartHourUTC},
 			DeletionProtection: cfg.DeletionProtection,
 			Labels:             labels,
+			AdoptKeys:          ov.AdoptKeys,
+			InstanceSuffix:     ov.DatabaseSuffix,
+			Teardown:           ov.Teardown,
 			Accounts:           cfg.Accounts,
 			RetiredAccounts:    cfg.Database.RetiredAccounts,
 		},
@@ -160,6 +172,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			Name:        prefix,
 			Project:     cfg.Project,
 			Production:  cfg.Environment == Production,
+			Teardown:    ov.Teardown,
 			Image:       cfg.Runtime.Image,
 			ColorImages: cfg.Runtime.ColorImages,
 			ActiveColor: cfg.Runtime.ActiveColor,
@@ -192,6 +205,8 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			KeepInRegion:       keepInRegion,
 			DeletionProtection: cfg.DeletionProtection,
 			Labels:             labels,
+			AdoptKeys:          ov.AdoptKeys,
+			ForceDestroy:       ov.Teardown,
 			Bucket:             bucket,
 			Media:              media,
 			Image:              activeImage,

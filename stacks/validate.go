@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/backup"
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/regions"
 )
@@ -52,6 +53,9 @@ func (c *Config) validate(v *validator) {
 	if regionOK {
 		c.validateZones(v)
 		c.validateDR(v)
+	}
+	if regionOK {
+		c.validateBackup(v)
 	}
 	c.validateNetwork(v)
 	c.validateGKE(v)
@@ -148,6 +152,21 @@ func (c *Config) validateDR(v *validator) {
 	if j, _ := regions.JurisdictionOf(c.DR.GCPRegion); j != "" && j != c.Region.Jurisdiction && !c.DR.AcknowledgeCrossBorder {
 		v.add("dr.acknowledgeCrossBorder", "region %s has a single GCP region, so its DR site %s lies in %s: set dr.acknowledgeCrossBorder to true once the customer has agreed, or set dr.enabled to false",
 			c.RegionID, c.DR.GCPRegion, j)
+	}
+}
+
+func (c *Config) validateBackup(v *validator) {
+	if c.Backup.Location == "" {
+		if len(c.Backup.DataLocations) > 0 {
+			v.add("backup.dataLocations", "is set without backup.location: give the dual-region's multi-region code (EU, US, ASIA) as backup.location")
+		}
+		return
+	}
+	bucket, _, keepInRegion := c.backupPlacement()
+	a := backup.Args{Region: c.Region.Primary.GCPRegion, DRRegion: c.DR.GCPRegion, KeepInRegion: keepInRegion,
+		AllowCrossBorder: c.Region.DRCrossBorder && c.DR.AcknowledgeCrossBorder, Bucket: bucket}
+	if err := a.CheckBucketLocation(); err != nil {
+		v.add("backup.location", "%q: %v", c.Backup.Location, err)
 	}
 }
 

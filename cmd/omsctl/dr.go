@@ -11,12 +11,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/spf13/cobra"
@@ -37,7 +40,7 @@ func newDRCmd() *cobra.Command {
 	}
 
 	var stack string
-	var yes, doSwitch bool
+	var yes, doSwitch, forceRestore bool
 	var readyTimeout time.Duration
 	activate := &cobra.Command{
 		Use:   "activate --stack NAME [--backend URL] [--yes] [--switch]",
@@ -47,13 +50,17 @@ the primary's config and its last state (backup bucket, accounts, release, reser
 StackReference). It runs in steps and prints how long each took:
 
   provision     pulumi up of <stack>-dr: network, cluster, database, data tier, runtime, edge in the DR region
-  restore       pulumi up again with the restore Job (oms restore --from gs://<backup bucket> --latest)
+  restore       pulumi up again with the restore Job (oms restore --from gs://<backup bucket> --latest), once per
+                DR generation: a re-run restores nothing over the live DR database unless --force-restore (and oms
+                restore itself refuses a database that has taken writes since its last restore unless forced)
   health check  GET https://<domain>/readyz sent to the reserved DR address until it answers 200
   switch        only with --switch: a pulumi up of the primary stack with omscloud:dr.active=true, targeted at its DR
                 component and what depends on it. Cloudflare edge: it enables the DR pool. GCP edge: it points the
                 hostnames' A records at the reserved DR address. Without --switch the run is a drill.
 
-The primary stack is never modified without --switch. The health check needs network access to the DR address.`,
+The primary stack is never modified without --switch. The health check needs network access to the DR address.
+Activation repeats: after dr deactivate, the next activation adopts the KMS keys (which GCP never deletes) and names
+its Cloud SQL instance for a new generation (a deleted instance's name stays taken for up to a week).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, _ := cmd.Flags().GetString("dir")
@@ -66,7 +73,7 @@ The primary stack is never modified without --switch. The health check needs net
 			}
 			tl, err := activateDR(cmd.Context(), drOptions{
 				Primary: stack, PrimaryRef: primaryRef, ProjectDir: projectDir, Backend: backend, PulumiRoot: pulumiRoot,
-				Switch: doSwitch, ReadyTimeout: readyTimeout, Progress: cmd.ErrOrStderr(),
+				Switch: doSwitch, ForceRestore: forceRestore, ReadyTimeout: readyTimeout, Progress: cmd.ErrOrStderr(),
 			})
 			if tl != nil {
 				tl.Print(cmd.OutOrStdout())
@@ -77,6 +84,7 @@ The primary stack is never modified without --switch. The health check needs net
 	activate.Flags().StringVarP(&stack, "stack", "s", "", "the primary production stack to recover, e.g. prod-eu")
 	activate.Flags().BoolVar(&yes, "yes", false, "confirm: provision the DR environment")
 	activate.Flags().BoolVar(&doSwitch, "switch", false, "after the health check, move traffic to the DR site (without it: a drill)")
+	activate.Flags().BoolVar(&forceRestore, "force-restore", false, "restore the primary's latest backup again over a live DR database, even one that has taken writes since its last restore (the replaced databases are kept as <name>_old_<time>)")
 	activate.Flags().DurationVar(&readyTimeout, "ready-timeout", 20*time.Minute, "how long the health check waits for /readyz")
 	activate.Flags().StringVar(&primaryRef, "primary-ref", "", "the primary's fully qualified stack name (default organization/omscloud/<stack>, a self-managed backend's)")
 	addEngineFlags(activate)
@@ -103,7 +111,46 @@ The primary stack is never modified without --switch. The health check needs net
 	addEngineFlags(status)
 	_ = status.MarkFlagRequired("stack")
 
-	dr.AddCommand(activate, status)
+	deactivate := &cobra.Command{
+		Use:   "deactivate --stack NAME [--backend URL] [--yes]",
+		Short: "Fail back from <stack>-dr: a fresh backup into the primary's bucket, then tear <stack>-dr down",
+		Long: `deactivate ends a DR generation in steps and prints how long each took:
+
+  backup    pulumi up of <stack>-dr with a failback Job: oms backup --tier monthly --to gs://<primary's backup bucket>,
+            with the primary's archive key, so the primary restores it with oms restore --latest after the DR stack
+            is gone
+  teardown  refused while traffic is on the DR site (omscloud:dr.active on the primary: restore the primary from the
+            failback archive, switch back, then run deactivate again). Otherwise a pulumi up that releases what
+            production protects (Pulumi protect, Cloud SQL and GKE deletion protection; the DR buckets, whose
+            archives the failback archive supersedes, are emptied on delete), then pulumi destroy of <stack>-dr.
+            The KMS key rings and keys stay in GCP, which never deletes them: the next activation adopts them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, _ := cmd.Flags().GetString("dir")
+			projectDir, err := stacks.FindProjectDir(dir)
+			if err != nil {
+				return err
+			}
+			if !yes {
+				return fmt.Errorf("deactivate deletes the DR environment of %s and its databases (after a failback backup): re-run with --yes", stack)
+			}
+			tl, err := deactivateDR(cmd.Context(), drOptions{
+				Primary: stack, PrimaryRef: primaryRef, ProjectDir: projectDir, Backend: backend, PulumiRoot: pulumiRoot,
+				Progress: cmd.ErrOrStderr(),
+			})
+			if tl != nil {
+				tl.Print(cmd.OutOrStdout())
+			}
+			return err
+		},
+	}
+	deactivate.Flags().StringVarP(&stack, "stack", "s", "", "the primary production stack whose DR environment ends, e.g. prod-eu")
+	deactivate.Flags().BoolVar(&yes, "yes", false, "confirm: back up and delete the DR environment")
+	deactivate.Flags().StringVar(&primaryRef, "primary-ref", "", "the primary's fully qualified stack name (default organization/omscloud/<stack>, a self-managed backend's)")
+	addEngineFlags(deactivate)
+	_ = deactivate.MarkFlagRequired("stack")
+
+	dr.AddCommand(activate, deactivate, status, newDRToggleCmd(true), newDRToggleCmd(false))
 	return dr
 }
 
@@ -139,6 +186,8 @@ type drOptions struct {
 	Probe        ReadyProbe
 	ReadyTimeout time.Duration
 	Switch       bool
+	// ForceRestore restores again over a live DR database, passing --force to oms restore.
+	ForceRestore bool
 	// Progress receives the engine's output; nil discards it.
 	Progress io.Writer
 }
@@ -183,109 +232,292 @@ func (o *drOptions) backendName() string {
 	return o.Backend
 }
 
+// drRun is what activation and deactivation share: the primary's config and stack, the DR stack and its outputs.
+type drRun struct {
+	o          drOptions
+	primaryCfg *stacks.Config
+	drCfg      *stacks.Config
+	primary    auto.Stack
+	dr         auto.Stack
+	// primaryConfig is the primary stack's config: the DR stack's omscloud config is exactly it.
+	primaryConfig auto.ConfigMap
+	// prev is the DR stack's last outputs: empty for a new DR generation (never activated, or torn down).
+	prev     auto.OutputMap
+	progress io.Writer
+	cleanup  func()
+}
+
+// openDR selects the primary (which must be deployed) and creates or selects the DR stack.
+func openDR(ctx context.Context, o drOptions) (*drRun, error) {
+	if o.Primary == "" {
+		return nil, errors.New("--stack is required: the primary production stack")
+	}
+	r := &drRun{o: o, progress: o.Progress}
+	if r.progress == nil {
+		r.progress = io.Discard
+	}
+	sf, err := stacks.LoadStackFile(o.ProjectDir, o.Primary)
+	if err != nil {
+		return nil, err
+	}
+	if r.primaryCfg, err = sf.Config(); err != nil {
+		return nil, err
+	}
+	if r.drCfg, err = stacks.DRConfigFor(r.primaryCfg); err != nil {
+		return nil, err
+	}
+	if r.o.Command == nil {
+		if r.o.Command, err = pulumiCommand(o.PulumiRoot); err != nil {
+			return nil, err
+		}
+	}
+	wsOpts, cleanup, err := r.o.workspace()
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*drRun, error) {
+		cleanup()
+		return nil, err
+	}
+	r.cleanup = cleanup
+	r.primary, err = auto.SelectStackInlineSource(ctx, o.Primary, stacks.Project, stacks.Program, wsOpts...)
+	if err != nil {
+		if auto.IsSelectStack404Error(err) {
+			return fail(fmt.Errorf("primary stack %s is not in %s: DR reads the primary's last state; pass --backend with the primary's backend", o.Primary, o.backendName()))
+		}
+		return fail(fmt.Errorf("select primary stack %s: %w", o.Primary, err))
+	}
+	if r.primaryConfig, err = r.primary.GetAllConfig(ctx); err != nil {
+		return fail(fmt.Errorf("read the config of %s: %w", o.Primary, err))
+	}
+	drName := stacks.DRStackName(o.Primary)
+	if r.dr, err = auto.UpsertStackInlineSource(ctx, drName, stacks.Project, stacks.DRProgram(o.Primary), wsOpts...); err != nil {
+		return fail(fmt.Errorf("create DR stack %s: %w", drName, err))
+	}
+	if r.prev, err = r.dr.Outputs(ctx); err != nil {
+		return fail(fmt.Errorf("read the outputs of %s: %w", drName, err))
+	}
+	return r, nil
+}
+
+// run is one of the DR stack's run-number outputs (0 when absent).
+func (r *drRun) run(output string) int {
+	n, _ := r.prev[output].Value.(float64)
+	return int(n)
+}
+
+// live reports whether a DR generation is up: its database instance is in the DR stack's outputs (a destroy
+// removes them).
+func (r *drRun) live() bool {
+	name, _ := r.prev[stacks.OutputDatabase].Value.(string)
+	return name != ""
+}
+
+// up configures the DR stack (the primary's omscloud config, secrets staying secrets, plus the DR settings, which
+// live in their own namespace) and runs an up.
+func (r *drRun) up(ctx context.Context, message string, settings map[string]string) (auto.UpResult, error) {
+	cfg := auto.ConfigMap{}
+	for k, v := range r.primaryConfig {
+		cfg[k] = v
+	}
+	for k, v := range settings {
+		cfg[stacks.DRNamespace+":"+k] = auto.ConfigValue{Value: v}
+	}
+	if r.o.PrimaryRef != "" {
+		cfg[stacks.DRNamespace+":"+stacks.DRKeyPrimaryRef] = auto.ConfigValue{Value: r.o.PrimaryRef}
+	}
+	// Each run states all of its settings: drop what an earlier run of this workspace set.
+	old, err := r.dr.GetAllConfig(ctx)
+	if err != nil {
+		return auto.UpResult{}, fmt.Errorf("read the config of %s: %w", r.dr.Name(), err)
+	}
+	for k := range old {
+		if _, keep := cfg[k]; !keep && strings.HasPrefix(k, stacks.DRNamespace+":") {
+			if err := r.dr.RemoveConfig(ctx, k); err != nil {
+				return auto.UpResult{}, err
+			}
+		}
+	}
+	if err := r.dr.SetAllConfig(ctx, cfg); err != nil {
+		return auto.UpResult{}, fmt.Errorf("configure %s: %w", r.dr.Name(), err)
+	}
+	res, err := r.dr.Up(ctx, optup.ProgressStreams(r.progress), optup.Message(message))
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", r.dr.Name(), err)
+	}
+	return res, nil
+}
+
+func (r *drRun) timeline(action string) *Timeline {
+	return &Timeline{Action: action, Primary: r.o.Primary, DRStack: r.dr.Name(), From: r.primaryCfg.Region.Primary.GCPRegion,
+		To: r.drCfg.Region.Primary.GCPRegion}
+}
+
 // activateDR runs the DR spin-up and returns its timeline, complete up to the step that failed.
 func activateDR(ctx context.Context, o drOptions) (*Timeline, error) {
-	if o.Primary == "" {
-		return nil, errors.New("--stack is required: the primary production stack to recover")
-	}
 	if o.Probe == nil {
 		o.Probe = HTTPProbe
 	}
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 20 * time.Minute
 	}
-	progress := o.Progress
-	if progress == nil {
-		progress = io.Discard
-	}
-	sf, err := stacks.LoadStackFile(o.ProjectDir, o.Primary)
+	r, err := openDR(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	primaryCfg, err := sf.Config()
-	if err != nil {
-		return nil, err
-	}
-	drCfg, err := stacks.DRConfigFor(primaryCfg)
-	if err != nil {
-		return nil, err
-	}
-	if o.Command == nil {
-		if o.Command, err = pulumiCommand(o.PulumiRoot); err != nil {
-			return nil, err
-		}
-	}
-	wsOpts, cleanup, err := o.workspace()
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
+	defer r.cleanup()
+	tl := r.timeline("activation")
 
-	primary, err := auto.SelectStackInlineSource(ctx, o.Primary, stacks.Project, stacks.Program, wsOpts...)
-	if err != nil {
-		if auto.IsSelectStack404Error(err) {
-			return nil, fmt.Errorf("primary stack %s is not in %s: DR reads the primary's last state; pass --backend with the primary's backend", o.Primary, o.backendName())
-		}
-		return nil, fmt.Errorf("select primary stack %s: %w", o.Primary, err)
+	// A live generation keeps its restore and failback Jobs exactly as they are: declared the same, never run again.
+	restoreRun, failbackRun := 0, 0
+	if r.live() {
+		restoreRun, failbackRun = r.run(stacks.OutputRestoreRun), r.run(stacks.OutputFailbackRun)
 	}
-	primaryConfig, err := primary.GetAllConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the config of %s: %w", o.Primary, err)
+	settings := map[string]string{
+		stacks.DRKeyRestore:  strconv.Itoa(restoreRun),
+		stacks.DRKeyFailback: strconv.Itoa(failbackRun),
 	}
-
-	drName := stacks.DRStackName(o.Primary)
-	dr, err := auto.UpsertStackInlineSource(ctx, drName, stacks.Project, stacks.DRProgram(o.Primary), wsOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("create DR stack %s: %w", drName, err)
-	}
-	// The DR stack's omscloud config is exactly the primary's (secrets stay secrets); its own settings live in the
-	// omscloud-dr namespace.
-	drConfig := auto.ConfigMap{}
-	for k, v := range primaryConfig {
-		drConfig[k] = v
-	}
-	drConfig[stacks.DRNamespace+":"+stacks.DRKeyRestore] = auto.ConfigValue{Value: "false"}
-	if o.PrimaryRef != "" {
-		drConfig[stacks.DRNamespace+":"+stacks.DRKeyPrimaryRef] = auto.ConfigValue{Value: o.PrimaryRef}
-	}
-	if err := dr.SetAllConfig(ctx, drConfig); err != nil {
-		return nil, fmt.Errorf("configure %s: %w", drName, err)
-	}
-
-	tl := &Timeline{Primary: o.Primary, DRStack: drName, From: primaryCfg.Region.Primary.GCPRegion, To: drCfg.Region.Primary.GCPRegion}
-
-	var provisioned auto.UpResult
+	var result auto.UpResult
 	err = tl.Run("provision", func() (string, error) {
-		provisioned, err = dr.Up(ctx, optup.ProgressStreams(progress), optup.Message("DR activation: provision"))
-		if err != nil {
-			return "", fmt.Errorf("provision %s: %w", drName, err)
+		if result, err = r.up(ctx, "DR activation: provision", settings); err != nil {
+			return "", fmt.Errorf("provision: %w", err)
 		}
-		return fmt.Sprintf("%s in %s", changes(provisioned.Summary), tl.To), nil
+		return fmt.Sprintf("%s in %s, generation %v", changes(result.Summary), tl.To, result.Outputs[stacks.OutputDRGeneration].Value), nil
 	})
 	if err != nil {
 		return tl, err
 	}
 
-	var restored auto.UpResult
-	err = tl.Run("restore", func() (string, error) {
-		if err := dr.SetConfig(ctx, stacks.DRNamespace+":"+stacks.DRKeyRestore, auto.ConfigValue{Value: "true"}); err != nil {
+	if restoreRun > 0 && !o.ForceRestore {
+		tl.Skip("restore", fmt.Sprintf("restore run %d already ran in this DR generation: nothing restored over the live DR database (--force-restore restores the primary's latest backup over it)", restoreRun))
+	} else {
+		settings[stacks.DRKeyRestore] = strconv.Itoa(restoreRun + 1)
+		if o.ForceRestore {
+			settings[stacks.DRKeyForceRestore] = "true"
+		}
+		err = tl.Run("restore", func() (string, error) {
+			if result, err = r.up(ctx, "DR activation: restore", settings); err != nil {
+				return "", fmt.Errorf("restore: %w", err)
+			}
+			return fmt.Sprintf("Job %v: oms %s", result.Outputs["restoreJob"].Value,
+				strings.Join(stacks.RestoreArgs(fmt.Sprint(result.Outputs[stacks.OutputPrimaryBackup].Value), o.ForceRestore), " ")), nil
+		})
+		if err != nil {
+			return tl, err
+		}
+	}
+
+	if fmt.Sprint(result.Outputs["edgeProvider"].Value) == "cloudflare" {
+		return tl, cloudflareCutover(ctx, tl, r.o, r.primary, r.progress)
+	}
+	return tl, gcpCutover(ctx, tl, r.o, result, r.primary, r.progress)
+}
+
+// deactivateDR takes a failback backup from the DR environment into the primary's bucket, then tears the DR stack
+// down, and returns its timeline, complete up to the step that failed.
+func deactivateDR(ctx context.Context, o drOptions) (*Timeline, error) {
+	r, err := openDR(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer r.cleanup()
+	if !r.live() {
+		return nil, fmt.Errorf("%s has no live DR environment (never activated, or already deactivated): nothing to deactivate", r.dr.Name())
+	}
+	tl := r.timeline("deactivation")
+	settings := map[string]string{
+		stacks.DRKeyRestore:  strconv.Itoa(r.run(stacks.OutputRestoreRun)),
+		stacks.DRKeyFailback: strconv.Itoa(r.run(stacks.OutputFailbackRun) + 1),
+	}
+	err = tl.Run("backup", func() (string, error) {
+		res, err := r.up(ctx, "DR deactivation: failback backup", settings)
+		if err != nil {
+			return "", fmt.Errorf("failback backup: %w", err)
+		}
+		url := fmt.Sprint(res.Outputs[stacks.OutputPrimaryBackup].Value)
+		return fmt.Sprintf("Job %v: oms %s; the primary restores it with oms restore --from %s --latest",
+			res.Outputs["failbackJob"].Value, strings.Join(stacks.FailbackArgs(url), " "), url), nil
+	})
+	if err != nil {
+		return tl, err
+	}
+	return tl, tl.Run("teardown", func() (string, error) {
+		switched, err := primarySwitched(ctx, r.primary)
+		if err != nil {
 			return "", err
 		}
-		restored, err = dr.Up(ctx, optup.ProgressStreams(progress), optup.Message("DR activation: restore"))
-		if err != nil {
-			return "", fmt.Errorf("restore in %s: %w", drName, err)
+		if switched {
+			return "", fmt.Errorf("traffic is on the DR site (%s has omscloud:dr.active): restore the primary from the failback archive (oms restore --from %v --latest), clear omscloud:dr.active and run omsctl up on %s, then run deactivate again",
+				r.o.Primary, r.prev[stacks.OutputPrimaryBackup].Value, r.o.Primary)
 		}
-		return fmt.Sprintf("Job %v: oms %s", restored.Outputs["restoreJob"].Value,
-			strings.Join(stacks.RestoreArgs(fmt.Sprint(restored.Outputs["primaryBackupUrl"].Value)), " ")), nil
+		settings[stacks.DRKeyTeardown] = "true"
+		if _, err := r.up(ctx, "DR deactivation: release protection", settings); err != nil {
+			return "", fmt.Errorf("release protection: %w", err)
+		}
+		kept, err := retained(ctx, r.dr)
+		if err != nil {
+			return "", err
+		}
+		res, err := r.dr.Destroy(ctx, optdestroy.ProgressStreams(r.progress), optdestroy.Message("DR deactivation: teardown"))
+		if err != nil {
+			return "", fmt.Errorf("destroy %s: %w", r.dr.Name(), err)
+		}
+		return fmt.Sprintf("%s; %d KMS key rings and keys stay in GCP for the next activation", changes(res.Summary), kept), nil
 	})
-	if err != nil {
-		return tl, err
-	}
+}
 
-	if fmt.Sprint(restored.Outputs["edgeProvider"].Value) == "cloudflare" {
-		return tl, cloudflareCutover(ctx, tl, o, primary, progress)
+// retained counts the DR stack's resources a destroy leaves in GCP (RetainOnDelete: the KMS key rings and keys).
+func retained(ctx context.Context, s auto.Stack) (int, error) {
+	d, err := deployment(ctx, s)
+	if err != nil {
+		return 0, err
 	}
-	return tl, gcpCutover(ctx, tl, o, restored, primary, progress)
+	n := 0
+	for _, res := range d.Resources {
+		if res.RetainOnDelete {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func deployment(ctx context.Context, s auto.Stack) (*apitype.DeploymentV3, error) {
+	dep, err := s.Export(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the state of %s: %w", s.Name(), err)
+	}
+	var d apitype.DeploymentV3
+	if err := json.Unmarshal(dep.Deployment, &d); err != nil {
+		return nil, fmt.Errorf("decode the state of %s: %w", s.Name(), err)
+	}
+	return &d, nil
+}
+
+// primarySwitched reports whether the primary's last state sends traffic to the DR site: its pre-declared DR pool
+// enabled (Cloudflare), or a hostname's A record holding the reserved DR address (GCP).
+func primarySwitched(ctx context.Context, primary auto.Stack) (bool, error) {
+	d, err := deployment(ctx, primary)
+	if err != nil {
+		return false, err
+	}
+	outs, err := primary.Outputs(ctx)
+	if err != nil {
+		return false, fmt.Errorf("read the outputs of %s: %w", primary.Name(), err)
+	}
+	drAddress, _ := outs[stacks.OutputDRAddress].Value.(string)
+	for _, res := range d.Resources {
+		switch {
+		case res.Type == "cloudflare:index/loadBalancerPool:LoadBalancerPool" && strings.Contains(string(res.URN), "$"+drSwitchType):
+			if on, _ := res.Inputs["enabled"].(bool); on {
+				return true, nil
+			}
+		case res.Type == "gcp:dns/recordSet:RecordSet" && res.Inputs["type"] == "A" && drAddress != "":
+			if datas, _ := res.Inputs["rrdatas"].([]any); slices.Contains(datas, any(drAddress)) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // gcpCutover health-checks the DR load balancer on the reserved DR address, where it serves the primary's
@@ -361,14 +593,11 @@ const drSwitchType = "omscloud:dr:"
 // enables; with a GCP edge the hostnames' A records, which active points at the reserved DR address (and so makes
 // depend on it).
 func switchToDR(ctx context.Context, primary auto.Stack, progress io.Writer) (string, error) {
-	dep, err := primary.Export(ctx)
-	if err != nil {
-		return "", fmt.Errorf("read the primary's state: %w", err)
-	}
-	urns, err := urnsOfType(dep, drSwitchType)
+	d, err := deployment(ctx, primary)
 	if err != nil {
 		return "", err
 	}
+	urns := urnsOfType(d, drSwitchType)
 	if len(urns) == 0 {
 		return "", fmt.Errorf("the primary stack %s declares no %s component (reserved DR address or DR pool): switch DNS by hand", primary.Name(), drSwitchType)
 	}
@@ -382,18 +611,14 @@ func switchToDR(ctx context.Context, primary auto.Stack, progress io.Writer) (st
 	return fmt.Sprintf("%s on %s; commit `dr: {active: true}` to Pulumi.%s.yaml", changes(res.Summary), primary.Name(), primary.Name()), nil
 }
 
-func urnsOfType(dep apitype.UntypedDeployment, prefix string) ([]string, error) {
-	var d apitype.DeploymentV3
-	if err := json.Unmarshal(dep.Deployment, &d); err != nil {
-		return nil, fmt.Errorf("decode state: %w", err)
-	}
+func urnsOfType(d *apitype.DeploymentV3, prefix string) []string {
 	var urns []string
 	for _, r := range d.Resources {
 		if strings.HasPrefix(string(r.Type), prefix) {
 			urns = append(urns, string(r.URN))
 		}
 	}
-	return urns, nil
+	return urns
 }
 
 func changes(s auto.UpdateSummary) string {
@@ -401,7 +626,7 @@ func changes(s auto.UpdateSummary) string {
 		return "no changes"
 	}
 	var parts []string
-	for _, op := range []string{"create", "update", "replace", "delete", "same"} {
+	for _, op := range []string{"create", "import", "update", "replace", "delete", "same"} {
 		if n := (*s.ResourceChanges)[op]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, op))
 		}
@@ -454,8 +679,10 @@ func httpProbe(tlsConfig *tls.Config, interval time.Duration) ReadyProbe {
 	}
 }
 
-// Timeline records the steps of a DR activation.
+// Timeline records the steps of a DR activation or deactivation.
 type Timeline struct {
+	// Action is "activation" (the default) or "deactivation".
+	Action           string
 	Primary, DRStack string
 	From, To         string
 	Steps            []TimelineStep
@@ -497,7 +724,11 @@ func (t *Timeline) Total() time.Duration {
 
 // Print writes the timeline as a table, with the total against the RTO anchor.
 func (t *Timeline) Print(w io.Writer) {
-	fmt.Fprintf(w, "DR activation of %s -> %s (%s -> %s)\n", t.Primary, t.DRStack, t.From, t.To)
+	action := t.Action
+	if action == "" {
+		action = "activation"
+	}
+	fmt.Fprintf(w, "DR %s of %s -> %s (%s -> %s)\n", action, t.Primary, t.DRStack, t.From, t.To)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tDURATION\tDETAIL")
 	for _, s := range t.Steps {

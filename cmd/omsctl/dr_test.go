@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/omscloud/omscloud/enginetest"
 	"github.com/omscloud/omscloud/stacks"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -45,11 +47,12 @@ func TestTimelinePrintsEveryStepAndTheTotalAgainstTheAnchor(t *testing.T) {
 }
 
 func TestTimelineMarksAFailedStep(t *testing.T) {
-	tl := &Timeline{Primary: "prod", DRStack: "prod-dr"}
+	tl := &Timeline{Action: "deactivation", Primary: "prod", DRStack: "prod-dr"}
 	err := tl.Run("provision", func() (string, error) { return "", errors.New("quota exceeded") })
 	require.Error(t, err)
 	var out bytes.Buffer
 	tl.Print(&out)
+	assert.Contains(t, out.String(), "DR deactivation of prod -> prod-dr")
 	assert.Contains(t, out.String(), "FAILED: quota exceeded")
 	assert.Contains(t, out.String(), "incomplete: a step failed")
 }
@@ -164,7 +167,7 @@ func drillOnEngine(t *testing.T, env *enginetest.Env, primaryName string, primar
 			assert.True(t, loc == site.GCPRegion || slices.Contains(site.Zones, loc), "%s names %s, outside the DR site %s", r.URN, loc, site.GCPRegion)
 		}
 		switch {
-		case r.Type == "kubernetes:batch/v1:Job" && strings.HasSuffix(r.URN, "-restore"):
+		case r.Type == "kubernetes:batch/v1:Job" && strings.HasSuffix(r.URN, "-restore-1"):
 			spec, _ := r.Inputs["spec"].(map[string]any)
 			tmpl, _ := spec["template"].(map[string]any)
 			pod, _ := tmpl["spec"].(map[string]any)
@@ -254,4 +257,193 @@ func port(t *testing.T, r *http.Request) string {
 	_, p, err := net.SplitHostPort(r.Context().Value(http.LocalAddrContextKey).(net.Addr).String())
 	require.NoError(t, err)
 	return p
+}
+
+// TestDRRepeatsOnEngine: DR activates, deactivates and activates again, twice, with a behaviour model that keeps the
+// names GCP keeps (KMS key rings and keys forever, a deleted Cloud SQL instance's for a week) and refuses to delete a
+// protected database or cluster. Each generation adopts the same keys and names a new database instance; a second
+// activation of a live generation changes nothing and restores nothing over its database; --force-restore is a new
+// run; deactivation backs up into the primary's bucket, refuses to tear down while traffic is on DR, and otherwise
+// leaves only the keys.
+func TestDRRepeatsOnEngine(t *testing.T) {
+	env := enginetest.New(t)
+	for _, name := range []string{"prod-eu", "acme-prod-eu"} {
+		sf, err := stacks.LoadStackFile(env.WorkDir, name)
+		require.NoError(t, err)
+		cfg, err := sf.Config()
+		require.NoError(t, err)
+		require.True(t, cfg.DR.Enabled, name)
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			repeatOnEngine(t, env, name)
+		})
+	}
+}
+
+func stepNames(tl *Timeline) []string {
+	var out []string
+	for _, s := range tl.Steps {
+		if s.Skipped {
+			out = append(out, s.Name+" (skipped)")
+		} else {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+func logTimeline(t *testing.T, tl *Timeline) {
+	t.Helper()
+	var out bytes.Buffer
+	tl.Print(&out)
+	t.Logf("\n%s", out.String())
+}
+
+// drResources are the DR stack's custom resources by type: their ids.
+func drResources(t *testing.T, env *enginetest.Env, stack string) map[string][]string {
+	t.Helper()
+	_, resources, err := env.RawState(stack)
+	require.NoError(t, err)
+	out := map[string][]string{}
+	for _, r := range resources {
+		if r.Custom && !strings.HasPrefix(r.Type, "pulumi:") {
+			out[r.Type] = append(out[r.Type], r.ID)
+		}
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out
+}
+
+func repeatOnEngine(t *testing.T, env *enginetest.Env, name string) {
+	ctx := context.Background()
+	opts := drOptions{Primary: name, ProjectDir: env.WorkDir, Command: env.Command, EnvVars: env.Vars,
+		Probe: func(context.Context, ReadyTarget) error { return nil }}
+	primary := env.Stack(ctx, t, name, stacks.Program)
+	_, err := primary.Up(ctx)
+	require.NoError(t, err)
+	before, _, err := env.RawState(name)
+	require.NoError(t, err)
+	drName := stacks.DRStackName(name)
+	sf, err := stacks.LoadStackFile(env.WorkDir, name)
+	require.NoError(t, err)
+	cfg, err := sf.Config()
+	require.NoError(t, err)
+	drCfg, err := stacks.DRConfigFor(cfg)
+	require.NoError(t, err)
+	drJob := func(suffix string) string { return drCfg.NamePrefix() + "-" + suffix }
+
+	_, err = deactivateDR(ctx, opts)
+	require.ErrorContains(t, err, drName+" has no live DR environment", "nothing to deactivate before an activation")
+
+	const keyRings, keys = "gcp:kms/keyRing:KeyRing", "gcp:kms/cryptoKey:CryptoKey"
+	var firstKeys []string
+	var instances []string
+	for gen := 1; gen <= 2; gen++ {
+		start := time.Now()
+		tl, err := activateDR(ctx, opts)
+		require.NoError(t, err, "activation %d", gen)
+		logTimeline(t, tl)
+		require.GreaterOrEqual(t, len(tl.Steps), 2)
+		assert.Equal(t, []string{"provision", "restore"}, stepNames(tl)[:2], "activation %d restores", gen)
+		res := drResources(t, env, drName)
+		require.Len(t, res[sqlType], 1)
+		assert.NotContains(t, instances, res[sqlType][0], "generation %d names a new database instance", gen)
+		instances = append(instances, res[sqlType][0])
+		gotKeys := slices.Concat(res[keyRings], res[keys])
+		assert.Len(t, gotKeys, 8, "4 key rings and 4 keys: database, cluster secrets, backups, media")
+		if firstKeys == nil {
+			firstKeys = gotKeys
+		} else {
+			assert.Equal(t, firstKeys, gotKeys, "generation %d adopts the keys of the first", gen)
+		}
+		restoreJobs := jobsOf(t, env, drName, "-restore-")
+		assert.Equal(t, map[string][]any{drJob("restore-1"): {"restore", "--from", backupURLOf(t, primary), "--latest"}}, restoreJobs)
+
+		// Again on the live generation: nothing changes, nothing is restored over its database.
+		tl, err = activateDR(ctx, opts)
+		require.NoError(t, err, "second activation of generation %d", gen)
+		logTimeline(t, tl)
+		assert.Equal(t, []string{"provision", "restore (skipped)"}, stepNames(tl)[:2])
+		assert.Regexp(t, `^\d+ same in `, tl.Steps[0].Detail, "the second activation changes nothing")
+		assert.Equal(t, restoreJobs, jobsOf(t, env, drName, "-restore-"), "the restore Job is the same, never run again")
+		assert.Equal(t, res, drResources(t, env, drName))
+
+		if gen == 1 {
+			// Forced: a new run, which tells oms restore to restore over a written database.
+			forced := opts
+			forced.ForceRestore = true
+			tl, err = activateDR(ctx, forced)
+			require.NoError(t, err, "forced restore")
+			assert.Equal(t, []string{"provision", "restore"}, stepNames(tl)[:2])
+			assert.Equal(t, map[string][]any{drJob("restore-2"): {"restore", "--from", backupURLOf(t, primary), "--latest", "--force"}},
+				jobsOf(t, env, drName, "-restore-"))
+		}
+
+		tl, err = deactivateDR(ctx, opts)
+		require.NoError(t, err, "deactivation %d", gen)
+		logTimeline(t, tl)
+		assert.Equal(t, []string{"backup", "teardown"}, stepNames(tl))
+		assert.Contains(t, tl.Steps[0].Detail, fmt.Sprint("oms backup --tier monthly --to ", backupURLOf(t, primary)))
+		assert.Contains(t, tl.Steps[1].Detail, "8 KMS key rings and keys stay in GCP")
+		assert.Empty(t, drResources(t, env, drName), "generation %d is gone", gen)
+		for _, id := range firstKeys {
+			typ := keys
+			if !strings.Contains(id, "/cryptoKeys/") {
+				typ = keyRings
+			}
+			_, _, exists := env.Providers.Cloud.Read(typ, id)
+			assert.True(t, exists, "%s stays in GCP", id)
+		}
+		t.Logf("generation %d: activate, again, deactivate in %s", gen, time.Since(start).Round(time.Second))
+	}
+	after, _, err := env.RawState(name)
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after), "activations and deactivations leave the primary's state as it was")
+
+	// Traffic on DR: deactivation backs up, then refuses to tear down.
+	switched := opts
+	switched.Switch = true
+	_, err = activateDR(ctx, switched)
+	require.NoError(t, err, "activate --switch")
+	tl, err := deactivateDR(ctx, opts)
+	logTimeline(t, tl)
+	require.ErrorContains(t, err, "traffic is on the DR site")
+	assert.Equal(t, []string{"backup", "teardown"}, stepNames(tl))
+	assert.NotEmpty(t, drResources(t, env, drName)[sqlType], "the DR database stays while it serves")
+}
+
+const sqlType = "gcp:sql/databaseInstance:DatabaseInstance"
+
+func backupURLOf(t *testing.T, primary auto.Stack) any {
+	t.Helper()
+	outs, err := primary.Outputs(context.Background())
+	require.NoError(t, err)
+	return outs["backupUrl"].Value
+}
+
+// jobsOf are the DR stack's Jobs whose names contain part, with their arguments.
+func jobsOf(t *testing.T, env *enginetest.Env, stack, part string) map[string][]any {
+	t.Helper()
+	_, resources, err := env.RawState(stack)
+	require.NoError(t, err)
+	out := map[string][]any{}
+	for _, r := range resources {
+		if r.Type != "kubernetes:batch/v1:Job" {
+			continue
+		}
+		meta, _ := r.Inputs["metadata"].(map[string]any)
+		name, _ := meta["name"].(string)
+		if !strings.Contains(name, part) {
+			continue
+		}
+		spec, _ := r.Inputs["spec"].(map[string]any)
+		tmpl, _ := spec["template"].(map[string]any)
+		pod, _ := tmpl["spec"].(map[string]any)
+		containers, _ := pod["containers"].([]any)
+		require.Len(t, containers, 1)
+		out[name], _ = containers[0].(map[string]any)["args"].([]any)
+	}
+	return out
 }

@@ -73,6 +73,12 @@ type Args struct {
 	// DeletionProtection protects buckets, keys and the archive key in Pulumi (production).
 	DeletionProtection bool
 	Labels             map[string]string
+	// AdoptKeys keeps the CMEK key ring and key in GCP when the stack is destroyed and adopts them when they exist
+	// (cmek.Args.Adopt): for an environment torn down and declared again under the same names, a DR environment.
+	AdoptKeys bool
+	// ForceDestroy lets a destroy delete the buckets with every object in them: only for an environment whose
+	// archives are no longer needed (a DR environment torn down after its failback backup reached the primary's bucket).
+	ForceDestroy bool
 
 	Bucket BucketArgs
 	Media  MediaArgs
@@ -381,6 +387,20 @@ func (a *Args) Validate() error {
 		return fmt.Errorf("backup: %w", err)
 	}
 	return nil
+}
+
+// CheckBucketLocation checks the backup bucket's placement alone, with the rules Validate applies to Bucket: callers
+// that pick the location from configuration report its problems before declaring anything.
+func (a *Args) CheckBucketLocation() error {
+	d := a.withDefaults()
+	jurisdiction, known := regions.JurisdictionOf(d.Region)
+	if !known {
+		return fmt.Errorf("Region %q is not a GCP region omscloud knows", d.Region)
+	}
+	var errs []error
+	d.validatePlacement(func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) },
+		"Bucket", d.Bucket.Location, d.Bucket.DataLocations, d.Bucket.KeyLocation, jurisdiction, false)
+	return errors.Join(errs...)
 }
 
 // validatePlacement checks a bucket's location: inside the jurisdiction, outside the primary region (the backup

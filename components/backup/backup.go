@@ -71,7 +71,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
-	d := &declarer{ctx: ctx, name: name, a: &a, child: child}
+	d := &declarer{ctx: ctx, name: name, a: &a, b: b, child: child}
 	if err := d.declare(b); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
@@ -90,6 +90,7 @@ type declarer struct {
 	ctx   *pulumi.Context
 	name  string
 	a     *Args
+	b     *Backup
 	child []pulumi.ResourceOption
 }
 
@@ -161,7 +162,7 @@ func (d *declarer) cmek(purpose, location string) (*cmek.Key, error) {
 		RingLogical: d.name + "-" + purpose + "-keyring", KeyLogical: d.name + "-" + purpose + "-key",
 		GrantLogical: d.name + "-" + purpose + "-key-gcs-agent",
 		Project:      a.Project, Location: location, Name: a.Name + "-" + purpose, RotationDays: a.KeyRotationDays,
-		Labels: a.Labels, Agent: a.StorageAgent, Protect: a.DeletionProtection,
+		Labels: a.Labels, Agent: a.StorageAgent, Protect: a.DeletionProtection, Adopt: a.AdoptKeys, Parent: d.b,
 	}, d.opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("%s key: %w", purpose, err)
@@ -213,7 +214,7 @@ func (d *declarer) bucket(purpose, bucketName, location string, dataLocations []
 		Encryption:     storage.BucketEncryptionArgs{DefaultKmsKeyName: k.Key.ID().ToStringOutput()},
 		LifecycleRules: rules,
 		// Never delete objects with the bucket: emptying it must be a deliberate act outside Pulumi.
-		ForceDestroy: pulumi.Bool(false),
+		ForceDestroy: pulumi.Bool(a.ForceDestroy),
 		Labels:       pulumi.ToStringMap(labels),
 	}
 	if len(dataLocations) > 0 {

@@ -31,6 +31,9 @@ type Args struct {
 	Maintenance        MaintenanceWindow
 	DeletionProtection bool
 	Labels             map[string]string
+	// AdoptKeys keeps the CMEK key ring and key in GCP when the stack is destroyed and adopts them when they exist
+	// (cmek.Args.Adopt): for an environment torn down and declared again under the same names, a DR environment.
+	AdoptKeys bool
 	// ServiceAgent is the Kubernetes Engine service agent's email (apis.APIs.KubernetesAgent): it encrypts
 	// Kubernetes Secrets in etcd with the cluster's CMEK key (application-layer secrets encryption).
 	ServiceAgent pulumi.StringInput

@@ -139,7 +139,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		DeletionProtection: pulumi.Bool(args.DeletionProtection),
 		ResourceLabels:     pulumi.ToStringMap(args.Labels),
 	}
-	key, grant, err := secretsKey(ctx, name, args, parent)
+	key, grant, err := secretsKey(ctx, name, args, c, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -238,11 +238,11 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 // cluster's region, as GKE requires, usable by the Kubernetes Engine service agent before the cluster is created
 // (https://cloud.google.com/kubernetes-engine/docs/how-to/encrypting-secrets). Protected like the cluster: a lost
 // key makes every Secret unreadable.
-func secretsKey(ctx *pulumi.Context, name string, args *Args, parent pulumi.ResourceOption) (*kms.CryptoKey, *kms.CryptoKeyIAMMember, error) {
+func secretsKey(ctx *pulumi.Context, name string, args *Args, c *Cluster, parent pulumi.ResourceOption) (*kms.CryptoKey, *kms.CryptoKeyIAMMember, error) {
 	k, err := cmek.New(ctx, cmek.Args{
 		RingLogical: name + "-keyring", KeyLogical: name + "-secrets-key", GrantLogical: name + "-secrets-key-gke-agent",
 		Project: args.Project, Location: args.Region, Name: args.Name + "-gke-secrets", RotationDays: args.KeyRotationDays,
-		Labels: args.Labels, Agent: args.ServiceAgent, Protect: args.DeletionProtection,
+		Labels: args.Labels, Agent: args.ServiceAgent, Protect: args.DeletionProtection, Adopt: args.AdoptKeys, Parent: c,
 	}, parent)
 	if err != nil {
 		return nil, nil, err

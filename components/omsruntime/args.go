@@ -48,6 +48,10 @@ type Args struct {
 	// Production requires an image pinned by digest and defaults IdleReplicas to Web.MinReplicas; it also protects
 	// the control database from deletion.
 	Production bool
+	// Teardown is set only while the environment is being torn down (a DR environment, after its failback backup
+	// reached the primary's bucket): the control database is unprotected too, so that the destroy that follows
+	// deletes it.
+	Teardown bool
 
 	// Image is the release ("…/oms@sha256:…"): it runs on every color without an override in ColorImages.
 	Image string

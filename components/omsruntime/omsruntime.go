@@ -354,7 +354,7 @@ type controlDB struct {
 func (d *deployer) controlDatabase() (*controlDB, error) {
 	a := d.a
 	// Customer data: never dropped by Pulumi in production, and abandoned rather than dropped if unprotected.
-	protect := pulumi.Protect(a.Production)
+	protect := pulumi.Protect(a.Production && !a.Teardown)
 	pw, err := random.NewRandomPassword(d.ctx, d.name+"-db-password", &random.RandomPasswordArgs{
 		Length: pulumi.Int(32),
 		// Letters and digits: nothing to escape in a URL.

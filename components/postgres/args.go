@@ -61,6 +61,15 @@ type Args struct {
 	// DeletionProtection guards the instance at the API and in Pulumi, and the CMEK key in Pulumi.
 	DeletionProtection bool
 	Labels             map[string]string
+	// AdoptKeys keeps the CMEK key ring and key in GCP when the stack is destroyed and adopts them when they exist
+	// (cmek.Args.Adopt): for an environment torn down and declared again under the same names, a DR environment.
+	AdoptKeys bool
+	// Teardown is set only while the environment is being torn down (a DR environment, after its failback backup
+	// reached the primary's bucket): the accounts' databases, users and password secrets are unprotected too, so that the destroy that follows deletes them.
+	Teardown bool
+	// InstanceSuffix is appended to the instance name ("<Name>-pg-<suffix>"): Cloud SQL keeps a deleted instance's
+	// name taken for up to a week, so an environment declared again after a teardown needs a new one.
+	InstanceSuffix pulumi.StringInput
 
 	// Accounts get a database, a user and a password secret each; all protected from deletion.
 	Accounts []string

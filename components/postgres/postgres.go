@@ -89,16 +89,20 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	cmk, err := cmek.New(ctx, cmek.Args{
 		RingLogical: name + "-keyring", KeyLogical: name + "-key", GrantLogical: name + "-key-sql-agent",
 		Project: a.Project, Location: a.Region, Name: a.Name + "-sql", RotationDays: a.KeyRotationDays,
-		Labels: a.Labels, Agent: agent.Email, Protect: a.DeletionProtection,
+		Labels: a.Labels, Agent: agent.Email, Protect: a.DeletionProtection, Adopt: a.AdoptKeys, Parent: p,
 	}, parent)
 	if err != nil {
 		return nil, err
 	}
 	key, grant := cmk.Key, cmk.Grant
 
+	instanceName := pulumi.String(a.Name + "-pg").ToStringOutput()
+	if a.InstanceSuffix != nil {
+		instanceName = pulumi.Sprintf("%s-pg-%s", a.Name, a.InstanceSuffix)
+	}
 	instance, err := sql.NewDatabaseInstance(ctx, name+"-instance", &sql.DatabaseInstanceArgs{
 		Project:           project,
-		Name:              pulumi.String(a.Name + "-pg"),
+		Name:              instanceName,
 		Region:            pulumi.String(a.Region),
 		DatabaseVersion:   pulumi.String(a.Version),
 		EncryptionKeyName: key.ID(),
@@ -256,7 +260,7 @@ func databaseFlags(a *Args) sql.DatabaseInstanceSettingsDatabaseFlagArray {
 // drops customer data. Retired accounts are unprotected and deleted for real when finally removed.
 func newAccount(ctx *pulumi.Context, name string, a *Args, id string, instance *sql.DatabaseInstance, active bool,
 	parent pulumi.ResourceOption) (Account, error) {
-	protect := pulumi.Protect(active)
+	protect := pulumi.Protect(active && !a.Teardown)
 	deletion := "DELETE"
 	if active {
 		deletion = "ABANDON"

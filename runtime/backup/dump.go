@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"gocloud.dev/blob"
+
+	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
 // Options configures Backup and Restore.
@@ -36,7 +38,10 @@ type Options struct {
 	Release string
 	// PGBinDir holds pg_dump and pg_restore (default: PATH, else the newest /usr/lib/postgresql/*/bin).
 	PGBinDir string
-	Logger   *slog.Logger
+	// Force restores over account databases that have taken writes since their restore baseline
+	// (postgres.WrittenSince); without it Restore refuses and changes nothing.
+	Force  bool
+	Logger *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -282,7 +287,7 @@ func dumpAccount(ctx context.Context, o Options, pgDump string, a accountRow, aw
 	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot); err != nil {
 		return nil, fmt.Errorf("export snapshot: %w", err)
 	}
-	rows, err := countRows(ctx, tx)
+	rows, err := postgres.CountRows(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
@@ -299,30 +304,6 @@ func dumpAccount(ctx context.Context, o Options, pgDump string, a accountRow, aw
 		return nil, fmt.Errorf("pg_dump %s: %w: %s", a.DBName, err, strings.TrimSpace(stderr.String()))
 	}
 	return rows, nil
-}
-
-// countRows counts every table of the public schema.
-func countRows(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-	QueryRow(context.Context, string, ...any) pgx.Row
-}) (map[string]int64, error) {
-	rows, err := q.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)
-	if err != nil {
-		return nil, fmt.Errorf("list tables: %w", err)
-	}
-	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("list tables: %w", err)
-	}
-	counts := map[string]int64{}
-	for _, t := range tables {
-		var n int64
-		if err := q.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{"public", t}.Sanitize()).Scan(&n); err != nil {
-			return nil, fmt.Errorf("count %s: %w", t, err)
-		}
-		counts[t] = n
-	}
-	return counts, nil
 }
 
 // copyMedia streams every media object into the archive under media/<key>.

@@ -114,6 +114,9 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 	if err := resumeSwitch(ctx, conn, o); err != nil {
 		return nil, err
 	}
+	if err := refuseWritten(ctx, conn, o, trailer.Accounts); err != nil {
+		return nil, err
+	}
 
 	var targets []*restoreTarget
 	undo := func(cause error) (*RestoreResult, error) {
@@ -209,6 +212,14 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 	if err != nil {
 		return nil, fmt.Errorf("migrate restored accounts: %w", err)
 	}
+	// The restored databases are the new baselines: the next restore replaces them only until they take a write.
+	for _, t := range targets {
+		if err := withAccountDB(ctx, o, t.dbName, func(acct *pgx.Conn) error {
+			return postgres.SaveBaseline(ctx, conn, acct, postgres.BaselineRestored+obj.ID)
+		}); err != nil {
+			return nil, fmt.Errorf("account %s: %w", t.id, err)
+		}
+	}
 	if o.MediaURL != "" && m.Media != nil && m.Media.Objects > 0 {
 		if res.Media, err = restoreMedia(ctx, bucket, obj, o); err != nil {
 			return nil, err
@@ -216,6 +227,63 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 	}
 	res.Elapsed = o.Now().Sub(begin)
 	return res, nil
+}
+
+// ErrWritten is returned when a restore would replace account databases that have taken writes since their restore
+// baseline; nothing was changed.
+var ErrWritten = errors.New("refused: restoring would replace writes made since the last restore")
+
+// refuseWritten fails with ErrWritten, before anything is touched, when an account database the archive would replace
+// has taken writes since its restore baseline. With o.Force it checks nothing (the check reads every table).
+func refuseWritten(ctx context.Context, conn *pgx.Conn, o Options, accounts []AccountEntry) error {
+	if o.Force {
+		return nil
+	}
+	var written []string
+	for _, a := range accounts {
+		db := o.NamePrefix + "_" + strings.ReplaceAll(a.ID, "-", "_")
+		if err := conn.QueryRow(ctx, `SELECT db_name FROM accounts WHERE id = $1`, a.ID).Scan(&db); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("look up account %s: %w", a.ID, err)
+		}
+		exists, err := databaseExists(ctx, conn, db)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			continue // nothing to replace
+		}
+		var why string
+		if err := withAccountDB(ctx, o, db, func(acct *pgx.Conn) error {
+			why, err = postgres.WrittenSince(ctx, conn, acct)
+			return err
+		}); err != nil {
+			return fmt.Errorf("account %s: %w", a.ID, err)
+		}
+		if why != "" {
+			written = append(written, fmt.Sprintf("account %s (database %s): %s", a.ID, db, why))
+		}
+	}
+	if len(written) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s. Restore with --force (OMS_RESTORE_FORCE=true) to replace them anyway: the replaced databases are kept as <name>_old_<time>",
+		ErrWritten, strings.Join(written, "; "))
+}
+
+// withAccountDB runs f on a connection to an account database as the control database's user (the owner's
+// member, or superuser).
+func withAccountDB(ctx context.Context, o Options, db string, f func(*pgx.Conn) error) error {
+	cfg, err := pgx.ParseConfig(o.DatabaseURL)
+	if err != nil {
+		return errors.New("database URL: invalid")
+	}
+	cfg.Database = db
+	acct, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", db, err)
+	}
+	defer acct.Close(context.WithoutCancel(ctx))
+	return f(acct)
 }
 
 // ensureControlSchema migrates a control database that has never been migrated (a DR spin-up's).
@@ -380,7 +448,7 @@ func verifyTarget(ctx context.Context, o Options, t *restoreTarget) (int64, erro
 		return 0, fmt.Errorf("connect to %s as %s: %w", t.tmp, t.role, err)
 	}
 	defer conn.Close(ctx)
-	got, err := countRows(ctx, conn)
+	got, err := postgres.CountRows(ctx, conn)
 	if err != nil {
 		return 0, err
 	}

@@ -132,9 +132,25 @@ func (r *Registry) Migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := migrateAccount(ctx, s.(*Store).pool); err != nil {
+		if err := r.migrateAccount(ctx, s.(*Store).pool); err != nil {
 			return fmt.Errorf("migrate account %s: %w", a.ID, err)
 		}
+	}
+	return nil
+}
+
+// migrateAccount migrates an account database; one that had never been migrated gets its restore baseline (an empty
+// schema and the default workflows), so that a restore may replace it until it takes its first write.
+func (r *Registry) migrateAccount(ctx context.Context, pool *pgxpool.Pool) error {
+	fresh, err := accountSchemaFresh(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if _, err := migrateAccount(ctx, pool); err != nil {
+		return err
+	}
+	if fresh {
+		return SaveBaseline(ctx, r.control, pool, BaselineCreated)
 	}
 	return nil
 }
@@ -220,7 +236,7 @@ func (r *Registry) provision(ctx context.Context, a *oms.Account, dbName, role, 
 	if err != nil {
 		return "", err
 	}
-	if _, err := migrateAccount(ctx, store.(*Store).pool); err != nil {
+	if err := r.migrateAccount(ctx, store.(*Store).pool); err != nil {
 		return "", fmt.Errorf("migrate: %w", err)
 	}
 	key, hash := newAPIKey()
@@ -312,7 +328,7 @@ func (r *Registry) adopt(ctx context.Context, id, dbName, role string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := migrateAccount(ctx, store.(*Store).pool); err != nil {
+	if err := r.migrateAccount(ctx, store.(*Store).pool); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	_, err = r.control.Exec(ctx, `UPDATE accounts SET ready = true WHERE id = $1`, id)

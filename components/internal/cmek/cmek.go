@@ -4,7 +4,9 @@
 package cmek
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/kms"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -27,6 +29,13 @@ type Args struct {
 	Agent pulumi.StringInput
 	// Protect protects the ring and the key: a lost key makes everything it encrypted unreadable.
 	Protect bool
+	// Adopt keeps the ring and the key in GCP when the stack drops them (they cannot be deleted anyway: the provider
+	// only forgets a key ring, and a key's name is never freed) and adopts them when they already exist, so that an
+	// environment that is torn down and declared again under the same names (a DR environment) reuses its keys
+	// instead of failing with "already exists". It looks them up in Project, which must have Cloud KMS enabled.
+	Adopt bool
+	// Parent is the component the look-ups inherit their provider from (with Adopt).
+	Parent pulumi.Resource
 }
 
 // Key is the declared key and the grant a consumer must wait for.
@@ -42,11 +51,20 @@ func New(ctx *pulumi.Context, a Args, opts ...pulumi.ResourceOption) (*Key, erro
 		rotation = MaxRotationDays
 	}
 	protected := append(opts, pulumi.Protect(a.Protect))
+	ringOpts, keyOpts := protected, protected
+	if a.Adopt {
+		ringID, keyID, err := existing(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		ringOpts = append(adoptOptions(protected, ringID), pulumi.RetainOnDelete(true))
+		keyOpts = append(adoptOptions(protected, keyID), pulumi.RetainOnDelete(true))
+	}
 	ring, err := kms.NewKeyRing(ctx, a.RingLogical, &kms.KeyRingArgs{
 		Project:  pulumi.String(a.Project),
 		Name:     pulumi.String(a.Name),
 		Location: pulumi.String(a.Location),
-	}, protected...)
+	}, ringOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +76,7 @@ func New(ctx *pulumi.Context, a Args, opts ...pulumi.ResourceOption) (*Key, erro
 		// A destroyed key makes everything it encrypted unreadable: keep destroyed versions restorable 30 days.
 		DestroyScheduledDuration: pulumi.String("2592000s"),
 		Labels:                   pulumi.ToStringMap(a.Labels),
-	}, protected...)
+	}, keyOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,3 +90,40 @@ func New(ctx *pulumi.Context, a Args, opts ...pulumi.ResourceOption) (*Key, erro
 	}
 	return &Key{Key: key, Grant: grant}, nil
 }
+
+func adoptOptions(opts []pulumi.ResourceOption, id string) []pulumi.ResourceOption {
+	out := append([]pulumi.ResourceOption(nil), opts...)
+	if id != "" {
+		out = append(out, pulumi.Import(pulumi.ID(id)))
+	}
+	return out
+}
+
+// existing looks the key ring and key up: their ids when they exist, "" when not. The provider's data sources fail
+// with "<id> not found" for a missing one (terraform-provider-google data_source_google_kms_key_ring.go and
+// data_source_google_kms_crypto_key.go); any other error is the look-up's own and stops the program.
+func existing(ctx *pulumi.Context, a Args) (ringID, keyID string, err error) {
+	if a.Parent == nil {
+		return "", "", fmt.Errorf("key %s: Adopt needs Parent, whose provider the look-ups use", a.Name)
+	}
+	project := a.Project
+	ring, err := kms.GetKMSKeyRing(ctx, &kms.GetKMSKeyRingArgs{Project: &project, Location: a.Location, Name: a.Name}, pulumi.Parent(a.Parent))
+	switch {
+	case notFound(err):
+		return "", "", nil
+	case err != nil:
+		return "", "", fmt.Errorf("look up key ring %s in %s: %w", a.Name, a.Location, err)
+	case ring.Id == "":
+		return "", "", nil
+	}
+	key, err := kms.GetKMSCryptoKey(ctx, &kms.GetKMSCryptoKeyArgs{KeyRing: ring.Id, Name: a.Name}, pulumi.Parent(a.Parent))
+	switch {
+	case notFound(err):
+		return ring.Id, "", nil
+	case err != nil:
+		return "", "", fmt.Errorf("look up key %s of %s: %w", a.Name, ring.Id, err)
+	}
+	return ring.Id, key.Id, nil
+}
+
+func notFound(err error) bool { return err != nil && strings.Contains(err.Error(), " not found") }

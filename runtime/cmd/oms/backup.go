@@ -16,7 +16,7 @@ import (
 
 func backupOptions(cfg *config, log *slog.Logger, bucket string, needKey bool) (backup.Options, error) {
 	o := backup.Options{DatabaseURL: cfg.DatabaseURL, NamePrefix: cfg.AccountDBPrefix, Bucket: bucket,
-		MediaURL: cfg.MediaURL, Release: cfg.Release, PGBinDir: cfg.PGBinDir, Logger: log}
+		MediaURL: cfg.MediaURL, Release: cfg.Release, PGBinDir: cfg.PGBinDir, Force: cfg.Force, Logger: log}
 	if needKey {
 		k, err := backup.LoadKey(cfg.KeyFile, cfg.BackupKey)
 		if err != nil {
@@ -148,7 +148,7 @@ func runRestore(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Wr
 	id := cfg.RestoreID // empty with --latest
 	res, err := backup.Restore(ctx, id, o)
 	if err != nil {
-		if errors.Is(err, backup.ErrWrongKey) || errors.Is(err, backup.ErrCorrupt) {
+		if errors.Is(err, backup.ErrWrongKey) || errors.Is(err, backup.ErrCorrupt) || errors.Is(err, backup.ErrWritten) {
 			return fmt.Errorf("restore: %w; nothing was changed", err)
 		}
 		return fmt.Errorf("restore: %w", err)

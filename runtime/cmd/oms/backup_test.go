@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -308,7 +309,7 @@ func TestBackupRestoreRefusesWrongKeyAndDamageThenSwitches(t *testing.T) {
 		{"wrong key", map[string]string{"OMS_BACKUP_KEY_FILE": writeKey(t)}, []string{"--id", written.ID}, "wrong backup key"},
 		{"wrong key from the variable", map[string]string{"OMS_BACKUP_KEY_FILE": "", "OMS_BACKUP_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32))},
 			[]string{"--latest"}, "wrong backup key"},
-		{"flipped byte", nil, []string{"--id", damagedID}, "damaged"},
+		{"flipped byte", nil, []string{"--id", damagedID, "--force"}, "damaged"},
 		{"unknown id", nil, []string{"--id", "20200101T000000Z-00000000"}, "no such backup"},
 	}
 	for _, tc := range tests {
@@ -321,8 +322,16 @@ func TestBackupRestoreRefusesWrongKeyAndDamageThenSwitches(t *testing.T) {
 		})
 	}
 
-	// The good archive replaces the live databases; the previous ones are kept aside.
-	out, err = e.oms(t, nil, "restore", "--from", e.bucket(), "--id", written.ID)
+	// The good archive would replace the order taken since: refused, nothing touched, until forced.
+	_, err = e.oms(t, nil, "restore", "--from", e.bucket(), "--id", written.ID)
+	require.ErrorIs(t, err, backup.ErrWritten)
+	assert.Contains(t, err.Error(), "account alpha (database "+e.prefix+"_alpha): table ")
+	assert.Contains(t, err.Error(), "nothing was changed")
+	assert.Equal(t, dbs, e.databases(t))
+	assert.Equal(t, current, takeSnapshot(t, e.controlURL, "alpha"))
+
+	// Forced, the good archive replaces the live databases; the previous ones are kept aside.
+	out, err = e.oms(t, nil, "restore", "--from", e.bucket(), "--id", written.ID, "--force")
 	require.NoError(t, err)
 	assert.Contains(t, out, "kept as "+e.prefix+"_alpha_old_")
 	after := takeSnapshot(t, e.controlURL, "alpha")
@@ -458,7 +467,8 @@ func TestBackupRestoreFinishesAnInterruptedSwitch(t *testing.T) {
 	e.exec(t, e.adminURL, `CREATE DATABASE `+id(bravo+"_restore_1"))
 	e.exec(t, e.adminURL, `COMMENT ON DATABASE `+id(bravo+"_restore_1")+` IS 'omsbak restoring'`)
 
-	_, err = e.oms(t, nil, "restore", "--from", e.bucket(), "--id", written.ID)
+	// Both accounts hold written data (and alpha's database is a copy): only a forced restore replaces them.
+	_, err = e.oms(t, nil, "restore", "--from", e.bucket(), "--id", written.ID, "--force")
 	require.NoError(t, err)
 	names := e.databases(t)
 	assert.Contains(t, names, alpha)
@@ -520,4 +530,86 @@ func TestBackupToGCSRestoreFromTheDRBucket(t *testing.T) {
 
 	_, err = e.oms(t, nil, "restore", "--from", "gs://no-such-bucket", "--latest")
 	assert.Error(t, err, "a missing bucket is an error, not an empty restore")
+}
+
+// A DR restore: the primary's archive goes into a second registry whose account databases were created empty (as the
+// DR environment's are), then again only until the DR databases take a write — an INSERT, an UPDATE or a DELETE —
+// unless forced.
+func TestRestoreReplacesOnlyWhatHasNotBeenWrittenSince(t *testing.T) {
+	e := newBackupEnv(t)
+	out, err := e.oms(t, nil, "backup", "--tier", "hourly", "--to", e.bucket())
+	require.NoError(t, err)
+	var written struct{ ID string }
+	require.NoError(t, json.Unmarshal([]byte(out), &written))
+	primary := takeSnapshot(t, e.controlURL, "alpha")
+
+	ctx := context.Background()
+	dr, drURL := omstest.Registry(t, nil)
+	for _, id := range []string{"alpha", "bravo-2"} {
+		_, err := dr.CreateAccount(ctx, &oms.Account{ID: id, Name: "Account " + id})
+		require.NoError(t, err)
+	}
+	cfg, err := pgx.ParseConfig(drURL)
+	require.NoError(t, err)
+	alphaDB := cfg.Database + "_alpha"
+	t.Cleanup(func() { // forced restores keep the replaced databases as <name>_old_<time>, owned by the accounts' roles
+		conn, err := pgx.Connect(ctx, e.adminURL)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE $1 || '\_%\_old\_%'`, cfg.Database)
+		require.NoError(t, err)
+		olds, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		for _, n := range olds {
+			e.exec(t, e.adminURL, `DROP DATABASE `+pgx.Identifier{n}.Sanitize()+` WITH (FORCE)`)
+		}
+	})
+	dbURL := func(db string) string { // as the cluster's superuser
+		u, err := url.Parse(e.adminURL)
+		require.NoError(t, err)
+		u.Path = "/" + db
+		return u.String()
+	}
+	restore := func(extra ...string) error {
+		_, err := e.oms(t, map[string]string{"OMS_DATABASE_URL": drURL}, append([]string{"restore", "--from", e.bucket(), "--latest"}, extra...)...)
+		return err
+	}
+	refused := func(want string) {
+		t.Helper()
+		before := takeSnapshot(t, drURL, "alpha")
+		err := restore()
+		require.ErrorIs(t, err, backup.ErrWritten)
+		assert.Contains(t, err.Error(), "account alpha (database "+alphaDB+"): "+want)
+		assert.NotContains(t, err.Error(), "bravo-2", "bravo-2 has taken no write")
+		assert.Equal(t, before, takeSnapshot(t, drURL, "alpha"), "nothing changed")
+	}
+
+	require.NoError(t, restore(), "databases created empty by oms migrate take the restore")
+	assert.Equal(t, primary, takeSnapshot(t, drURL, "alpha"))
+	require.NoError(t, restore(), "a restore over a restored copy that took no write")
+
+	s, err := dr.Store(ctx, "alpha")
+	require.NoError(t, err)
+	_, _, err = s.CreateOrder(ctx, "dr-1", &oms.OrderRequest{Ref: "dr-1", Items: []oms.Item{{SKU: "SKU-1", Qty: 1}},
+		Delivery: oms.Delivery{Type: "CC", Location: "store-1"}})
+	require.NoError(t, err)
+	dr.Close()
+	refused("table events has 1 rows written since its baseline (restored from " + written.ID)
+
+	require.NoError(t, restore("--force"))
+	assert.Equal(t, primary, takeSnapshot(t, drURL, "alpha"), "forced: the archive again")
+
+	// A delete leaves no row behind: the counts tell.
+	e.exec(t, dbURL(alphaDB), `DELETE FROM outbox WHERE event_seq = (SELECT min(event_seq) FROM outbox)`)
+	refused("table outbox has ")
+	require.NoError(t, restore("--force"))
+
+	// An update is a new row version.
+	e.exec(t, dbURL(alphaDB), `UPDATE locations SET name = 'renamed' WHERE ref = 'store-1'`)
+	refused("table locations has 1 rows written since its baseline")
+	require.NoError(t, restore("--force"))
+
+	// Without a baseline (a database from before this release) nothing can be ruled out.
+	e.exec(t, drURL, `DELETE FROM restore_baselines WHERE database = '`+alphaDB+`'`)
+	refused("it has no restore baseline")
 }

@@ -57,6 +57,7 @@ type config struct {
 	RestoreFrom string
 	RestoreID   string
 	Latest      bool
+	Force       bool
 
 	envErrs []string
 }
@@ -206,6 +207,7 @@ func (c *config) backupFlags(fs *flag.FlagSet, getenv func(string) string, cmd s
 		c.str(fs, getenv, &c.RestoreFrom, "from", "OMS_BACKUP_URL", "", bucket)
 		c.str(fs, getenv, &c.RestoreID, "id", "OMS_RESTORE_ID", "", "id of the archive to restore (see oms backup list)")
 		c.boolean(fs, getenv, &c.Latest, "latest", "OMS_RESTORE_LATEST", "restore the newest archive of any tier")
+		c.boolean(fs, getenv, &c.Force, "force", "OMS_RESTORE_FORCE", "replace account databases even if they have taken writes since their last restore (the replaced ones are kept as <name>_old_<time>)")
 	}
 }
 
