@@ -23,12 +23,9 @@ const (
 	DefaultNamespace = "oms"
 	// DefaultSmokeImage runs the smoke test (curl and a POSIX shell), pinned to a released version. Override it with
 	// a digest mirrored into the project's Artifact Registry where nodes cannot reach Docker Hub.
-	DefaultSmokeImage = "curlimages/curl:8.11.1"
-	// DefaultRequestsMetric is the Pods metric a custom-metrics adapter derives from the runtime's
-	// oms_http_request_duration_seconds_count.
-	DefaultRequestsMetric = "http_requests_per_second"
-	DefaultDatabaseName   = "oms"
-	DefaultLogLevel       = "info"
+	DefaultSmokeImage   = "curlimages/curl:8.11.1"
+	DefaultDatabaseName = "oms"
+	DefaultLogLevel     = "info"
 	// Port is the container port of serve (API, health, metrics) and of worker (health, metrics).
 	Port = 8080
 	// ServicePort is the public and preview Services' port.
@@ -100,19 +97,15 @@ type Resources struct {
 	MemoryLimit string
 }
 
-// WebArgs scale `oms serve`.
+// WebArgs scale `oms serve`. The HPA scales on CPU, the one metric GKE serves without an adapter (metrics-server);
+// a Pods metric nothing serves would block every scale-down (see README).
 type WebArgs struct {
 	// MinReplicas of the active color, at least 2 (default 3 in production: one per zone).
 	MinReplicas int
 	MaxReplicas int
 	// TargetCPUPercent of the CPU request (default 70).
 	TargetCPUPercent int
-	// TargetRequestsPerSecond per pod adds a Pods metric to the HPA (default 80, below the edge's 100 per endpoint);
-	// -1 scales on CPU only.
-	TargetRequestsPerSecond int
-	// RequestsMetric is that Pods metric's name (default http_requests_per_second).
-	RequestsMetric string
-	Resources      Resources
+	Resources        Resources
 }
 
 // WorkerArgs scale `oms worker`.
@@ -219,12 +212,6 @@ func (a Args) withDefaults() Args {
 	}
 	if w.TargetCPUPercent == 0 {
 		w.TargetCPUPercent = 70
-	}
-	if w.TargetRequestsPerSecond == 0 {
-		w.TargetRequestsPerSecond = 80
-	}
-	if w.RequestsMetric == "" {
-		w.RequestsMetric = DefaultRequestsMetric
 	}
 	w.Resources = w.Resources.withDefaults("500m", "512Mi")
 	k := &a.Worker
@@ -421,9 +408,6 @@ func (a *Args) Validate() error {
 	}
 	if w.TargetCPUPercent < 10 || w.TargetCPUPercent > 95 {
 		add("Web.TargetCPUPercent is %d: use 10..95", w.TargetCPUPercent)
-	}
-	if w.TargetRequestsPerSecond < -1 {
-		add("Web.TargetRequestsPerSecond is %d: use a positive rate, or -1 to scale on CPU only", w.TargetRequestsPerSecond)
 	}
 	errs = append(errs, w.Resources.validate("Web.Resources")...)
 	k := d.Worker

@@ -590,32 +590,19 @@ func servicePorts() corev1.ServicePortArray {
 	}}
 }
 
-// webHPA scales one color: the active color between Web.MinReplicas and Web.MaxReplicas on CPU and request rate,
-// the idle color pinned at IdleReplicas. Switching colors changes only these bounds, never a Deployment.
+// webHPA scales one color: the active color between Web.MinReplicas and Web.MaxReplicas on CPU, the idle color
+// pinned at IdleReplicas. Switching colors changes only these bounds, never a Deployment.
 func (d *deployer) webHPA(color string, minReplicas, maxReplicas int, opts ...pulumi.ResourceOption) (*autoscalingv2.HorizontalPodAutoscaler, error) {
 	a := d.a
 	logical, objectName := d.name+"-web-"+color, a.Name+"-web-"+color
 	_, labels := d.labels("web", color, a.imageOf(color))
-	metrics := autoscalingv2.MetricSpecArray{cpuMetric(a.Web.TargetCPUPercent)}
-	if a.Web.TargetRequestsPerSecond > 0 {
-		metrics = append(metrics, autoscalingv2.MetricSpecArgs{
-			Type: pulumi.String("Pods"),
-			Pods: autoscalingv2.PodsMetricSourceArgs{
-				Metric: autoscalingv2.MetricIdentifierArgs{Name: pulumi.String(a.Web.RequestsMetric)},
-				Target: autoscalingv2.MetricTargetArgs{
-					Type:         pulumi.String("AverageValue"),
-					AverageValue: pulumi.String(strconv.Itoa(a.Web.TargetRequestsPerSecond)),
-				},
-			},
-		})
-	}
 	hpa, err := autoscalingv2.NewHorizontalPodAutoscaler(d.ctx, logical, &autoscalingv2.HorizontalPodAutoscalerArgs{
 		Metadata: d.meta(objectName, labels),
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpecArgs{
 			ScaleTargetRef: deploymentRef(objectName),
 			MinReplicas:    pulumi.Int(minReplicas),
 			MaxReplicas:    pulumi.Int(maxReplicas),
-			Metrics:        metrics,
+			Metrics:        autoscalingv2.MetricSpecArray{cpuMetric(a.Web.TargetCPUPercent)},
 			Behavior:       scaleDownSlowly(),
 		},
 	}, d.opts(opts...)...)

@@ -446,10 +446,12 @@ func TestPublicServiceFollowsActiveColor(t *testing.T) {
 			assert.Equal(t, float64(10), mustNumber(t, active, "spec.maxReplicas"))
 			assert.Equal(t, float64(3), mustNumber(t, idle, "spec.minReplicas"), "production fallback keeps the minimum capacity")
 			assert.Equal(t, float64(3), mustNumber(t, idle, "spec.maxReplicas"), "the idle color does not autoscale")
-			metrics := kubetest.List(t, active, "spec.metrics")
-			require.Len(t, metrics, 2)
-			assert.Equal(t, "cpu", metrics[0]["resource"].(map[string]any)["name"])
-			assert.Equal(t, "http_requests_per_second", metrics[1]["pods"].(map[string]any)["metric"].(map[string]any)["name"])
+			for _, h := range []inventory.Resource{active, idle} {
+				metrics := kubetest.List(t, h, "spec.metrics")
+				require.Len(t, metrics, 1, "CPU only: the metric metrics-server serves (policy hpa-metrics-served)")
+				assert.Equal(t, "Resource", metrics[0]["type"])
+				assert.Equal(t, "cpu", metrics[0]["resource"].(map[string]any)["name"])
+			}
 
 			smoke := find(t, inv, job, "rt-smoke")
 			assert.Equal(t, omsruntime.SmokeJobName("oms-test", tc.active, release), smoke.String("metadata.name"))
