@@ -76,9 +76,9 @@ type Args struct {
 
 	Smoke   SmokeArgs
 	Ingress IngressArgs
-	// NEGAnnotation is the public Service's cloud.google.com/neg annotation (edge.NEGAnnotation); empty in
-	// cloudflare mode.
-	NEGAnnotation string
+	// NEGAnnotations are the color Services' cloud.google.com/neg annotations by color (edge.NEGAnnotation), so
+	// that each color has NEGs of its own behind the load balancer; empty in cloudflare mode.
+	NEGAnnotations map[string]string
 	// Zones are the environment's zones; the pods spread over topology.kubernetes.io/zone with max skew 1.
 	Zones []string
 	// NodeSelector places web and worker pods (default {"omscloud.io/pool": "web"}).
@@ -485,8 +485,17 @@ func (a *Args) Validate() error {
 		add("Ingress.Scraper.Selector is empty: name the collector's pods, or leave Ingress.Scraper unset for GKE's managed collectors")
 	}
 	errs = append(errs, kube.ValidateSelector("Ingress.Scraper.Selector", d.Ingress.Scraper.Selector)...)
-	if d.NEGAnnotation != "" && !strings.HasPrefix(d.NEGAnnotation, "{") {
-		add("NEGAnnotation %q is not the JSON value of cloud.google.com/neg (use edge.NEGAnnotation)", d.NEGAnnotation)
+	if len(d.NEGAnnotations) > 0 {
+		for _, color := range []string{Blue, Green} {
+			if !strings.HasPrefix(d.NEGAnnotations[color], "{") {
+				add("NEGAnnotations[%q] %q is not the JSON value of cloud.google.com/neg: give both colors theirs (edge.NEGAnnotation)", color, d.NEGAnnotations[color])
+			}
+		}
+		for color := range d.NEGAnnotations {
+			if color != Blue && color != Green {
+				add("NEGAnnotations: key %q is not a color: use %q or %q", color, Blue, Green)
+			}
+		}
 	}
 	if len(d.NodeSelector) == 0 {
 		add("NodeSelector is empty: the runtime runs on the web node pool ({%q: \"web\"})", kube.StatefulPoolLabel)

@@ -1,7 +1,7 @@
-// Package omsruntime deploys the OMS runtime on GKE: `oms serve` as two colors (blue and green) behind a public
-// Service that selects the active one, `oms worker`, and `oms migrate` as a Job per release. The public Service
-// moves to a color only after the migrate Job and a smoke-test Job against that color's preview Service have
-// completed; the other color keeps running as the instant fallback. Pods run under a Workload Identity service
+// Package omsruntime deploys the OMS runtime on GKE: `oms serve` as two colors (blue and green), each with a
+// Service of its own (NEG-backed behind the GCP load balancer), a public Service that selects the active one,
+// `oms worker`, and `oms migrate` as a Job per release. Traffic moves to a color only after the migrate Job and a
+// smoke-test Job against that color's Service have completed; the other color keeps running as the instant fallback. Pods run under a Workload Identity service
 // account with the restricted security context, spread over zones, with probes, a preStop pause and a grace period
 // that covers the runtime's drain, PodDisruptionBudgets, HPAs and NetworkPolicies.
 package omsruntime
@@ -52,16 +52,20 @@ type Runtime struct {
 	AdminToken pulumi.StringOutput `pulumi:"adminToken"`
 	// ServiceAccountEmail is the runtime's GCP service account (Workload Identity).
 	ServiceAccountEmail pulumi.StringOutput `pulumi:"serviceAccountEmail"`
-	// PublicService is the Service the edge sends traffic to ("<Name>-web", port 80).
+	// PublicService selects the active color ("<Name>-web", port 80): cloudflared's origin.
 	PublicService pulumi.StringOutput `pulumi:"publicService"`
-	// PublicServiceReady is PublicService, known only once the Service exists and the Kubernetes provider has awaited
-	// it (its status is known): it stays unknown in a preview that creates the Service. GKE creates the edge's NEGs
-	// from that Service, so the edge looks them up only then (edge.BackendArgs.ServiceReady).
-	PublicServiceReady pulumi.StringOutput
-	// PreviewServices are the per-color Services ("blue", "green") for checks before a switch.
-	PreviewServices map[string]pulumi.StringOutput
-	// ActiveColor is the color the public Service selects.
+	// ColorServices are the per-color Services ("blue", "green"): the smoke test's target and, in gcp mode, each
+	// color's NEGs behind the load balancer.
+	ColorServices map[string]pulumi.StringOutput
+	// ColorServicesReady are ColorServices, each known only once the Service exists and the Kubernetes provider has
+	// awaited it (its status is known): unknown in a preview that creates it. GKE creates a color's NEGs from its
+	// Service, so the edge looks them up only then (edge.ColorBackend.ServiceReady).
+	ColorServicesReady map[string]pulumi.StringOutput
+	// ActiveColor is the color that takes traffic.
 	ActiveColor string
+	// ActiveColorReady is ActiveColor, known only once its smoke test completed and its HPA was raised: the load
+	// balancer moves its capacity to the color only then (edge.BackendArgs.ActiveColor).
+	ActiveColorReady pulumi.StringOutput
 	// Wiring runs more pods of the oms image (backup CronJobs, the DR restore Job) like the runtime's own.
 	Wiring Wiring
 }
@@ -92,7 +96,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, err
 	}
 	a := args.withDefaults()
-	r := &Runtime{ActiveColor: a.ActiveColor, PreviewServices: map[string]pulumi.StringOutput{}}
+	r := &Runtime{ActiveColor: a.ActiveColor, ColorServices: map[string]pulumi.StringOutput{},
+		ColorServicesReady: map[string]pulumi.StringOutput{}}
 	if err := ctx.RegisterComponentResource("omscloud:omsruntime:Runtime", name, r, opts...); err != nil {
 		return nil, err
 	}
@@ -256,7 +261,8 @@ func (d *deployer) declare(r *Runtime) error {
 			return err
 		}
 		webs[color] = dep
-		r.PreviewServices[color] = preview.Metadata.Name().Elem()
+		r.ColorServices[color] = preview.Metadata.Name().Elem()
+		r.ColorServicesReady[color] = pulumi.All(r.ColorServices[color], preview.Status).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
 	}
 
 	active, idle := a.ActiveColor, a.idleColor()
@@ -265,7 +271,7 @@ func (d *deployer) declare(r *Runtime) error {
 		return err
 	}
 	// The active color scales up to its minimum before traffic moves to it.
-	activeHPA, err := d.webHPA(active, a.Web.MinReplicas, a.Web.MaxReplicas)
+	activeHPA, err := d.webHPA(active, a.Web.MinReplicas)
 	if err != nil {
 		return err
 	}
@@ -274,9 +280,10 @@ func (d *deployer) declare(r *Runtime) error {
 		return err
 	}
 	r.PublicService = public.Metadata.Name().Elem()
-	r.PublicServiceReady = pulumi.All(r.PublicService, public.Status).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
-	// The color left idle scales down only once the public Service no longer selects it.
-	if _, err := d.webHPA(idle, a.IdleReplicas, a.IdleReplicas, pulumi.DependsOn([]pulumi.Resource{public})); err != nil {
+	r.ActiveColorReady = pulumi.All(smoke.Status, activeHPA.Status).ApplyT(func([]any) string { return active }).(pulumi.StringOutput)
+	// The color left idle keeps its pods until its own HPA sheds them as its traffic drains away (scaleDownSlowly),
+	// whichever edge moved the traffic and however long that took: nothing forces it down at the switch.
+	if _, err := d.webHPA(idle, a.IdleReplicas); err != nil {
 		return err
 	}
 	if err := d.worker(migrations[a.imageOf(active)], public); err != nil {
@@ -554,7 +561,8 @@ func (d *deployer) deployment(logical, objectName string, selector, labels map[s
 	}, d.opts(opts...)...)
 }
 
-// web declares one color: its Deployment, PDB and preview Service. Nothing here depends on which color is active.
+// web declares one color: its Deployment, PDB and Service (the smoke test's target; in gcp mode annotated so that
+// GKE creates the color's NEGs). Nothing here depends on which color is active.
 func (d *deployer) web(color string, migrate *batchv1.Job) (*appsv1.Deployment, *corev1.Service, error) {
 	a := d.a
 	image := a.imageOf(color)
@@ -570,8 +578,12 @@ func (d *deployer) web(color string, migrate *batchv1.Job) (*appsv1.Deployment, 
 	if _, err := kube.NewPDB(d.ctx, logical, d.meta(objectName, labels), selector, d.opts()...); err != nil {
 		return nil, nil, fmt.Errorf("web %s pod disruption budget: %w", color, err)
 	}
+	meta := d.meta(objectName+"-preview", labels)
+	if neg := a.NEGAnnotations[color]; neg != "" {
+		meta.Annotations = pulumi.StringMap{"cloud.google.com/neg": pulumi.String(neg)}
+	}
 	preview, err := corev1.NewService(d.ctx, logical+"-preview", &corev1.ServiceArgs{
-		Metadata: d.meta(objectName+"-preview", labels),
+		Metadata: meta,
 		Spec: corev1.ServiceSpecArgs{
 			Type:     pulumi.String("ClusterIP"),
 			Selector: pulumi.ToStringMap(selector),
@@ -590,9 +602,9 @@ func servicePorts() corev1.ServicePortArray {
 	}}
 }
 
-// webHPA scales one color: the active color between Web.MinReplicas and Web.MaxReplicas on CPU, the idle color
-// pinned at IdleReplicas. Switching colors changes only these bounds, never a Deployment.
-func (d *deployer) webHPA(color string, minReplicas, maxReplicas int, opts ...pulumi.ResourceOption) (*autoscalingv2.HorizontalPodAutoscaler, error) {
+// webHPA scales one color on CPU up to Web.MaxReplicas, from Web.MinReplicas when active and IdleReplicas when
+// idle. Switching colors changes only these minimums, never a Deployment.
+func (d *deployer) webHPA(color string, minReplicas int) (*autoscalingv2.HorizontalPodAutoscaler, error) {
 	a := d.a
 	logical, objectName := d.name+"-web-"+color, a.Name+"-web-"+color
 	_, labels := d.labels("web", color, a.imageOf(color))
@@ -601,11 +613,11 @@ func (d *deployer) webHPA(color string, minReplicas, maxReplicas int, opts ...pu
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpecArgs{
 			ScaleTargetRef: deploymentRef(objectName),
 			MinReplicas:    pulumi.Int(minReplicas),
-			MaxReplicas:    pulumi.Int(maxReplicas),
+			MaxReplicas:    pulumi.Int(a.Web.MaxReplicas),
 			Metrics:        autoscalingv2.MetricSpecArray{cpuMetric(a.Web.TargetCPUPercent)},
 			Behavior:       scaleDownSlowly(),
 		},
-	}, d.opts(opts...)...)
+	}, d.opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("web %s autoscaler: %w", color, err)
 	}
@@ -695,12 +707,8 @@ func (d *deployer) publicService(deps []pulumi.Resource) (*corev1.Service, error
 	a := d.a
 	selector, labels := d.labels("web", a.ActiveColor, "")
 	delete(labels, ColorLabel) // the Service itself belongs to no color
-	meta := d.meta(ServiceName(a.Name), labels)
-	if a.NEGAnnotation != "" {
-		meta.Annotations = pulumi.StringMap{"cloud.google.com/neg": pulumi.String(a.NEGAnnotation)}
-	}
 	svc, err := corev1.NewService(d.ctx, d.name+"-web", &corev1.ServiceArgs{
-		Metadata: meta,
+		Metadata: d.meta(ServiceName(a.Name), labels),
 		Spec: corev1.ServiceSpecArgs{
 			Type:     pulumi.String("ClusterIP"),
 			Selector: pulumi.ToStringMap(selector),
