@@ -50,6 +50,7 @@ type Config struct {
 	Runtime            RuntimeConfig     `json:"runtime"`
 	DR                 DRConfig          `json:"dr"`
 	Maintenance        Maintenance       `json:"maintenance"`
+	Rotation           Rotation          `json:"rotation"`
 	Labels             map[string]string `json:"labels"`
 	DeletionProtection bool              `json:"deletionProtection"`
 }
@@ -194,10 +195,21 @@ type Maintenance struct {
 	DurationHours int      `json:"durationHours"`
 }
 
+// Rotation counts the rotations of each generated credential, from 0: raise one by 1 and `pulumi up` to rotate it
+// (README, "Rotating credentials").
+type Rotation struct {
+	// Database is the runtime's control-database login.
+	Database int `json:"database"`
+	// Redis is the clients' Redis and Sentinel password.
+	Redis int `json:"redis"`
+	// RabbitMQ is the application's AMQP credentials.
+	RabbitMQ int `json:"rabbitmq"`
+}
+
 // Keys lists every top-level key under the omscloud namespace. A key outside it is a typo.
 var Keys = []string{
 	"environment", "region", "project", "tenancy", "tenant", "accounts", "zones", "network", "gke", "sizing",
-	"edge", "runtime", "dr", "maintenance", "labels", "deletionProtection", "database",
+	"edge", "runtime", "dr", "maintenance", "rotation", "labels", "deletionProtection", "database",
 }
 
 // retiredKeys were settings once; each says what to do instead, so an old stack file fails with a way forward.
@@ -208,7 +220,7 @@ var retiredKeys = map[string]string{
 // structured keys hold JSON objects or arrays; the rest are scalars.
 var structured = map[string]bool{
 	"accounts": true, "zones": true, "network": true, "gke": true, "sizing": true, "edge": true, "runtime": true,
-	"dr": true, "maintenance": true, "labels": true, "database": true,
+	"dr": true, "maintenance": true, "rotation": true, "labels": true, "database": true,
 }
 
 // ProviderSecretKeys are provider settings that must only ever be given as secrets.

@@ -466,3 +466,39 @@ func TestBackupsLiveOutsideThePrimaryRegionAndDRHoldsOnlyWhatMustPreExist(t *tes
 	_, sbx := plan(t, "sandbox")
 	assert.Empty(t, sbx.OfType("omscloud:dr:DR"), "cold DR is for production")
 }
+
+// TestCredentialsReachClientsAfterServers: the runtime's Secret, and with it the roll of its pods, waits for the
+// servers to accept a rotated credential: the Redis and RabbitMQ StatefulSets' rollouts and the Cloud SQL user's
+// update. Raising a rotation count regenerates one password and changes nothing else of the data tier.
+func TestCredentialsReachClientsAfterServers(t *testing.T) {
+	_, inv := plan(t, "prod")
+	var secret inventory.Resource
+	for _, s := range inv.OfType("kubernetes:core/v1:Secret") {
+		if s.String("metadata.name") == "oms-prod-us-runtime" {
+			secret = s
+		}
+	}
+	require.NotEmpty(t, secret.Name)
+	for _, server := range []struct{ typ, name string }{
+		{"kubernetes:apps/v1:StatefulSet", "oms-prod-us-redis"},
+		{"kubernetes:apps/v1:StatefulSet", "oms-prod-us-rabbitmq"},
+		{"gcp:sql/user:User", "oms-prod-us-runtime-db-user"},
+	} {
+		assert.True(t, secret.Waits(inv, server.typ, server.name), "the runtime's Secret waits for %s %s", server.typ, server.name)
+	}
+
+	for _, key := range []string{"redis", "rabbitmq", "database"} {
+		sf, err := LoadStackFile("..", "prod")
+		require.NoError(t, err)
+		sf.Values["omscloud:rotation"] = `{"` + key + `":1}`
+		_, rotated, err := Plan(sf)
+		require.NoError(t, err)
+		var keepers []string
+		for _, r := range rotated.OfType("random:index/randomPassword:RandomPassword") {
+			if k, ok := r.Get("keepers"); ok && k != nil {
+				keepers = append(keepers, r.Name)
+			}
+		}
+		assert.Len(t, keepers, 1, "rotation.%s regenerates exactly one password: %v", key, keepers)
+	}
+}

@@ -130,6 +130,9 @@ type DatabaseArgs struct {
 	ServerCA pulumi.StringInput
 	// Name of the control database and its login (default "oms").
 	Name string
+	// PasswordRotation counts rotations of the login's password (default 0): raise it by one to rotate. Cloud SQL
+	// keeps one password per user, so pods not yet restarted cannot open new connections until they roll (README).
+	PasswordRotation int
 	// AccountPrefix names the account databases the runtime opens ("<prefix>_<account>"); it must match the
 	// databases provisioned for the accounts (postgres.AccountPrefix). Default: the control database's name.
 	AccountPrefix string
@@ -452,6 +455,9 @@ func (a *Args) Validate() error {
 	}
 	if d.Database.ServerCA == nil {
 		add("Database.ServerCA is required: the Cloud SQL server CA (postgres.ServerCA), which the runtime verifies the server with")
+	}
+	if d.Database.PasswordRotation < 0 {
+		add("Database.PasswordRotation is %d: count rotations from 0", d.Database.PasswordRotation)
 	}
 	if !databaseName.MatchString(d.Database.Name) {
 		add("Database.Name %q: 1-24 lowercase letters, digits and '_', starting with a letter (it prefixes account databases)", d.Database.Name)

@@ -38,6 +38,9 @@ const (
 	VersionLabel = "app.kubernetes.io/version"
 	// ConfigChecksumAnnotation on the pod templates changes with the ConfigMap, so a config change rolls the pods.
 	ConfigChecksumAnnotation = "omscloud.io/config-checksum"
+	// SecretChecksumAnnotation on the pod templates changes with the credentials the pods read, so a rotation rolls
+	// them; Redis and RabbitMQ carry it too.
+	SecretChecksumAnnotation = kube.SecretChecksumAnnotation
 	appName                  = "oms"
 )
 
@@ -126,6 +129,9 @@ type deployer struct {
 	w     Wiring
 	// checksum fingerprints the ConfigMap for the pod templates.
 	checksum pulumi.StringOutput
+	// secretData is the runtime Secret's data and checksumKey the key of its fingerprints (secretChecksum).
+	secretData  pulumi.StringMap
+	checksumKey pulumi.StringOutput
 	// accountSecret names the Secret of the account databases' passwords, when there are accounts.
 	accountSecret pulumi.StringOutput
 }
@@ -173,19 +179,25 @@ func (d *deployer) declare(r *Runtime) error {
 	}
 	r.AdminToken = pulumi.ToSecret(token.Result).(pulumi.StringOutput)
 
+	checksumKey, err := random.NewRandomPassword(d.ctx, d.name+"-checksum-key", &random.RandomPasswordArgs{Length: pulumi.Int(32)}, d.opts()...)
+	if err != nil {
+		return fmt.Errorf("checksum key: %w", err)
+	}
+	d.checksumKey = pulumi.ToSecret(checksumKey.Result).(pulumi.StringOutput)
 	_, baseLabels := d.labels("runtime", "", "")
+	d.secretData = pulumi.StringMap{
+		EnvDatabaseURL:   db.url,
+		EnvAdminToken:    r.AdminToken,
+		EnvAMQPURL:       pulumi.ToSecret(a.AMQPURL).(pulumi.StringOutput),
+		EnvRedisPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
+		// The redis component gives its sentinels the clients' password; set explicitly so the pods show every
+		// credential they use (the runtime would default to the Redis password).
+		EnvRedisSentinelPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
+	}
 	secret, err := corev1.NewSecret(d.ctx, d.name+"-env", &corev1.SecretArgs{
-		Metadata: d.meta(a.Name+"-runtime", baseLabels),
-		Type:     pulumi.String("Opaque"),
-		StringData: pulumi.StringMap{
-			EnvDatabaseURL:   db.url,
-			EnvAdminToken:    r.AdminToken,
-			EnvAMQPURL:       pulumi.ToSecret(a.AMQPURL).(pulumi.StringOutput),
-			EnvRedisPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
-			// The redis component gives its sentinels the Redis password; set explicitly so the pods show every
-			// credential they use (the runtime would default to the Redis password).
-			EnvRedisSentinelPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
-		},
+		Metadata:   d.meta(a.Name+"-runtime", baseLabels),
+		Type:       pulumi.String("Opaque"),
+		StringData: d.secretData,
 	}, d.opts()...)
 	if err != nil {
 		return fmt.Errorf("secret: %w", err)
@@ -360,13 +372,18 @@ type controlDB struct {
 // member of cloudsqlsuperuser, so it may create the accounts' roles and databases, as `oms account create` does.
 func (d *deployer) controlDatabase() (*controlDB, error) {
 	a := d.a
-	// Customer data: never dropped by Pulumi in production, and abandoned rather than dropped if unprotected.
+	// Customer data: never dropped by Pulumi in production, and abandoned rather than dropped if unprotected. The
+	// password is no data: a rotation replaces it (its keepers change), and the user takes the new one in place.
 	protect := pulumi.Protect(a.Production)
-	pw, err := random.NewRandomPassword(d.ctx, d.name+"-db-password", &random.RandomPasswordArgs{
+	pwArgs := &random.RandomPasswordArgs{
 		Length: pulumi.Int(32),
 		// Letters and digits: nothing to escape in a URL.
 		Special: pulumi.Bool(false),
-	}, d.opts(protect)...)
+	}
+	if a.Database.PasswordRotation > 0 {
+		pwArgs.Keepers = pulumi.StringMap{"rotation": pulumi.String(strconv.Itoa(a.Database.PasswordRotation))}
+	}
+	pw, err := random.NewRandomPassword(d.ctx, d.name+"-db-password", pwArgs, d.opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("database password: %w", err)
 	}
@@ -396,8 +413,12 @@ func (d *deployer) controlDatabase() (*controlDB, error) {
 	// The private IP of a REGIONAL instance moves with failover, so one host suffices; read-write makes a client
 	// that lands on a read-only node during failover retry. Cloud SQL enforces TLS (ENCRYPTED_ONLY); verify-ca
 	// checks the server against OMS_DB_CA_FILE (why not verify-full: runtime/postgres.VerifyServerCA).
-	url := pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=verify-ca&target_session_attrs=read-write",
-		a.Database.Name, password, a.Database.Host, a.Database.Name)
+	// Cloud SQL holds one password per user: the URL (and with it the pods' roll) follows the user's update, so the
+	// new pods start with a password the server already accepts.
+	url := pulumi.All(user.Name, password, a.Database.Host).ApplyT(func(v []any) string {
+		return fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=verify-ca&target_session_attrs=read-write",
+			v[0].(string), v[1].(string), v[2].(string), a.Database.Name)
+	}).(pulumi.StringOutput)
 	return &controlDB{url: pulumi.ToSecret(url).(pulumi.StringOutput), ready: []pulumi.Resource{user, db}}, nil
 }
 
@@ -533,8 +554,19 @@ func placement(selector map[string]string, whenUnsatisfiable string) (corev1.Top
 	return spread, affinity
 }
 
+// secretChecksum fingerprints the Secret keys a workload reads (kube.SecretChecksum), so that a changed credential
+// rolls exactly the workloads that use it.
+func (d *deployer) secretChecksum(keys []string) pulumi.StringOutput {
+	used := pulumi.StringMap{}
+	for _, k := range keys {
+		used[k] = d.secretData[k]
+	}
+	return kube.SecretChecksum(d.checksumKey, used)
+}
+
+// deployment declares a Deployment whose pods read secretKeys of the runtime Secret.
 func (d *deployer) deployment(logical, objectName string, selector, labels map[string]string, pod corev1.PodSpecArgs,
-	whenUnsatisfiable string, opts ...pulumi.ResourceOption) (*appsv1.Deployment, error) {
+	secretKeys []string, whenUnsatisfiable string, opts ...pulumi.ResourceOption) (*appsv1.Deployment, error) {
 	pod.TopologySpreadConstraints, pod.Affinity = placement(selector, whenUnsatisfiable)
 	return appsv1.NewDeployment(d.ctx, logical, &appsv1.DeploymentArgs{
 		Metadata: d.meta(objectName, labels),
@@ -552,8 +584,11 @@ func (d *deployer) deployment(logical, objectName string, selector, labels map[s
 			},
 			Template: corev1.PodTemplateSpecArgs{
 				Metadata: metav1.ObjectMetaArgs{
-					Labels:      pulumi.ToStringMap(labels),
-					Annotations: pulumi.StringMap{ConfigChecksumAnnotation: d.checksum},
+					Labels: pulumi.ToStringMap(labels),
+					Annotations: pulumi.StringMap{
+						ConfigChecksumAnnotation:      d.checksum,
+						kube.SecretChecksumAnnotation: d.secretChecksum(secretKeys),
+					},
 				},
 				Spec: pod,
 			},
@@ -568,9 +603,9 @@ func (d *deployer) web(color string, migrate *batchv1.Job) (*appsv1.Deployment, 
 	image := a.imageOf(color)
 	logical, objectName := d.name+"-web-"+color, a.Name+"-web-"+color
 	selector, labels := d.labels("web", color, image)
-	c := d.serving(d.w.Container("oms", image, []string{"serve"},
-		[]string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAdminToken}, a.Web.Resources))
-	dep, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), "DoNotSchedule",
+	keys := []string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAdminToken}
+	c := d.serving(d.w.Container("oms", image, []string{"serve"}, keys, a.Web.Resources))
+	dep, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), keys, "DoNotSchedule",
 		pulumi.DependsOn([]pulumi.Resource{migrate}))
 	if err != nil {
 		return nil, nil, fmt.Errorf("web %s: %w", color, err)
@@ -728,10 +763,10 @@ func (d *deployer) worker(migrate *batchv1.Job, public *corev1.Service) error {
 	image := a.imageOf(a.ActiveColor)
 	logical, objectName := d.name+"-worker", a.Name+"-worker"
 	selector, labels := d.labels("worker", "", image)
-	c := d.serving(d.w.Container("oms", image, []string{"worker"},
-		[]string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAMQPURL}, a.Worker.Resources))
+	keys := []string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAMQPURL}
+	c := d.serving(d.w.Container("oms", image, []string{"worker"}, keys, a.Worker.Resources))
 	// ScheduleAnyway: during a zone outage the backlog must drain on the remaining zones; spread is best effort.
-	if _, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), "ScheduleAnyway",
+	if _, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), keys, "ScheduleAnyway",
 		pulumi.DependsOn([]pulumi.Resource{migrate, public})); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}

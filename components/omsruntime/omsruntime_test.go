@@ -757,3 +757,69 @@ func TestReadyOutputsWaitForTheirObjects(t *testing.T) {
 	assert.Equal(t, map[string]string{"blue": "oms-test-web-blue-preview", "green": "oms-test-web-green-preview"}, update.rt.colorsReady)
 	assert.Equal(t, "blue", update.rt.activeReady)
 }
+
+// TestSecretsRollTheirConsumers: each Deployment's pod template carries a keyed checksum (kept secret) of exactly
+// the Secret keys its pods read, so a rotated credential rolls the workloads that use it and no other; the Jobs,
+// whose templates are immutable, read the Secret afresh on every run and carry none.
+func TestSecretsRollTheirConsumers(t *testing.T) {
+	type credentials struct{ redis, amqp string }
+	run := func(c credentials, dbRotation int) (map[string]string, *inventory.Inventory) {
+		args := prodArgs()
+		mocks := kubetest.NewRawMocks()
+		require.NoError(t, pulumi.RunErr(func(ctx *pulumi.Context) error {
+			args.Database = omsruntime.DatabaseArgs{Host: pulumi.String("10.30.0.3"), Instance: pulumi.String("oms-test-pg"),
+				ServerCA: pulumi.String(serverCA), PasswordRotation: dbRotation}
+			args.Redis = omsruntime.RedisArgs{SentinelAddress: pulumi.String("s:26379"), MasterName: pulumi.String("oms"),
+				Password: pulumi.ToSecret(pulumi.String(c.redis)).(pulumi.StringOutput)}
+			args.AMQPURL = pulumi.ToSecret(pulumi.String(c.amqp)).(pulumi.StringOutput)
+			_, err := omsruntime.New(ctx, "rt", &args)
+			return err
+		}, pulumi.WithMocks("omscloud", "test", mocks)))
+		sums := map[string]string{}
+		for _, name := range []string{"rt-web-blue", "rt-web-green", "rt-worker"} {
+			sum, secret := mocks.SecretChecksum(t, deployment, name)
+			assert.True(t, secret, "%s: the checksum is a secret", name)
+			assert.Regexp(t, `^[0-9a-f]{64}$`, sum)
+			sums[name] = sum
+		}
+		return sums, inventory.New("test", mocks.Resources())
+	}
+	base := credentials{redis: redisPassword, amqp: amqpURL}
+	before, inv := run(base, 0)
+	for name, sum := range before {
+		assert.NotContains(t, sum, redisPassword, name)
+	}
+	for _, j := range inv.OfType(job) {
+		annotations, _ := j.Get("spec.template.metadata.annotations")
+		assert.NotContains(t, annotations, "omscloud.io/secret-checksum", "%s: a Job's template is immutable; each run reads the Secret", j.Name)
+	}
+	assert.Contains(t, evaluate(t, prodArgs()).deps[kubetest.Secret+"::rt-env"], "gcp:sql/user:User::rt-db-user",
+		"the URL follows the user's update: new pods start with a password Cloud SQL accepts")
+
+	for _, tc := range []struct {
+		name       string
+		c          credentials
+		dbRotation int
+		rolls      []string
+	}{
+		{"redis rotated", credentials{redis: "rotated", amqp: amqpURL}, 0, []string{"rt-web-blue", "rt-web-green", "rt-worker"}},
+		{"rabbitmq rotated", credentials{redis: redisPassword, amqp: "amqp://oms-alt:rotated@mq:5672/"}, 0, []string{"rt-worker"}},
+		// The mocks name a password after its resource, so its value does not change here: the engine tests'
+		// random stand-in generates a new one, and TestDayTwoChangeMatrix sees every consumer roll.
+		{"database rotation replaces the password", base, 1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			after, inv := run(tc.c, tc.dbRotation)
+			for name := range before {
+				assert.Equal(t, slices.Contains(tc.rolls, name), before[name] != after[name], "%s rolls", name)
+			}
+			pw := find(t, inv, "random:index/randomPassword:RandomPassword", "rt-db-password")
+			keepers, _ := pw.Get("keepers")
+			if tc.dbRotation > 0 {
+				assert.Equal(t, map[string]any{"rotation": "1"}, keepers, "a rotation replaces the password")
+			} else {
+				assert.Nil(t, keepers, "no keepers before the first rotation: an existing password keeps its value")
+			}
+		})
+	}
+}
