@@ -51,10 +51,10 @@ type Args struct {
 	// ColorImages overrides the image of one color ("blue"/"green"), to stage a release on the idle color before
 	// switching to it.
 	ColorImages map[string]string
-	// ActiveColor is the color the public Service selects: "blue" or "green" (default blue).
+	// ActiveColor is the color that takes traffic: "blue" or "green" (default blue).
 	ActiveColor string
-	// IdleReplicas are the web pods kept on the idle color as the instant fallback and as the capacity the next
-	// switch starts from (default: Web.MinReplicas in production, 1 otherwise).
+	// IdleReplicas are the fewest web pods the idle color keeps (its HPA's minimum), as the instant fallback and as
+	// the capacity the next switch starts from (default: Web.MinReplicas in production, 1 otherwise).
 	IdleReplicas int
 
 	Web    WebArgs
@@ -154,7 +154,7 @@ type RedisArgs struct {
 	Password pulumi.StringInput
 }
 
-// SmokeArgs configure the test that must pass before the public Service selects a color.
+// SmokeArgs configure the test that must pass before traffic moves to a color.
 type SmokeArgs struct {
 	// Image provides curl and a POSIX shell (default DefaultSmokeImage).
 	Image string
@@ -355,7 +355,7 @@ func (a *Args) imageOf(color string) string {
 	return a.Image
 }
 
-// idleColor is the color the public Service does not select.
+// idleColor is the color that takes no traffic.
 func (a *Args) idleColor() string {
 	if a.ActiveColor == Blue {
 		return Green
