@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,12 @@ type Cloud struct {
 	nodes map[string]map[string]int
 	// negRequested: NEG name → when a Kubernetes Service asked for it through its cloud.google.com/neg annotation.
 	negRequested map[string]time.Time
+	// negEndpoints: NEG name → the endpoints GKE syncs into it and how many health-check rounds they have passed.
+	negEndpoints map[string]*endpoints
+	// served: backend service URN → it has had healthy capacity (the load balancer has been serving through it).
+	served map[string]bool
+	// gaps are the moments a backend service that had been serving had no healthy capacity (ServingGaps).
+	gaps []string
 	// resources are the live GCP resources by URN, for the rules that follow references (load balancer → proxy →
 	// certificate map → certificate → DNS authorization → DNS record).
 	resources map[string]liveResource
@@ -60,6 +67,7 @@ func newCloud() *Cloud {
 		stackProject: map[string]string{}, enabled: map[string]map[string]bool{}, accounts: map[string]bool{},
 		workloadPools: map[string]bool{}, nodes: map[string]map[string]int{}, negRequested: map[string]time.Time{},
 		resources: map[string]liveResource{}, kms: map[string]liveResource{}, sqlDeleted: map[string]time.Time{},
+		negEndpoints: map[string]*endpoints{}, served: map[string]bool{},
 	}
 }
 
@@ -212,6 +220,7 @@ func (c *Cloud) Update(urn, typ, id string, inputs, outputs resource.PropertyMap
 func (c *Cloud) apply(urn, typ, id string, inputs, outputs resource.PropertyMap, create bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.probeRound()
 	project := c.resolveProject(urn, inputs)
 	if err := c.requireAPI(typ, project); err != nil {
 		return err
@@ -285,6 +294,7 @@ func (c *Cloud) apply(urn, typ, id string, inputs, outputs resource.PropertyMap,
 	if typ == kmsKeyRing || typ == kmsCryptoKey {
 		c.kms[id] = live
 	}
+	c.checkServing("after " + urn)
 	return nil
 }
 
@@ -391,8 +401,11 @@ func (c *Cloud) Delete(urn, typ, id string, outputs resource.PropertyMap) error 
 	if err := deletionRefused(typ, id, outputs); err != nil {
 		return err
 	}
+	c.probeRound()
 	live, ok := c.resources[urn]
 	delete(c.resources, urn)
+	delete(c.served, urn)
+	c.checkServing("after deleting " + urn)
 	if !ok {
 		return nil
 	}
@@ -494,7 +507,9 @@ func (c *Cloud) lookupKMS(token string, args resource.PropertyMap) (resource.Pro
 }
 
 // KubernetesApplied records what a Kubernetes object asks of GCP: a Service annotated cloud.google.com/neg makes
-// GKE's NEG controller create the named NEGs.
+// GKE's NEG controller create the named NEGs and keep their endpoints equal to the ready pods the Service selects
+// (https://cloud.google.com/kubernetes-engine/docs/how-to/standalone-neg). A changed selector swaps every endpoint
+// at once; the new ones start unhealthy. Pods are assumed ready: the model is about the load balancer.
 func (c *Cloud) KubernetesApplied(typ string, inputs resource.PropertyMap) {
 	if typ != "kubernetes:core/v1:Service" {
 		return
@@ -519,13 +534,154 @@ func (c *Cloud) KubernetesApplied(typ string, inputs resource.PropertyMap) {
 	if json.Unmarshal([]byte(neg.StringValue()), &spec) != nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, p := range spec.ExposedPorts {
-		if _, seen := c.negRequested[p.Name]; p.Name != "" && !seen {
-			c.negRequested[p.Name] = time.Now()
+	selector := ""
+	if sp, ok := inputs["spec"]; ok && sp.IsObject() {
+		if sel, ok := sp.ObjectValue()["selector"]; ok && sel.IsObject() {
+			var pairs []string
+			for k, v := range sel.ObjectValue() {
+				if v.IsString() {
+					pairs = append(pairs, string(k)+"="+v.StringValue())
+				}
+			}
+			slices.Sort(pairs)
+			selector = strings.Join(pairs, ",")
 		}
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.probeRound()
+	for _, p := range spec.ExposedPorts {
+		if p.Name == "" {
+			continue
+		}
+		if _, seen := c.negRequested[p.Name]; !seen {
+			c.negRequested[p.Name] = time.Now()
+		}
+		if e := c.negEndpoints[p.Name]; e == nil || e.selector != selector {
+			c.negEndpoints[p.Name] = &endpoints{selector: selector}
+		}
+	}
+	var negs []string
+	for _, p := range spec.ExposedPorts {
+		negs = append(negs, p.Name)
+	}
+	slices.Sort(negs)
+	c.checkServing("after the Service of NEG " + strings.Join(negs, ",") + " selects " + selector)
+}
+
+// endpoints are a NEG's endpoints: the pods one selector selects, and the health-check rounds they have passed.
+type endpoints struct {
+	selector string
+	probes   int
+}
+
+// Load balancer health, with every change the model sees (a GCP create, update or delete, a Kubernetes Service
+// applied) as one health-check round. Sources: a backend service health-checks each backend attached to it
+// (https://cloud.google.com/load-balancing/docs/backend-service), an endpoint is healthy only after healthyThreshold
+// consecutive successful probes and only healthy endpoints receive new requests
+// (https://cloud.google.com/load-balancing/docs/health-check-concepts); a backend whose capacityScaler is 0 is
+// drained: it receives no new requests (https://cloud.google.com/compute/docs/reference/rest/v1/backendServices,
+// Backend.capacityScaler).
+
+// defaultHealthyThreshold is GCP's default healthyThreshold.
+const defaultHealthyThreshold = 2
+
+// probeRound passes one health-check round for every NEG attached to a health-checked backend service.
+func (c *Cloud) probeRound() {
+	attached := map[string]bool{}
+	for _, r := range c.resources {
+		if r.typ == "gcp:compute/backendService:BackendService" && c.healthCheck(r) != nil {
+			for _, b := range backendsOf(r) {
+				attached[b.neg] = true
+			}
+		}
+	}
+	for neg := range attached {
+		if e := c.negEndpoints[neg]; e != nil && e.selector != "" {
+			e.probes++
+		}
+	}
+}
+
+// checkServing records a gap for every backend service that has been serving and now has no healthy capacity.
+func (c *Cloud) checkServing(cause string) {
+	for urn, r := range c.resources {
+		if r.typ != "gcp:compute/backendService:BackendService" {
+			continue
+		}
+		if c.healthyCapacity(r) > 0 {
+			c.served[urn] = true
+		} else if c.served[urn] {
+			c.gaps = append(c.gaps, fmt.Sprintf("%s has no healthy endpoint with capacity (%s)", urn, cause))
+		}
+	}
+}
+
+// healthyCapacity is the summed capacityScaler of a backend service's backends whose NEG exists and whose
+// endpoints have passed the health check.
+func (c *Cloud) healthyCapacity(r liveResource) float64 {
+	hc := c.healthCheck(r)
+	if hc == nil {
+		return 0
+	}
+	threshold := defaultHealthyThreshold
+	if v, ok := hc.outputs["healthyThreshold"]; ok && v.IsNumber() {
+		threshold = int(v.NumberValue())
+	}
+	total := 0.0
+	for _, b := range backendsOf(r) {
+		e := c.negEndpoints[b.neg]
+		if b.capacity > 0 && c.negExists(b.project, b.zone, b.neg) && e != nil && e.selector != "" && e.probes >= threshold {
+			total += b.capacity
+		}
+	}
+	return total
+}
+
+// healthCheck is the health check a backend service names, if it exists.
+func (c *Cloud) healthCheck(r liveResource) *liveResource {
+	link := str(r.outputs, "healthChecks")
+	if l := strs(r.outputs, "healthChecks"); len(l) > 0 {
+		link = l[0]
+	}
+	return c.bySelfLink(link)
+}
+
+type backend struct {
+	project, zone, neg string
+	capacity           float64
+}
+
+// backendsOf lists a backend service's NEG backends; capacityScaler defaults to 1, as in the API.
+func backendsOf(r liveResource) []backend {
+	v, ok := r.outputs["backends"]
+	if !ok || !v.IsArray() {
+		return nil
+	}
+	var out []backend
+	for _, b := range v.ArrayValue() {
+		if !b.IsObject() {
+			continue
+		}
+		m := negSelfLink.FindStringSubmatch(str(b.ObjectValue(), "group"))
+		if m == nil {
+			continue
+		}
+		capacity := 1.0
+		if s, ok := b.ObjectValue()["capacityScaler"]; ok && s.IsNumber() {
+			capacity = s.NumberValue()
+		}
+		out = append(out, backend{project: m[1], zone: m[2], neg: m[3], capacity: capacity})
+	}
+	return out
+}
+
+// ServingGaps lists every moment a backend service that had been serving had no healthy endpoint with capacity:
+// requests then get 502s.
+func (c *Cloud) ServingGaps() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.gaps)
 }
 
 // ServesTLS reports whether a client that resolves hostname through the DNS records the stacks manage reaches a

@@ -1,6 +1,9 @@
 package enginetest
 
 import (
+	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -209,4 +212,71 @@ func TestCloudSQLNamesStayReservedAndProtectedInstancesStay(t *testing.T) {
 	cluster := props("project", "p", "name", "gke", "deletionProtection", true)
 	require.NoError(t, create(c, "gcp:container/cluster:Cluster", "gke", cluster))
 	assert.ErrorContains(t, c.Delete(urnOf("gcp:container/cluster:Cluster", "gke"), "gcp:container/cluster:Cluster", "gke", cluster), "Cannot destroy cluster")
+}
+
+// TestHealthyCapacityAcrossAColorSwitch: moving one NEG's Service selector swaps every endpoint for new ones that
+// have not passed a health check (a gap); moving capacity between two NEGs whose endpoints are healthy does not;
+// attaching a NEG and giving it all the capacity in one update does.
+func TestHealthyCapacityAcrossAColorSwitch(t *testing.T) {
+	const hc = "https://www.googleapis.com/compute/v1/projects/p/global/healthChecks/readyz"
+	neg := func(name string) string {
+		return "https://www.googleapis.com/compute/v1/projects/p/zones/z-a/networkEndpointGroups/" + name
+	}
+	service := func(c *Cloud, negName, color string) {
+		c.KubernetesApplied("kubernetes:core/v1:Service", props(
+			"metadata", map[string]any{"annotations": map[string]any{"cloud.google.com/neg": `{"exposed_ports":{"80":{"name":"` + negName + `"}}}`}},
+			"spec", map[string]any{"selector": map[string]any{"app": "oms", "color": color}}))
+	}
+	backends := func(c *Cloud, capacity map[string]float64) {
+		var list []any
+		for _, n := range slices.Sorted(maps.Keys(capacity)) {
+			list = append(list, map[string]any{"group": neg(n), "capacityScaler": capacity[n]})
+		}
+		require.NoError(t, create(c, "gcp:compute/backendService:BackendService", "api", props("project", "p", "healthChecks", hc, "backends", list)))
+	}
+	// rounds lets health-check rounds pass: each change the model sees is one.
+	rounds := func(c *Cloud, n int) {
+		for i := range n {
+			require.NoError(t, create(c, "gcp:compute/network:Network", fmt.Sprint("tick-", i), props("project", "p")))
+		}
+	}
+	setup := func(services map[string]string) *Cloud {
+		c := newCloud()
+		enable(t, c, "p", "compute.googleapis.com", "container.googleapis.com")
+		require.NoError(t, create(c, "gcp:container/nodePool:NodePool", "web", props("project", "p", "nodeLocations", []any{"z-a"}, "initialNodeCount", 1.0)))
+		require.NoError(t, create(c, "gcp:compute/healthCheck:HealthCheck", "readyz", props("project", "p", "selfLink", hc, "healthyThreshold", 2.0)))
+		for negName, color := range services {
+			service(c, negName, color)
+		}
+		time.Sleep(NEGDelay)
+		return c
+	}
+
+	t.Run("one NEG, the selector moves", func(t *testing.T) {
+		c := setup(map[string]string{"web-neg": "blue"})
+		backends(c, map[string]float64{"web-neg": 1})
+		rounds(c, 1)
+		assert.Empty(t, c.ServingGaps(), "not serving yet, so no gap")
+		rounds(c, 2)
+		assert.Empty(t, c.ServingGaps())
+		service(c, "web-neg", "green")
+		gaps := c.ServingGaps()
+		require.Len(t, gaps, 1)
+		assert.Contains(t, gaps[0], "gcp:compute/backendService:BackendService::api has no healthy endpoint with capacity (after the Service of NEG web-neg selects app=oms,color=green)")
+	})
+	t.Run("a NEG per color, capacity moves to the healthy one", func(t *testing.T) {
+		c := setup(map[string]string{"web-blue-neg": "blue", "web-green-neg": "green"})
+		backends(c, map[string]float64{"web-blue-neg": 1, "web-green-neg": 0})
+		rounds(c, 3)
+		backends(c, map[string]float64{"web-blue-neg": 0, "web-green-neg": 1})
+		backends(c, map[string]float64{"web-blue-neg": 1, "web-green-neg": 0})
+		assert.Empty(t, c.ServingGaps(), "both colors stay health-checked; capacity only moves between healthy backends")
+	})
+	t.Run("capacity to a NEG attached in the same update", func(t *testing.T) {
+		c := setup(map[string]string{"web-blue-neg": "blue", "web-green-neg": "green"})
+		backends(c, map[string]float64{"web-blue-neg": 1})
+		rounds(c, 3)
+		backends(c, map[string]float64{"web-blue-neg": 0, "web-green-neg": 1})
+		assert.Len(t, c.ServingGaps(), 1, "the new NEG's endpoints have not passed a probe yet")
+	})
 }

@@ -3,6 +3,7 @@ package enginetest_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/enginetest"
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
@@ -29,6 +31,17 @@ type dayTwoChange struct {
 	// updates, when set, is a resource type the change must update (so that a cell cannot pass by doing nothing).
 	updates string
 	apply   func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) (replace []string)
+	// rolls, when set, are exactly the workloads (the suffixes of their resource names) whose pods the change
+	// restarts through their secret checksum: a rotated credential reaches every consumer, and only them.
+	rolls []string
+}
+
+// rotation raises the rotation count of a generated credential (stacks.Rotation).
+func rotation(key string) func(context.Context, *testing.T, auto.Stack, *stacks.Config, *enginetest.Env) []string {
+	return func(ctx context.Context, t *testing.T, s auto.Stack, _ *stacks.Config, _ *enginetest.Env) []string {
+		setConfig(ctx, t, s, "rotation."+key, "1")
+		return nil
+	}
 }
 
 func setConfig(ctx context.Context, t *testing.T, s auto.Stack, key, value string) {
@@ -39,27 +52,23 @@ func setConfig(ctx context.Context, t *testing.T, s auto.Stack, key, value strin
 // dayTwoChanges are the changes of the matrix (issue 13). The disk change runs last: it first refreshes, which
 // finds the disk autoresized, as it will be once data grows.
 var dayTwoChanges = []dayTwoChange{
-	{"redis storage", "kubernetes:core/v1:PersistentVolumeClaimPatch", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
+	{name: "redis storage", updates: "kubernetes:core/v1:PersistentVolumeClaimPatch", apply: func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, "sizing.redis.storageGb", strconv.Itoa(cfg.Sizing.Redis.StorageGB+5))
 		return nil
 	}},
-	{"rabbitmq storage", "kubernetes:core/v1:PersistentVolumeClaimPatch", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
+	{name: "rabbitmq storage", updates: "kubernetes:core/v1:PersistentVolumeClaimPatch", apply: func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, "sizing.rabbitmq.storageGb", strconv.Itoa(cfg.Sizing.RabbitMQ.StorageGB+5))
 		return nil
 	}},
-	{"password rotation", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, env *enginetest.Env) []string {
-		_, resources, err := env.RawState(cfg.Stack)
-		require.NoError(t, err)
-		var urns []string
-		for _, r := range resources {
-			if r.Type == "random:index/randomPassword:RandomPassword" && strings.Contains(r.URN, "redis") {
-				urns = append(urns, r.URN)
-			}
-		}
-		require.NotEmpty(t, urns, "the stack generates a Redis password")
-		return urns
-	}},
-	{"new image", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
+	// Rotations: Redis and RabbitMQ roll first (they then accept the new password as well as the old one), the
+	// runtime's pods after them; the Cloud SQL user takes its new password in place before the runtime rolls.
+	{name: "redis rotation", updates: "kubernetes:apps/v1:StatefulSet", apply: rotation("redis"),
+		rolls: []string{"-redis", "-web-blue", "-web-green", "-worker"}},
+	{name: "rabbitmq rotation", updates: "kubernetes:apps/v1:StatefulSet", apply: rotation("rabbitmq"),
+		rolls: []string{"-rabbitmq", "-worker"}},
+	{name: "database rotation", updates: "gcp:sql/user:User", apply: rotation("database"),
+		rolls: []string{"-web-blue", "-web-green", "-worker"}},
+	{name: "new image", apply: func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		img := cfg.Runtime.Image
 		last := "0"
 		if strings.HasSuffix(img, "0") {
@@ -68,7 +77,7 @@ var dayTwoChanges = []dayTwoChange{
 		setConfig(ctx, t, s, "runtime.image", img[:len(img)-1]+last)
 		return nil
 	}},
-	{"color switch", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
+	{name: "color switch", apply: func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		color := "green"
 		if cfg.Runtime.ActiveColor == "green" {
 			color = "blue"
@@ -76,26 +85,26 @@ var dayTwoChanges = []dayTwoChange{
 		setConfig(ctx, t, s, "runtime.activeColor", color)
 		return nil
 	}},
-	{"new account", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
+	{name: "new account", apply: func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, fmt.Sprintf("accounts[%d]", len(cfg.Accounts)), "newco")
 		return nil
 	}},
-	{"hostname added", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
+	{name: "hostname added", apply: func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		hosts := append(slices.Clone(cfg.Edge.Hostnames), "shop."+cfg.Edge.Domain)
 		for i, h := range hosts {
 			setConfig(ctx, t, s, fmt.Sprintf("edge.hostnames[%d]", i), h)
 		}
 		return nil
 	}},
-	{"web sizing", "gcp:container/nodePool:NodePool", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
+	{name: "web sizing", updates: "gcp:container/nodePool:NodePool", apply: func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, "sizing.web.maxNodesPerZone", strconv.Itoa(cfg.Sizing.Web.MaxNodesPerZone+1))
 		return nil
 	}},
-	{"maintenance window", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
+	{name: "maintenance window", apply: func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		setConfig(ctx, t, s, "maintenance.startHourUtc", strconv.Itoa((cfg.Maintenance.StartHourUTC+1)%24))
 		return nil
 	}},
-	{"db disk size", "", func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
+	{name: "db disk size", apply: func(ctx context.Context, t *testing.T, s auto.Stack, cfg *stacks.Config, _ *enginetest.Env) []string {
 		_, err := s.Refresh(ctx)
 		require.NoError(t, err, "refresh (finds the disk autoresized)")
 		setConfig(ctx, t, s, "sizing.database.diskSizeGb", strconv.Itoa(cfg.Sizing.Database.DiskSizeGB+10))
@@ -180,13 +189,16 @@ func dayTwoUpdates(ctx context.Context, t *testing.T, k *enginetest.KubeCluster,
 }
 
 // verdict is a cell of the matrix: "ok", or the destructive steps on stateful resources and the preview's error, or
-// that the change did not update the resource type it must update.
+// that the change did not update the resource type it must update or roll exactly the workloads it must roll.
 func (c dayTwoChange) verdict(steps []step, err error) string {
 	result := dayTwoVerdict(steps, err)
 	if result == "ok" && c.updates != "" && !slices.ContainsFunc(steps, func(st step) bool {
 		return st.typ == c.updates && st.op == string(apitype.OpUpdate)
 	}) {
 		result = "no update of a " + c.updates
+	}
+	if result == "ok" && c.rolls != nil {
+		result = rollsVerdict(steps, c.rolls)
 	}
 	return result
 }
@@ -256,6 +268,34 @@ func dayTwoVerdict(steps []step, err error) string {
 	return strings.Join(bad, "; ")
 }
 
+// rollsVerdict is "ok" when the workloads whose pod templates' secret checksum changes (they restart) are exactly
+// those named by the suffixes, each by an update.
+func rollsVerdict(steps []step, suffixes []string) string {
+	var rolled, problems []string
+	for _, st := range steps {
+		if !st.rolls {
+			continue
+		}
+		name := shortURN(st.urn)
+		rolled = append(rolled, name)
+		switch {
+		case st.op != string(apitype.OpUpdate):
+			problems = append(problems, fmt.Sprintf("%s rolls by %s, not an update", name, st.op))
+		case !slices.ContainsFunc(suffixes, func(s string) bool { return strings.HasSuffix(name, s) }):
+			problems = append(problems, name+" rolls but does not use the credential")
+		}
+	}
+	for _, s := range suffixes {
+		if !slices.ContainsFunc(rolled, func(n string) bool { return strings.HasSuffix(n, s) }) {
+			problems = append(problems, "*"+s+" does not roll")
+		}
+	}
+	if len(problems) == 0 {
+		return "ok"
+	}
+	return strings.Join(problems, "; ")
+}
+
 // previewError is the engine's error lines, without the CLI's output around them.
 func previewError(err error) string {
 	var lines []string
@@ -305,7 +345,10 @@ func previewWith(ctx context.Context, s auto.Stack, opts ...optpreview.Option) (
 				continue
 			}
 			m := e.ResourcePreEvent.Metadata
-			out = append(out, step{op: string(m.Op), typ: m.Type, urn: m.URN, diffs: m.Diffs})
+			out = append(out, step{op: string(m.Op), typ: m.Type, urn: m.URN, diffs: m.Diffs,
+				rolls: slices.ContainsFunc(slices.Collect(maps.Keys(m.DetailedDiff)), func(path string) bool {
+					return strings.HasPrefix(path, "spec.template.metadata.annotations") && strings.Contains(path, omsruntime.SecretChecksumAnnotation)
+				})})
 		}
 		done <- out
 	}()

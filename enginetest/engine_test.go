@@ -149,6 +149,8 @@ func plaintextPaths(path string, v any, secret string) []string {
 type step struct {
 	op, typ, urn string
 	diffs        []string
+	// rolls: the pod template's secret checksum changes (omsruntime.SecretChecksumAnnotation): the pods restart.
+	rolls bool
 }
 
 func (s step) String() string { return fmt.Sprintf("%s %s %v", s.op, s.urn, s.diffs) }

@@ -277,17 +277,25 @@ func (k *KubeCluster) WatchNEGServices(ctx context.Context, cloud *Cloud) {
 						Metadata struct {
 							Annotations map[string]string `json:"annotations"`
 						} `json:"metadata"`
+						Spec struct {
+							Selector map[string]string `json:"selector"`
+						} `json:"spec"`
 					} `json:"items"`
 				}
 				if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&list) == nil {
 					for _, s := range list.Items {
 						if neg, ok := s.Metadata.Annotations["cloud.google.com/neg"]; ok {
+							selector := resource.PropertyMap{}
+							for k, v := range s.Spec.Selector {
+								selector[resource.PropertyKey(k)] = resource.NewProperty(v)
+							}
 							cloud.KubernetesApplied("kubernetes:core/v1:Service", resource.PropertyMap{
 								"metadata": resource.NewObjectProperty(resource.PropertyMap{
 									"annotations": resource.NewObjectProperty(resource.PropertyMap{
 										"cloud.google.com/neg": resource.NewProperty(neg),
 									}),
 								}),
+								"spec": resource.NewObjectProperty(resource.PropertyMap{"selector": resource.NewObjectProperty(selector)}),
 							})
 						}
 					}

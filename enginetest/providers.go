@@ -254,7 +254,27 @@ func (p *standIn) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirp
 	}
 	slices.Sort(keys)
 	return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_SOME, Diffs: keys, Replaces: replaces,
-		DeleteBeforeReplace: deleteFirst}, nil
+		DeleteBeforeReplace: deleteFirst, DetailedDiff: detailedDiff(d, replaces), HasDetailedDiff: d != nil}, nil
+}
+
+// detailedDiff lists the changed input paths, as real providers do (the engine shows them and reports them in its
+// events); a path under a key that forces a replacement is marked as replacing. It informs only: the engine replaces
+// by the Replaces keys.
+func detailedDiff(d *resource.ObjectDiff, replaces []string) map[string]*pulumirpc.PropertyDiff {
+	if d == nil {
+		return nil
+	}
+	out := map[string]*pulumirpc.PropertyDiff{}
+	for path, pd := range plugin.NewDetailedDiffFromObjectDiff(d, true) {
+		kind := pd.Kind
+		if top, err := resource.ParsePropertyPath(path); err == nil && len(top) > 0 {
+			if k, ok := top[0].(string); ok && slices.Contains(replaces, k) {
+				kind = kind.AsReplace()
+			}
+		}
+		out[path] = &pulumirpc.PropertyDiff{Kind: pulumirpc.PropertyDiff_Kind(kind), InputDiff: pd.InputDiff}
+	}
+	return out
 }
 
 func (p *standIn) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {

@@ -17,7 +17,9 @@ import (
 //     this forces a new resource" marks the schema's ForceNew fields:
 //     https://registry.terraform.io/providers/hashicorp/google/5.44.0/docs/resources/<name>;
 //   - k8s: pulumi-kubernetes provider/pkg/provider/diff.go (forceNewProperties), the table the real Kubernetes
-//     provider replaces by (https://github.com/pulumi/pulumi-kubernetes/blob/master/provider/pkg/provider/diff.go).
+//     provider replaces by (https://github.com/pulumi/pulumi-kubernetes/blob/master/provider/pkg/provider/diff.go);
+//   - random: the Terraform random provider's resource page, which the Pulumi random provider bridges:
+//     https://registry.terraform.io/providers/hashicorp/random/3.6.3/docs/resources/<name>.
 type replaceRule struct {
 	// paths are property paths of the inputs (the engine's camelCase names).
 	paths  []string
@@ -115,6 +117,12 @@ var replaceTable = map[string]replaceRule{
 	"kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": {
 		paths:  []string{"roleRef"},
 		source: "k8s: roleBinding",
+	},
+	// Generated values: a replacement is what generates a new one (a rotation).
+	"random:index/randomPassword:RandomPassword": {
+		paths: []string{"keepers", "length", "special", "upper", "lower", "numeric", "number", "minLower", "minUpper",
+			"minNumeric", "minSpecial", "overrideSpecial"},
+		source: "random: password (every argument forces a new resource; keepers: \"Arbitrary map of values that, when changed, will trigger recreation of resource\")",
 	},
 	// Secrets and ConfigMaps: their content forces a replacement unless the provider is configured with
 	// enableSecretMutable / enableConfigMapMutable and the object is not immutable (see kubeContentReplaces).

@@ -55,4 +55,16 @@ func TestReplaces(t *testing.T) {
 	assert.Empty(t, keys, "ignoreChanges on settings.diskSize")
 	keys, _ = gcp.replaces("gcp:sql/databaseInstance:DatabaseInstance", inst(100), inst(100), inst(150), nil)
 	assert.Empty(t, keys, "growing the disk is an update")
+
+	random := &standIn{pkg: "random"}
+	pw := func(keepers map[string]any) resource.PropertyMap {
+		m := map[string]any{"length": 40, "special": false}
+		if keepers != nil {
+			m["keepers"] = keepers
+		}
+		return pmap(m)
+	}
+	keys, dbr = random.replaces("random:index/randomPassword:RandomPassword", nil, pw(nil), pw(map[string]any{"rotation": "1"}), nil)
+	assert.Equal(t, []string{"keepers"}, keys, "new keepers generate a new password")
+	assert.False(t, dbr, "created before the old one is deleted")
 }

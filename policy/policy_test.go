@@ -161,6 +161,22 @@ const (
 	bucketT   = "gcp:storage/bucket:Bucket"
 	smSecretT = "gcp:secretmanager/secret:Secret"
 	repoIAMT  = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+	hpaT      = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+	apiSvcT   = "kubernetes:apiregistration.k8s.io/v1:APIService"
+)
+
+// hpaOn is an autoscaler of the web Deployment on the given metrics.
+func hpaOn(metrics ...any) obj {
+	return obj{"metadata": obj{"name": "web"}, "spec": obj{
+		"scaleTargetRef": obj{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+		"minReplicas":    3.0, "maxReplicas": 10.0, "metrics": list(metrics...),
+	}}
+}
+
+var (
+	cpuMetric  = obj{"type": "Resource", "resource": obj{"name": "cpu", "target": obj{"type": "Utilization", "averageUtilization": 70.0}}}
+	rateMetric = obj{"type": "Pods", "pods": obj{"metric": obj{"name": "http_requests_per_second"},
+		"target": obj{"type": "AverageValue", "averageValue": "80"}}}
 )
 
 // ---- table-driven policy cases ----------------------------------------------------------------------------------
@@ -558,6 +574,20 @@ func policyCases() []policyCase {
 			warnings: []string{"auto: replication.auto"}},
 		{name: "no primary region in the context", policy: "residency", ctx: policy.Context{Environment: policy.Production}, resources: nil,
 			errors: []string{"no PrimaryRegion"}},
+
+		// hpa-metrics-served
+		{name: "CPU from metrics-server", policy: "hpa-metrics-served", ctx: prodUS, resources: []inventory.Resource{res(hpaT, "web", hpaOn(cpuMetric))}},
+		{name: "a request rate with the adapter that serves it", policy: "hpa-metrics-served", ctx: prodUS, resources: []inventory.Resource{
+			res(hpaT, "web", hpaOn(cpuMetric, rateMetric)),
+			res(apiSvcT, "v1beta2.custom.metrics.k8s.io", obj{"spec": obj{"group": "custom.metrics.k8s.io", "version": "v1beta2"}}),
+		}},
+		{name: "a request rate nothing serves", policy: "hpa-metrics-served", ctx: sandboxUS,
+			resources: []inventory.Resource{res(hpaT, "web", hpaOn(cpuMetric, rateMetric))},
+			errors:    []string{"web: spec.metrics[1], type Pods (http_requests_per_second from custom.metrics.k8s.io), comes from an API nothing in the stack serves"}},
+		{name: "an external metric next to a custom metrics adapter", policy: "hpa-metrics-served", ctx: prodUS, resources: []inventory.Resource{
+			res(hpaT, "web", hpaOn(obj{"type": "External", "external": obj{"metric": obj{"name": "queue_depth"}}})),
+			res(apiSvcT, "v1beta2.custom.metrics.k8s.io", obj{"spec": obj{"group": "custom.metrics.k8s.io"}}),
+		}, errors: []string{"web: spec.metrics[0], type External (queue_depth from external.metrics.k8s.io)"}},
 
 		// dr-region-cold
 		{name: "only backups, keys and the reserved IP in the DR region", policy: "dr-region-cold", ctx: prodUS, resources: []inventory.Resource{

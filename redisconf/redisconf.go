@@ -63,7 +63,7 @@ func (s Settings) validate() error {
 }
 
 // Files are the files every pod mounts at /scripts: init.sh, probe.sh, prestop.sh and the redis.conf and
-// sentinel.conf templates. They hold no credential: init.sh adds the password from $REDISCLI_AUTH.
+// sentinel.conf templates. They hold no credential: init.sh adds the passwords from the environment.
 func Files(s Settings) (map[string]string, error) {
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("redisconf: %w", err)
@@ -90,7 +90,7 @@ func Quorum(replicas int) int { return replicas/2 + 1 }
 
 func redisConf(s Settings) string {
 	return strings.Join([]string{
-		"# Completed by init.sh with dir (the data volume), replica-announce-ip, requirepass, masterauth and replicaof.",
+		"# Completed by init.sh with dir (the data volume), replica-announce-ip, the default user's passwords, masterauth and replicaof.",
 		"bind * -::*",
 		"port " + strconv.Itoa(RedisPort),
 		"appendonly yes",
@@ -113,7 +113,7 @@ func redisConf(s Settings) string {
 func sentinelConf(s Settings) string {
 	m := s.MasterName
 	return strings.Join([]string{
-		"# Completed by init.sh with announce-ip, requirepass and auth-pass, and the current master on the monitor line.",
+		"# Completed by init.sh with announce-ip, the default user's passwords, sentinel-pass and auth-pass, and the current master on the monitor line.",
 		"port " + strconv.Itoa(SentinelPort),
 		"dir /tmp",
 		// Stable DNS names instead of pod IPs, which change on every restart.

@@ -52,6 +52,7 @@ type Config struct {
 	DR                 DRConfig          `json:"dr"`
 	Backup             BackupConfig      `json:"backup"`
 	Maintenance        Maintenance       `json:"maintenance"`
+	Rotation           Rotation          `json:"rotation"`
 	Labels             map[string]string `json:"labels"`
 	DeletionProtection bool              `json:"deletionProtection"`
 }
@@ -204,6 +205,17 @@ type Maintenance struct {
 	Days          []string `json:"days"`
 	StartHourUTC  int      `json:"startHourUtc"`
 	DurationHours int      `json:"durationHours"`
+}
+
+// Rotation counts the rotations of each generated credential, from 0: raise one by 1 and `pulumi up` to rotate it
+// (README, "Rotating credentials").
+type Rotation struct {
+	// Database is the runtime's control-database login.
+	Database int `json:"database"`
+	// Redis is the clients' Redis and Sentinel password.
+	Redis int `json:"redis"`
+	// RabbitMQ is the application's AMQP credentials.
+	RabbitMQ int `json:"rabbitmq"`
 }
 
 // retiredKeys were settings once; each says what to do instead, so an old stack file fails with a way forward.

@@ -123,6 +123,7 @@ func TestValidationNamesEveryOffendingKey(t *testing.T) {
 		{"DNS zone project", map[string]string{"omscloud:edge": `{"domain":"a.example.com","dns":{"managedZone":"example-com","project":"DNS"}}`}, "omscloud:edge.dns.project", "not a GCP project id"},
 		{"DNS zone with the cloudflare edge", map[string]string{"omscloud:edge": `{"provider":"cloudflare","domain":"a.example.com","dns":{"managedZone":"example-com"}}`}, "omscloud:edge.dns", "remove it"},
 		{"overlapping ranges", map[string]string{"omscloud:network": `{"podsCidr":"10.10.0.0/16"}`}, "omscloud:network.podsCidr", "overlaps"},
+		{"negative rotation", map[string]string{"omscloud:rotation": `{"redis":-1}`}, "omscloud:rotation.redis", "count rotations from 0"},
 		{"master range not /28", map[string]string{"omscloud:network": `{"masterCidr":"172.16.0.0/24"}`}, "omscloud:network.masterCidr", "must be a /28"},
 		{"max below min", map[string]string{"omscloud:sizing": `{"web":{"minNodesPerZone":3,"maxNodesPerZone":2}}`}, "omscloud:sizing.web.maxNodesPerZone", "below minNodesPerZone"},
 		{"no web node in a zone", map[string]string{"omscloud:sizing": `{"web":{"minNodesPerZone":0}}`}, "omscloud:sizing.web.minNodesPerZone", "at least 1 node per zone"},

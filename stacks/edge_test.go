@@ -49,13 +49,15 @@ func evaluateStack(t *testing.T, stack string, mocks interface {
 func TestBackendsUseTheLookedUpNEGs(t *testing.T) {
 	mocks := &lookupMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod"}}
 	inv := evaluateStack(t, "prod", mocks, nil)
-	assert.Equal(t, int32(3), mocks.lookups.Load(), "one lookup per zone")
+	assert.Equal(t, int32(6), mocks.lookups.Load(), "one lookup per zone and color")
 	backends := inv.OfType("gcp:compute/backendService:BackendService")
 	require.Len(t, backends, 2)
 	for _, b := range backends {
 		for i, zone := range []string{"us-central1-a", "us-central1-b", "us-central1-c"} {
-			assert.Equal(t, "https://www.googleapis.com/compute/v1/projects/omscloud-prod-us/zones/"+zone+"/networkEndpointGroups/oms-prod-us-web-neg",
-				b.String(fmt.Sprintf("backends[%d].group", i)), "%s: the inventory mocks' answer", b.Name)
+			for j, color := range []string{"blue", "green"} {
+				assert.Equal(t, "https://www.googleapis.com/compute/v1/projects/omscloud-prod-us/zones/"+zone+"/networkEndpointGroups/oms-prod-us-web-"+color+"-neg",
+					b.String(fmt.Sprintf("backends[%d].group", 2*i+j)), "%s: the inventory mocks' answer", b.Name)
+			}
 		}
 	}
 }

@@ -322,7 +322,7 @@ func TestRedisAndRabbitMQAreThreeReplicasSpreadOverZones(t *testing.T) {
 	}
 }
 
-func TestSwitchingActiveColorMovesOnlyTheSelector(t *testing.T) {
+func TestSwitchingActiveColorMovesOnlyTheSwitch(t *testing.T) {
 	sf, err := LoadStackFile("..", "prod")
 	require.NoError(t, err)
 	_, blue, err := Plan(sf)
@@ -344,8 +344,9 @@ func TestSwitchingActiveColorMovesOnlyTheSelector(t *testing.T) {
 		}
 	}
 	for _, c := range changed {
-		// Only the switch itself: the public Service, the colors' autoscaler bounds, the smoke test of the new color.
-		assert.Regexp(t, `^(kubernetes:core/v1:Service oms-prod-us-runtime-web|kubernetes:autoscaling/v2:HorizontalPodAutoscaler .*|kubernetes:batch/v1:Job .*smoke.*)$`, c)
+		// Only the switch itself: the public Service, the colors' autoscaler bounds, the smoke test of the new color and
+		// the load balancer's capacity scalers.
+		assert.Regexp(t, `^(kubernetes:core/v1:Service oms-prod-us-runtime-web|kubernetes:autoscaling/v2:HorizontalPodAutoscaler .*|kubernetes:batch/v1:Job .*smoke.*|gcp:compute/backendService:BackendService oms-prod-us-edge-(api|static))$`, c)
 	}
 	for _, d := range green.OfType("kubernetes:apps/v1:Deployment") {
 		if strings.Contains(d.Name, "web-blue") {
@@ -365,6 +366,18 @@ func TestSwitchingActiveColorMovesOnlyTheSelector(t *testing.T) {
 	}
 	require.Len(t, smoke, 1)
 	assert.True(t, svc.Waits(green, smoke[0].Type, smoke[0].Name), "the selector moves only after the smoke test passed")
+	for _, b := range green.OfType("gcp:compute/backendService:BackendService") {
+		assert.True(t, b.Waits(green, smoke[0].Type, smoke[0].Name), "%s moves its capacity only after the smoke test passed", b.Name)
+		backends, _ := b.Get("backends")
+		for _, be := range backends.([]any) {
+			m := be.(map[string]any)
+			want := 0.0
+			if strings.Contains(m["group"].(string), "-web-green-neg") {
+				want = 1
+			}
+			assert.Equal(t, want, m["capacityScaler"], "%s: %s", b.Name, m["group"])
+		}
+	}
 }
 
 func TestEdgeModes(t *testing.T) {
@@ -452,4 +465,40 @@ func TestBackupsLiveOutsideThePrimaryRegionAndDRHoldsOnlyWhatMustPreExist(t *tes
 	}
 	_, sbx := plan(t, "sandbox")
 	assert.Empty(t, sbx.OfType("omscloud:dr:DR"), "cold DR is for production")
+}
+
+// TestCredentialsReachClientsAfterServers: the runtime's Secret, and with it the roll of its pods, waits for the
+// servers to accept a rotated credential: the Redis and RabbitMQ StatefulSets' rollouts and the Cloud SQL user's
+// update. Raising a rotation count regenerates one password and changes nothing else of the data tier.
+func TestCredentialsReachClientsAfterServers(t *testing.T) {
+	_, inv := plan(t, "prod")
+	var secret inventory.Resource
+	for _, s := range inv.OfType("kubernetes:core/v1:Secret") {
+		if s.String("metadata.name") == "oms-prod-us-runtime" {
+			secret = s
+		}
+	}
+	require.NotEmpty(t, secret.Name)
+	for _, server := range []struct{ typ, name string }{
+		{"kubernetes:apps/v1:StatefulSet", "oms-prod-us-redis"},
+		{"kubernetes:apps/v1:StatefulSet", "oms-prod-us-rabbitmq"},
+		{"gcp:sql/user:User", "oms-prod-us-runtime-db-user"},
+	} {
+		assert.True(t, secret.Waits(inv, server.typ, server.name), "the runtime's Secret waits for %s %s", server.typ, server.name)
+	}
+
+	for _, key := range []string{"redis", "rabbitmq", "database"} {
+		sf, err := LoadStackFile("..", "prod")
+		require.NoError(t, err)
+		sf.Values["omscloud:rotation"] = `{"` + key + `":1}`
+		_, rotated, err := Plan(sf)
+		require.NoError(t, err)
+		var keepers []string
+		for _, r := range rotated.OfType("random:index/randomPassword:RandomPassword") {
+			if k, ok := r.Get("keepers"); ok && k != nil {
+				keepers = append(keepers, r.Name)
+			}
+		}
+		assert.Len(t, keepers, 1, "rotation.%s regenerates exactly one password: %v", key, keepers)
+	}
 }

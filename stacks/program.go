@@ -161,12 +161,14 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			Size:               redis.Size{CPU: cfg.Sizing.Redis.CPU, Memory: cfg.Sizing.Redis.Memory, StorageGB: cfg.Sizing.Redis.StorageGB},
 			Labels:             labels,
 			DeletionProtection: cfg.DeletionProtection,
+			PasswordRotation:   cfg.Rotation.Redis,
 		},
 		RabbitMQ: rabbitmq.Args{
 			Name:               prefix,
 			Size:               rabbitmq.Size{CPU: cfg.Sizing.RabbitMQ.CPU, Memory: cfg.Sizing.RabbitMQ.Memory, StorageGB: cfg.Sizing.RabbitMQ.StorageGB},
 			Labels:             labels,
 			DeletionProtection: cfg.DeletionProtection,
+			PasswordRotation:   cfg.Rotation.RabbitMQ,
 		},
 		Runtime: omsruntime.Args{
 			Name:        prefix,
@@ -178,6 +180,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			ActiveColor: cfg.Runtime.ActiveColor,
 			Zones:       cfg.Zones,
 			Labels:      labels,
+			Database:    omsruntime.DatabaseArgs{PasswordRotation: cfg.Rotation.Database},
 		},
 		Edge: edge.Args{
 			Name:      prefix,

@@ -64,6 +64,14 @@ func (c *Config) validate(v *validator) {
 	c.validateEdge(v)
 	c.validateRuntime(v)
 	c.validateMaintenance(v)
+	for _, r := range []struct {
+		key string
+		n   int
+	}{{"rotation.database", c.Rotation.Database}, {"rotation.redis", c.Rotation.Redis}, {"rotation.rabbitmq", c.Rotation.RabbitMQ}} {
+		if r.n < 0 {
+			v.add(r.key, "is %d: count rotations from 0, and raise it by 1 to rotate", r.n)
+		}
+	}
 	validateLabels(v, c.Labels)
 	c.validatePlaceholders(v)
 

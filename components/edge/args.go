@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -70,24 +71,37 @@ type Args struct {
 	Cloudflare CloudflareArgs
 }
 
-// BackendArgs locate the runtime's public Service and its pods.
+// BackendArgs locate the runtime's Services and pods.
 type BackendArgs struct {
 	// Namespace of the runtime (default "oms"); cloudflared runs there too.
 	Namespace string
-	// ServiceName is the runtime's public Service, port 80 (default ServiceName(Name)).
+	// ServiceName is the runtime's public Service, port 80, which selects the active color: cloudflared's origin
+	// (default ServiceName(Name)).
 	ServiceName string
-	// TargetPort is the container port behind the Service, i.e. the NEG endpoints' port (default 8080).
+	// TargetPort is the container port behind the Services, i.e. the NEG endpoints' port (default 8080).
 	TargetPort int
 	// HealthPath answers 200 when a pod may take traffic (default "/readyz").
 	HealthPath string
-	// NEG is the standalone NEG GKE creates in every zone from the Service's annotation (default NEGName(Name)).
-	NEG string
-	// ServiceReady resolves once the runtime's public Service exists and the Kubernetes provider has awaited it
-	// (omsruntime.Runtime.PublicServiceReady); it is unknown in a preview that creates the Service. The NEG lookups
-	// wait for it (gcp; required there).
-	ServiceReady pulumi.StringInput
+	// Colors are the runtime's blue-green colors by name (gcp; required there). Every color's NEGs are backends of
+	// the load balancer at all times, so they stay health-checked; only ActiveColor's get capacity.
+	Colors map[string]ColorBackend
+	// ActiveColor is the color the load balancer sends traffic to (gcp; required there). Pass
+	// omsruntime.Runtime.ActiveColorReady: it resolves only once the color's smoke test passed, so the switch of
+	// capacity waits for it.
+	ActiveColor pulumi.StringInput
 	// PodSelector are the labels of the runtime's web pods; cloudflare mode lets cloudflared reach only them.
 	PodSelector map[string]string
+}
+
+// ColorBackend is one color's Service, from whose cloud.google.com/neg annotation (NEGAnnotation) GKE creates the
+// color's NEG in every zone.
+type ColorBackend struct {
+	// NEG is the NEG's name (default NEGName(Name, color)).
+	NEG string
+	// ServiceReady resolves once the color's Service exists and the Kubernetes provider has awaited it
+	// (omsruntime.Runtime.ColorServicesReady); it is unknown in a preview that creates the Service. The NEG lookups
+	// wait for it.
+	ServiceReady pulumi.StringInput
 }
 
 // GCPArgs tune the HTTPS load balancer.
@@ -168,14 +182,14 @@ type CloudflareArgs struct {
 // ServiceName is the runtime's public Service.
 func ServiceName(name string) string { return name + "-web" }
 
-// NEGName is the standalone NEG the runtime's public Service asks GKE to create in each zone.
-func NEGName(name string) string { return name + "-web-neg" }
+// NEGName is the standalone NEG a color's Service asks GKE to create in each zone.
+func NEGName(name, color string) string { return name + "-web-" + color + "-neg" }
 
-// NEGAnnotation is the value of the cloud.google.com/neg annotation on the runtime's public Service, so that the NEG
-// names the load balancer references are exactly those GKE creates.
-func NEGAnnotation(name string) string {
+// NEGAnnotation is the value of the cloud.google.com/neg annotation on a color's Service, so that the NEG names the
+// load balancer references are exactly those GKE creates.
+func NEGAnnotation(name, color string) string {
 	b, _ := json.Marshal(map[string]any{
-		"exposed_ports": map[string]any{strconv.Itoa(ServicePort): map[string]string{"name": NEGName(name)}},
+		"exposed_ports": map[string]any{strconv.Itoa(ServicePort): map[string]string{"name": NEGName(name, color)}},
 	})
 	return string(b)
 }
@@ -201,9 +215,14 @@ func (a Args) withDefaults() Args {
 	if b.HealthPath == "" {
 		b.HealthPath = DefaultHealthPath
 	}
-	if b.NEG == "" {
-		b.NEG = NEGName(a.Name)
+	colors := make(map[string]ColorBackend, len(b.Colors))
+	for color, c := range b.Colors {
+		if c.NEG == "" {
+			c.NEG = NEGName(a.Name, color)
+		}
+		colors[color] = c
 	}
+	b.Colors = colors
 	g := &a.GCP
 	if g.DNS.Project == "" && g.CertificateMap == nil {
 		g.DNS.Project = a.Project
@@ -249,6 +268,7 @@ var (
 	hostnamePattern = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z][-a-z0-9]{0,61}[a-z0-9]$`)
 	cloudflareID    = regexp.MustCompile(`^[0-9a-f]{32}$`)
 	staticPath      = regexp.MustCompile(`^/[-A-Za-z0-9._~/]*(/\*)?$`)
+	negName         = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	// Cloud Armor accepts only these rate-limit intervals.
 	rateIntervals = []int{10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600}
 	// Cloudflare load-balancing region codes.
@@ -332,13 +352,22 @@ func (a *Args) validateGCP() []error {
 			add("Zones[%d] %q is not a zone of Region %q", i, z, a.Region)
 		}
 	}
-	if a.Backend.NEG == "" || len(a.Backend.NEG) > 63 {
-		add("Backend.NEG %q must be a NEG name of 1..63 characters", a.Backend.NEG)
+	if len(a.Backend.Colors) == 0 {
+		add("Backend.Colors is empty: give the runtime's colors (each color's Service carries NEGAnnotation), so that each has NEGs behind the load balancer")
+	}
+	for _, color := range slices.Sorted(maps.Keys(a.Backend.Colors)) {
+		c := a.Backend.Colors[color]
+		if !negName.MatchString(c.NEG) {
+			add("Backend.Colors[%q].NEG %q must be a NEG name: 1..63 lowercase letters, digits and '-', starting with a letter", color, c.NEG)
+		}
+		if c.ServiceReady == nil {
+			add("Backend.Colors[%q].ServiceReady is required: pass omsruntime.Runtime.ColorServicesReady[%q], so that the NEGs are looked up only once GKE can have created them", color, color)
+		}
+	}
+	if a.Backend.ActiveColor == nil {
+		add("Backend.ActiveColor is required in gcp mode: pass omsruntime.Runtime.ActiveColorReady, so that the load balancer moves to a color only after its smoke test")
 	}
 	errs = append(errs, a.validateDNS()...)
-	if a.Backend.ServiceReady == nil {
-		add("Backend.ServiceReady is required in gcp mode: pass the runtime's omsruntime.Runtime.PublicServiceReady, so that the NEGs are looked up only once GKE can have created them")
-	}
 	g := a.GCP
 	if g.MaxRatePerEndpoint <= 0 {
 		add("GCP.MaxRatePerEndpoint %g must be positive (requests per second per pod)", g.MaxRatePerEndpoint)

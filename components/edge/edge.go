@@ -1,8 +1,8 @@
-// Package edge declares how traffic reaches the OMS runtime's public Service, selected per stack:
+// Package edge declares how traffic reaches the OMS runtime's web pods, selected per stack:
 //
 //   - gcp: a global external HTTPS load balancer (static IP, Certificate Manager map of DNS-authorized managed
-//     certificates, modern TLS, HTTP → HTTPS redirect) whose backend is the runtime's zonal NEGs (container-native
-//     load balancing, health-checked on /readyz), protected by a Cloud Armor policy (preconfigured WAF rules, per-IP
+//     certificates, modern TLS, HTTP → HTTPS redirect) whose backends are each blue-green color's zonal NEGs
+//     (container-native load balancing, health-checked on /readyz, capacity on the active color only), protected by a Cloud Armor policy (preconfigured WAF rules, per-IP
 //     rate limit, adaptive protection), with Cloud CDN only for static paths, and the hostnames' records in a Cloud
 //     DNS zone. With GCP.CertificateMap (a DR environment) it serves another stack's certificates and owns no record;
 //   - cloudflare: a Zero Trust tunnel (no public IP, no GCP load balancer) whose connector, cloudflared, runs in the

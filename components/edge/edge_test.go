@@ -54,8 +54,14 @@ func gcpArgs() edge.Args {
 	return edge.Args{
 		Name: "oms-prod-us", Project: "omscloud-prod-us", Region: "us-central1", Zones: zones,
 		Provider: edge.GCP, Hostnames: hostnames, Labels: prodLabels,
-		Backend: edge.BackendArgs{ServiceReady: pulumi.String("oms-prod-us-web")},
-		GCP:     edge.GCPArgs{DNS: edge.DNSArgs{ManagedZone: "omscloud-example-com", Project: "omscloud-dns"}},
+		Backend: edge.BackendArgs{
+			Colors: map[string]edge.ColorBackend{
+				"blue":  {ServiceReady: pulumi.String("oms-prod-us-web-blue-preview")},
+				"green": {ServiceReady: pulumi.String("oms-prod-us-web-green-preview")},
+			},
+			ActiveColor: pulumi.String("blue"),
+		},
+		GCP: edge.GCPArgs{DNS: edge.DNSArgs{ManagedZone: "omscloud-example-com", Project: "omscloud-dns"}},
 	}
 }
 
@@ -541,9 +547,53 @@ func TestGCPBackendsAreZonalNEGsHealthCheckedOnReadyz(t *testing.T) {
 			assert.Equal(t, float64(100), be["maxRatePerEndpoint"])
 		}
 	}
-	// The NEG the backends look up is the one the runtime's Service annotation makes GKE create.
-	assert.Equal(t, `{"exposed_ports":{"80":{"name":"oms-prod-us-web-neg"}}}`, edge.NEGAnnotation("oms-prod-us"))
+	// The NEGs the backends look up are the ones the color Services' annotations make GKE create.
+	assert.Equal(t, `{"exposed_ports":{"80":{"name":"oms-prod-us-web-green-neg"}}}`, edge.NEGAnnotation("oms-prod-us", "green"))
 	assert.Equal(t, "oms-prod-us-web", edge.ServiceName("oms-prod-us"))
+}
+
+// TestGCPBlueGreenByCapacity: both colors' NEGs are backends in every zone, so the health check probes the idle
+// color's pods too; only the active color has capacity, and a switch changes nothing but the capacity scalers.
+func TestGCPBlueGreenByCapacity(t *testing.T) {
+	capacities := func(active string) map[string][]any {
+		args := gcpArgs()
+		args.Backend.ActiveColor = pulumi.String(active)
+		inv, _, err := run(args, newNEGMocks(lookedUp), false)
+		require.NoError(t, err)
+		out := map[string][]any{}
+		for _, b := range inv.OfType(backendType) {
+			for _, be := range kubetest.List(t, b, "backends") {
+				out[b.Name] = append(out[b.Name], []any{be["group"], be["capacityScaler"]})
+			}
+		}
+		return out
+	}
+	blue, green := capacities("blue"), capacities("green")
+	for _, name := range []string{"edge-api", "edge-static"} {
+		var wantBlue, wantGreen []any
+		for _, z := range zones {
+			wantBlue = append(wantBlue, []any{negLink("oms-prod-us-web-blue-neg", z), 1.0}, []any{negLink("oms-prod-us-web-green-neg", z), 0.0})
+			wantGreen = append(wantGreen, []any{negLink("oms-prod-us-web-blue-neg", z), 0.0}, []any{negLink("oms-prod-us-web-green-neg", z), 1.0})
+		}
+		assert.Equal(t, wantBlue, blue[name], "%s on blue", name)
+		assert.Equal(t, wantGreen, green[name], "%s on green", name)
+	}
+
+	// The active color is known only once its smoke test passed: until then the backends are unknown, not switched.
+	args := gcpArgs()
+	args.Backend.ActiveColor = pulumi.UnsafeUnknownOutput(nil).ApplyT(func(any) string { return "" }).(pulumi.StringOutput)
+	inv, _, err := run(args, newNEGMocks(lookedUp), true)
+	require.NoError(t, err)
+	for _, b := range inv.OfType(backendType) {
+		for _, be := range kubetest.List(t, b, "backends") {
+			assert.Nil(t, be["capacityScaler"], "%s: unknown while the smoke test has not passed", b.Name)
+		}
+	}
+
+	args = gcpArgs()
+	args.Backend.ActiveColor = pulumi.String("purple")
+	_, _, err = run(args, newNEGMocks(lookedUp), false)
+	assert.ErrorContains(t, err, `Backend.ActiveColor "purple" is none of the colors [blue green]`)
 }
 
 func TestGCPCDNOnlyForStaticPaths(t *testing.T) {
@@ -616,8 +666,13 @@ func TestValidate(t *testing.T) {
 			a.GCP.CertificateMap = pulumi.String("projects/p/locations/global/certificateMaps/m")
 		},
 			[]string{"GCP.DNS is set with GCP.CertificateMap", "leave GCP.DNS empty"}},
-		{"gcp without the Service's readiness", gcpArgs, func(a *edge.Args) { a.Backend.ServiceReady = nil },
-			[]string{"Backend.ServiceReady is required in gcp mode", "omsruntime.Runtime.PublicServiceReady"}},
+		{"gcp without the Services' readiness", gcpArgs, func(a *edge.Args) { a.Backend.Colors["green"] = edge.ColorBackend{} },
+			[]string{`Backend.Colors["green"].ServiceReady is required`, "omsruntime.Runtime.ColorServicesReady"}},
+		{"gcp without colors", gcpArgs, func(a *edge.Args) { a.Backend.Colors, a.Backend.ActiveColor = nil, nil },
+			[]string{"Backend.Colors is empty", "Backend.ActiveColor is required in gcp mode"}},
+		{"gcp with a NEG name GCP refuses", gcpArgs, func(a *edge.Args) {
+			a.Backend.Colors["blue"] = edge.ColorBackend{NEG: "Blue_NEG", ServiceReady: pulumi.String("s")}
+		}, []string{`Backend.Colors["blue"].NEG "Blue_NEG" must be a NEG name`}},
 		{"rate interval", gcpArgs, func(a *edge.Args) { a.GCP.RateLimit.IntervalSec = 45 }, []string{"GCP.RateLimit.IntervalSec 45"}},
 		{"sensitivity", gcpArgs, func(a *edge.Args) { a.GCP.WAFSensitivity = 5 }, []string{"GCP.WAFSensitivity 5"}},
 		{"static path", gcpArgs, func(a *edge.Args) { a.GCP.StaticPaths = []string{"static/*"} }, []string{`GCP.StaticPaths[0] "static/*"`}},

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/compute"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -106,14 +108,26 @@ func newGCP(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.Re
 		return fmt.Errorf("health check: %w", err)
 	}
 
+	// Blue-green: every color's NEGs stay backends, so the health check keeps probing the idle color's pods, and
+	// only the active color has capacity (capacityScaler 1; 0 drains a backend, which then gets no new requests:
+	// https://cloud.google.com/compute/docs/reference/rest/v1/backendServices, Backend.capacityScaler). A switch is
+	// one update of these scalers, to endpoints that are already healthy at the load balancer; moving one Service's
+	// selector instead would swap every NEG endpoint for new ones that start unhealthy.
 	backends := compute.BackendServiceBackendArray{}
-	for _, neg := range lookupNEGs(ctx, a, e) {
-		backends = append(backends, compute.BackendServiceBackendArgs{
-			Group:              neg,
-			BalancingMode:      pulumi.String("RATE"),
-			MaxRatePerEndpoint: pulumi.Float64(a.GCP.MaxRatePerEndpoint),
-			CapacityScaler:     pulumi.Float64(1),
-		})
+	colors := slices.Sorted(maps.Keys(a.Backend.Colors))
+	links := map[string][]pulumi.StringOutput{}
+	for _, color := range colors {
+		links[color] = lookupNEGs(ctx, a, color, e)
+	}
+	for i := range a.Zones {
+		for _, color := range colors {
+			backends = append(backends, compute.BackendServiceBackendArgs{
+				Group:              links[color][i],
+				BalancingMode:      pulumi.String("RATE"),
+				MaxRatePerEndpoint: pulumi.Float64(a.GCP.MaxRatePerEndpoint),
+				CapacityScaler:     capacityOf(a.Backend.ActiveColor, color, colors),
+			})
+		}
 	}
 	backendService := func(suffix, description string, cdn compute.BackendServiceCdnPolicyPtrInput) (*compute.BackendService, error) {
 		return compute.NewBackendService(ctx, name+"-"+suffix, &compute.BackendServiceArgs{
@@ -231,6 +245,20 @@ func newGCP(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pulumi.Re
 	e.CertificateMap = certMap.ToStringOutput()
 	e.SecurityPolicy = armor.SelfLink
 	return nil
+}
+
+// capacityOf is a color's capacityScaler: 1 for the active color, 0 for the others. An active color that is not
+// one of the colors fails the update rather than draining every backend.
+func capacityOf(active pulumi.StringInput, color string, colors []string) pulumi.Float64Output {
+	return active.ToStringOutput().ApplyT(func(c string) (float64, error) {
+		if !slices.Contains(colors, c) {
+			return 0, fmt.Errorf("Backend.ActiveColor %q is none of the colors %v", c, colors)
+		}
+		if c == color {
+			return 1, nil
+		}
+		return 0, nil
+	}).(pulumi.Float64Output)
 }
 
 // forwardingRule sends one port of the shared address to a target proxy.

@@ -37,25 +37,26 @@ func canonicalNEGSelfLink(project, zone, neg string) string {
 	return fmt.Sprintf("https://www.googleapis.com/compute/v1/projects/%s/zones/%s/networkEndpointGroups/%s", project, zone, neg)
 }
 
-// lookupNEGs returns the self link of the runtime's NEG in every zone, as Compute Engine reports it. Each lookup
-// waits for Backend.ServiceReady, so it runs after the Kubernetes provider has awaited the Service and stays unknown
-// in a preview that creates it; then it polls until the NEG exists.
+// lookupNEGs returns the self link of one color's NEG in every zone, as Compute Engine reports it. Each lookup
+// waits for the color's ServiceReady, so it runs after the Kubernetes provider has awaited the Service and stays
+// unknown in a preview that creates it; then it polls until the NEG exists.
 //
 // While GCP.DNS.Target points the hostnames elsewhere (DR declared), this load balancer serves nobody and its region
 // may be lost: a failed lookup then falls back to the canonical self link at once, so that the lost region's API
 // cannot block the DR switch, an update of the records that leaves the backends as they are.
-func lookupNEGs(ctx *pulumi.Context, a *Args, parent pulumi.Resource) []pulumi.StringOutput {
+func lookupNEGs(ctx *pulumi.Context, a *Args, color string, parent pulumi.Resource) []pulumi.StringOutput {
 	standby := a.GCP.DNS.Target != nil
+	c := a.Backend.Colors[color]
 	links := make([]pulumi.StringOutput, len(a.Zones))
 	for i, zone := range a.Zones {
-		links[i] = a.Backend.ServiceReady.ToStringOutput().ApplyT(func(string) (pulumi.StringOutput, error) {
-			link, missing, err := lookupNEG(ctx, a, zone, parent, ctx.DryRun() || standby)
+		links[i] = c.ServiceReady.ToStringOutput().ApplyT(func(string) (pulumi.StringOutput, error) {
+			link, missing, err := lookupNEG(ctx, a, c.NEG, zone, parent, ctx.DryRun() || standby)
 			switch {
 			case err == nil:
 				return pulumi.String(link).ToStringOutput(), nil
 			case standby:
 				_ = ctx.Log.Warn(fmt.Sprintf("%v: DR is declared, so the backends keep the NEG's canonical self link", err), &pulumi.LogArgs{Resource: parent})
-				return pulumi.String(canonicalNEGSelfLink(a.Project, zone, a.Backend.NEG)).ToStringOutput(), nil
+				return pulumi.String(canonicalNEGSelfLink(a.Project, zone, c.NEG)).ToStringOutput(), nil
 			case ctx.DryRun() && missing:
 				// GKE creates it during the update (e.g. a new zone's nodes come up first): unknown until then.
 				_ = ctx.Log.Info(fmt.Sprintf("%v: `pulumi up` waits for it", err), &pulumi.LogArgs{Resource: parent})
@@ -70,7 +71,7 @@ func lookupNEGs(ctx *pulumi.Context, a *Args, parent pulumi.Resource) []pulumi.S
 
 // lookupNEG polls Compute Engine for the NEG of one zone (once if only once) and returns its self link, or whether
 // it is missing (rather than denied) with the error.
-func lookupNEG(ctx *pulumi.Context, a *Args, zone string, parent pulumi.Resource, once bool) (link string, missing bool, err error) {
+func lookupNEG(ctx *pulumi.Context, a *Args, name, zone string, parent pulumi.Resource, once bool) (link string, missing bool, err error) {
 	p := negPolling
 	deadline := p.Now().Add(p.Total)
 	wait := p.First
@@ -78,7 +79,7 @@ func lookupNEG(ctx *pulumi.Context, a *Args, zone string, parent pulumi.Resource
 		neg, err := compute.LookupNetworkEndpointGroup(ctx, &compute.LookupNetworkEndpointGroupArgs{
 			Project: pulumi.StringRef(a.Project),
 			Zone:    pulumi.StringRef(zone),
-			Name:    pulumi.StringRef(a.Backend.NEG),
+			Name:    pulumi.StringRef(name),
 		}, pulumi.Parent(parent))
 		if err == nil && neg.SelfLink != nil && *neg.SelfLink != "" {
 			return *neg.SelfLink, false, nil
@@ -89,19 +90,19 @@ func lookupNEG(ctx *pulumi.Context, a *Args, zone string, parent pulumi.Resource
 		// A denied lookup will not succeed by waiting: the Compute Engine API or the deployer's role is missing.
 		if strings.Contains(err.Error(), "Error 403") {
 			return "", false, fmt.Errorf("look up NEG %s in zone %s of project %s: %w (enable compute.googleapis.com and grant the deployer compute.networkEndpointGroups.get)",
-				a.Backend.NEG, zone, a.Project, err)
+				name, zone, a.Project, err)
 		}
 		if once {
-			return "", true, fmt.Errorf("NEG %s is not in zone %s yet (%v)", a.Backend.NEG, zone, err)
+			return "", true, fmt.Errorf("NEG %s is not in zone %s yet (%v)", name, zone, err)
 		}
 		if p.Now().Add(wait).After(deadline) {
 			return "", true, fmt.Errorf("NEG %s did not appear in zone %s of project %s within %s (last lookup: %v). GKE's NEG controller creates it "+
-				"from the cloud.google.com/neg annotation of Service %s/%s once the Service has ready pods and the cluster has nodes in %s: "+
-				"check the Service's events (kubectl describe service -n %s %s) and the node pools' nodes in that zone",
-				a.Backend.NEG, zone, a.Project, p.Total, err, a.Backend.Namespace, a.Backend.ServiceName, zone, a.Backend.Namespace, a.Backend.ServiceName)
+				"from the cloud.google.com/neg annotation of the runtime's color Service in namespace %s once it has ready pods and the cluster has nodes in %s: "+
+				"check its events (kubectl describe service -n %s) and the node pools' nodes in that zone",
+				name, zone, a.Project, p.Total, err, a.Backend.Namespace, zone, a.Backend.Namespace)
 		}
 		if err := p.Sleep(ctx.Context(), wait); err != nil {
-			return "", false, fmt.Errorf("look up NEG %s in zone %s: %w", a.Backend.NEG, zone, err)
+			return "", false, fmt.Errorf("look up NEG %s in zone %s: %w", name, zone, err)
 		}
 		wait = min(2*wait, p.Max)
 	}

@@ -19,17 +19,18 @@ import (
 
 const negLookup = "gcp:compute/getNetworkEndpointGroup:getNetworkEndpointGroup"
 
-// negMocks answer the NEG lookups with answer(n, zone), n counting the zone's lookups from 0, and record them.
+// negMocks answer the NEG lookups with answer(n, name, zone), n counting that NEG's lookups in the zone from 0, and
+// record them.
 type negMocks struct {
 	*inventory.Mocks
-	answer func(n int, zone string) (string, error)
+	answer func(n int, name, zone string) (string, error)
 
 	mu      sync.Mutex
 	lookups []resource.PropertyMap
 	perZone map[string]int
 }
 
-func newNEGMocks(answer func(n int, zone string) (string, error)) *negMocks {
+func newNEGMocks(answer func(n int, name, zone string) (string, error)) *negMocks {
 	return &negMocks{Mocks: &inventory.Mocks{Project: "omscloud", Stack: "test"}, answer: answer, perZone: map[string]int{}}
 }
 
@@ -37,13 +38,13 @@ func (m *negMocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) 
 	if args.Token != negLookup {
 		return m.Mocks.Call(args)
 	}
-	zone := args.Args["zone"].StringValue()
+	zone, name := args.Args["zone"].StringValue(), args.Args["name"].StringValue()
 	m.mu.Lock()
 	m.lookups = append(m.lookups, args.Args)
-	n := m.perZone[zone]
-	m.perZone[zone]++
+	n := m.perZone[name+"/"+zone]
+	m.perZone[name+"/"+zone]++
 	m.mu.Unlock()
-	link, err := m.answer(n, zone)
+	link, err := m.answer(n, name, zone)
 	if err != nil {
 		return nil, err
 	}
@@ -51,19 +52,24 @@ func (m *negMocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) 
 }
 
 // lookedUp is the self link the mocks report: unlike any link a program could compute.
-func lookedUp(_ int, zone string) (string, error) { return "https://compute.test/neg/" + zone, nil }
+func lookedUp(_ int, name, zone string) (string, error) { return negLink(name, zone), nil }
 
-var errNotFound = errors.New("projects/omscloud-prod-us/zones/us-central1-c/networkEndpointGroups/oms-prod-us-web-neg not found")
+func negLink(name, zone string) string { return "https://compute.test/neg/" + zone + "/" + name }
+
+var errNotFound = errors.New("projects/omscloud-prod-us/zones/us-central1-c/networkEndpointGroups/oms-prod-us-web-blue-neg not found")
 
 // missingIn finds every NEG but zone's.
-func missingIn(zone string) func(n int, z string) (string, error) {
-	return func(n int, z string) (string, error) {
+func missingIn(zone string) func(n int, name, z string) (string, error) {
+	return func(n int, name, z string) (string, error) {
 		if z == zone {
 			return "", errNotFound
 		}
-		return lookedUp(n, z)
+		return lookedUp(n, name, z)
 	}
 }
+
+// colorNEGs are the NEG names of the test's colors, in the backends' order within a zone.
+var colorNEGs = []string{"oms-prod-us-web-blue-neg", "oms-prod-us-web-green-neg"}
 
 // fakeClock replaces the NEG lookup's clock for one test: sleeping advances it and is recorded.
 func fakeClock(t *testing.T) *[]time.Duration {
@@ -110,58 +116,71 @@ func TestGCPBackendsUseTheLookedUpNEGOfEveryZone(t *testing.T) {
 
 	var want []any
 	for _, z := range zones {
-		want = append(want, "https://compute.test/neg/"+z)
+		for _, n := range colorNEGs {
+			want = append(want, negLink(n, z))
+		}
 	}
 	for name, got := range groups(t, inv) {
-		assert.Equal(t, want, got, "%s: one backend per zone, the NEG Compute Engine reported", name)
+		assert.Equal(t, want, got, "%s: one backend per zone and color, the NEG Compute Engine reported", name)
 	}
-	require.Len(t, mocks.lookups, len(zones), "one lookup per zone, shared by both backend services")
+	require.Len(t, mocks.lookups, len(zones)*len(colorNEGs), "one lookup per zone and color, shared by both backend services")
 	for _, l := range mocks.lookups {
 		assert.Equal(t, "omscloud-prod-us", l["project"].StringValue())
-		assert.Equal(t, "oms-prod-us-web-neg", l["name"].StringValue(), "the name the Service's annotation gives GKE")
+		assert.Contains(t, colorNEGs, l["name"].StringValue(), "the names the color Services' annotations give GKE")
 		assert.Contains(t, zones, l["zone"].StringValue())
 	}
 }
 
 func TestGCPNEGLookupWaitsForTheService(t *testing.T) {
-	// In a preview that creates the runtime's Service, ServiceReady is unknown.
+	// In a preview that creates the green Service, its ServiceReady is unknown.
 	args := gcpArgs()
-	args.Backend.ServiceReady = pulumi.UnsafeUnknownOutput(nil).ApplyT(func(any) string { return "" }).(pulumi.StringOutput)
+	args.Backend.Colors["green"] = edge.ColorBackend{ServiceReady: pulumi.UnsafeUnknownOutput(nil).ApplyT(func(any) string { return "" }).(pulumi.StringOutput)}
 	mocks := newNEGMocks(lookedUp)
 	inv, _, err := run(args, mocks, true)
 	require.NoError(t, err)
-	assert.Empty(t, mocks.lookups, "no lookup before the Service exists")
+	for _, l := range mocks.lookups {
+		assert.Equal(t, "oms-prod-us-web-blue-neg", l["name"].StringValue(), "no lookup before the Service exists")
+	}
 	for name, got := range groups(t, inv) {
-		assert.Equal(t, []any{nil, nil, nil}, got, "%s: unknown in the preview (the mock monitor receives unknowns as null)", name)
+		for i, z := range zones {
+			assert.Equal(t, []any{negLink("oms-prod-us-web-blue-neg", z), nil}, got[2*i:2*i+2],
+				"%s: green unknown in the preview (the mock monitor receives unknowns as null)", name)
+		}
 	}
 }
 
 func TestGCPNEGLookupPollsWithBoundedBackoff(t *testing.T) {
 	slept := fakeClock(t)
 	// GKE creates the NEG of zone b only after the fifth lookup.
-	mocks := newNEGMocks(func(n int, zone string) (string, error) {
-		if zone == "us-central1-b" && n < 5 {
+	mocks := newNEGMocks(func(n int, name, zone string) (string, error) {
+		if zone == "us-central1-b" && name == colorNEGs[0] && n < 5 {
 			return "", errNotFound
 		}
-		return lookedUp(n, zone)
+		return lookedUp(n, name, zone)
 	})
 	inv, _, err := run(gcpArgs(), mocks, false)
 	require.NoError(t, err)
 	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 15 * time.Second}, *slept,
 		"doubling from 1 s, capped at 15 s")
 	for _, got := range groups(t, inv) {
-		assert.Equal(t, "https://compute.test/neg/us-central1-b", got[1])
+		assert.Equal(t, negLink(colorNEGs[0], "us-central1-b"), got[2])
 	}
 }
 
 func TestGCPNEGLookupGivesUpNamingTheNEGZoneAndCause(t *testing.T) {
 	slept := fakeClock(t)
-	mocks := newNEGMocks(missingIn("us-central1-c"))
+	// Only blue's NEG of zone c is missing, so that one lookup alone advances the fake clock.
+	mocks := newNEGMocks(func(n int, name, zone string) (string, error) {
+		if name == colorNEGs[0] {
+			return missingIn("us-central1-c")(n, name, zone)
+		}
+		return lookedUp(n, name, zone)
+	})
 	_, _, err := run(gcpArgs(), mocks, false)
 	require.Error(t, err)
 	for _, want := range []string{
-		"NEG oms-prod-us-web-neg did not appear in zone us-central1-c of project omscloud-prod-us within 5m0s",
-		"not found", "cloud.google.com/neg annotation of Service oms/oms-prod-us-web", "kubectl describe service -n oms oms-prod-us-web",
+		"NEG oms-prod-us-web-blue-neg did not appear in zone us-central1-c of project omscloud-prod-us within 5m0s",
+		"not found", "cloud.google.com/neg annotation of the runtime's color Service in namespace oms", "kubectl describe service -n oms",
 		"nodes in us-central1-c",
 	} {
 		assert.Contains(t, err.Error(), want)
@@ -178,7 +197,7 @@ func TestGCPNEGLookupGivesUpNamingTheNEGZoneAndCause(t *testing.T) {
 func TestGCPNEGLookupDeniedFailsAtOnce(t *testing.T) {
 	for _, preview := range []bool{false, true} {
 		slept := fakeClock(t)
-		mocks := newNEGMocks(func(int, string) (string, error) {
+		mocks := newNEGMocks(func(int, string, string) (string, error) {
 			return "", fmt.Errorf("googleapi: Error 403: Compute Engine API has not been used in project omscloud-prod-us")
 		})
 		_, _, err := run(gcpArgs(), mocks, preview)
@@ -195,9 +214,10 @@ func TestGCPPreviewShowsAMissingNEGAsUnknown(t *testing.T) {
 	inv, _, err := run(gcpArgs(), mocks, true)
 	require.NoError(t, err, "a preview does not wait for GKE")
 	assert.Empty(t, *slept)
-	assert.Len(t, mocks.lookups, len(zones), "one lookup per zone")
+	assert.Len(t, mocks.lookups, len(zones)*len(colorNEGs), "one lookup per zone and color")
 	for name, got := range groups(t, inv) {
-		assert.Equal(t, []any{"https://compute.test/neg/us-central1-a", "https://compute.test/neg/us-central1-b", nil}, got, "%s: zone c unknown", name)
+		assert.Equal(t, []any{negLink(colorNEGs[0], "us-central1-a"), negLink(colorNEGs[1], "us-central1-a"),
+			negLink(colorNEGs[0], "us-central1-b"), negLink(colorNEGs[1], "us-central1-b"), nil, nil}, got, "%s: zone c unknown", name)
 	}
 }
 
@@ -207,14 +227,18 @@ func TestGCPNEGLookupDoesNotBlockTheDRSwitch(t *testing.T) {
 	slept := fakeClock(t)
 	args := gcpArgs()
 	args.GCP.DNS.Target = pulumi.String("198.51.100.7")
-	mocks := newNEGMocks(func(int, string) (string, error) { return "", errors.New("googleapi: Error 503: zone unavailable") })
+	mocks := newNEGMocks(func(int, string, string) (string, error) {
+		return "", errors.New("googleapi: Error 503: zone unavailable")
+	})
 	inv, _, err := run(args, mocks, false)
 	require.NoError(t, err)
 	assert.Empty(t, *slept, "no waiting for a lost region")
-	assert.Len(t, mocks.lookups, len(zones), "one attempt per zone")
+	assert.Len(t, mocks.lookups, len(zones)*len(colorNEGs), "one attempt per zone and color")
 	for name, got := range groups(t, inv) {
 		for i, z := range zones {
-			assert.Equal(t, "https://www.googleapis.com/compute/v1/projects/omscloud-prod-us/zones/"+z+"/networkEndpointGroups/oms-prod-us-web-neg", got[i], name)
+			for j, n := range colorNEGs {
+				assert.Equal(t, "https://www.googleapis.com/compute/v1/projects/omscloud-prod-us/zones/"+z+"/networkEndpointGroups/"+n, got[2*i+j], name)
+			}
 		}
 	}
 }

@@ -147,7 +147,10 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if cloudflareMode {
 		rtArgs.Ingress.EdgeSelector = edge.ConnectorSelector(args.Edge.Name)
 	} else {
-		rtArgs.NEGAnnotation = edge.NEGAnnotation(args.Edge.Name)
+		rtArgs.NEGAnnotations = map[string]string{}
+		for _, color := range []string{omsruntime.Blue, omsruntime.Green} {
+			rtArgs.NEGAnnotations[color] = edge.NEGAnnotation(args.Edge.Name, color)
+		}
 	}
 	rt, err := omsruntime.New(ctx, name+"-runtime", &rtArgs, inCluster...)
 	if err != nil {
@@ -191,8 +194,13 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	edgeArgs.Backend.Namespace = Namespace
 	edgeArgs.Backend.ServiceName = omsruntime.ServiceName(runtimeName)
 	edgeArgs.Backend.PodSelector = omsruntime.WebSelector(runtimeName)
-	// GKE creates the NEGs from the runtime's public Service: the edge looks them up once the Service exists.
-	edgeArgs.Backend.ServiceReady = rt.PublicServiceReady
+	// GKE creates each color's NEGs from the color's Service: the edge looks them up once the Service exists, and
+	// moves the load balancer's capacity to the active color once its smoke test passed.
+	edgeArgs.Backend.Colors = map[string]edge.ColorBackend{}
+	for color, ready := range rt.ColorServicesReady {
+		edgeArgs.Backend.Colors[color] = edge.ColorBackend{ServiceReady: ready}
+	}
+	edgeArgs.Backend.ActiveColor = rt.ActiveColorReady
 	edgeOpts := []pulumi.ResourceOption{parent, pulumi.DependsOn(append(enabled.Enabled(), ns, rt))}
 	providers := []pulumi.ProviderResource{cluster.Provider}
 	if args.CloudflareProvider != nil {

@@ -23,12 +23,9 @@ const (
 	DefaultNamespace = "oms"
 	// DefaultSmokeImage runs the smoke test (curl and a POSIX shell), pinned to a released version. Override it with
 	// a digest mirrored into the project's Artifact Registry where nodes cannot reach Docker Hub.
-	DefaultSmokeImage = "curlimages/curl:8.11.1"
-	// DefaultRequestsMetric is the Pods metric a custom-metrics adapter derives from the runtime's
-	// oms_http_request_duration_seconds_count.
-	DefaultRequestsMetric = "http_requests_per_second"
-	DefaultDatabaseName   = "oms"
-	DefaultLogLevel       = "info"
+	DefaultSmokeImage   = "curlimages/curl:8.11.1"
+	DefaultDatabaseName = "oms"
+	DefaultLogLevel     = "info"
 	// Port is the container port of serve (API, health, metrics) and of worker (health, metrics).
 	Port = 8080
 	// ServicePort is the public and preview Services' port.
@@ -58,10 +55,10 @@ type Args struct {
 	// ColorImages overrides the image of one color ("blue"/"green"), to stage a release on the idle color before
 	// switching to it.
 	ColorImages map[string]string
-	// ActiveColor is the color the public Service selects: "blue" or "green" (default blue).
+	// ActiveColor is the color that takes traffic: "blue" or "green" (default blue).
 	ActiveColor string
-	// IdleReplicas are the web pods kept on the idle color as the instant fallback and as the capacity the next
-	// switch starts from (default: Web.MinReplicas in production, 1 otherwise).
+	// IdleReplicas are the fewest web pods the idle color keeps (its HPA's minimum), as the instant fallback and as
+	// the capacity the next switch starts from (default: Web.MinReplicas in production, 1 otherwise).
 	IdleReplicas int
 
 	Web    WebArgs
@@ -83,9 +80,9 @@ type Args struct {
 
 	Smoke   SmokeArgs
 	Ingress IngressArgs
-	// NEGAnnotation is the public Service's cloud.google.com/neg annotation (edge.NEGAnnotation); empty in
-	// cloudflare mode.
-	NEGAnnotation string
+	// NEGAnnotations are the color Services' cloud.google.com/neg annotations by color (edge.NEGAnnotation), so
+	// that each color has NEGs of its own behind the load balancer; empty in cloudflare mode.
+	NEGAnnotations map[string]string
 	// Zones are the environment's zones; the pods spread over topology.kubernetes.io/zone with max skew 1.
 	Zones []string
 	// NodeSelector places web and worker pods (default {"omscloud.io/pool": "web"}).
@@ -104,19 +101,15 @@ type Resources struct {
 	MemoryLimit string
 }
 
-// WebArgs scale `oms serve`.
+// WebArgs scale `oms serve`. The HPA scales on CPU, the one metric GKE serves without an adapter (metrics-server);
+// a Pods metric nothing serves would block every scale-down (see README).
 type WebArgs struct {
 	// MinReplicas of the active color, at least 2 (default 3 in production: one per zone).
 	MinReplicas int
 	MaxReplicas int
 	// TargetCPUPercent of the CPU request (default 70).
 	TargetCPUPercent int
-	// TargetRequestsPerSecond per pod adds a Pods metric to the HPA (default 80, below the edge's 100 per endpoint);
-	// -1 scales on CPU only.
-	TargetRequestsPerSecond int
-	// RequestsMetric is that Pods metric's name (default http_requests_per_second).
-	RequestsMetric string
-	Resources      Resources
+	Resources        Resources
 }
 
 // WorkerArgs scale `oms worker`.
@@ -141,6 +134,9 @@ type DatabaseArgs struct {
 	ServerCA pulumi.StringInput
 	// Name of the control database and its login (default "oms").
 	Name string
+	// PasswordRotation counts rotations of the login's password (default 0): raise it by one to rotate. Cloud SQL
+	// keeps one password per user, so pods not yet restarted cannot open new connections until they roll (README).
+	PasswordRotation int
 	// AccountPrefix names the account databases the runtime opens ("<prefix>_<account>"); it must match the
 	// databases provisioned for the accounts (postgres.AccountPrefix). Default: the control database's name.
 	AccountPrefix string
@@ -162,7 +158,7 @@ type RedisArgs struct {
 	Password pulumi.StringInput
 }
 
-// SmokeArgs configure the test that must pass before the public Service selects a color.
+// SmokeArgs configure the test that must pass before traffic moves to a color.
 type SmokeArgs struct {
 	// Image provides curl and a POSIX shell (default DefaultSmokeImage).
 	Image string
@@ -223,12 +219,6 @@ func (a Args) withDefaults() Args {
 	}
 	if w.TargetCPUPercent == 0 {
 		w.TargetCPUPercent = 70
-	}
-	if w.TargetRequestsPerSecond == 0 {
-		w.TargetRequestsPerSecond = 80
-	}
-	if w.RequestsMetric == "" {
-		w.RequestsMetric = DefaultRequestsMetric
 	}
 	w.Resources = w.Resources.withDefaults("500m", "512Mi")
 	k := &a.Worker
@@ -369,7 +359,7 @@ func (a *Args) imageOf(color string) string {
 	return a.Image
 }
 
-// idleColor is the color the public Service does not select.
+// idleColor is the color that takes no traffic.
 func (a *Args) idleColor() string {
 	if a.ActiveColor == Blue {
 		return Green
@@ -426,9 +416,6 @@ func (a *Args) Validate() error {
 	if w.TargetCPUPercent < 10 || w.TargetCPUPercent > 95 {
 		add("Web.TargetCPUPercent is %d: use 10..95", w.TargetCPUPercent)
 	}
-	if w.TargetRequestsPerSecond < -1 {
-		add("Web.TargetRequestsPerSecond is %d: use a positive rate, or -1 to scale on CPU only", w.TargetRequestsPerSecond)
-	}
 	errs = append(errs, w.Resources.validate("Web.Resources")...)
 	k := d.Worker
 	if k.MinReplicas < 1 {
@@ -473,6 +460,9 @@ func (a *Args) Validate() error {
 	if d.Database.ServerCA == nil {
 		add("Database.ServerCA is required: the Cloud SQL server CA (postgres.ServerCA), which the runtime verifies the server with")
 	}
+	if d.Database.PasswordRotation < 0 {
+		add("Database.PasswordRotation is %d: count rotations from 0", d.Database.PasswordRotation)
+	}
 	if !databaseName.MatchString(d.Database.Name) {
 		add("Database.Name %q: 1-24 lowercase letters, digits and '_', starting with a letter (it prefixes account databases)", d.Database.Name)
 	}
@@ -505,8 +495,17 @@ func (a *Args) Validate() error {
 		add("Ingress.Scraper.Selector is empty: name the collector's pods, or leave Ingress.Scraper unset for GKE's managed collectors")
 	}
 	errs = append(errs, kube.ValidateSelector("Ingress.Scraper.Selector", d.Ingress.Scraper.Selector)...)
-	if d.NEGAnnotation != "" && !strings.HasPrefix(d.NEGAnnotation, "{") {
-		add("NEGAnnotation %q is not the JSON value of cloud.google.com/neg (use edge.NEGAnnotation)", d.NEGAnnotation)
+	if len(d.NEGAnnotations) > 0 {
+		for _, color := range []string{Blue, Green} {
+			if !strings.HasPrefix(d.NEGAnnotations[color], "{") {
+				add("NEGAnnotations[%q] %q is not the JSON value of cloud.google.com/neg: give both colors theirs (edge.NEGAnnotation)", color, d.NEGAnnotations[color])
+			}
+		}
+		for color := range d.NEGAnnotations {
+			if color != Blue && color != Green {
+				add("NEGAnnotations: key %q is not a color: use %q or %q", color, Blue, Green)
+			}
+		}
 	}
 	if len(d.NodeSelector) == 0 {
 		add("NodeSelector is empty: the runtime runs on the web node pool ({%q: \"web\"})", kube.StatefulPoolLabel)

@@ -1,7 +1,7 @@
-// Package omsruntime deploys the OMS runtime on GKE: `oms serve` as two colors (blue and green) behind a public
-// Service that selects the active one, `oms worker`, and `oms migrate` as a Job per release. The public Service
-// moves to a color only after the migrate Job and a smoke-test Job against that color's preview Service have
-// completed; the other color keeps running as the instant fallback. Pods run under a Workload Identity service
+// Package omsruntime deploys the OMS runtime on GKE: `oms serve` as two colors (blue and green), each with a
+// Service of its own (NEG-backed behind the GCP load balancer), a public Service that selects the active one,
+// `oms worker`, and `oms migrate` as a Job per release. Traffic moves to a color only after the migrate Job and a
+// smoke-test Job against that color's Service have completed; the other color keeps running as the instant fallback. Pods run under a Workload Identity service
 // account with the restricted security context, spread over zones, with probes, a preStop pause and a grace period
 // that covers the runtime's drain, PodDisruptionBudgets, HPAs and NetworkPolicies.
 package omsruntime
@@ -38,6 +38,9 @@ const (
 	VersionLabel = "app.kubernetes.io/version"
 	// ConfigChecksumAnnotation on the pod templates changes with the ConfigMap, so a config change rolls the pods.
 	ConfigChecksumAnnotation = "omscloud.io/config-checksum"
+	// SecretChecksumAnnotation on the pod templates changes with the credentials the pods read, so a rotation rolls
+	// them; Redis and RabbitMQ carry it too.
+	SecretChecksumAnnotation = kube.SecretChecksumAnnotation
 	appName                  = "oms"
 )
 
@@ -52,16 +55,20 @@ type Runtime struct {
 	AdminToken pulumi.StringOutput `pulumi:"adminToken"`
 	// ServiceAccountEmail is the runtime's GCP service account (Workload Identity).
 	ServiceAccountEmail pulumi.StringOutput `pulumi:"serviceAccountEmail"`
-	// PublicService is the Service the edge sends traffic to ("<Name>-web", port 80).
+	// PublicService selects the active color ("<Name>-web", port 80): cloudflared's origin.
 	PublicService pulumi.StringOutput `pulumi:"publicService"`
-	// PublicServiceReady is PublicService, known only once the Service exists and the Kubernetes provider has awaited
-	// it (its status is known): it stays unknown in a preview that creates the Service. GKE creates the edge's NEGs
-	// from that Service, so the edge looks them up only then (edge.BackendArgs.ServiceReady).
-	PublicServiceReady pulumi.StringOutput
-	// PreviewServices are the per-color Services ("blue", "green") for checks before a switch.
-	PreviewServices map[string]pulumi.StringOutput
-	// ActiveColor is the color the public Service selects.
+	// ColorServices are the per-color Services ("blue", "green"): the smoke test's target and, in gcp mode, each
+	// color's NEGs behind the load balancer.
+	ColorServices map[string]pulumi.StringOutput
+	// ColorServicesReady are ColorServices, each known only once the Service exists and the Kubernetes provider has
+	// awaited it (its status is known): unknown in a preview that creates it. GKE creates a color's NEGs from its
+	// Service, so the edge looks them up only then (edge.ColorBackend.ServiceReady).
+	ColorServicesReady map[string]pulumi.StringOutput
+	// ActiveColor is the color that takes traffic.
 	ActiveColor string
+	// ActiveColorReady is ActiveColor, known only once its smoke test completed and its HPA was raised: the load
+	// balancer moves its capacity to the color only then (edge.BackendArgs.ActiveColor).
+	ActiveColorReady pulumi.StringOutput
 	// Wiring runs more pods of the oms image (backup CronJobs, the DR restore Job) like the runtime's own.
 	Wiring Wiring
 }
@@ -92,7 +99,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, err
 	}
 	a := args.withDefaults()
-	r := &Runtime{ActiveColor: a.ActiveColor, PreviewServices: map[string]pulumi.StringOutput{}}
+	r := &Runtime{ActiveColor: a.ActiveColor, ColorServices: map[string]pulumi.StringOutput{},
+		ColorServicesReady: map[string]pulumi.StringOutput{}}
 	if err := ctx.RegisterComponentResource("omscloud:omsruntime:Runtime", name, r, opts...); err != nil {
 		return nil, err
 	}
@@ -121,6 +129,9 @@ type deployer struct {
 	w     Wiring
 	// checksum fingerprints the ConfigMap for the pod templates.
 	checksum pulumi.StringOutput
+	// secretData is the runtime Secret's data and checksumKey the key of its fingerprints (secretChecksum).
+	secretData  pulumi.StringMap
+	checksumKey pulumi.StringOutput
 	// accountSecret names the Secret of the account databases' passwords, when there are accounts.
 	accountSecret pulumi.StringOutput
 }
@@ -168,19 +179,25 @@ func (d *deployer) declare(r *Runtime) error {
 	}
 	r.AdminToken = pulumi.ToSecret(token.Result).(pulumi.StringOutput)
 
+	checksumKey, err := random.NewRandomPassword(d.ctx, d.name+"-checksum-key", &random.RandomPasswordArgs{Length: pulumi.Int(32)}, d.opts()...)
+	if err != nil {
+		return fmt.Errorf("checksum key: %w", err)
+	}
+	d.checksumKey = pulumi.ToSecret(checksumKey.Result).(pulumi.StringOutput)
 	_, baseLabels := d.labels("runtime", "", "")
+	d.secretData = pulumi.StringMap{
+		EnvDatabaseURL:   db.url,
+		EnvAdminToken:    r.AdminToken,
+		EnvAMQPURL:       pulumi.ToSecret(a.AMQPURL).(pulumi.StringOutput),
+		EnvRedisPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
+		// The redis component gives its sentinels the clients' password; set explicitly so the pods show every
+		// credential they use (the runtime would default to the Redis password).
+		EnvRedisSentinelPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
+	}
 	secret, err := corev1.NewSecret(d.ctx, d.name+"-env", &corev1.SecretArgs{
-		Metadata: d.meta(a.Name+"-runtime", baseLabels),
-		Type:     pulumi.String("Opaque"),
-		StringData: pulumi.StringMap{
-			EnvDatabaseURL:   db.url,
-			EnvAdminToken:    r.AdminToken,
-			EnvAMQPURL:       pulumi.ToSecret(a.AMQPURL).(pulumi.StringOutput),
-			EnvRedisPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
-			// The redis component gives its sentinels the Redis password; set explicitly so the pods show every
-			// credential they use (the runtime would default to the Redis password).
-			EnvRedisSentinelPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
-		},
+		Metadata:   d.meta(a.Name+"-runtime", baseLabels),
+		Type:       pulumi.String("Opaque"),
+		StringData: d.secretData,
 	}, d.opts()...)
 	if err != nil {
 		return fmt.Errorf("secret: %w", err)
@@ -256,7 +273,8 @@ func (d *deployer) declare(r *Runtime) error {
 			return err
 		}
 		webs[color] = dep
-		r.PreviewServices[color] = preview.Metadata.Name().Elem()
+		r.ColorServices[color] = preview.Metadata.Name().Elem()
+		r.ColorServicesReady[color] = pulumi.All(r.ColorServices[color], preview.Status).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
 	}
 
 	active, idle := a.ActiveColor, a.idleColor()
@@ -265,7 +283,7 @@ func (d *deployer) declare(r *Runtime) error {
 		return err
 	}
 	// The active color scales up to its minimum before traffic moves to it.
-	activeHPA, err := d.webHPA(active, a.Web.MinReplicas, a.Web.MaxReplicas)
+	activeHPA, err := d.webHPA(active, a.Web.MinReplicas)
 	if err != nil {
 		return err
 	}
@@ -274,9 +292,10 @@ func (d *deployer) declare(r *Runtime) error {
 		return err
 	}
 	r.PublicService = public.Metadata.Name().Elem()
-	r.PublicServiceReady = pulumi.All(r.PublicService, public.Status).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
-	// The color left idle scales down only once the public Service no longer selects it.
-	if _, err := d.webHPA(idle, a.IdleReplicas, a.IdleReplicas, pulumi.DependsOn([]pulumi.Resource{public})); err != nil {
+	r.ActiveColorReady = pulumi.All(smoke.Status, activeHPA.Status).ApplyT(func([]any) string { return active }).(pulumi.StringOutput)
+	// The color left idle keeps its pods until its own HPA sheds them as its traffic drains away (scaleDownSlowly),
+	// whichever edge moved the traffic and however long that took: nothing forces it down at the switch.
+	if _, err := d.webHPA(idle, a.IdleReplicas); err != nil {
 		return err
 	}
 	if err := d.worker(migrations[a.imageOf(active)], public); err != nil {
@@ -353,13 +372,18 @@ type controlDB struct {
 // member of cloudsqlsuperuser, so it may create the accounts' roles and databases, as `oms account create` does.
 func (d *deployer) controlDatabase() (*controlDB, error) {
 	a := d.a
-	// Customer data: never dropped by Pulumi in production, and abandoned rather than dropped if unprotected.
+	// Customer data: never dropped by Pulumi in production, and abandoned rather than dropped if unprotected. The
+	// password is no data: a rotation replaces it (its keepers change), and the user takes the new one in place.
 	protect := pulumi.Protect(a.Production && !a.Teardown)
-	pw, err := random.NewRandomPassword(d.ctx, d.name+"-db-password", &random.RandomPasswordArgs{
+	pwArgs := &random.RandomPasswordArgs{
 		Length: pulumi.Int(32),
 		// Letters and digits: nothing to escape in a URL.
 		Special: pulumi.Bool(false),
-	}, d.opts(protect)...)
+	}
+	if a.Database.PasswordRotation > 0 {
+		pwArgs.Keepers = pulumi.StringMap{"rotation": pulumi.String(strconv.Itoa(a.Database.PasswordRotation))}
+	}
+	pw, err := random.NewRandomPassword(d.ctx, d.name+"-db-password", pwArgs, d.opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("database password: %w", err)
 	}
@@ -389,8 +413,12 @@ func (d *deployer) controlDatabase() (*controlDB, error) {
 	// The private IP of a REGIONAL instance moves with failover, so one host suffices; read-write makes a client
 	// that lands on a read-only node during failover retry. Cloud SQL enforces TLS (ENCRYPTED_ONLY); verify-ca
 	// checks the server against OMS_DB_CA_FILE (why not verify-full: runtime/postgres.VerifyServerCA).
-	url := pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=verify-ca&target_session_attrs=read-write",
-		a.Database.Name, password, a.Database.Host, a.Database.Name)
+	// Cloud SQL holds one password per user: the URL (and with it the pods' roll) follows the user's update, so the
+	// new pods start with a password the server already accepts.
+	url := pulumi.All(user.Name, password, a.Database.Host).ApplyT(func(v []any) string {
+		return fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=verify-ca&target_session_attrs=read-write",
+			v[0].(string), v[1].(string), v[2].(string), a.Database.Name)
+	}).(pulumi.StringOutput)
 	return &controlDB{url: pulumi.ToSecret(url).(pulumi.StringOutput), ready: []pulumi.Resource{user, db}}, nil
 }
 
@@ -526,8 +554,19 @@ func placement(selector map[string]string, whenUnsatisfiable string) (corev1.Top
 	return spread, affinity
 }
 
+// secretChecksum fingerprints the Secret keys a workload reads (kube.SecretChecksum), so that a changed credential
+// rolls exactly the workloads that use it.
+func (d *deployer) secretChecksum(keys []string) pulumi.StringOutput {
+	used := pulumi.StringMap{}
+	for _, k := range keys {
+		used[k] = d.secretData[k]
+	}
+	return kube.SecretChecksum(d.checksumKey, used)
+}
+
+// deployment declares a Deployment whose pods read secretKeys of the runtime Secret.
 func (d *deployer) deployment(logical, objectName string, selector, labels map[string]string, pod corev1.PodSpecArgs,
-	whenUnsatisfiable string, opts ...pulumi.ResourceOption) (*appsv1.Deployment, error) {
+	secretKeys []string, whenUnsatisfiable string, opts ...pulumi.ResourceOption) (*appsv1.Deployment, error) {
 	pod.TopologySpreadConstraints, pod.Affinity = placement(selector, whenUnsatisfiable)
 	return appsv1.NewDeployment(d.ctx, logical, &appsv1.DeploymentArgs{
 		Metadata: d.meta(objectName, labels),
@@ -545,8 +584,11 @@ func (d *deployer) deployment(logical, objectName string, selector, labels map[s
 			},
 			Template: corev1.PodTemplateSpecArgs{
 				Metadata: metav1.ObjectMetaArgs{
-					Labels:      pulumi.ToStringMap(labels),
-					Annotations: pulumi.StringMap{ConfigChecksumAnnotation: d.checksum},
+					Labels: pulumi.ToStringMap(labels),
+					Annotations: pulumi.StringMap{
+						ConfigChecksumAnnotation:      d.checksum,
+						kube.SecretChecksumAnnotation: d.secretChecksum(secretKeys),
+					},
 				},
 				Spec: pod,
 			},
@@ -554,15 +596,16 @@ func (d *deployer) deployment(logical, objectName string, selector, labels map[s
 	}, d.opts(opts...)...)
 }
 
-// web declares one color: its Deployment, PDB and preview Service. Nothing here depends on which color is active.
+// web declares one color: its Deployment, PDB and Service (the smoke test's target; in gcp mode annotated so that
+// GKE creates the color's NEGs). Nothing here depends on which color is active.
 func (d *deployer) web(color string, migrate *batchv1.Job) (*appsv1.Deployment, *corev1.Service, error) {
 	a := d.a
 	image := a.imageOf(color)
 	logical, objectName := d.name+"-web-"+color, a.Name+"-web-"+color
 	selector, labels := d.labels("web", color, image)
-	c := d.serving(d.w.Container("oms", image, []string{"serve"},
-		[]string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAdminToken}, a.Web.Resources))
-	dep, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), "DoNotSchedule",
+	keys := []string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAdminToken}
+	c := d.serving(d.w.Container("oms", image, []string{"serve"}, keys, a.Web.Resources))
+	dep, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), keys, "DoNotSchedule",
 		pulumi.DependsOn([]pulumi.Resource{migrate}))
 	if err != nil {
 		return nil, nil, fmt.Errorf("web %s: %w", color, err)
@@ -570,8 +613,12 @@ func (d *deployer) web(color string, migrate *batchv1.Job) (*appsv1.Deployment, 
 	if _, err := kube.NewPDB(d.ctx, logical, d.meta(objectName, labels), selector, d.opts()...); err != nil {
 		return nil, nil, fmt.Errorf("web %s pod disruption budget: %w", color, err)
 	}
+	meta := d.meta(objectName+"-preview", labels)
+	if neg := a.NEGAnnotations[color]; neg != "" {
+		meta.Annotations = pulumi.StringMap{"cloud.google.com/neg": pulumi.String(neg)}
+	}
 	preview, err := corev1.NewService(d.ctx, logical+"-preview", &corev1.ServiceArgs{
-		Metadata: d.meta(objectName+"-preview", labels),
+		Metadata: meta,
 		Spec: corev1.ServiceSpecArgs{
 			Type:     pulumi.String("ClusterIP"),
 			Selector: pulumi.ToStringMap(selector),
@@ -590,35 +637,22 @@ func servicePorts() corev1.ServicePortArray {
 	}}
 }
 
-// webHPA scales one color: the active color between Web.MinReplicas and Web.MaxReplicas on CPU and request rate,
-// the idle color pinned at IdleReplicas. Switching colors changes only these bounds, never a Deployment.
-func (d *deployer) webHPA(color string, minReplicas, maxReplicas int, opts ...pulumi.ResourceOption) (*autoscalingv2.HorizontalPodAutoscaler, error) {
+// webHPA scales one color on CPU up to Web.MaxReplicas, from Web.MinReplicas when active and IdleReplicas when
+// idle. Switching colors changes only these minimums, never a Deployment.
+func (d *deployer) webHPA(color string, minReplicas int) (*autoscalingv2.HorizontalPodAutoscaler, error) {
 	a := d.a
 	logical, objectName := d.name+"-web-"+color, a.Name+"-web-"+color
 	_, labels := d.labels("web", color, a.imageOf(color))
-	metrics := autoscalingv2.MetricSpecArray{cpuMetric(a.Web.TargetCPUPercent)}
-	if a.Web.TargetRequestsPerSecond > 0 {
-		metrics = append(metrics, autoscalingv2.MetricSpecArgs{
-			Type: pulumi.String("Pods"),
-			Pods: autoscalingv2.PodsMetricSourceArgs{
-				Metric: autoscalingv2.MetricIdentifierArgs{Name: pulumi.String(a.Web.RequestsMetric)},
-				Target: autoscalingv2.MetricTargetArgs{
-					Type:         pulumi.String("AverageValue"),
-					AverageValue: pulumi.String(strconv.Itoa(a.Web.TargetRequestsPerSecond)),
-				},
-			},
-		})
-	}
 	hpa, err := autoscalingv2.NewHorizontalPodAutoscaler(d.ctx, logical, &autoscalingv2.HorizontalPodAutoscalerArgs{
 		Metadata: d.meta(objectName, labels),
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpecArgs{
 			ScaleTargetRef: deploymentRef(objectName),
 			MinReplicas:    pulumi.Int(minReplicas),
-			MaxReplicas:    pulumi.Int(maxReplicas),
-			Metrics:        metrics,
+			MaxReplicas:    pulumi.Int(a.Web.MaxReplicas),
+			Metrics:        autoscalingv2.MetricSpecArray{cpuMetric(a.Web.TargetCPUPercent)},
 			Behavior:       scaleDownSlowly(),
 		},
-	}, d.opts(opts...)...)
+	}, d.opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("web %s autoscaler: %w", color, err)
 	}
@@ -708,12 +742,8 @@ func (d *deployer) publicService(deps []pulumi.Resource) (*corev1.Service, error
 	a := d.a
 	selector, labels := d.labels("web", a.ActiveColor, "")
 	delete(labels, ColorLabel) // the Service itself belongs to no color
-	meta := d.meta(ServiceName(a.Name), labels)
-	if a.NEGAnnotation != "" {
-		meta.Annotations = pulumi.StringMap{"cloud.google.com/neg": pulumi.String(a.NEGAnnotation)}
-	}
 	svc, err := corev1.NewService(d.ctx, d.name+"-web", &corev1.ServiceArgs{
-		Metadata: meta,
+		Metadata: d.meta(ServiceName(a.Name), labels),
 		Spec: corev1.ServiceSpecArgs{
 			Type:     pulumi.String("ClusterIP"),
 			Selector: pulumi.ToStringMap(selector),
@@ -733,10 +763,10 @@ func (d *deployer) worker(migrate *batchv1.Job, public *corev1.Service) error {
 	image := a.imageOf(a.ActiveColor)
 	logical, objectName := d.name+"-worker", a.Name+"-worker"
 	selector, labels := d.labels("worker", "", image)
-	c := d.serving(d.w.Container("oms", image, []string{"worker"},
-		[]string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAMQPURL}, a.Worker.Resources))
+	keys := []string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAMQPURL}
+	c := d.serving(d.w.Container("oms", image, []string{"worker"}, keys, a.Worker.Resources))
 	// ScheduleAnyway: during a zone outage the backlog must drain on the remaining zones; spread is best effort.
-	if _, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), "ScheduleAnyway",
+	if _, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), keys, "ScheduleAnyway",
 		pulumi.DependsOn([]pulumi.Resource{migrate, public})); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}

@@ -39,15 +39,18 @@ var edgePods = map[string]string{"app.kubernetes.io/name": "cloudflared", "app.k
 // prodArgs are production arguments; secret inputs are set inside the program (see evaluate).
 func prodArgs() omsruntime.Args {
 	return omsruntime.Args{
-		Name:          "oms-test",
-		Project:       "omscloud-test",
-		Production:    true,
-		Image:         release,
-		ActiveColor:   omsruntime.Blue,
-		Zones:         []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"},
-		NEGAnnotation: `{"exposed_ports":{"80":{"name":"oms-test-web-neg"}}}`,
-		Ingress:       omsruntime.IngressArgs{EdgeSelector: edgePods},
-		Labels:        map[string]string{"environment": "production"},
+		Name:        "oms-test",
+		Project:     "omscloud-test",
+		Production:  true,
+		Image:       release,
+		ActiveColor: omsruntime.Blue,
+		Zones:       []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"},
+		NEGAnnotations: map[string]string{
+			"blue":  `{"exposed_ports":{"80":{"name":"oms-test-web-blue-neg"}}}`,
+			"green": `{"exposed_ports":{"80":{"name":"oms-test-web-green-neg"}}}`,
+		},
+		Ingress: omsruntime.IngressArgs{EdgeSelector: edgePods},
+		Labels:  map[string]string{"environment": "production"},
 	}
 }
 
@@ -103,8 +106,9 @@ type result struct {
 	deps    map[string][]string
 	secrets map[string]map[string]string
 	rt      struct {
-		adminTokenSecret     bool
-		email, public, ready string
+		adminTokenSecret           bool
+		email, public, activeReady string
+		colorsReady                map[string]string
 	}
 }
 
@@ -153,7 +157,12 @@ func evaluateAs(args omsruntime.Args, preview bool) (*result, error) {
 		res.rt.adminTokenSecret = pulumi.IsSecret(rt.AdminToken)
 		rt.ServiceAccountEmail.ApplyT(func(s string) string { res.rt.email = s; return s })
 		rt.PublicService.ApplyT(func(s string) string { res.rt.public = s; return s })
-		rt.PublicServiceReady.ApplyT(func(s string) string { res.rt.ready = s; return s })
+		rt.ActiveColorReady.ApplyT(func(s string) string { res.rt.activeReady = s; return s })
+		res.rt.colorsReady = map[string]string{}
+		var mu sync.Mutex
+		for color, o := range rt.ColorServicesReady {
+			o.ApplyT(func(s string) string { mu.Lock(); defer mu.Unlock(); res.rt.colorsReady[color] = s; return s })
+		}
 		return nil
 	}, pulumi.WithMocks("omscloud", "test", rec), func(info *pulumi.RunInfo) { info.DryRun = preview })
 	if err != nil {
@@ -430,13 +439,15 @@ func TestPublicServiceFollowsActiveColor(t *testing.T) {
 				"app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": "oms-test", "app.kubernetes.io/component": "web",
 				"omscloud.io/color": tc.active,
 			}, kubetest.Map(t, svc, "spec.selector"))
-			assert.Equal(t, args.NEGAnnotation, kubetest.Map(t, svc, "metadata.annotations")["cloud.google.com/neg"])
+			assert.NotContains(t, kubetest.Map(t, svc, "metadata"), "annotations", "the load balancer uses the color Services' NEGs")
 			assert.Equal(t, "http", svc.String("spec.ports[0].targetPort"))
 			assert.Equal(t, float64(80), mustNumber(t, svc, "spec.ports[0].port"))
 
 			for _, color := range []string{"blue", "green"} {
 				preview := byObjectName(t, inv, kubetest.Service, "oms-test-web-"+color+"-preview")
 				assert.Equal(t, color, kubetest.Map(t, preview, "spec.selector")["omscloud.io/color"])
+				assert.Equal(t, args.NEGAnnotations[color], kubetest.Map(t, preview, "metadata.annotations")["cloud.google.com/neg"],
+					"each color has NEGs of its own, whichever is active")
 			}
 
 			active := byObjectName(t, inv, hpa, "oms-test-web-"+tc.active)
@@ -445,11 +456,13 @@ func TestPublicServiceFollowsActiveColor(t *testing.T) {
 			assert.Equal(t, float64(3), mustNumber(t, active, "spec.minReplicas"), "one per zone")
 			assert.Equal(t, float64(10), mustNumber(t, active, "spec.maxReplicas"))
 			assert.Equal(t, float64(3), mustNumber(t, idle, "spec.minReplicas"), "production fallback keeps the minimum capacity")
-			assert.Equal(t, float64(3), mustNumber(t, idle, "spec.maxReplicas"), "the idle color does not autoscale")
-			metrics := kubetest.List(t, active, "spec.metrics")
-			require.Len(t, metrics, 2)
-			assert.Equal(t, "cpu", metrics[0]["resource"].(map[string]any)["name"])
-			assert.Equal(t, "http_requests_per_second", metrics[1]["pods"].(map[string]any)["metric"].(map[string]any)["name"])
+			assert.Equal(t, float64(10), mustNumber(t, idle, "spec.maxReplicas"), "the idle color sheds pods only as its load drains")
+			for _, h := range []inventory.Resource{active, idle} {
+				metrics := kubetest.List(t, h, "spec.metrics")
+				require.Len(t, metrics, 1, "CPU only: the metric metrics-server serves (policy hpa-metrics-served)")
+				assert.Equal(t, "Resource", metrics[0]["type"])
+				assert.Equal(t, "cpu", metrics[0]["resource"].(map[string]any)["name"])
+			}
 
 			smoke := find(t, inv, job, "rt-smoke")
 			assert.Equal(t, omsruntime.SmokeJobName("oms-test", tc.active, release), smoke.String("metadata.name"))
@@ -500,17 +513,20 @@ func TestSwitchingColorsChangesOnlyTheSwitch(t *testing.T) {
 		args.ActiveColor = color
 		return evaluate(t, args).inv
 	}
-	theSwitch := []string{
-		hpa + "::rt-web-blue", hpa + "::rt-web-green",
-		"kubernetes:batch/v1:Job::rt-smoke",
-		"kubernetes:core/v1:Service::rt-web",
-	}
+	// In production the idle color keeps the active color's minimum, so the HPAs do not change either.
+	theSwitch := []string{"kubernetes:batch/v1:Job::rt-smoke", "kubernetes:core/v1:Service::rt-web"}
 	t.Run("same release on both colors", func(t *testing.T) {
 		args := prodArgs()
 		blue, green := switchTo(args, "blue"), switchTo(args, "green")
 		assert.Equal(t, theSwitch, changed(blue, green))
 		// Going back is the same single change.
 		assert.Equal(t, changed(green, blue), changed(blue, green))
+	})
+	t.Run("sandbox: the minimums move with the switch", func(t *testing.T) {
+		args := prodArgs()
+		args.Production, args.Image = false, "europe-docker.pkg.dev/p/oms/oms:1.4.2"
+		blue, green := switchTo(args, "blue"), switchTo(args, "green")
+		assert.Equal(t, append([]string{hpa + "::rt-web-blue", hpa + "::rt-web-green"}, theSwitch...), changed(blue, green))
 	})
 	t.Run("release staged on the idle color", func(t *testing.T) {
 		args := prodArgs()
@@ -551,8 +567,7 @@ func TestSwitchWaitsForMigrationAndSmokeTest(t *testing.T) {
 			assert.Subset(t, public, migrations, "and after every release's migration")
 			assert.Contains(t, public, hpa+"::rt-web-"+color, "and after the new active color's HPA")
 			assert.NotContains(t, public, hpa+"::rt-web-"+idle)
-			assert.Contains(t, res.deps[hpa+"::rt-web-"+idle], kubetest.Service+"::rt-web", "the old color scales down only after the selector moved")
-			assert.NotContains(t, res.deps[hpa+"::rt-web-"+color], kubetest.Service+"::rt-web")
+			assert.NotContains(t, res.deps[hpa+"::rt-web-"+idle], kubetest.Service+"::rt-web", "the old color sheds pods by load, not at the switch")
 			assert.Contains(t, res.deps[job+"::rt-smoke"], deployment+"::rt-web-"+color, "the smoke test waits for the color's rollout")
 			image := map[string]string{"blue": release, "green": candidate}
 			for _, c := range []string{"blue", "green"} {
@@ -714,7 +729,7 @@ func TestValidate(t *testing.T) {
 		args.Image = "europe-docker.pkg.dev/p/oms/oms:1.4.2"
 		res := evaluate(t, args)
 		idle := byObjectName(t, res.inv, hpa, "oms-test-web-green")
-		assert.Equal(t, float64(1), mustNumber(t, idle, "spec.maxReplicas"))
+		assert.Equal(t, float64(1), mustNumber(t, idle, "spec.minReplicas"))
 		active := byObjectName(t, res.inv, hpa, "oms-test-web-blue")
 		assert.Equal(t, float64(2), mustNumber(t, active, "spec.minReplicas"))
 		assert.Equal(t, "1.4.2", kubetest.Map(t, find(t, res.inv, deployment, "rt-web-blue"), "spec.template.metadata.labels")["app.kubernetes.io/version"])
@@ -728,15 +743,83 @@ func TestVersionLabel(t *testing.T) {
 	assert.Equal(t, "unversioned", omsruntime.Version("localhost:5000/oms"))
 }
 
-// TestPublicServiceReadyWaitsForTheService: the edge looks up the NEGs GKE creates from the public Service once
-// PublicServiceReady resolves, so it must stay unknown in a preview that creates the Service (its status is then
-// unknown), and resolve to the Service's name once the Service exists.
-func TestPublicServiceReadyWaitsForTheService(t *testing.T) {
+// TestReadyOutputsWaitForTheirObjects: the edge looks up a color's NEGs once ColorServicesReady resolves and moves
+// the load balancer's capacity once ActiveColorReady does, so both stay unknown in a preview that creates their
+// objects (their status is then unknown) and resolve once the objects exist.
+func TestReadyOutputsWaitForTheirObjects(t *testing.T) {
 	preview, err := evaluateAs(prodArgs(), true)
 	require.NoError(t, err)
-	assert.Empty(t, preview.rt.ready, "unknown in a preview that creates the Service")
+	assert.Empty(t, preview.rt.colorsReady, "unknown in a preview that creates the Services")
+	assert.Empty(t, preview.rt.activeReady, "unknown in a preview that creates the smoke Job")
 	assert.Equal(t, "oms-test-web", preview.rt.public, "the name itself is known")
 
 	update := evaluate(t, prodArgs())
-	assert.Equal(t, "oms-test-web", update.rt.ready)
+	assert.Equal(t, map[string]string{"blue": "oms-test-web-blue-preview", "green": "oms-test-web-green-preview"}, update.rt.colorsReady)
+	assert.Equal(t, "blue", update.rt.activeReady)
+}
+
+// TestSecretsRollTheirConsumers: each Deployment's pod template carries a keyed checksum (kept secret) of exactly
+// the Secret keys its pods read, so a rotated credential rolls the workloads that use it and no other; the Jobs,
+// whose templates are immutable, read the Secret afresh on every run and carry none.
+func TestSecretsRollTheirConsumers(t *testing.T) {
+	type credentials struct{ redis, amqp string }
+	run := func(c credentials, dbRotation int) (map[string]string, *inventory.Inventory) {
+		args := prodArgs()
+		mocks := kubetest.NewRawMocks()
+		require.NoError(t, pulumi.RunErr(func(ctx *pulumi.Context) error {
+			args.Database = omsruntime.DatabaseArgs{Host: pulumi.String("10.30.0.3"), Instance: pulumi.String("oms-test-pg"),
+				ServerCA: pulumi.String(serverCA), PasswordRotation: dbRotation}
+			args.Redis = omsruntime.RedisArgs{SentinelAddress: pulumi.String("s:26379"), MasterName: pulumi.String("oms"),
+				Password: pulumi.ToSecret(pulumi.String(c.redis)).(pulumi.StringOutput)}
+			args.AMQPURL = pulumi.ToSecret(pulumi.String(c.amqp)).(pulumi.StringOutput)
+			_, err := omsruntime.New(ctx, "rt", &args)
+			return err
+		}, pulumi.WithMocks("omscloud", "test", mocks)))
+		sums := map[string]string{}
+		for _, name := range []string{"rt-web-blue", "rt-web-green", "rt-worker"} {
+			sum, secret := mocks.SecretChecksum(t, deployment, name)
+			assert.True(t, secret, "%s: the checksum is a secret", name)
+			assert.Regexp(t, `^[0-9a-f]{64}$`, sum)
+			sums[name] = sum
+		}
+		return sums, inventory.New("test", mocks.Resources())
+	}
+	base := credentials{redis: redisPassword, amqp: amqpURL}
+	before, inv := run(base, 0)
+	for name, sum := range before {
+		assert.NotContains(t, sum, redisPassword, name)
+	}
+	for _, j := range inv.OfType(job) {
+		annotations, _ := j.Get("spec.template.metadata.annotations")
+		assert.NotContains(t, annotations, "omscloud.io/secret-checksum", "%s: a Job's template is immutable; each run reads the Secret", j.Name)
+	}
+	assert.Contains(t, evaluate(t, prodArgs()).deps[kubetest.Secret+"::rt-env"], "gcp:sql/user:User::rt-db-user",
+		"the URL follows the user's update: new pods start with a password Cloud SQL accepts")
+
+	for _, tc := range []struct {
+		name       string
+		c          credentials
+		dbRotation int
+		rolls      []string
+	}{
+		{"redis rotated", credentials{redis: "rotated", amqp: amqpURL}, 0, []string{"rt-web-blue", "rt-web-green", "rt-worker"}},
+		{"rabbitmq rotated", credentials{redis: redisPassword, amqp: "amqp://oms-alt:rotated@mq:5672/"}, 0, []string{"rt-worker"}},
+		// The mocks name a password after its resource, so its value does not change here: the engine tests'
+		// random stand-in generates a new one, and TestDayTwoChangeMatrix sees every consumer roll.
+		{"database rotation replaces the password", base, 1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			after, inv := run(tc.c, tc.dbRotation)
+			for name := range before {
+				assert.Equal(t, slices.Contains(tc.rolls, name), before[name] != after[name], "%s rolls", name)
+			}
+			pw := find(t, inv, "random:index/randomPassword:RandomPassword", "rt-db-password")
+			keepers, _ := pw.Get("keepers")
+			if tc.dbRotation > 0 {
+				assert.Equal(t, map[string]any{"rotation": "1"}, keepers, "a rotation replaces the password")
+			} else {
+				assert.Nil(t, keepers, "no keepers before the first rotation: an existing password keeps its value")
+			}
+		})
+	}
 }

@@ -51,6 +51,10 @@ type Args struct {
 	Metrics *MetricsAccess
 	// Labels are added to every object.
 	Labels map[string]string
+	// PasswordRotation counts rotations of the application's credentials (default 0): raise it by one to rotate.
+	// The application has a user per slot (AppUsers); the previous one keeps its password, so clients that have not
+	// restarted yet are not refused.
+	PasswordRotation int
 }
 
 // MetricsAccess names the scraper's pods: PodLabels in namespaces with NamespaceLabels (both required, so the rule
@@ -101,6 +105,9 @@ func (a *Args) Validate() error {
 	if m := d.Metrics; m != nil {
 		errs = append(errs, kube.ValidateSelector("Metrics.NamespaceLabels", m.NamespaceLabels)...)
 		errs = append(errs, kube.ValidateSelector("Metrics.PodLabels", m.PodLabels)...)
+	}
+	if d.PasswordRotation < 0 {
+		add(fmt.Errorf("PasswordRotation is %d: count rotations from 0", d.PasswordRotation))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
+	"github.com/omscloud/omscloud/components/internal/rotate"
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
@@ -33,10 +34,14 @@ const (
 	DistPort = 25672
 )
 
+// AppUsers are the application's users, one per password slot (internal/rotate): a client keeps the previous slot's
+// user and password, untouched by a rotation, until it restarts with the current one. The first is the user there
+// once was alone.
+var AppUsers = [2]string{"oms", "oms-alt"}
+
 // Users and the keys of the auth Secret.
 const (
 	AdminUser        = "admin"
-	AppUser          = "oms"
 	CookieKey        = "erlang-cookie"
 	AdminPasswordKey = "admin-password"
 	AppPasswordKey   = "app-password"
@@ -59,7 +64,8 @@ const (
 type RabbitMQ struct {
 	pulumi.ResourceState
 
-	// AmqpURL is the application user's URL, amqp://oms:<password>@<service>.<namespace>.svc:5672/ (secret).
+	// AmqpURL is the current application user's URL, amqp://<user>:<password>@<service>.<namespace>.svc:5672/
+	// (secret). It resolves only once the StatefulSet has rolled, i.e. the brokers have imported that user's password.
 	AmqpURL pulumi.StringOutput `pulumi:"amqpUrl"`
 	// URLSecret names the Secret and key that hold AmqpURL.
 	URLSecret SecretKey
@@ -121,14 +127,22 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err != nil {
 		return nil, err
 	}
-	appPw, err := secretOf("app-password", 32)
+	app, err := rotate.Passwords(ctx, name+"-app-password", a.PasswordRotation,
+		random.RandomPasswordArgs{Length: pulumi.Int(32), Special: pulumi.Bool(false)}, child...)
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmq: app password: %w", err)
+	}
+	checksumKey, err := secretOf("checksum-key", 32)
 	if err != nil {
 		return nil, err
 	}
+	appUser := AppUsers[app.CurrentSlot]
+	slots := [2]pulumi.StringOutput{}
+	slots[app.CurrentSlot], slots[1-app.CurrentSlot] = app.Current, app.Previous
 	service := n.base
-	url := pulumi.ToSecret(pulumi.Sprintf("amqp://%s:%s@%s.%s.svc:%d/", AppUser, appPw, service, a.Namespace, AMQPPort)).(pulumi.StringOutput)
-	definitions := pulumi.ToSecret(pulumi.All(adminPw, appPw).ApplyT(func(v []any) (string, error) {
-		return Definitions(v[0].(string), v[1].(string))
+	url := pulumi.ToSecret(pulumi.Sprintf("amqp://%s:%s@%s.%s.svc:%d/", appUser, app.Current, service, a.Namespace, AMQPPort)).(pulumi.StringOutput)
+	definitions := pulumi.ToSecret(pulumi.All(adminPw, slots[0], slots[1]).ApplyT(func(v []any) (string, error) {
+		return Definitions(v[0].(string), [2]string{v[1].(string), v[2].(string)})
 	})).(pulumi.StringOutput)
 	secret, err := corev1.NewSecret(ctx, name+"-auth", &corev1.SecretArgs{
 		Metadata: meta(n.auth),
@@ -137,8 +151,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			CookieKey:        cookie,
 			"admin-username": pulumi.String(AdminUser),
 			AdminPasswordKey: adminPw,
-			"app-username":   pulumi.String(AppUser),
-			AppPasswordKey:   appPw,
+			"app-username":   pulumi.String(appUser),
+			AppPasswordKey:   app.Current,
 			URLKey:           url,
 			DefinitionsKey:   definitions,
 		},
@@ -233,6 +247,10 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			configMap:      cm.Metadata.Name().Elem(),
 			headlessFQDN:   kube.ServiceFQDN(n.headless, a.Namespace),
 			configChecksum: kube.Checksum(files),
+			// The users come from the definitions file, which a node imports as it boots: a new password needs a
+			// roll. The Erlang cookie is left out: nodes with different cookies cannot cluster, so a rolling restart
+			// cannot change it (README).
+			secretChecksum: kube.SecretChecksum(checksumKey, pulumi.StringMap{DefinitionsKey: definitions}),
 		}),
 	}, slices.Concat(child, kube.StatefulSetOptions(a.DeletionProtection))...)
 	if err != nil {
@@ -276,7 +294,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, fmt.Errorf("rabbitmq: network policy: %w", err)
 	}
 
-	c.AmqpURL = url
+	// Known once the provider has awaited the StatefulSet's rollout: every node has then imported the new user.
+	c.AmqpURL = pulumi.ToSecret(pulumi.All(sts.Status, url).ApplyT(func(v []any) string { return v[1].(string) })).(pulumi.StringOutput)
 	c.URLSecret = SecretKey{Name: secret.Metadata.Name().Elem(), Key: URLKey}
 	c.ServiceName = client.Metadata.Name().Elem()
 	c.StatefulSetName = sts.Metadata.Name().Elem()
@@ -333,9 +352,10 @@ func configFiles(a *Args, n names) (map[string]string, error) {
 	}, nil
 }
 
-// Definitions renders the users, vhost and permissions RabbitMQ imports at boot. Passwords are stored as RabbitMQ's
-// salted SHA-256 hashes; the salt is derived from user and password so the file is stable between deployments.
-func Definitions(adminPassword, appPassword string) (string, error) {
+// Definitions renders the users (the administrator and AppUsers with their slots' passwords), vhost and permissions
+// RabbitMQ imports at boot. Passwords are stored as RabbitMQ's salted SHA-256 hashes; the salt is derived from user
+// and password so the file is stable between deployments.
+func Definitions(adminPassword string, appPasswords [2]string) (string, error) {
 	type user struct {
 		Name         string   `json:"name"`
 		PasswordHash string   `json:"password_hash"`
@@ -355,14 +375,15 @@ func Definitions(adminPassword, appPassword string) (string, error) {
 	defs := map[string]any{
 		"users": []user{
 			{Name: AdminUser, PasswordHash: PasswordHash(AdminUser, adminPassword), Algorithm: "rabbit_password_hashing_sha256", Tags: []string{"administrator"}},
-			{Name: AppUser, PasswordHash: PasswordHash(AppUser, appPassword), Algorithm: "rabbit_password_hashing_sha256", Tags: []string{}},
+			{Name: AppUsers[0], PasswordHash: PasswordHash(AppUsers[0], appPasswords[0]), Algorithm: "rabbit_password_hashing_sha256", Tags: []string{}},
+			{Name: AppUsers[1], PasswordHash: PasswordHash(AppUsers[1], appPasswords[1]), Algorithm: "rabbit_password_hashing_sha256", Tags: []string{}},
 		},
 		// The vhost's own default queue type backs up the global default_queue_type (the 3.13 export carries it
 		// both at the top level and in metadata; the importer reads the form it knows).
 		"vhosts": []map[string]any{{
 			"name": "/", "default_queue_type": "quorum", "metadata": map[string]string{"default_queue_type": "quorum"},
 		}},
-		"permissions": []permission{all(AdminUser), all(AppUser)},
+		"permissions": []permission{all(AdminUser), all(AppUsers[0]), all(AppUsers[1])},
 	}
 	b, err := json.Marshal(defs)
 	if err != nil {
@@ -383,6 +404,8 @@ func PasswordHash(user, password string) string {
 type refs struct {
 	serviceAccount, headless, secret, configMap pulumi.StringOutput
 	headlessFQDN, configChecksum                string
+	// secretChecksum (secret) rolls the pods when the definitions change.
+	secretChecksum pulumi.StringOutput
 }
 
 func statefulSetSpec(a *Args, selector, labels map[string]string, r refs) appsv1.StatefulSetSpecArgs {
@@ -419,7 +442,13 @@ func statefulSetSpec(a *Args, selector, labels map[string]string, r refs) appsv1
 			WhenScaled:  pulumi.String("Retain"),
 		},
 		Template: corev1.PodTemplateSpecArgs{
-			Metadata: kube.TemplateMeta(labels, map[string]string{ConfigChecksumAnnotation: r.configChecksum}),
+			Metadata: metav1.ObjectMetaArgs{
+				Labels: pulumi.ToStringMap(labels),
+				Annotations: pulumi.StringMap{
+					ConfigChecksumAnnotation:      pulumi.String(r.configChecksum),
+					kube.SecretChecksumAnnotation: r.secretChecksum,
+				},
+			},
 			Spec: corev1.PodSpecArgs{
 				ServiceAccountName: r.serviceAccount,
 				// Peer discovery calls the Kubernetes API with this token.

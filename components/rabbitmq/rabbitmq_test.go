@@ -225,9 +225,9 @@ func TestCredentialsStayInSecrets(t *testing.T) {
 // TestDefinitions checks the users file RabbitMQ imports: both users, their permissions, and password hashes in
 // RabbitMQ's salted SHA-256 format that verify against the passwords and are stable between runs.
 func TestDefinitions(t *testing.T) {
-	raw, err := rabbitmq.Definitions("adminpw", "apppw")
+	raw, err := rabbitmq.Definitions("adminpw", [2]string{"apppw0", "apppw1"})
 	require.NoError(t, err)
-	again, err := rabbitmq.Definitions("adminpw", "apppw")
+	again, err := rabbitmq.Definitions("adminpw", [2]string{"apppw0", "apppw1"})
 	require.NoError(t, err)
 	assert.Equal(t, raw, again, "stable: no diff on every deployment")
 	assert.NotContains(t, raw, "adminpw")
@@ -247,8 +247,8 @@ func TestDefinitions(t *testing.T) {
 		}
 	}
 	require.NoError(t, json.Unmarshal([]byte(raw), &defs))
-	require.Len(t, defs.Users, 2)
-	passwords := map[string]string{rabbitmq.AdminUser: "adminpw", rabbitmq.AppUser: "apppw"}
+	require.Len(t, defs.Users, 3)
+	passwords := map[string]string{rabbitmq.AdminUser: "adminpw", rabbitmq.AppUsers[0]: "apppw0", rabbitmq.AppUsers[1]: "apppw1"}
 	for _, u := range defs.Users {
 		assert.Equal(t, "rabbit_password_hashing_sha256", u.HashingAlgorithm)
 		b, err := base64.StdEncoding.DecodeString(u.PasswordHash)
@@ -258,8 +258,9 @@ func TestDefinitions(t *testing.T) {
 		assert.Equal(t, sum[:], b[4:], "hash of %s verifies", u.Name)
 	}
 	assert.Equal(t, []string{"administrator"}, defs.Users[0].Tags)
-	assert.Empty(t, defs.Users[1].Tags, "the application user has no management rights")
-	assert.Len(t, defs.Permissions, 2)
+	assert.Empty(t, defs.Users[1].Tags, "the application users have no management rights")
+	assert.Empty(t, defs.Users[2].Tags)
+	assert.Len(t, defs.Permissions, 3)
 	require.Len(t, defs.Vhosts, 1)
 	assert.Equal(t, "/", defs.Vhosts[0].Name)
 	assert.Equal(t, "quorum", defs.Vhosts[0].DefaultQueueType)
@@ -301,4 +302,38 @@ func TestValidate(t *testing.T) {
 	for _, field := range []string{"Name", "Namespace", "Replicas", "Size.CPU", "Size.Memory", "ClientSelector"} {
 		assert.Contains(t, err.Error(), field)
 	}
+}
+
+// TestPasswordRotation: raising PasswordRotation moves the application to the other user, whose password is the one
+// regenerated; the previous user keeps its password; the definitions change, and with them the pod template's secret
+// checksum (an HMAC, kept secret), so every node re-imports the users as it restarts.
+func TestPasswordRotation(t *testing.T) {
+	type state struct {
+		url, checksum string
+		secret        bool
+	}
+	at := func(rotation int) state {
+		args := prodArgs()
+		args.PasswordRotation = rotation
+		mocks := kubetest.NewRawMocks()
+		var st state
+		require.NoError(t, pulumi.RunErr(func(ctx *pulumi.Context) error {
+			r, err := rabbitmq.New(ctx, "rabbitmq", &args)
+			if err != nil {
+				return err
+			}
+			r.AmqpURL.ApplyT(func(s string) string { st.url = s; return s })
+			return nil
+		}, pulumi.WithMocks("omscloud", "test", mocks)))
+		st.checksum, st.secret = mocks.SecretChecksum(t, kubetest.StatefulSet, "rabbitmq")
+		return st
+	}
+	zero, one := at(0), at(1)
+	assert.Equal(t, "amqp://oms:mock-generated-rabbitmq-app-password@oms-prod-us-rabbitmq.oms.svc:5672/", zero.url)
+	assert.Equal(t, "amqp://oms-alt:mock-generated-rabbitmq-app-password-1@oms-prod-us-rabbitmq.oms.svc:5672/", one.url)
+	for _, st := range []state{zero, one} {
+		assert.True(t, st.secret, "the checksum annotation is a secret")
+		assert.Regexp(t, `^[0-9a-f]{64}$`, st.checksum)
+	}
+	assert.Equal(t, zero.checksum, at(0).checksum, "no roll without a change")
 }

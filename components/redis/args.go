@@ -59,6 +59,9 @@ type Args struct {
 	Sentinel SentinelOptions
 	// MaxMemoryPolicy is Redis' eviction policy when maxmemory is reached (default allkeys-lru: it is a cache).
 	MaxMemoryPolicy string
+	// PasswordRotation counts rotations of the clients' password (default 0): raise it by one to rotate. Redis and
+	// the sentinels keep accepting the previous one, so clients that have not restarted yet are not refused.
+	PasswordRotation int
 }
 
 // SentinelOptions tunes failure detection.
@@ -133,6 +136,9 @@ func (a *Args) Validate() error {
 	}
 	if d.Sentinel.FailoverTimeoutMs < 3*d.Sentinel.DownAfterMs {
 		add(fmt.Errorf("Sentinel.FailoverTimeoutMs is %d: use at least 3×DownAfterMs (%d)", d.Sentinel.FailoverTimeoutMs, 3*d.Sentinel.DownAfterMs))
+	}
+	if d.PasswordRotation < 0 {
+		add(fmt.Errorf("PasswordRotation is %d: count rotations from 0", d.PasswordRotation))
 	}
 	if !slices.Contains(evictionPolicies, d.MaxMemoryPolicy) {
 		add(fmt.Errorf("MaxMemoryPolicy %q: use one of %v", d.MaxMemoryPolicy, evictionPolicies))

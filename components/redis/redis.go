@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
+	"github.com/omscloud/omscloud/components/internal/rotate"
 	"github.com/omscloud/omscloud/redisconf"
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -29,8 +30,17 @@ const (
 // ConfigChecksumAnnotation on the pod template changes with the ConfigMap, so a config change rolls the pods.
 const ConfigChecksumAnnotation = "omscloud.io/config-checksum"
 
-// PasswordKey is the key of the password in the auth Secret.
-const PasswordKey = "password"
+// Keys of the auth Secret.
+const (
+	// PasswordKey holds the clients' current password.
+	PasswordKey = "password"
+	// PreviousPasswordKey holds the clients' previous password, which Redis and the sentinels still accept.
+	PreviousPasswordKey = "previous-password"
+	// InternalPasswordKey holds the pods' own password: replication, the sentinels among themselves and towards
+	// Redis, the scripts. It never leaves the Redis pods, and no rotation changes it, so that pods of the old and the
+	// new generation always reach each other during a rolling restart.
+	InternalPasswordKey = "internal-password"
+)
 
 // sentinelCPU and sentinelMemory size the sentinel container; Size applies to the Redis server.
 const (
@@ -46,9 +56,10 @@ type Redis struct {
 	SentinelAddress pulumi.StringOutput `pulumi:"sentinelAddress"`
 	// MasterName is what clients ask the sentinels for.
 	MasterName string
-	// PasswordSecret names the Secret and key holding the password of Redis and of the sentinels.
+	// PasswordSecret names the Secret and key holding the clients' current password.
 	PasswordSecret SecretKey
-	// Password is the AUTH password of Redis and of the sentinels (secret).
+	// Password is the clients' AUTH password of Redis and of the sentinels (secret). It resolves only once the
+	// StatefulSet's pods accept it, so clients that consume it restart after Redis has rolled.
 	Password pulumi.StringOutput `pulumi:"password"`
 	// StatefulSetName is the StatefulSet's name.
 	StatefulSetName pulumi.StringOutput `pulumi:"statefulSetName"`
@@ -89,19 +100,30 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	selector, labels := kube.Labels("redis", a.Name, "cache", a.Labels)
 	meta := func(objectName string) metav1.ObjectMetaArgs { return kube.Meta(objectName, a.Namespace, labels) }
 
-	pw, err := random.NewRandomPassword(ctx, name+"-password", &random.RandomPasswordArgs{
-		Length: pulumi.Int(40),
-		// Alphanumeric: the password is written into config files and must need no quoting or escaping.
-		Special: pulumi.Bool(false),
-	}, child...)
+	// Alphanumeric: the passwords are written into config files and must need no quoting or escaping.
+	alnum := random.RandomPasswordArgs{Length: pulumi.Int(40), Special: pulumi.Bool(false)}
+	// The pods' own password keeps the name of the single password there once was: its value carries over.
+	pw, err := random.NewRandomPassword(ctx, name+"-password", &alnum, child...)
 	if err != nil {
 		return nil, fmt.Errorf("redis: password: %w", err)
 	}
-	password := pulumi.ToSecret(pw.Result).(pulumi.StringOutput)
+	clients, err := rotate.Passwords(ctx, name+"-client-password", a.PasswordRotation, alnum, child...)
+	if err != nil {
+		return nil, fmt.Errorf("redis: client password: %w", err)
+	}
+	checksumKey, err := random.NewRandomPassword(ctx, name+"-checksum-key", &random.RandomPasswordArgs{Length: pulumi.Int(32)}, child...)
+	if err != nil {
+		return nil, fmt.Errorf("redis: checksum key: %w", err)
+	}
+	auth := pulumi.StringMap{
+		PasswordKey:         clients.Current,
+		PreviousPasswordKey: clients.Previous,
+		InternalPasswordKey: pulumi.ToSecret(pw.Result).(pulumi.StringOutput),
+	}
 	secret, err := corev1.NewSecret(ctx, name+"-auth", &corev1.SecretArgs{
 		Metadata:   meta(n.auth),
 		Type:       pulumi.String("Opaque"),
-		StringData: pulumi.StringMap{PasswordKey: password},
+		StringData: auth,
 	}, child...)
 	if err != nil {
 		return nil, fmt.Errorf("redis: secret: %w", err)
@@ -167,6 +189,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			headlessFQDN:   kube.ServiceFQDN(n.headless, a.Namespace),
 			statefulSet:    n.base,
 			configChecksum: kube.Checksum(files),
+			secretChecksum: kube.SecretChecksum(checksumKey.Result, auth),
 		}),
 	}, slices.Concat(child, kube.StatefulSetOptions(a.DeletionProtection))...)
 	if err != nil {
@@ -196,7 +219,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	c.SentinelAddress = pulumi.Sprintf("%s.%s.%s:%d", sentinelSvc.Metadata.Name().Elem(), a.Namespace, kube.ClusterDomain, SentinelPort)
 	c.PasswordSecret = SecretKey{Name: secret.Metadata.Name().Elem(), Key: PasswordKey}
-	c.Password = password
+	// Known once the provider has awaited the StatefulSet's rollout: every pod then accepts the new password.
+	c.Password = pulumi.ToSecret(pulumi.All(sts.Status, clients.Current).ApplyT(func(v []any) string { return v[1].(string) })).(pulumi.StringOutput)
 	c.StatefulSetName = sts.Metadata.Name().Elem()
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{
 		"sentinelAddress":    c.SentinelAddress,
@@ -231,11 +255,13 @@ func configFiles(a *Args) (map[string]string, error) {
 type refs struct {
 	serviceAccount, headless, secret, configMap pulumi.StringOutput
 	headlessFQDN, statefulSet, configChecksum   string
+	// secretChecksum (secret) rolls the pods when a password changes.
+	secretChecksum pulumi.StringOutput
 }
 
 func statefulSetSpec(a *Args, selector, labels map[string]string, r refs) appsv1.StatefulSetSpecArgs {
 	env := corev1.EnvVarArray{
-		kube.SecretEnv("REDISCLI_AUTH", r.secret, PasswordKey), // redis-cli reads it, so no password on a command line
+		kube.SecretEnv("REDISCLI_AUTH", r.secret, InternalPasswordKey), // redis-cli reads it, so no password on a command line
 		kube.Env("MASTER_NAME", a.Sentinel.MasterName),
 	}
 	initEnv := append(corev1.EnvVarArray{
@@ -243,6 +269,9 @@ func statefulSetSpec(a *Args, selector, labels map[string]string, r refs) appsv1
 		kube.Env("HEADLESS", r.headlessFQDN),
 		kube.Env("STATEFULSET", r.statefulSet),
 		kube.Env("REPLICAS", strconv.Itoa(a.Replicas)),
+		// The clients' passwords only go into the rendered configs.
+		kube.SecretEnv("REDIS_CLIENT_PASSWORD", r.secret, PasswordKey),
+		kube.SecretEnv("REDIS_PREVIOUS_CLIENT_PASSWORD", r.secret, PreviousPasswordKey),
 	}, env...)
 	mount := func(volume, path string, readOnly bool) corev1.VolumeMountArgs {
 		return corev1.VolumeMountArgs{Name: pulumi.String(volume), MountPath: pulumi.String(path), ReadOnly: pulumi.Bool(readOnly)}
@@ -272,7 +301,13 @@ func statefulSetSpec(a *Args, selector, labels map[string]string, r refs) appsv1
 			WhenScaled:  pulumi.String("Retain"),
 		},
 		Template: corev1.PodTemplateSpecArgs{
-			Metadata: kube.TemplateMeta(labels, map[string]string{ConfigChecksumAnnotation: r.configChecksum}),
+			Metadata: metav1.ObjectMetaArgs{
+				Labels: pulumi.ToStringMap(labels),
+				Annotations: pulumi.StringMap{
+					ConfigChecksumAnnotation:      pulumi.String(r.configChecksum),
+					kube.SecretChecksumAnnotation: r.secretChecksum,
+				},
+			},
 			Spec: corev1.PodSpecArgs{
 				ServiceAccountName:            r.serviceAccount,
 				AutomountServiceAccountToken:  pulumi.Bool(false),

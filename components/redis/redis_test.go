@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,7 +127,7 @@ func TestServices(t *testing.T) {
 	assert.Equal(t, "oms", out.masterName)
 	assert.Equal(t, "oms-prod-us-redis-auth", out.secretName)
 	assert.True(t, out.passwordIsSecret, "the Password output is a secret")
-	assert.Equal(t, "mock-generated-redis-password", out.password)
+	assert.Equal(t, "mock-generated-redis-client-password", out.password, "clients get the current slot, not the pods' own password")
 }
 
 func TestNetworkPolicyAdmitsOnlyRuntimeAndPeers(t *testing.T) {
@@ -147,12 +148,66 @@ func TestNoPlaintextPassword(t *testing.T) {
 	kubetest.AssertNoPlaintextSecrets(t, inv)
 	secret := kubetest.One(t, inv, kubetest.Secret)
 	assert.Equal(t, inventory.Secret, secret.String("stringData"))
-	for _, name := range []string{"config", "redis", "sentinel"} {
-		c := kubetest.Container(t, kubetest.One(t, inv, kubetest.StatefulSet), name)
-		assert.Contains(t, c["env"], map[string]any{"name": "REDISCLI_AUTH", "valueFrom": map[string]any{
-			"secretKeyRef": map[string]any{"name": "oms-prod-us-redis-auth", "key": "password"},
-		}}, "container %s authenticates from the Secret", name)
+	fromSecret := func(env, key string) map[string]any {
+		return map[string]any{"name": env, "valueFrom": map[string]any{
+			"secretKeyRef": map[string]any{"name": "oms-prod-us-redis-auth", "key": key},
+		}}
 	}
+	sts := kubetest.One(t, inv, kubetest.StatefulSet)
+	for _, name := range []string{"config", "redis", "sentinel"} {
+		c := kubetest.Container(t, sts, name)
+		assert.Contains(t, c["env"], fromSecret("REDISCLI_AUTH", redis.InternalPasswordKey), "container %s authenticates with the pods' own password", name)
+	}
+	config := kubetest.Container(t, sts, "config")["env"]
+	assert.Contains(t, config, fromSecret("REDIS_CLIENT_PASSWORD", redis.PasswordKey), "only init renders the clients' passwords")
+	assert.Contains(t, config, fromSecret("REDIS_PREVIOUS_CLIENT_PASSWORD", redis.PreviousPasswordKey))
+}
+
+// TestPasswordRotation: raising PasswordRotation regenerates only the slot clients use next, keeps the previous
+// password accepted, and changes the pod template's secret checksum (an HMAC, kept secret), so the pods roll and
+// render configs that accept the new password. The pods' own password never changes.
+func TestPasswordRotation(t *testing.T) {
+	type state struct {
+		checksum       string
+		secret         bool
+		current, slots string
+	}
+	at := func(rotation int) state {
+		args := prodArgs()
+		args.PasswordRotation = rotation
+		mocks := kubetest.NewRawMocks()
+		var st state
+		require.NoError(t, pulumi.RunErr(func(ctx *pulumi.Context) error {
+			r, err := redis.New(ctx, "redis", &args)
+			if err != nil {
+				return err
+			}
+			r.Password.ApplyT(func(s string) string { st.current = s; return s })
+			return nil
+		}, pulumi.WithMocks("omscloud", "test", mocks)))
+		st.checksum, st.secret = mocks.SecretChecksum(t, kubetest.StatefulSet, "redis")
+		inv := inventory.New("test", mocks.Resources())
+		for _, name := range []string{"redis-client-password", "redis-client-password-1", "redis-password"} {
+			pw, ok := inv.Find("random:index/randomPassword:RandomPassword", name)
+			require.True(t, ok, name)
+			keepers, _ := pw.Get("keepers")
+			st.slots += fmt.Sprintf("%s=%v ", name, keepers)
+		}
+		return st
+	}
+	zero, one, two := at(0), at(1), at(2)
+	for _, st := range []state{zero, one, two} {
+		assert.True(t, st.secret, "the checksum annotation is a secret")
+		assert.Regexp(t, `^[0-9a-f]{64}$`, st.checksum)
+		assert.NotContains(t, st.checksum, "mock-generated", "a keyed hash, not the value")
+	}
+	assert.Equal(t, "redis-client-password=<nil> redis-client-password-1=<nil> redis-password=<nil> ", zero.slots)
+	assert.Equal(t, "redis-client-password=<nil> redis-client-password-1=map[rotation:1] redis-password=<nil> ", one.slots)
+	assert.Equal(t, "redis-client-password=map[rotation:2] redis-client-password-1=map[rotation:1] redis-password=<nil> ", two.slots)
+	assert.Equal(t, "mock-generated-redis-client-password", zero.current)
+	assert.Equal(t, "mock-generated-redis-client-password-1", one.current)
+	assert.NotEqual(t, zero.checksum, one.checksum, "a rotation rolls the pods")
+	assert.Equal(t, zero.checksum, at(0).checksum, "the same passwords, the same checksum: no roll without a change")
 }
 
 // sentinelDirectives returns the "sentinel <directive> <master> <value...>" lines of the rendered template.
@@ -301,6 +356,7 @@ echo "Could not connect to Redis at $host:$port: Connection refused" >&2; exit 1
 				"PATH=" + bin + ":" + os.Getenv("PATH"),
 				"POD_NAME=oms-prod-us-redis-" + strconv.Itoa(tc.self), "HEADLESS=" + headless,
 				"STATEFULSET=oms-prod-us-redis", "REPLICAS=3", "MASTER_NAME=oms", "REDISCLI_AUTH=s3cretpw",
+				"REDIS_CLIENT_PASSWORD=cl1ent", "REDIS_PREVIOUS_CLIENT_PASSWORD=prev10us",
 				"TEMPLATES=" + templates, "CONF_DIR=" + conf, "DATA_DIR=" + data, "DNS_WAIT_SECONDS=0",
 			}, tc.env...)
 			outText, err := cmd.CombinedOutput()
@@ -317,8 +373,11 @@ echo "Could not connect to Redis at $host:$port: Connection refused" >&2; exit 1
 			assert.Contains(t, redisConf, "replica-announce-ip "+pod(tc.self)+"\n")
 			assert.Contains(t, sentinelConf, "sentinel announce-ip "+pod(tc.self)+"\n")
 			assert.Contains(t, redisConf, "\ndir \""+data+"\"\n", "Redis keeps its data on the volume")
-			assert.Contains(t, redisConf, "requirepass \"s3cretpw\"\nmasterauth \"s3cretpw\"\n")
-			assert.Contains(t, sentinelConf, "sentinel auth-pass oms \"s3cretpw\"\n")
+			// Every password is accepted; the pods use their own among themselves.
+			acl := "user default on \">s3cretpw\" \">cl1ent\" \">prev10us\" ~* \"&*\" +@all\n"
+			assert.Contains(t, redisConf, acl+"masterauth \"s3cretpw\"\n")
+			assert.Contains(t, sentinelConf, acl+"sentinel sentinel-pass \"s3cretpw\"\nsentinel auth-pass oms \"s3cretpw\"\n")
+			assert.NotContains(t, redisConf+sentinelConf, "requirepass", "one password would refuse clients of the other generation")
 			assert.NotContains(t, sentinelConf, "config-epoch", "the sentinel config is rendered afresh")
 			for _, f := range []string{filepath.Join(conf, "redis.conf"), filepath.Join(data, "sentinel", "sentinel.conf")} {
 				st, err := os.Stat(f)

@@ -6,6 +6,10 @@
 #   4. pod 0 (a new cluster).
 # Starting as a replica of the wrong master is harmless (the sentinels reconfigure it); starting as a stale master is
 # contained by min-replicas-to-write, which refuses writes on a master without replicas.
+#
+# Passwords: REDISCLI_AUTH is the pods' own (replication, sentinels among themselves, these scripts); clients use
+# REDIS_CLIENT_PASSWORD and, until their pods have rolled after a rotation, REDIS_PREVIOUS_CLIENT_PASSWORD. Redis and
+# the sentinels accept all three, so a rolling restart never refuses a peer or a client (components/redis README).
 set -eu
 
 : "${POD_NAME:?}" "${REPLICAS:?}" "${MASTER_NAME:?}" "${REDISCLI_AUTH:?}"
@@ -86,14 +90,23 @@ else
 	echo "master: $master (new cluster)"
 fi
 
-# Rendered files hold the password: readable by this user only.
+# acl_default is the default user with every accepted password (a Redis 6+ ACL user may have several).
+acl_default() {
+	printf 'user default on ">%s"' "$REDISCLI_AUTH"
+	for p in "${REDIS_CLIENT_PASSWORD:-}" "${REDIS_PREVIOUS_CLIENT_PASSWORD:-}"; do
+		[ -z "$p" ] || printf ' ">%s"' "$p"
+	done
+	printf ' ~* "&*" +@all\n'
+}
+
+# Rendered files hold the passwords: readable by this user only.
 umask 077
 mkdir -p "$CONF_DIR" "$DATA_DIR/sentinel"
 {
 	cat "$TEMPLATES/redis.conf"
 	echo "dir \"$DATA_DIR\""
 	echo "replica-announce-ip $self"
-	echo "requirepass \"$REDISCLI_AUTH\""
+	acl_default
 	echo "masterauth \"$REDISCLI_AUTH\""
 	if [ "$master" != "$self" ]; then
 		echo "replicaof $master 6379"
@@ -102,7 +115,8 @@ mkdir -p "$CONF_DIR" "$DATA_DIR/sentinel"
 {
 	sed -e "s/@MASTER_HOST@/$master/" "$TEMPLATES/sentinel.conf"
 	echo "sentinel announce-ip $self"
-	echo "requirepass \"$REDISCLI_AUTH\""
+	acl_default
+	echo "sentinel sentinel-pass \"$REDISCLI_AUTH\""
 	echo "sentinel auth-pass $MASTER_NAME \"$REDISCLI_AUTH\""
 } >"$sentinel_conf.new"
 mv "$sentinel_conf.new" "$sentinel_conf"

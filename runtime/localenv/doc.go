@@ -37,12 +37,14 @@
 //
 // StartRedis runs what components/redis deploys, from the same init.sh and redis.conf/sentinel.conf
 // templates (module redisconf): 3 pods, each a Redis server and a Sentinel, the Redis servers and the
-// sentinels all requiring one password (Password; generated unless given). Each pod has its own loopback
+// sentinels all requiring a password: the pods' own (Password; generated unless given), or the clients' current
+// or previous one when given (ClientPassword, PreviousClientPassword). Each pod has its own loopback
 // address (127.X.Y.1-3, the ports 6379 and 26379 on each, as pods have their own IP); only the bind
 // address and the diskless-sync delay are set locally, and failover uses the component's fastest settings
 // (down-after-milliseconds 1000, failover-timeout 3000). It returns once the sentinels agree on the master and know each
 // other and the replicas. Clients use SentinelAddrs, MasterName and Password (for the sentinels too);
-// drills use KillMaster and WaitFailover.
+// drills use KillMaster and WaitFailover; Rotate restarts a pod with new client passwords, as a rolling update
+// after a rotation does.
 //
 // # RabbitMQ
 //

@@ -190,7 +190,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	assert.Contains(t, string(conf), "replicaof "+r.pods[0].host+" 6379\n")
 	sentinelConf, err := os.ReadFile(filepath.Join(r.dir, "redis-1", "data", "sentinel", "sentinel.conf"))
 	require.NoError(t, err)
-	assert.Contains(t, string(sentinelConf), "requirepass ")
+	assert.Contains(t, string(sentinelConf), "user default on ")
 	assert.Contains(t, string(sentinelConf), "sentinel auth-pass oms ")
 
 	// Sentinels know each other and the replicas before StartRedis returns.
@@ -237,6 +237,43 @@ func TestRedisSentinelFailover(t *testing.T) {
 
 	require.NoError(t, r.Stop())
 	requireGone(t, all)
+}
+
+// TestRedisPasswordRotationRefusesNobody rolls the pods as the StatefulSet does after components/redis rotated the
+// clients' password (highest ordinal first, the master handing its role over): after each pod, a client still on
+// the old password reads and writes through the sentinels, and every replica is in sync (the pods reach each other
+// with their own password, which no rotation changes). At the end the new password works and the one two rotations
+// old is refused.
+func TestRedisPasswordRotationRefusesNobody(t *testing.T) {
+	RequireBinaries(t, RedisBinaries...)
+	ctx := testCtx(t, 2*time.Minute)
+	const older, old, next = "clientSlot1gen0", "clientSlot0gen0", "clientSlot1gen1"
+	r, err := StartRedis(ctx, RedisOptions{Dir: t.TempDir(), Logger: TestLogger(t), ClientPassword: old, PreviousClientPassword: older})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Stop() })
+	client := func(pw string) *redis.Client {
+		c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: r.MasterName(), SentinelAddrs: r.SentinelAddrs(),
+			Password: pw, SentinelPassword: pw})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	before := client(old)
+	require.NoError(t, before.Set(ctx, "k", "before", 0).Err())
+
+	begin := time.Now()
+	for i := 2; i >= 0; i-- {
+		require.NoError(t, r.Rotate(ctx, i, next, old), "roll redis-%d:\n%s", i, r.LogTail(20))
+		require.NoError(t, before.Set(ctx, "k", i, 0).Err(), "the old password still writes after redis-%d rolled", i)
+		require.NoError(t, before.Do(ctx, "WAIT", 2, 5000).Err(), "and both replicas follow")
+	}
+	t.Logf("3 pods rolled to the new password in %s", time.Since(begin).Round(time.Millisecond))
+
+	v, err := client(next).Get(ctx, "k").Result()
+	require.NoError(t, err, "the new password works through the sentinels")
+	assert.Equal(t, "0", v)
+	stale := redis.NewClient(&redis.Options{Addr: r.MasterAddr(), Password: older})
+	defer stale.Close()
+	assert.ErrorContains(t, stale.Ping(ctx).Err(), "WRONGPASS", "the password two rotations old is refused")
 }
 
 func TestRabbitMQQuorumMessageSurvivesRestart(t *testing.T) {

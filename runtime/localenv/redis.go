@@ -26,9 +26,12 @@ type RedisOptions struct {
 	Dir string
 	// MasterName is the name sentinels monitor the master under; default redisconf.DefaultMasterName ("oms").
 	MasterName string
-	// Password is the AUTH password of the Redis servers and of the sentinels, one password for both as
-	// components/redis has it; generated when empty.
+	// Password is the pods' own AUTH password (components/redis' internal password): replication, the sentinels
+	// among themselves, the scripts; generated when empty. Redis and the sentinels accept it from clients too.
 	Password string
+	// ClientPassword and PreviousClientPassword, when set, are accepted as well: the clients' current and previous
+	// passwords as components/redis renders them (Rotate moves a pod to new ones).
+	ClientPassword, PreviousClientPassword string
 	// Logger receives start-up timings and events; default slog.Default().
 	Logger *slog.Logger
 }
@@ -159,7 +162,10 @@ func (r *Redis) start(ctx context.Context, scripts string) error {
 
 	begin := time.Now()
 	for _, p := range pods {
-		if err := r.initPod(ctx, p, scripts, hosts); err != nil {
+		if err := os.RemoveAll(p.dir); err != nil {
+			return fmt.Errorf("localenv: %s dir: %w", p.name, err)
+		}
+		if err := r.initPod(ctx, p, scripts, hosts, r.opts.ClientPassword, r.opts.PreviousClientPassword); err != nil {
 			return err
 		}
 	}
@@ -193,11 +199,8 @@ func (r *Redis) start(ctx context.Context, scripts string) error {
 }
 
 // initPod runs the init container's script for p: it finds the master and renders p's redis.conf and
-// sentinel.conf, with the password from REDISCLI_AUTH as in the pod (never on a command line).
-func (r *Redis) initPod(ctx context.Context, p *redisPod, scripts string, hosts []string) error {
-	if err := os.RemoveAll(p.dir); err != nil {
-		return fmt.Errorf("localenv: %s dir: %w", p.name, err)
-	}
+// sentinel.conf, with the passwords from the environment as in the pod (never on a command line).
+func (r *Redis) initPod(ctx context.Context, p *redisPod, scripts string, hosts []string, client, previous string) error {
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return fmt.Errorf("localenv: %s dir: %w", p.name, err)
 	}
@@ -205,6 +208,7 @@ func (r *Redis) initPod(ctx context.Context, p *redisPod, scripts string, hosts 
 		dir: p.dir, logPath: r.logPath(p, "redis"), env: []string{
 			"POD_NAME=" + p.name, "REPLICAS=" + strconv.Itoa(len(hosts)), "MASTER_NAME=" + r.opts.MasterName,
 			"REDISCLI_AUTH=" + r.opts.Password, "POD_ADDRESSES=" + strings.Join(hosts, " "),
+			"REDIS_CLIENT_PASSWORD=" + client, "REDIS_PREVIOUS_CLIENT_PASSWORD=" + previous,
 			"TEMPLATES=" + scripts, "CONF_DIR=" + p.confDir(), "DATA_DIR=" + p.dataDir(),
 			"DNS_WAIT_SECONDS=0", // addresses, not names: no DNS record to wait for
 		}})
@@ -467,6 +471,52 @@ func (r *Redis) WaitFailover(ctx context.Context, oldMaster string) (string, err
 	r.mu.Unlock()
 	r.log.Info("localenv: redis failover observed", "old", oldMaster, "new", newMaster, "waited", time.Since(begin).Round(time.Millisecond))
 	return newMaster, nil
+}
+
+// Rotate restarts pod i as the StatefulSet's rolling update does after components/redis rotated the clients'
+// password: a master first hands its role to a replica (its preStop), then the pod stops, init.sh renders its
+// configs on the same volume with the new client passwords, and it starts again. It returns once every pod is in
+// sync with the master and every sentinel agrees on it again.
+func (r *Redis) Rotate(ctx context.Context, i int, client, previous string) error {
+	r.mu.Lock()
+	p := r.pods[i]
+	hosts := make([]string, len(r.pods))
+	for j, q := range r.pods {
+		hosts[j] = q.host
+	}
+	r.mu.Unlock()
+	if old := r.MasterAddr(); old == p.addr() {
+		c := r.sentinelClient(r.liveSentinels()[0].sentinelAddr())
+		err := c.Failover(ctx, r.opts.MasterName).Err()
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("localenv: %s: hand the master role over: %w", p.name, err)
+		}
+		if _, err := r.WaitFailover(ctx, old); err != nil {
+			return err
+		}
+	}
+	stopAll([]*process{p.sentinel, p.server}, syscall.SIGTERM, 10*time.Second)
+	if err := r.initPod(ctx, p, filepath.Join(r.dir, "scripts"), hosts, client, previous); err != nil {
+		return err
+	}
+	if err := r.startContainer(p, false); err != nil {
+		return err
+	}
+	if err := waitUntil(ctx, p.server, func(ctx context.Context) error { return r.ping(ctx, p) }); err != nil {
+		return fmt.Errorf("localenv: %s not ready after its restart: %w", p.name, err)
+	}
+	if err := r.startContainer(p, true); err != nil {
+		return err
+	}
+	master := r.podAt(r.MasterAddr())
+	if master == nil {
+		return fmt.Errorf("localenv: no master among the pods after %s restarted", p.name)
+	}
+	if err := r.waitReplicasOnline(ctx, master); err != nil {
+		return err
+	}
+	return r.waitSentinelsAgree(ctx)
 }
 
 // Stop shuts every server and sentinel down and waits for their processes to exit. It only signals the

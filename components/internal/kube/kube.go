@@ -4,6 +4,7 @@
 package kube
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -238,6 +239,25 @@ func PodPeer(labels map[string]string) networkingv1.NetworkPolicyPeerArgs {
 // TemplateMeta is a pod template's metadata; annotations (e.g. a config checksum) roll the pods when they change.
 func TemplateMeta(labels, annotations map[string]string) metav1.ObjectMetaArgs {
 	return metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels), Annotations: pulumi.ToStringMap(annotations)}
+}
+
+// SecretChecksumAnnotation on a pod template changes with the data of the Secrets its pods read, so that a rotated
+// credential rolls them (a Secret updated in place reaches running pods' environment only when they restart).
+const SecretChecksumAnnotation = "omscloud.io/secret-checksum"
+
+// SecretChecksum fingerprints secret data for SecretChecksumAnnotation: an HMAC-SHA256 keyed with key, computed
+// inside an Apply and kept a Pulumi secret. The annotation is readable by whoever may read the workload, a wider
+// audience than the Secret's; keyed, it tells them nothing about the values, not even whether two are equal.
+func SecretChecksum(key pulumi.StringInput, data pulumi.StringMapInput) pulumi.StringOutput {
+	sum := pulumi.All(key, data).ApplyT(func(v []any) string {
+		m := v[1].(map[string]string)
+		h := hmac.New(sha256.New, []byte(v[0].(string)))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			fmt.Fprintf(h, "%s\x00%s\x00", k, m[k])
+		}
+		return hex.EncodeToString(h.Sum(nil))
+	}).(pulumi.StringOutput)
+	return pulumi.ToSecret(sum).(pulumi.StringOutput)
 }
 
 // Checksum fingerprints configuration files for a pod template annotation.

@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"sync"
 	"testing"
 
 	"github.com/omscloud/omscloud/inventory"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -261,6 +264,62 @@ func AssertNoPlaintextSecrets(t *testing.T, inv *inventory.Inventory) {
 			}
 		} else {
 			assert.Equal(t, inventory.Secret, data, "Secret %s stringData is a secret output", s.Name)
+		}
+	}
+}
+
+// RawMocks are the inventory mocks that also keep each resource's inputs as the engine sent them, secrets still
+// marked, so that a test can read a secret value and check that it stayed secret.
+type RawMocks struct {
+	*inventory.Mocks
+	mu     sync.Mutex
+	inputs map[string]resource.PropertyMap // "type::name" → inputs
+}
+
+// NewRawMocks returns RawMocks recording for project omscloud, stack test.
+func NewRawMocks() *RawMocks {
+	return &RawMocks{Mocks: &inventory.Mocks{Project: "omscloud", Stack: "test"}, inputs: map[string]resource.PropertyMap{}}
+}
+
+// NewResource records the inputs, then answers as the inventory mocks do.
+func (m *RawMocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	m.mu.Lock()
+	m.inputs[args.TypeToken+"::"+args.Name] = args.Inputs.Copy()
+	m.mu.Unlock()
+	return m.Mocks.NewResource(args)
+}
+
+// SecretChecksum is the secret-checksum annotation of a workload's pod template (kube.SecretChecksumAnnotation): its
+// plain value, and whether the engine received it as a secret.
+func (m *RawMocks) SecretChecksum(t *testing.T, typ, name string) (value string, secret bool) {
+	t.Helper()
+	m.mu.Lock()
+	in, ok := m.inputs[typ+"::"+name]
+	m.mu.Unlock()
+	require.True(t, ok, "no %s %s", typ, name)
+	v := resource.NewObjectProperty(in)
+	for _, k := range []resource.PropertyKey{"spec", "template", "metadata", "annotations", "omscloud.io/secret-checksum"} {
+		v = unwrap(v, &secret)
+		require.True(t, v.IsObject(), "%s %s: no pod template annotation %s", typ, name, k)
+		v = v.ObjectValue()[k]
+	}
+	v = unwrap(v, &secret)
+	require.True(t, v.IsString(), "%s %s: the secret checksum is %v", typ, name, v)
+	return v.StringValue(), secret
+}
+
+// unwrap returns the value inside secrets and outputs, noting whether any was secret.
+func unwrap(v resource.PropertyValue, secret *bool) resource.PropertyValue {
+	for {
+		switch {
+		case v.IsSecret():
+			*secret = true
+			v = v.SecretValue().Element
+		case v.IsOutput():
+			*secret = *secret || v.OutputValue().Secret
+			v = v.OutputValue().Element
+		default:
+			return v
 		}
 	}
 }
