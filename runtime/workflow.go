@@ -133,7 +133,7 @@ type AllocateAction struct {
 	Strategy string `json:"strategy"`
 	// Split allows several locations when none holds every line.
 	Split bool `json:"split,omitempty"`
-	// MaxFulfilments bounds a split (default 3).
+	// MaxFulfilments bounds a split (default DefaultMaxFulfilments).
 	MaxFulfilments int `json:"maxFulfilments,omitempty"`
 	// Status is the order's status once allocated (default ALLOCATED);
 	// PendingStatus when the stock is not there (default PENDING_STOCK).
@@ -334,7 +334,7 @@ func (w *Workflow) validateRule(i int, r *Rule) error {
 				return in(f+".strategy", "must be %q or %q", StrategyNearest, StrategyDeliveryLocation)
 			}
 			if al.MaxFulfilments < 0 || al.MaxFulfilments > MaxFulfilmentsLimit {
-				return in(f+".maxFulfilments", "must be between 1 and %d (0: default 3)", MaxFulfilmentsLimit)
+				return in(f+".maxFulfilments", "must be between 1 and %d (0: default %d)", MaxFulfilmentsLimit, DefaultMaxFulfilments)
 			}
 			if al.MaxFulfilments > 0 && !al.Split {
 				return in(f+".maxFulfilments", "only with split: true")

@@ -14,26 +14,13 @@ import (
 	oms "github.com/omscloud/omscloud/runtime"
 )
 
-// allocation plans and reserves.
+// Allocation: the database side of the allocate action. The choice of
+// locations is oms.PlanAllocation's; this file reads its candidates, reserves
+// the plan atomically and records the fulfilments.
 
-const (
-	defaultMaxFulfilments = 3
-	// maxAllocateAttempts bounds re-planning when concurrent orders take the
-	// planned stock first; each failed attempt means another order progressed.
-	maxAllocateAttempts = 10
-)
-
-type site struct {
-	id       int64
-	ref      string
-	distance float64
-	avail    map[string]int64
-}
-
-type part struct {
-	site  *site
-	items []oms.Item
-}
+// maxAllocateAttempts bounds re-planning when concurrent orders take the
+// planned stock first; each failed attempt means another order progressed.
+const maxAllocateAttempts = 10
 
 // allocate reserves the order's lines not yet in an active fulfilment: at the
 // nearest location holding all of them, else (with split) across several,
@@ -43,31 +30,25 @@ func (x *execution) allocate(ctx context.Context, a *oms.AllocateAction) error {
 	if err != nil || len(need) == 0 {
 		return err
 	}
-	maxParts := 1
-	if a.Split {
-		maxParts = orDefault(a.MaxFulfilments, defaultMaxFulfilments)
-	}
-	var (
-		plan  []part
-		tried int
-	)
+	maxParts := a.FulfilmentLimit()
+	tried := 0
 	for attempt := 0; attempt < maxAllocateAttempts; attempt++ {
-		sites, err := x.sites(ctx, need, excluded, a.Strategy)
+		candidates, ids, err := x.candidates(ctx, need, excluded, a.Strategy)
 		if err != nil {
 			return err
 		}
-		if plan = choose(need, sites, maxParts); plan == nil {
+		plan := oms.PlanAllocation(need, candidates, maxParts)
+		if plan == nil {
 			break
 		}
 		tried++
-		ok, err := x.reserve(ctx, plan)
+		ok, err := x.reserve(ctx, plan, ids)
 		if err != nil {
 			return err
 		}
 		if ok {
-			return x.allocated(ctx, a, plan)
+			return x.allocated(ctx, a, plan, ids)
 		}
-		plan = nil
 	}
 	status := a.PendingStatus
 	if status == "" {
@@ -87,13 +68,6 @@ func (x *execution) allocate(ctx context.Context, a *oms.AllocateAction) error {
 	}
 	return x.event("order:"+x.order.id, oms.EventOrderPendingStock, x.because(map[string]any{
 		"reason": reason, "items": need, "excludedLocations": len(excluded)}))
-}
-
-func orDefault(v, def int) int {
-	if v > 0 {
-		return v
-	}
-	return def
 }
 
 // remaining lists the order's lines not covered by active fulfilments, in SKU
@@ -140,8 +114,10 @@ func (x *execution) remaining(ctx context.Context) ([]oms.Item, []int64, error) 
 	return need, excluded, nil
 }
 
-// sites reads the stock available for the needed SKUs at every eligible location.
-func (x *execution) sites(ctx context.Context, need []oms.Item, excluded []int64, strategy string) ([]*site, error) {
+// candidates reads the stock available for the needed SKUs at every eligible
+// location, and the locations' ids by ref.
+func (x *execution) candidates(ctx context.Context, need []oms.Item, excluded []int64, strategy string) (
+	[]oms.AllocationCandidate, map[string]int64, error) {
 	skus := make([]string, len(need))
 	for i, it := range need {
 		skus[i] = it.SKU
@@ -154,118 +130,51 @@ func (x *execution) sites(ctx context.Context, need []oms.Item, excluded []int64
 		excluded = []int64{}
 	}
 	if err := x.flush(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rows, err := x.tx.Query(ctx, `SELECT l.id, l.ref, l.lat, l.lon, s.sku, s.on_hand - s.reserved
 		FROM stock s JOIN locations l ON l.id = s.location_id
 		WHERE s.sku = ANY($1) AND s.on_hand > s.reserved AND l.id <> ALL($2) AND ($3::text IS NULL OR l.ref = $3)`,
 		skus, excluded, only)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	byID := map[int64]*site{}
 	var (
+		candidates    []oms.AllocationCandidate
+		ids           = map[string]int64{}
+		index         = map[int64]int{} // position in candidates by location id
 		id            int64
 		ref, sku      string
 		lat, lon      float64
 		available     int64
 		addr          = x.order.delivery.Address
 		haveAddress   = addr != nil && addr.Lat != nil && addr.Lon != nil
-		orderedSites  []*site
 		roundedMetres = func(km float64) float64 { return math.Round(km*1000) / 1000 }
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &ref, &lat, &lon, &sku, &available}, func() error {
-		st := byID[id]
-		if st == nil {
-			st = &site{id: id, ref: ref, avail: map[string]int64{}}
+		i, seen := index[id]
+		if !seen {
+			c := oms.AllocationCandidate{Location: ref, Available: map[string]int64{}}
 			if haveAddress {
-				st.distance = roundedMetres(oms.DistanceKm(*addr.Lat, *addr.Lon, lat, lon))
+				c.DistanceKm = roundedMetres(oms.DistanceKm(*addr.Lat, *addr.Lon, lat, lon))
 			}
-			byID[id] = st
-			orderedSites = append(orderedSites, st)
+			i = len(candidates)
+			index[id], ids[ref] = i, id
+			candidates = append(candidates, c)
 		}
-		st.avail[sku] = available
+		candidates[i].Available[sku] = available
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	sort.Slice(orderedSites, func(i, j int) bool {
-		if orderedSites[i].distance != orderedSites[j].distance {
-			return orderedSites[i].distance < orderedSites[j].distance
-		}
-		return orderedSites[i].ref < orderedSites[j].ref
-	})
-	return orderedSites, nil
-}
-
-// choose plans the fulfilments: the nearest site holding every line; else,
-// when maxParts > 1, greedily the site covering the most remaining units
-// (nearest on a tie) until every line is covered. nil when it cannot.
-func choose(need []oms.Item, sites []*site, maxParts int) []part {
-	for _, st := range sites { // nearest first
-		if covers(st, need) {
-			return []part{{site: st, items: need}}
-		}
-	}
-	if maxParts <= 1 {
-		return nil
-	}
-	left := map[string]int64{}
-	for _, it := range need {
-		left[it.SKU] = it.Qty
-	}
-	var plan []part
-	used := map[int64]bool{}
-	for len(left) > 0 && len(plan) < maxParts {
-		var best *site
-		var bestUnits int64
-		for _, st := range sites {
-			if used[st.id] {
-				continue
-			}
-			var units int64
-			for sku, q := range left {
-				units += min(q, st.avail[sku])
-			}
-			if units > bestUnits { // sites are nearest first, so ties keep the nearer
-				best, bestUnits = st, units
-			}
-		}
-		if best == nil {
-			return nil
-		}
-		used[best.id] = true
-		p := part{site: best}
-		for _, it := range need {
-			if q := min(left[it.SKU], best.avail[it.SKU]); q > 0 {
-				p.items = append(p.items, oms.Item{SKU: it.SKU, Qty: q})
-				if left[it.SKU] -= q; left[it.SKU] == 0 {
-					delete(left, it.SKU)
-				}
-			}
-		}
-		plan = append(plan, p)
-	}
-	if len(left) > 0 {
-		return nil
-	}
-	return plan
-}
-
-func covers(st *site, need []oms.Item) bool {
-	for _, it := range need {
-		if st.avail[it.SKU] < it.Qty {
-			return false
-		}
-	}
-	return true
+	return candidates, ids, nil
 }
 
 // reserve takes the plan's stock or none of it: each UPDATE re-checks
 // availability on the locked row, so concurrent orders never reserve more than
 // on hand; a line that no longer fits rolls back to the savepoint.
-func (x *execution) reserve(ctx context.Context, plan []part) (bool, error) {
+func (x *execution) reserve(ctx context.Context, plan []oms.PlannedFulfilment, ids map[string]int64) (bool, error) {
 	type line struct {
 		sku string
 		loc int64
@@ -273,8 +182,8 @@ func (x *execution) reserve(ctx context.Context, plan []part) (bool, error) {
 	}
 	var lines []line
 	for _, p := range plan {
-		for _, it := range p.items {
-			lines = append(lines, line{it.SKU, p.site.id, it.Qty})
+		for _, it := range p.Items {
+			lines = append(lines, line{it.SKU, ids[p.Location], it.Qty})
 		}
 	}
 	slices.SortFunc(lines, func(a, b line) int { // one lock order for all transactions
@@ -310,7 +219,7 @@ const singleLocation = `(SELECT CASE WHEN count(DISTINCT f.location_id) = 1 THEN
 	FROM fulfilments f WHERE f.order_id = o.id AND f.stock <> 'released')`
 
 // allocated records the reserved plan: one fulfilment per location.
-func (x *execution) allocated(ctx context.Context, a *oms.AllocateAction, plan []part) error {
+func (x *execution) allocated(ctx context.Context, a *oms.AllocateAction, plan []oms.PlannedFulfilment, ids map[string]int64) error {
 	type created struct {
 		ID         string     `json:"id"`
 		Location   string     `json:"location"`
@@ -319,19 +228,19 @@ func (x *execution) allocated(ctx context.Context, a *oms.AllocateAction, plan [
 	}
 	var out []created
 	for _, p := range plan {
-		id := newUUID()
-		items, _ := json.Marshal(p.items)
+		id, loc := newUUID(), ids[p.Location]
+		items, _ := json.Marshal(p.Items)
 		x.queue(`INSERT INTO fulfilments (id, order_id, location_id, status, items) VALUES ($1, $2, $3, 'CREATED', $4)`,
-			id, x.order.id, p.site.id, items)
-		skus := make([]string, len(p.items))
-		qtys := make([]int64, len(p.items))
-		for i, it := range p.items {
+			id, x.order.id, loc, items)
+		skus := make([]string, len(p.Items))
+		qtys := make([]int64, len(p.Items))
+		for i, it := range p.Items {
 			skus[i], qtys[i] = it.SKU, it.Qty
 		}
 		x.queue(`INSERT INTO reservations (order_id, fulfilment_id, sku, location_id, qty)
 			SELECT $1, $2, r.sku, $3, r.qty FROM unnest($4::text[], $5::bigint[]) AS r(sku, qty)`,
-			x.order.id, id, p.site.id, skus, qtys)
-		c := created{ID: id, Location: p.site.ref, DistanceKm: p.site.distance, Items: p.items}
+			x.order.id, id, loc, skus, qtys)
+		c := created{ID: id, Location: p.Location, DistanceKm: p.DistanceKm, Items: p.Items}
 		out = append(out, c)
 		x.created = append(x.created, "fulfilment:"+id)
 		if err := x.event("fulfilment:"+id, oms.EventFulfilmentCreated, x.because(map[string]any{
