@@ -75,7 +75,6 @@ func (x *execution) setStatus(ctx context.Context, a *oms.SetStatusAction) error
 }
 
 type reservation struct {
-	Fulfilment string
 	SKU        string
 	LocationID int64
 	Qty        int64
@@ -149,7 +148,7 @@ func (x *execution) release(ctx context.Context, a *oms.ReleaseAction) error {
 // rows in (sku, location) order like every other writer.
 func releaseReservations(ctx context.Context, tx pgx.Tx, fulfilments []string, consume bool) error {
 	rows, err := tx.Query(ctx, `DELETE FROM reservations WHERE fulfilment_id = ANY($1)
-		RETURNING fulfilment_id::text, sku, location_id, qty`, fulfilments)
+		RETURNING sku, location_id, qty`, fulfilments)
 	if err != nil {
 		return err
 	}

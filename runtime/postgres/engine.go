@@ -73,6 +73,7 @@ func markProcessed(ctx context.Context, tx pgx.Tx, id string) (bool, error) {
 	return tag.RowsAffected() == 1, nil
 }
 
+// orderState is what the actions read and change of the locked order.
 type orderState struct {
 	id       string
 	status   string
@@ -80,20 +81,17 @@ type orderState struct {
 	delivery oms.Delivery
 }
 
+// fulfilmentState is the same of the event's fulfilment.
 type fulfilmentState struct {
-	id         string
-	locationID int64
-	location   string
-	status     string
-	items      []oms.Item
-	stock      string
+	id       string
+	location string
+	status   string
+	stock    string
 }
 
 // execution is one rule running in one transaction.
 type execution struct {
-	s            *Store
 	tx           pgx.Tx
-	wf           *oms.Workflow
 	rule         *oms.Rule
 	trigger      *oms.Event
 	order        *orderState
@@ -143,7 +141,7 @@ func (s *Store) runWorkflow(ctx context.Context, e *oms.Event) (bool, error) {
 	applied := false
 	var x *execution
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		x = &execution{s: s, tx: tx, trigger: e}
+		x = &execution{tx: tx, trigger: e}
 		var err error
 		if applied, err = x.begin(ctx, kind, id, &run); err != nil || !applied {
 			return err
@@ -154,7 +152,6 @@ func (s *Store) runWorkflow(ctx context.Context, e *oms.Event) (bool, error) {
 			}
 			s.runs.put(run, e.Entity)
 		}
-		x.wf = wf
 		status := x.order.status
 		if x.ful != nil {
 			status = x.ful.status
@@ -204,7 +201,7 @@ func (x *execution) begin(ctx context.Context, kind, id string, run *workflowKey
 	}
 	b.Queue(`SELECT id::text, status, items, delivery, workflow, workflow_version FROM orders WHERE id = `+orderID+` FOR UPDATE`, id)
 	if kind == oms.EntityFulfilment {
-		b.Queue(`SELECT f.location_id, l.ref, f.status, f.items, f.stock FROM fulfilments f
+		b.Queue(`SELECT l.ref, f.status, f.stock FROM fulfilments f
 			JOIN locations l ON l.id = f.location_id WHERE f.id = $1 FOR UPDATE OF f`, id)
 	}
 	br := x.tx.SendBatch(ctx, b)
@@ -234,11 +231,8 @@ func (x *execution) begin(ctx context.Context, kind, id string, run *workflowKey
 	x.order = o
 	if kind == oms.EntityFulfilment {
 		f := &fulfilmentState{id: id}
-		if err := br.QueryRow().Scan(&f.locationID, &f.location, &f.status, &items, &f.stock); err != nil {
+		if err := br.QueryRow().Scan(&f.location, &f.status, &f.stock); err != nil {
 			return false, fmt.Errorf("lock fulfilment %s: %w", id, err)
-		}
-		if err := json.Unmarshal(items, &f.items); err != nil {
-			return false, err
 		}
 		x.ful = f
 	}
