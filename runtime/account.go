@@ -59,3 +59,15 @@ type AccountService interface {
 	// Store returns the data store bound to the account's own database.
 	Store(ctx context.Context, accountID string) (Store, error)
 }
+
+// Store is everything one account can do, bound to that account's database.
+type Store interface {
+	InventoryService
+	AvailabilityService
+	OrderService
+	EventService
+	FulfilmentService
+	WorkflowService
+	WebhookService
+	Outbox
+}

@@ -1,6 +1,9 @@
 package oms
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // AvailabilityRequest is the body of POST /v1/availability.
 type AvailabilityRequest struct {
@@ -59,4 +62,14 @@ type AvailabilityService interface {
 	// AvailabilityJSON is Availability encoded as JSON, so a cached answer is
 	// served as stored, without decoding and encoding it again.
 	AvailabilityJSON(ctx context.Context, r *AvailabilityRequest) ([]byte, error)
+}
+
+// Cache holds derived answers (availability) per account. Cache failures are
+// misses, never request failures: the cache is not the truth.
+type Cache interface {
+	// Fetch returns the cached value of key, or computes, caches (for ttl) and
+	// returns it. A value computed while an Invalidate ran is not served after it.
+	Fetch(ctx context.Context, account, key string, ttl time.Duration, compute func(context.Context) ([]byte, error)) ([]byte, error)
+	// Invalidate drops every entry of the account; call it after committing a change they derive from.
+	Invalidate(ctx context.Context, account string)
 }

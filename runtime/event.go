@@ -1,9 +1,12 @@
 package oms
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -16,6 +19,28 @@ const (
 	EventLocationUpserted  = "location.upserted"
 	EventInventoryLoaded   = "inventory.batch_loaded"
 )
+
+// Engine event types, written by the OMS itself; clients cannot post them.
+const (
+	EventOrderStockArrived       = "order.stock_arrived"
+	EventOrderStatusChanged      = "order.status_changed"
+	EventFulfilmentCreated       = "fulfilment.created"
+	EventFulfilmentStatusChanged = "fulfilment.status_changed"
+	EventFulfilmentStockReleased = "fulfilment.stock_released"
+	EventFulfilmentStockConsumed = "fulfilment.stock_consumed"
+	EventWorkflowRuleApplied     = "workflow.rule_applied"
+	EventWorkflowEventIgnored    = "workflow.event_ignored"
+	EventWorkflowWebhookNotFound = "workflow.webhook_not_found"
+	// EventWakeContinued carries a wake-up of waiting orders past its first batch.
+	EventWakeContinued = "inventory.wake_continued"
+)
+
+// EngineEventTypes are the event types only the OMS writes.
+var EngineEventTypes = []string{
+	EventOrderCreated, EventOrderAllocated, EventOrderPendingStock, EventOrderCancelled,
+	EventOrderStockArrived, EventOrderStatusChanged,
+	EventFulfilmentCreated, EventFulfilmentStatusChanged, EventFulfilmentStockReleased, EventFulfilmentStockConsumed,
+}
 
 // Event is an entry of an account's event log: every state change and action,
 // written in the transaction that made it and published through the outbox.
@@ -55,23 +80,62 @@ func (f *EventFilter) Validate() error {
 	return nil
 }
 
-// EventService reads an account's event log and applies events delivered by the broker.
+// EventRequest is the body of POST /v1/events: an external system reports
+// something that happened to an order or a fulfilment.
+type EventRequest struct {
+	// ID makes the post idempotent: the same id again returns the first event.
+	ID     string          `json:"id,omitempty"`
+	Type   string          `json:"type"`
+	Entity string          `json:"entity"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// MaxEventDataBytes bounds the data of a posted event.
+const MaxEventDataBytes = 64 << 10
+
+// Validate checks the request's shape; the store checks that the entity exists
+// and that its workflow has a rule for the event.
+func (r *EventRequest) Validate() error {
+	if r.ID != "" && !uuidPattern.MatchString(r.ID) {
+		return Invalid("id", "must be a lowercase UUID (or omitted)")
+	}
+	if err := ValidateWorkflowEventType("type", r.Type); err != nil {
+		return err
+	}
+	if slices.Contains(EngineEventTypes, r.Type) {
+		return Invalid("type", "%q is written by the OMS itself and cannot be posted", r.Type)
+	}
+	kind, id, ok := strings.Cut(r.Entity, ":")
+	if !ok || (kind != EntityOrder && kind != EntityFulfilment) || !uuidPattern.MatchString(id) {
+		return Invalid("entity", "must be order:<order id> or fulfilment:<fulfilment id>")
+	}
+	if kind != EventEntity(r.Type) {
+		return Invalid("entity", "a %s event is about a %s: use %s:<id>", r.Type, EventEntity(r.Type), EventEntity(r.Type))
+	}
+	if len(r.Data) > MaxEventDataBytes {
+		return Invalid("data", "at most %d bytes", MaxEventDataBytes)
+	}
+	if d := bytes.TrimSpace(r.Data); len(d) > 0 && d[0] != '{' && string(d) != "null" {
+		return Invalid("data", "must be a JSON object")
+	}
+	return nil
+}
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// IsUUID reports whether s is a UUID in the lowercase form the OMS writes.
+func IsUUID(s string) bool { return uuidPattern.MatchString(s) }
+
+// EventService reads an account's event log, takes external events and
+// applies events delivered by the broker.
 type EventService interface {
 	Events(ctx context.Context, f EventFilter) ([]*Event, error)
+	// PostEvent records an external event; the worker applies it. The same id
+	// with the same request replays the recorded event (replayed=true).
+	PostEvent(ctx context.Context, r *EventRequest) (e *Event, replayed bool, err error)
 	// ApplyEvent runs the account's consumer logic for a delivered event exactly
 	// once per event id: a redelivery has no further effect (applied=false).
 	ApplyEvent(ctx context.Context, e *Event) (applied bool, err error)
-}
-
-// Store is everything one account can do, bound to that account's database.
-type Store interface {
-	InventoryService
-	AvailabilityService
-	OrderService
-	EventService
-	WorkflowService
-	WebhookService
-	Outbox
 }
 
 // Outbox is the account's queue of events not yet published.
@@ -90,14 +154,4 @@ type Outbox interface {
 // Publisher sends events to consumers (RabbitMQ, or in-process in dev mode).
 type Publisher interface {
 	Publish(ctx context.Context, events []*Event) error
-}
-
-// Cache holds derived answers (availability) per account. Cache failures are
-// misses, never request failures: the cache is not the truth.
-type Cache interface {
-	// Fetch returns the cached value of key, or computes, caches (for ttl) and
-	// returns it. A value computed while an Invalidate ran is not served after it.
-	Fetch(ctx context.Context, account, key string, ttl time.Duration, compute func(context.Context) ([]byte, error)) ([]byte, error)
-	// Invalidate drops every entry of the account; call it after committing a change they derive from.
-	Invalidate(ctx context.Context, account string)
 }

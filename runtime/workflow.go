@@ -1,9 +1,7 @@
 package oms
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -21,33 +19,11 @@ import (
 // actions write (order.allocated, fulfilment.created, *.status_changed, emit)
 // can fire further rules; the validator rejects definitions that could loop.
 
-// Engine event types, written by the OMS itself; clients cannot post them.
-const (
-	EventOrderStockArrived       = "order.stock_arrived"
-	EventOrderStatusChanged      = "order.status_changed"
-	EventFulfilmentCreated       = "fulfilment.created"
-	EventFulfilmentStatusChanged = "fulfilment.status_changed"
-	EventFulfilmentStockReleased = "fulfilment.stock_released"
-	EventFulfilmentStockConsumed = "fulfilment.stock_consumed"
-	EventWorkflowRuleApplied     = "workflow.rule_applied"
-	EventWorkflowEventIgnored    = "workflow.event_ignored"
-	EventWorkflowWebhookNotFound = "workflow.webhook_not_found"
-	// EventWakeContinued carries a wake-up of waiting orders past its first batch.
-	EventWakeContinued = "inventory.wake_continued"
-)
-
 // notifications are engine events no rule can listen to: they report a
 // rule's own change (status, stock) or are handled by the engine itself
 // (order.cancelled wakes orders waiting for the stock it frees).
 var notifications = []string{EventOrderStatusChanged, EventFulfilmentStatusChanged,
 	EventFulfilmentStockReleased, EventFulfilmentStockConsumed, EventOrderCancelled}
-
-// EngineEventTypes are the event types only the OMS writes.
-var EngineEventTypes = []string{
-	EventOrderCreated, EventOrderAllocated, EventOrderPendingStock, EventOrderCancelled,
-	EventOrderStockArrived, EventOrderStatusChanged,
-	EventFulfilmentCreated, EventFulfilmentStatusChanged, EventFulfilmentStockReleased, EventFulfilmentStockConsumed,
-}
 
 // Allocation strategies.
 const (
@@ -133,7 +109,7 @@ type AllocateAction struct {
 	Strategy string `json:"strategy"`
 	// Split allows several locations when none holds every line.
 	Split bool `json:"split,omitempty"`
-	// MaxFulfilments bounds a split (default 3).
+	// MaxFulfilments bounds a split (default DefaultMaxFulfilments).
 	MaxFulfilments int `json:"maxFulfilments,omitempty"`
 	// Status is the order's status once allocated (default ALLOCATED);
 	// PendingStatus when the stock is not there (default PENDING_STOCK).
@@ -334,7 +310,7 @@ func (w *Workflow) validateRule(i int, r *Rule) error {
 				return in(f+".strategy", "must be %q or %q", StrategyNearest, StrategyDeliveryLocation)
 			}
 			if al.MaxFulfilments < 0 || al.MaxFulfilments > MaxFulfilmentsLimit {
-				return in(f+".maxFulfilments", "must be between 1 and %d (0: default 3)", MaxFulfilmentsLimit)
+				return in(f+".maxFulfilments", "must be between 1 and %d (0: default %d)", MaxFulfilmentsLimit, DefaultMaxFulfilments)
 			}
 			if al.MaxFulfilments > 0 && !al.Split {
 				return in(f+".maxFulfilments", "only with split: true")
@@ -440,110 +416,7 @@ func (w *Workflow) Handles(eventType string) bool {
 	return false
 }
 
-// Fulfilment is the part of an order one location ships or hands over.
-type Fulfilment struct {
-	ID       string `json:"id"`
-	Order    string `json:"order"`
-	Location string `json:"location"`
-	Status   string `json:"status"`
-	Items    []Item `json:"items"`
-	// Stock is "reserved", "released" (given back: the fulfilment is no longer
-	// active) or "consumed" (the goods left the location).
-	Stock     string    `json:"stock"`
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
-	Seq       int64     `json:"-"` // creation order, for paging
-}
-
-// FulfilmentFilter selects fulfilments: a location's pick list, say.
-type FulfilmentFilter struct {
-	Location string
-	Status   string
-	Limit    int
-	Cursor   string
-}
-
-// Validate checks the filter and sets the default limit.
-func (f *FulfilmentFilter) Validate() error {
-	if f.Location != "" {
-		if err := ValidateRef("location", f.Location); err != nil {
-			return err
-		}
-	}
-	if f.Status != "" {
-		if err := ValidateStatus("status", f.Status); err != nil {
-			return err
-		}
-	}
-	if f.Limit == 0 {
-		f.Limit = 50
-	}
-	if f.Limit < 0 || f.Limit > MaxListLimit {
-		return Invalid("limit", "must be between 1 and %d", MaxListLimit)
-	}
-	return nil
-}
-
-// FulfilmentPage is one page of fulfilments, oldest first.
-type FulfilmentPage struct {
-	Fulfilments []*Fulfilment `json:"fulfilments"`
-	NextCursor  string        `json:"nextCursor,omitempty"`
-}
-
-// Fulfilment stock states.
-const (
-	StockReserved = "reserved"
-	StockReleased = "released"
-	StockConsumed = "consumed"
-)
-
-// EventRequest is the body of POST /v1/events: an external system reports
-// something that happened to an order or a fulfilment.
-type EventRequest struct {
-	// ID makes the post idempotent: the same id again returns the first event.
-	ID     string          `json:"id,omitempty"`
-	Type   string          `json:"type"`
-	Entity string          `json:"entity"`
-	Data   json.RawMessage `json:"data,omitempty"`
-}
-
-// MaxEventDataBytes bounds the data of a posted event.
-const MaxEventDataBytes = 64 << 10
-
-// Validate checks the request's shape; the store checks that the entity exists
-// and that its workflow has a rule for the event.
-func (r *EventRequest) Validate() error {
-	if r.ID != "" && !uuidPattern.MatchString(r.ID) {
-		return Invalid("id", "must be a lowercase UUID (or omitted)")
-	}
-	if err := ValidateWorkflowEventType("type", r.Type); err != nil {
-		return err
-	}
-	if slices.Contains(EngineEventTypes, r.Type) {
-		return Invalid("type", "%q is written by the OMS itself and cannot be posted", r.Type)
-	}
-	kind, id, ok := strings.Cut(r.Entity, ":")
-	if !ok || (kind != EntityOrder && kind != EntityFulfilment) || !uuidPattern.MatchString(id) {
-		return Invalid("entity", "must be order:<order id> or fulfilment:<fulfilment id>")
-	}
-	if kind != EventEntity(r.Type) {
-		return Invalid("entity", "a %s event is about a %s: use %s:<id>", r.Type, EventEntity(r.Type), EventEntity(r.Type))
-	}
-	if len(r.Data) > MaxEventDataBytes {
-		return Invalid("data", "at most %d bytes", MaxEventDataBytes)
-	}
-	if d := bytes.TrimSpace(r.Data); len(d) > 0 && d[0] != '{' && string(d) != "null" {
-		return Invalid("data", "must be a JSON object")
-	}
-	return nil
-}
-
-var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
-// IsUUID reports whether s is a UUID in the lowercase form the OMS writes.
-func IsUUID(s string) bool { return uuidPattern.MatchString(s) }
-
-// WorkflowService stores an account's workflows and takes external events.
+// WorkflowService stores an account's workflows.
 type WorkflowService interface {
 	// PutWorkflow stores w as a new version, or returns the latest version
 	// unchanged (created=false) when the definition is the same.
@@ -552,10 +425,4 @@ type WorkflowService interface {
 	Workflow(ctx context.Context, name string, version int) (*Workflow, error)
 	// Workflows returns the latest version of each workflow.
 	Workflows(ctx context.Context) ([]*Workflow, error)
-	Fulfilment(ctx context.Context, id string) (*Fulfilment, error)
-	// Fulfilments lists fulfilments oldest first, by location and status.
-	Fulfilments(ctx context.Context, f FulfilmentFilter) (*FulfilmentPage, error)
-	// PostEvent records an external event; the worker applies it. The same id
-	// with the same request replays the recorded event (replayed=true).
-	PostEvent(ctx context.Context, r *EventRequest) (e *Event, replayed bool, err error)
 }

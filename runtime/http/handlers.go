@@ -3,7 +3,6 @@ package http
 import (
 	"mime"
 	"net/http"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
@@ -110,103 +109,4 @@ func (s *Server) availability(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
-}
-
-func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) {
-	var req oms.OrderRequest
-	if err := s.decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	o, replayed, err := storeOf(r).CreateOrder(r.Context(), r.Header.Get("Idempotency-Key"), &req)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if replayed {
-		// The same response as the first time, marked as a replay.
-		w.Header().Set("Idempotent-Replayed", "true")
-	} else {
-		s.m.OrdersCreated.Inc()
-	}
-	writeJSON(w, http.StatusCreated, o)
-}
-
-func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
-	o, err := storeOf(r).Order(r.Context(), chi.URLParam(r, "id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, o)
-}
-
-// intParam parses an optional integer query parameter; an explicit 0 becomes
-// -1 so that Validate rejects it instead of applying the default.
-func intParam(r *http.Request, name string) (int64, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, oms.Invalid(name, "must be a whole number")
-	}
-	if n == 0 && name == "limit" {
-		return -1, nil
-	}
-	return n, nil
-}
-
-func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f := oms.OrderFilter{Status: r.URL.Query().Get("status"), Cursor: r.URL.Query().Get("cursor"), Limit: int(limit)}
-	page, err := storeOf(r).Orders(r.Context(), f)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
-}
-
-func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > 0 {
-		var empty struct{}
-		if err := s.decode(w, r, &empty); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
-	o, err := storeOf(r).CancelOrder(r.Context(), chi.URLParam(r, "id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, o)
-}
-
-func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	after, err := intParam(r, "after")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	limit, err := intParam(r, "limit")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	events, err := storeOf(r).Events(r.Context(), oms.EventFilter{Entity: r.URL.Query().Get("entity"), After: after, Limit: int(limit)})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if events == nil {
-		events = []*oms.Event{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": events})
 }

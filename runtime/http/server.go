@@ -90,11 +90,9 @@ func (s *Server) routeAPI(r chi.Router) {
 			r.Post("/inventory/batches", s.loadInventory)
 			r.Get("/inventory/{location}/{sku}", s.stock)
 			r.Post("/availability", s.availability)
-			r.Post("/orders", s.createOrder)
-			r.Get("/orders", s.listOrders)
-			r.Get("/orders/{id}", s.getOrder)
-			r.Post("/orders/{id}/cancel", s.cancelOrder)
-			r.Get("/events", s.events)
+			s.routeOrders(r)
+			s.routeFulfilments(r)
+			s.routeEvents(r)
 			s.routeWorkflows(r)
 			s.routeWebhooks(r)
 		})
@@ -284,6 +282,23 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 }
 
 func storeOf(r *http.Request) oms.Store { return r.Context().Value(ctxKey{}).(*tenant).store }
+
+// intParam parses an optional integer query parameter; an explicit 0 becomes
+// -1 so that Validate rejects it instead of applying the default.
+func intParam(r *http.Request, name string) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, oms.Invalid(name, "must be a whole number")
+	}
+	if n == 0 && name == "limit" {
+		return -1, nil
+	}
+	return n, nil
+}
 
 // decode reads a strict JSON body into v. The Content-Type is not checked:
 // the body must be valid JSON whatever a client labels it.

@@ -15,9 +15,6 @@ func (s *Server) routeWorkflows(r chi.Router) {
 	r.Put("/workflows/{name}", s.putWorkflow)
 	r.Get("/workflows", s.listWorkflows)
 	r.Get("/workflows/{name}", s.getWorkflow)
-	r.Get("/fulfilments", s.listFulfilments)
-	r.Get("/fulfilments/{id}", s.getFulfilment)
-	r.Post("/events", s.postEvent)
 }
 
 // putWorkflow takes a definition in JSON or YAML (by Content-Type); the name
@@ -82,48 +79,4 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wf)
-}
-
-func (s *Server) listFulfilments(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	q := r.URL.Query()
-	page, err := storeOf(r).Fulfilments(r.Context(), oms.FulfilmentFilter{Location: q.Get("location"), Status: q.Get("status"),
-		Cursor: q.Get("cursor"), Limit: int(limit)})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
-}
-
-func (s *Server) getFulfilment(w http.ResponseWriter, r *http.Request) {
-	f, err := storeOf(r).Fulfilment(r.Context(), chi.URLParam(r, "id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, f)
-}
-
-// postEvent accepts an external event (202): the worker applies it to the
-// order or fulfilment through its workflow, and the event log shows each step.
-func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
-	var req oms.EventRequest
-	if err := s.decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	e, replayed, err := storeOf(r).PostEvent(r.Context(), &req)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if replayed {
-		w.Header().Set("Idempotent-Replayed", "true")
-	}
-	writeJSON(w, http.StatusAccepted, e)
 }

@@ -2,13 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
-	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	oms "github.com/omscloud/omscloud/runtime"
@@ -30,126 +25,9 @@ var _ oms.Store = (*Store)(nil)
 // Pool exposes the account's pool to tests and tools in this module.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// appendEvent writes an event to the log and queues it in the outbox, inside
-// the caller's transaction: the state change and its event commit together.
-func appendEvent(ctx context.Context, tx pgx.Tx, entity, typ string, data any) (*oms.Event, error) {
-	b, err := json.Marshal(data)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", typ, err)
-	}
-	return insertEvent(ctx, tx, newUUID(), entity, typ, b)
-}
-
-// insertEventSQL writes an event ($1 id, $2 entity, $3 type, $4 data), its
-// outbox row and its webhook deliveries ($5: the patterns matching the type).
-const insertEventSQL = `WITH e AS (INSERT INTO events (id, entity, type, data) VALUES ($1, $2, $3, $4)
-		RETURNING seq, created_at),
-	d AS (INSERT INTO webhook_deliveries (webhook_id, event_seq)
-		SELECT w.id, e.seq FROM e, webhooks w WHERE w.enabled AND w.events && $5::text[])
-	INSERT INTO outbox (event_seq, created_at) SELECT seq, created_at FROM e RETURNING event_seq, created_at`
-
-// insertEvent is appendEvent with the id and the encoded data given.
-func insertEvent(ctx context.Context, tx pgx.Tx, id, entity, typ string, b []byte) (*oms.Event, error) {
-	e := &oms.Event{ID: id, Entity: entity, Type: typ, Data: b}
-	// One round trip for every row: the log entry, its outbox marker and a
-	// webhook delivery for each enabled webhook whose events match the type
-	// (with no webhooks, that insert reads an empty table).
-	if err := tx.QueryRow(ctx, insertEventSQL, e.ID, entity, typ, b, oms.MatchingEventPatterns(typ)).Scan(&e.Seq, &e.At); err != nil {
-		return nil, fmt.Errorf("append event %s: %w", typ, err)
-	}
-	return e, nil
-}
-
 // invalidate drops the account's cached answers after stock changed.
 func (s *Store) invalidate(ctx context.Context) {
 	if s.cache != nil {
 		s.cache.Invalidate(ctx, s.account)
 	}
-}
-
-// Events reads the event log.
-func (s *Store) Events(ctx context.Context, f oms.EventFilter) ([]*oms.Event, error) {
-	if err := f.Validate(); err != nil {
-		return nil, err
-	}
-	if id, ok := strings.CutPrefix(f.Entity, "order:"); ok {
-		if _, err := s.Order(ctx, id); err != nil {
-			return nil, err
-		}
-	}
-	rows, err := s.pool.Query(ctx, `SELECT seq, id::text, entity, type, data, created_at FROM events
-		WHERE ($1 = '' OR entity = $1) AND seq > $2 ORDER BY seq LIMIT $3`, f.Entity, f.After, f.Limit)
-	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
-	}
-	events, err := pgx.CollectRows(rows, s.scanEvent)
-	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
-	}
-	return events, nil
-}
-
-func (s *Store) scanEvent(row pgx.CollectableRow) (*oms.Event, error) {
-	e := &oms.Event{Account: s.account}
-	var data []byte
-	if err := row.Scan(&e.Seq, &e.ID, &e.Entity, &e.Type, &data, &e.At); err != nil {
-		return nil, err
-	}
-	e.Data = data
-	return e, nil
-}
-
-// RelayOutbox implements oms.Outbox.
-func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func(context.Context, []*oms.Event) error) (int, error) {
-	var n int
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT e.seq, e.id::text, e.entity, e.type, e.data, e.created_at
-			FROM outbox o JOIN events e ON e.seq = o.event_seq
-			ORDER BY o.event_seq LIMIT $1 FOR UPDATE OF o SKIP LOCKED`, limit)
-		if err != nil {
-			return err
-		}
-		events, err := pgx.CollectRows(rows, s.scanEvent)
-		if err != nil || len(events) == 0 {
-			return err
-		}
-		if err := publish(ctx, events); err != nil {
-			return fmt.Errorf("publish: %w", err)
-		}
-		seqs := make([]int64, len(events))
-		for i, e := range events {
-			seqs[i] = e.Seq
-		}
-		// If this commit fails after the broker confirmed, the events are
-		// published again: consumers deduplicate by event id.
-		if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE event_seq = ANY($1)`, seqs); err != nil {
-			return err
-		}
-		n = len(events)
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("relay outbox of %s: %w", s.account, err)
-	}
-	return n, nil
-}
-
-// OutboxLag implements oms.Outbox.
-func (s *Store) OutboxLag(ctx context.Context) (time.Duration, error) {
-	var secs float64
-	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM outbox`).Scan(&secs); err != nil {
-		return 0, fmt.Errorf("outbox lag of %s: %w", s.account, err)
-	}
-	return time.Duration(secs * float64(time.Second)), nil
-}
-
-// PruneProcessed implements oms.Outbox.
-func (s *Store) PruneProcessed(ctx context.Context, retention time.Duration, limit int) (int, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM processed_messages WHERE id IN (
-		SELECT id FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)`,
-		retention.Seconds(), limit)
-	if err != nil {
-		return 0, fmt.Errorf("prune processed messages of %s: %w", s.account, err)
-	}
-	return int(tag.RowsAffected()), nil
 }

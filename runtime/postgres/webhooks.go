@@ -11,7 +11,7 @@ import (
 	oms "github.com/omscloud/omscloud/runtime"
 )
 
-// Deliveries are queued by appendEvent (store.go) in the transaction that
+// Deliveries are queued by appendEvent (events.go) in the transaction that
 // writes the event; this file manages webhooks and the delivery queue.
 
 const webhookColumns = `name, url, events, enabled, created_at, updated_at`
