@@ -32,6 +32,8 @@ type Resource struct {
 	ParentURN string `json:"-" yaml:"-"`
 	// DependsOn holds the URNs this resource waits for (explicit and through its inputs).
 	DependsOn []string `json:"-" yaml:"-"`
+	// Protected is the resource's protect option: the engine refuses to delete or replace it.
+	Protected bool `json:"-" yaml:"-"`
 }
 
 // Waits reports whether r depends, directly, on the resource of this type and name.

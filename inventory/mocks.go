@@ -34,9 +34,11 @@ func (m *Mocks) Resources() []Resource {
 func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
 	parentURN := ""
 	var deps []string
+	var protected bool
 	if args.RegisterRPC != nil {
 		parentURN = args.RegisterRPC.GetParent()
 		deps = args.RegisterRPC.GetDependencies()
+		protected = args.RegisterRPC.GetProtect()
 	}
 	if strings.Contains(parentURN, "::pulumi:pulumi:Stack::") {
 		parentURN = ""
@@ -50,6 +52,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		URN:       string(m.urn(parentURN, args.TypeToken, args.Name)),
 		ParentURN: parentURN,
 		DependsOn: deps,
+		Protected: protected,
 	})
 	m.mu.Unlock()
 

@@ -116,6 +116,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			MasterCIDR:          cfg.Network.MasterCIDR,
 			PrivateServicesCIDR: cfg.Network.PrivateServicesCIDR,
 			FlowLogs:            cfg.Network.FlowLogs,
+			DeletionProtection:  cfg.DeletionProtection,
 		},
 		Cluster: gke.Args{
 			Name:                     prefix,

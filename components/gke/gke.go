@@ -144,8 +144,10 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, err
 	}
 	clusterArgs.DatabaseEncryption = container.ClusterDatabaseEncryptionArgs{State: pulumi.String("ENCRYPTED"), KeyName: key.ID()}
+	// Protected as well as GKE's own deletionProtection: a change that would replace the cluster fails the preview
+	// rather than the update, when GKE refuses the delete.
 	cluster, err := container.NewCluster(ctx, name, clusterArgs, parent, pulumi.IgnoreChanges([]string{"initialNodeCount"}),
-		pulumi.DependsOn([]pulumi.Resource{grant}))
+		pulumi.DependsOn([]pulumi.Resource{grant}), pulumi.Protect(args.DeletionProtection))
 	if err != nil {
 		return nil, err
 	}

@@ -101,6 +101,15 @@ func TestSecretsEncryptedWithARegionalCMEKKey(t *testing.T) {
 	require.ErrorContains(t, args.Validate(), "ServiceAgent is required")
 }
 
+// A change that would replace the cluster (its network, ranges or control-plane range) fails the preview in
+// production instead of planning a delete that GKE refuses mid-update.
+func TestClusterIsProtectedInProduction(t *testing.T) {
+	assert.True(t, cluster(t, evaluate(t, validArgs())).Protected)
+	args := validArgs()
+	args.DeletionProtection = false
+	assert.False(t, cluster(t, evaluate(t, args)).Protected, "sandbox and a DR teardown may replace or delete it")
+}
+
 func TestDeletionProtectionFollowsArgs(t *testing.T) {
 	args := validArgs()
 	args.DeletionProtection = false

@@ -22,6 +22,8 @@ type Args struct {
 	PrivateServicesCIDR string
 	// FlowLogs samples VPC flow logs on the subnet (production).
 	FlowLogs bool
+	// DeletionProtection protects the VPC, the nodes' subnet and the private services range (production).
+	DeletionProtection bool
 }
 
 // Range names on the subnet, used by the GKE cluster's IP allocation policy.

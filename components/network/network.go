@@ -38,6 +38,10 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, fmt.Errorf("network: %w", err)
 	}
 	parent := pulumi.Composite(inherited...)
+	// The address space everything else lives in: the VPC, the nodes' subnet and the range of Cloud SQL's private
+	// IP. Replacing one takes down every workload and database attached, so in production a change that would do so
+	// fails the preview instead.
+	addressSpace := pulumi.Composite(parent, pulumi.Protect(args.DeletionProtection))
 
 	vpc, err := compute.NewNetwork(ctx, name+"-vpc", &compute.NetworkArgs{
 		Project:               pulumi.String(args.Project),
@@ -46,7 +50,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		RoutingMode:           pulumi.String("REGIONAL"),
 		// The default 0.0.0.0/0 route stays: private nodes reach the internet only through Cloud NAT.
 		Description: pulumi.String("omscloud environment " + args.Name),
-	}, parent)
+	}, addressSpace)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +74,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			Metadata:            pulumi.String("INCLUDE_ALL_METADATA"),
 		}
 	}
-	subnet, err := compute.NewSubnetwork(ctx, name+"-nodes", subnetArgs, parent)
+	subnet, err := compute.NewSubnetwork(ctx, name+"-nodes", subnetArgs, addressSpace)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +119,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		Address:      pulumi.String(psaPrefix.Addr().String()),
 		PrefixLength: pulumi.Int(psaPrefix.Bits()),
 		Network:      vpc.ID(),
-	}, parent)
+	}, addressSpace)
 	if err != nil {
 		return nil, err
 	}

@@ -141,3 +141,22 @@ func TestValidate(t *testing.T) {
 	}, "omscloud", "test", nil, nil)
 	require.Error(t, err, "New validates before declaring anything")
 }
+
+// The private services range holds Cloud SQL's private IP: a day-2 change that would replace it (or the VPC and subnet
+// everything lives in) fails the preview in production.
+func TestAddressSpaceIsProtectedInProduction(t *testing.T) {
+	args := validArgs()
+	args.DeletionProtection = true
+	inv := evaluate(t, args)
+	for _, typ := range []string{"gcp:compute/network:Network", "gcp:compute/subnetwork:Subnetwork", "gcp:compute/globalAddress:GlobalAddress"} {
+		rs := inv.OfType(typ)
+		require.NotEmpty(t, rs, typ)
+		for _, r := range rs {
+			assert.True(t, r.Protected, "%s %s", typ, r.Name)
+		}
+	}
+	args.DeletionProtection = false
+	for _, r := range evaluate(t, args).OfType("gcp:compute/globalAddress:GlobalAddress") {
+		assert.False(t, r.Protected, "sandbox and a DR teardown may delete it")
+	}
+}
