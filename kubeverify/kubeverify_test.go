@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/rabbitmq"
 	"github.com/omscloud/omscloud/components/redis"
 	"github.com/omscloud/omscloud/enginetest"
@@ -274,7 +275,7 @@ func (e *env) createNodes(t *testing.T) {
 				name := fmt.Sprintf("kwok%d-%s-%s-%d", e.id, pool, zone, i)
 				taints := []any{map[string]any{"key": kwokKey, "value": "fake", "effect": "NoSchedule"}}
 				if pool == "stateful" {
-					taints = append(taints, map[string]any{"key": stacks.StatefulTaintKey, "value": "true", "effect": "NoSchedule"})
+					taints = append(taints, map[string]any{"key": gke.StatefulTaint, "value": "true", "effect": "NoSchedule"})
 				}
 				items = append(items, map[string]any{
 					"apiVersion": "v1", "kind": "Node",
@@ -284,7 +285,7 @@ func (e *env) createNodes(t *testing.T) {
 						"labels": map[string]any{
 							"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
 							zoneKey: zone, "topology.kubernetes.io/region": zone[:strings.LastIndex(zone, "-")],
-							stacks.PoolLabelKey: pool, "type": "kwok", testMark: "true",
+							gke.PoolLabel: pool, "type": "kwok", testMark: "true",
 						},
 					},
 					"spec": map[string]any{"taints": taints},

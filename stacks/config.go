@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/regions"
 )
 
@@ -236,7 +237,7 @@ func Defaults(environment string) Config {
 			MasterCIDR: "172.16.0.0/28", PrivateServicesCIDR: "10.30.0.0/16",
 		},
 		GKE:         GKEConfig{ReleaseChannel: "REGULAR"},
-		Edge:        EdgeConfig{Provider: "gcp"},
+		Edge:        EdgeConfig{Provider: edge.GCP},
 		Runtime:     RuntimeConfig{ActiveColor: "blue"},
 		Maintenance: Maintenance{Days: []string{"saturday", "sunday"}, StartHourUTC: 2, DurationHours: 6},
 		Database:    DatabaseConfig{Version: "POSTGRES_16"},

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/omscloud/omscloud/components/backup"
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/environment"
 	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/regions"
@@ -267,7 +268,7 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		ov := Overrides{EdgeAddress: out.DRAddress, CertificateMap: out.CertificateMap, DatabaseSuffix: generation.Hex,
 			AdoptKeys: true, Teardown: settings.teardown}
 		switch {
-		case cfg.Edge.Provider == "cloudflare":
+		case cfg.Edge.Provider == edge.Cloudflare:
 			ov.TunnelToken = primary.GetStringOutput(pulumi.String(OutputDRTunnelToken))
 		case out.CertificateMap == "":
 			return fmt.Errorf("the primary stack %s exports no %s: its edge predates Certificate Manager, and the DR load balancer would serve no certificate. Run `pulumi up` on %s first",

@@ -67,9 +67,9 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 	if err != nil {
 		return nil, err
 	}
-	connectorOnly := cfg.Edge.Provider == "cloudflare" && ov.TunnelToken != nil
+	connectorOnly := cfg.Edge.Provider == edge.Cloudflare && ov.TunnelToken != nil
 	var cloudflareProvider pulumi.ProviderResource
-	if cfg.Edge.Provider == "cloudflare" && !connectorOnly {
+	if cfg.Edge.Provider == edge.Cloudflare && !connectorOnly {
 		// The API token comes from the secret `cloudflare:apiToken` or, when unset, CLOUDFLARE_API_TOKEN.
 		cfArgs := &cloudflare.ProviderArgs{}
 		if token, ok := ctx.GetConfig("cloudflare:apiToken"); ok {
@@ -133,8 +133,8 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			Labels:             labels,
 			AdoptKeys:          ov.AdoptKeys,
 			Pools: []gke.PoolArgs{
-				pool("web", cfg.Sizing.Web, nil),
-				pool("stateful", cfg.Sizing.Stateful, []gke.Taint{{Key: StatefulTaintKey, Value: "true", Effect: "NO_SCHEDULE"}}),
+				pool(gke.WebPool, cfg.Sizing.Web, nil),
+				pool(gke.StatefulPool, cfg.Sizing.Stateful, []gke.Taint{{Key: gke.StatefulTaint, Value: "true", Effect: "NO_SCHEDULE"}}),
 			},
 			Images: releaseImages(cfg.Runtime),
 		},
@@ -274,12 +274,6 @@ func edgeGCP(cfg *Config, ov Overrides) edge.GCPArgs {
 	return g
 }
 
-// Node labels and taints the workloads select on.
-const (
-	PoolLabelKey     = "omscloud.io/pool"
-	StatefulTaintKey = "omscloud.io/stateful"
-)
-
 func pool(name string, size NodePoolSize, taints []gke.Taint) gke.PoolArgs {
 	return gke.PoolArgs{
 		Name:            name,
@@ -287,7 +281,7 @@ func pool(name string, size NodePoolSize, taints []gke.Taint) gke.PoolArgs {
 		MinNodesPerZone: size.MinNodesPerZone,
 		MaxNodesPerZone: size.MaxNodesPerZone,
 		DiskSizeGB:      size.DiskSizeGB,
-		Labels:          map[string]string{PoolLabelKey: name},
+		Labels:          map[string]string{gke.PoolLabel: name},
 		Taints:          taints,
 	}
 }

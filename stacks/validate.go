@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/omscloud/omscloud/components/backup"
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/regions"
 )
@@ -305,9 +306,9 @@ func (c *Config) validateDatabase(v *validator, regionOK bool) {
 func (c *Config) validateEdge(v *validator) {
 	e := &c.Edge
 	switch e.Provider {
-	case "gcp":
+	case edge.GCP:
 		c.validateEdgeDNS(v)
-	case "cloudflare":
+	case edge.Cloudflare:
 		if e.DNS != (EdgeDNSConfig{}) {
 			v.add("edge.dns", "is set with edge.provider cloudflare, whose records live in the Cloudflare zone (edge.cloudflare.zoneId): remove it")
 		}

@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
@@ -407,7 +408,7 @@ func activateDR(ctx context.Context, o drOptions) (*Timeline, error) {
 		}
 	}
 
-	if fmt.Sprint(result.Outputs["edgeProvider"].Value) == "cloudflare" {
+	if fmt.Sprint(result.Outputs["edgeProvider"].Value) == edge.Cloudflare {
 		return tl, cloudflareCutover(ctx, tl, r.o, r.primary, r.progress)
 	}
 	return tl, gcpCutover(ctx, tl, r.o, result, r.primary, r.progress)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
@@ -56,7 +57,7 @@ validated, and planned offline, before it is written; nothing is written when an
 	f.StringVar(&o.region, "region", "", "the region's catalog id (au, eu, sg, us)")
 	f.StringVar(&o.environment, "environment", stacks.Production, "production or sandbox")
 	f.StringSliceVar(&o.accounts, "accounts", nil, "the tenant's account ids (default <name>-main)")
-	f.StringVar(&o.edge, "edge", "gcp", "gcp (HTTPS load balancer) or cloudflare (Zero Trust tunnel)")
+	f.StringVar(&o.edge, "edge", edge.GCP, edge.GCP+" (HTTPS load balancer) or "+edge.Cloudflare+" (Zero Trust tunnel)")
 	f.StringVar(&o.domain, "domain", "", "the DNS name the tenant's OMS is served on (default oms.<name>.example.com)")
 	f.StringVar(&o.dnsZone, "dns-zone", "", "the Cloud DNS managed zone (its name) serving the domain, with --edge gcp: omscloud writes the A records and certificate authorizations there")
 	f.StringVar(&o.dnsProject, "dns-project", "", "the project holding --dns-zone, when it is not the tenant's")
@@ -156,7 +157,7 @@ func runTenantNew(stdout, stderr io.Writer, dir string, o *tenantOptions) error 
 	if c.Edge.Domain == "" {
 		c.Edge.Domain = "oms." + o.name + ".example.com"
 	}
-	if o.edge == "cloudflare" {
+	if o.edge == edge.Cloudflare {
 		c.Edge.Cloudflare = &tenantCloudflare{AccountID: o.cloudflareAccount, ZoneID: o.cloudflareZone}
 	}
 	if o.dnsZone != "" || o.dnsProject != "" {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/internal/kube"
 	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/regions"
@@ -26,7 +27,6 @@ var Tiers = []string{Hourly, Weekly, Monthly}
 
 // Defaults.
 const (
-	DefaultNamespace = "oms"
 	// Schedules run outside the default maintenance window (Saturday and Sunday 02:00-08:00 UTC) where they can;
 	// each tier at its own minute so two dumps never start together.
 	DefaultHourlySchedule  = "7 * * * *"
@@ -210,7 +210,7 @@ func MediaBucketName(project, name string) string { return project + "-" + name 
 // withDefaults returns a copy with every unset option at its production default.
 func (a Args) withDefaults() Args {
 	if a.Runtime.Namespace == "" {
-		a.Runtime.Namespace = DefaultNamespace
+		a.Runtime.Namespace = omsruntime.DefaultNamespace
 	}
 	if a.Bucket.Name == "" {
 		a.Bucket.Name = BucketName(a.Project, a.Name)
@@ -255,7 +255,7 @@ func (a Args) withDefaults() Args {
 		j.HourlyDeadlineSeconds = 3000
 	}
 	if a.Runtime.NodeSelector == nil {
-		a.Runtime.NodeSelector = map[string]string{kube.StatefulPoolLabel: "web"}
+		a.Runtime.NodeSelector = map[string]string{gke.PoolLabel: gke.WebPool}
 	}
 	return a
 }

@@ -7,22 +7,15 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/internal/kube"
+	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/regions"
-)
-
-// Edge modes (edge.GCP, edge.Cloudflare).
-const (
-	GCP        = "gcp"
-	Cloudflare = "cloudflare"
 )
 
 // Defaults.
 const (
-	DefaultNamespace = "oms"
-	// servicePort is the runtime's public Service port (edge.ServicePort).
-	servicePort = 80
-	nameMax     = 30
+	nameMax = 30
 	// maxEgressAddresses bounds the reserved NAT addresses (Cloud NAT takes many more, customers whitelist few).
 	maxEgressAddresses = 8
 )
@@ -82,16 +75,16 @@ var (
 // DefaultDROrigin is the DR environment's runtime Service: the DR spin-up names everything "<name>-dr", so the
 // Service is "<name>-dr-web" (edge.ServiceName of the DR prefix).
 func DefaultDROrigin(name, namespace string) string {
-	return fmt.Sprintf("http://%s:%d", kube.ServiceFQDN(name+"-dr-web", namespace), servicePort)
+	return fmt.Sprintf("http://%s:%d", kube.ServiceFQDN(name+"-dr-web", namespace), omsruntime.ServicePort)
 }
 
 func (a Args) withDefaults() Args {
 	c := &a.Cloudflare
 	if c.Namespace == "" {
-		c.Namespace = DefaultNamespace
+		c.Namespace = omsruntime.DefaultNamespace
 	}
 	if c.HealthPath == "" {
-		c.HealthPath = "/readyz"
+		c.HealthPath = omsruntime.ReadyPath
 	}
 	if a.DROrigin == "" {
 		a.DROrigin = DefaultDROrigin(a.Name, c.Namespace)
@@ -129,11 +122,11 @@ func (a *Args) Validate() error {
 		add("EgressAddresses is %d: reserve 0 to %d", d.EgressAddresses, maxEgressAddresses)
 	}
 	switch d.Edge {
-	case GCP:
-	case Cloudflare:
+	case edge.GCP:
+	case edge.Cloudflare:
 		errs = append(errs, d.validateCloudflare()...)
 	default:
-		add("Edge %q: use %q (reserve the DR load balancer's IP) or %q (DR tunnel and pool)", d.Edge, GCP, Cloudflare)
+		add("Edge %q: use %q (reserve the DR load balancer's IP) or %q (DR tunnel and pool)", d.Edge, edge.GCP, edge.Cloudflare)
 	}
 	errs = append(errs, kube.ValidateLabels("Labels", d.Labels)...)
 	if err := errors.Join(errs...); err != nil {

@@ -14,6 +14,7 @@ package dr
 
 import (
 	"fmt"
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/internal/child"
 	"slices"
 
@@ -68,9 +69,9 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	d.DRTunnelToken = pulumi.ToSecret(empty).(pulumi.StringOutput)
 
 	switch a.Edge {
-	case GCP:
+	case edge.GCP:
 		err = reserveIngress(ctx, name, &a, d, append(slices.Clone(child), protect))
-	case Cloudflare:
+	case edge.Cloudflare:
 		err = declareTunnel(ctx, name, &a, d, append(slices.Clone(child), protect))
 	}
 	if err != nil {

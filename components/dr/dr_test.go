@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/omscloud/omscloud/components/dr"
+	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/inventory"
 	"github.com/omscloud/omscloud/policy"
 	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
@@ -26,13 +27,13 @@ const (
 func gcpArgs() dr.Args {
 	return dr.Args{
 		Name: "oms-prod-eu", Project: "omscloud-prod-eu", Region: "europe-west1", DRRegion: "europe-west4",
-		Edge: dr.GCP, DeletionProtection: true, Labels: map[string]string{"environment": "production"},
+		Edge: edge.GCP, DeletionProtection: true, Labels: map[string]string{"environment": "production"},
 	}
 }
 
 func cloudflareArgs() dr.Args {
 	a := gcpArgs()
-	a.Name, a.Edge = "acme-prod-eu", dr.Cloudflare
+	a.Name, a.Edge = "acme-prod-eu", edge.Cloudflare
 	a.Cloudflare = dr.CloudflareArgs{
 		AccountID: accountID,
 		Hostnames: []string{"oms.acme.example.com", "api.acme.example.com"},
@@ -262,7 +263,7 @@ func TestValidate(t *testing.T) {
 			assert.True(t, strings.HasPrefix(err.Error(), "dr: "))
 		})
 	}
-	crossBorder := dr.Args{Name: "oms-prod-sg", Project: "p", Region: "asia-southeast1", DRRegion: "asia-southeast2", Edge: dr.GCP}
+	crossBorder := dr.Args{Name: "oms-prod-sg", Project: "p", Region: "asia-southeast1", DRRegion: "asia-southeast2", Edge: edge.GCP}
 	require.Error(t, crossBorder.Validate(), "Jakarta is outside Singapore")
 	crossBorder.AllowCrossBorder = true
 	assert.NoError(t, crossBorder.Validate(), "acknowledged by the stack")

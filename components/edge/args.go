@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/internal/kube"
+	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -22,11 +24,6 @@ const (
 
 // Defaults.
 const (
-	DefaultNamespace  = "oms"
-	DefaultTargetPort = 8080
-	DefaultHealthPath = "/readyz"
-	// ServicePort is the port of the runtime's public Service; the NEG annotation exposes it.
-	ServicePort = 80
 	// DefaultCloudflaredImage is the connector, pinned to a released version.
 	DefaultCloudflaredImage = "cloudflare/cloudflared:2025.8.1"
 	DefaultReplicas         = 2
@@ -41,8 +38,6 @@ const (
 	DefaultRateLimitSeconds = 60
 	// NEGAnnotationKey is the Service annotation by which GKE creates standalone NEGs.
 	NEGAnnotationKey = "cloud.google.com/neg"
-	// poolLabel mirrors stacks.PoolLabelKey, the node label of the GKE node pools.
-	poolLabel = "omscloud.io/pool"
 	// nameMax keeps every derived name ("<Name>-cloudflared-token", "<Name>-<8 hex>") within its limit.
 	nameMax = 30
 	// recordTTL is Cloud DNS's default: also how long resolvers may keep the primary's address after a DR switch.
@@ -189,7 +184,7 @@ func NEGName(name, color string) string { return name + "-web-" + color + "-neg"
 // load balancer references are exactly those GKE creates.
 func NEGAnnotation(name, color string) string {
 	b, _ := json.Marshal(map[string]any{
-		"exposed_ports": map[string]any{strconv.Itoa(ServicePort): map[string]string{"name": NEGName(name, color)}},
+		"exposed_ports": map[string]any{strconv.Itoa(omsruntime.ServicePort): map[string]string{"name": NEGName(name, color)}},
 	})
 	return string(b)
 }
@@ -204,16 +199,16 @@ func ConnectorSelector(name string) map[string]string {
 func (a Args) withDefaults() Args {
 	b := &a.Backend
 	if b.Namespace == "" {
-		b.Namespace = DefaultNamespace
+		b.Namespace = omsruntime.DefaultNamespace
 	}
 	if b.ServiceName == "" {
 		b.ServiceName = ServiceName(a.Name)
 	}
 	if b.TargetPort == 0 {
-		b.TargetPort = DefaultTargetPort
+		b.TargetPort = omsruntime.Port
 	}
 	if b.HealthPath == "" {
-		b.HealthPath = DefaultHealthPath
+		b.HealthPath = omsruntime.ReadyPath
 	}
 	colors := make(map[string]ColorBackend, len(b.Colors))
 	for color, c := range b.Colors {
@@ -256,7 +251,7 @@ func (a Args) withDefaults() Args {
 		c.Image = DefaultCloudflaredImage
 	}
 	if c.NodeSelector == nil {
-		c.NodeSelector = map[string]string{poolLabel: "web"}
+		c.NodeSelector = map[string]string{gke.PoolLabel: gke.WebPool}
 	}
 	if len(c.CheckRegions) == 0 {
 		c.CheckRegions = checkRegions(a.Region)

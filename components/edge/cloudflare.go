@@ -5,6 +5,7 @@ import (
 
 	"github.com/omscloud/omscloud/components/internal/cftunnel"
 	"github.com/omscloud/omscloud/components/internal/kube"
+	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -41,7 +42,7 @@ func newCloudflare(ctx *pulumi.Context, name string, a *Args, e *Edge, opts []pu
 	zone := pulumi.String(c.ZoneID)
 	primary := a.Hostnames[0]
 
-	origin := fmt.Sprintf("http://%s:%d", kube.ServiceFQDN(a.Backend.ServiceName, a.Backend.Namespace), ServicePort)
+	origin := fmt.Sprintf("http://%s:%d", kube.ServiceFQDN(a.Backend.ServiceName, a.Backend.Namespace), omsruntime.ServicePort)
 	tunnel, err := cftunnel.NewTunnel(ctx, name, cftunnel.TunnelArgs{
 		AccountID: c.AccountID, Name: a.Name, Hostnames: a.Hostnames, Origin: origin,
 	}, opts)

@@ -20,9 +20,6 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// Namespace holds the runtime and its in-cluster data tier; it enforces the restricted Pod Security level.
-const Namespace = "oms"
-
 // Args holds each component's arguments; New fills in the wiring between them.
 type Args struct {
 	Network network.Args
@@ -103,7 +100,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	ns, err := corev1.NewNamespace(ctx, name+"-ns", &corev1.NamespaceArgs{
 		Metadata: metav1.ObjectMetaArgs{
-			Name: pulumi.String(Namespace),
+			Name: pulumi.String(omsruntime.DefaultNamespace),
 			Labels: pulumi.StringMap{
 				"pod-security.kubernetes.io/enforce": pulumi.String("restricted"),
 				"pod-security.kubernetes.io/audit":   pulumi.String("restricted"),
@@ -119,21 +116,21 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	runtimeName := args.Runtime.Name
 	clients := omsruntime.ClientSelector(runtimeName)
 	redisArgs := args.Redis
-	redisArgs.Namespace, redisArgs.ClientSelector = Namespace, clients
+	redisArgs.Namespace, redisArgs.ClientSelector = omsruntime.DefaultNamespace, clients
 	cache, err := redis.New(ctx, name+"-redis", &redisArgs, inCluster...)
 	if err != nil {
 		return nil, err
 	}
 	mqArgs := args.RabbitMQ
-	mqArgs.Namespace, mqArgs.ClientSelector = Namespace, clients
+	mqArgs.Namespace, mqArgs.ClientSelector = omsruntime.DefaultNamespace, clients
 	mq, err := rabbitmq.New(ctx, name+"-rabbitmq", &mqArgs, inCluster...)
 	if err != nil {
 		return nil, err
 	}
 
-	cloudflareMode := args.Edge.Provider == "cloudflare"
+	cloudflareMode := args.Edge.Provider == edge.Cloudflare
 	rtArgs := args.Runtime
-	rtArgs.Namespace = Namespace
+	rtArgs.Namespace = omsruntime.DefaultNamespace
 	rtArgs.Database.Host, rtArgs.Database.Instance, rtArgs.Database.ServerCA = db.PrivateIP, db.InstanceName, db.ServerCA
 	rtArgs.Database.AccountPrefix = postgres.AccountPrefix
 	rtArgs.Database.Accounts = map[string]pulumi.StringInput{}
@@ -191,7 +188,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		// which is how the switch, an update targeted at the DR component and its dependents, reaches them.
 		edgeArgs.GCP.DNS.Target = site.DRIPAddress
 	}
-	edgeArgs.Backend.Namespace = Namespace
+	edgeArgs.Backend.Namespace = omsruntime.DefaultNamespace
 	edgeArgs.Backend.ServiceName = omsruntime.ServiceName(runtimeName)
 	edgeArgs.Backend.PodSelector = omsruntime.WebSelector(runtimeName)
 	// GKE creates each color's NEGs from the color's Service: the edge looks them up once the Service exists, and

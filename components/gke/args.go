@@ -135,3 +135,13 @@ func (a *Args) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// The node pools every environment runs and how workloads find them: each pool labels its nodes PoolLabel=<pool
+// name>, and the stateful pool is tainted StatefulTaint=true:NoSchedule so only Redis and RabbitMQ (which tolerate
+// it) land there.
+const (
+	PoolLabel     = "omscloud.io/pool"
+	StatefulTaint = "omscloud.io/stateful"
+	WebPool       = "web"
+	StatefulPool  = "stateful"
+)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/internal/kube"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -30,6 +31,10 @@ const (
 	Port = 8080
 	// ServicePort is the public and preview Services' port.
 	ServicePort = 80
+	// ReadyPath answers 200 while a pod may take traffic (the readiness probe, load-balancer and tunnel health
+	// checks); HealthPath while the process is alive.
+	ReadyPath  = "/readyz"
+	HealthPath = "/healthz"
 	// nameMax leaves room for "-runtime" in the GCP service account id (6-30 characters).
 	nameMax = 20
 )
@@ -85,7 +90,7 @@ type Args struct {
 	NEGAnnotations map[string]string
 	// Zones are the environment's zones; the pods spread over topology.kubernetes.io/zone with max skew 1.
 	Zones []string
-	// NodeSelector places web and worker pods (default {"omscloud.io/pool": "web"}).
+	// NodeSelector places web and worker pods (default gke.PoolLabel: gke.WebPool).
 	NodeSelector map[string]string
 	// Labels are added to every Kubernetes object.
 	Labels map[string]string
@@ -272,7 +277,7 @@ func (a Args) withDefaults() Args {
 		a.Ingress.LoadBalancerCIDRs = []string{"35.191.0.0/16", "130.211.0.0/22"}
 	}
 	if a.NodeSelector == nil {
-		a.NodeSelector = map[string]string{kube.StatefulPoolLabel: "web"}
+		a.NodeSelector = map[string]string{gke.PoolLabel: gke.WebPool}
 	}
 	return a
 }
@@ -508,7 +513,7 @@ func (a *Args) Validate() error {
 		}
 	}
 	if len(d.NodeSelector) == 0 {
-		add("NodeSelector is empty: the runtime runs on the web node pool ({%q: \"web\"})", kube.StatefulPoolLabel)
+		add("NodeSelector is empty: the runtime runs on the web node pool ({%q: %q})", gke.PoolLabel, gke.WebPool)
 	}
 	errs = append(errs, kube.ValidateLabels("Labels", d.Labels)...)
 	if _, ok := d.Labels[ColorLabel]; ok {

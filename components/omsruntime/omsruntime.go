@@ -521,8 +521,8 @@ func (d *deployer) serving(c corev1.ContainerArgs) corev1.ContainerArgs {
 		Name: pulumi.String("http"), ContainerPort: pulumi.Int(Port), Protocol: pulumi.String("TCP"),
 	}}
 	// Up to 60 s to connect to the data tier before liveness applies.
-	c.StartupProbe = httpProbe("/healthz", 2, 2, 30)
-	c.ReadinessProbe = httpProbe("/readyz", 5, 3, 2)
+	c.StartupProbe = httpProbe(HealthPath, 2, 2, 30)
+	c.ReadinessProbe = httpProbe(ReadyPath, 5, 3, 2)
 	c.LivenessProbe = httpProbe("/healthz", 10, 3, 3)
 	// Kubernetes removes the endpoint and SIGTERMs concurrently: keep serving until kube-proxy and the NEG have
 	// dropped the pod, then the runtime drains within ShutdownGraceSeconds.

@@ -11,6 +11,8 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/omscloud/omscloud/components/gke"
+
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
@@ -24,11 +26,8 @@ const (
 	HostnameKey = "kubernetes.io/hostname"
 	// DefaultStorageClass is GKE's pd-ssd CSI class; it binds volumes in the zone the pod is scheduled to.
 	DefaultStorageClass = "premium-rwo"
-	// StatefulPoolLabel and StatefulTaint mirror the GKE stateful node pool (stacks.PoolLabelKey/StatefulTaintKey).
-	StatefulPoolLabel = "omscloud.io/pool"
-	StatefulTaint     = "omscloud.io/stateful"
-	PartOf            = "omscloud"
-	ManagedBy         = "pulumi"
+	PartOf              = "omscloud"
+	ManagedBy           = "pulumi"
 )
 
 // Toleration lets pods onto a tainted node pool. Effect is a Kubernetes effect: NoSchedule, PreferNoSchedule or
@@ -52,8 +51,8 @@ type Placement struct {
 // StatefulPool is the placement on the GKE stateful node pool.
 func StatefulPool() Placement {
 	return Placement{
-		NodeSelector: map[string]string{StatefulPoolLabel: "stateful"},
-		Tolerations:  []Toleration{{Key: StatefulTaint, Value: "true", Effect: "NoSchedule"}},
+		NodeSelector: map[string]string{gke.PoolLabel: gke.StatefulPool},
+		Tolerations:  []Toleration{{Key: gke.StatefulTaint, Value: "true", Effect: "NoSchedule"}},
 	}
 }
 
