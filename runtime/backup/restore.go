@@ -470,7 +470,18 @@ func switchDatabase(ctx context.Context, conn *pgx.Conn, tmp, name, stamp string
 	}
 	old := ""
 	if exists {
+		// Two restores within one second share a stamp: the second keeps its replaced copy under the next free name.
 		old = restoreName(name, "_old_"+stamp)
+		for i := 2; ; i++ {
+			taken, err := databaseExists(ctx, conn, old)
+			if err != nil {
+				return "", err
+			}
+			if !taken {
+				break
+			}
+			old = restoreName(name, fmt.Sprintf("_old_%s_%d", stamp, i))
+		}
 		if err := renameDatabase(ctx, conn, name, old); err != nil {
 			return "", err
 		}
