@@ -64,8 +64,7 @@ Activation repeats: after dr deactivate, the next activation adopts the KMS keys
 its Cloud SQL instance for a new generation (a deleted instance's name stays taken for up to a week).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, _ := cmd.Flags().GetString("dir")
-			projectDir, err := stacks.FindProjectDir(dir)
+			projectDir, err := projectDirOf(cmd)
 			if err != nil {
 				return err
 			}
@@ -96,8 +95,7 @@ its Cloud SQL instance for a new generation (a deleted instance's name stays tak
 		Short: "Show whether <stack>-dr exists, its last update and size, and the primary's state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, _ := cmd.Flags().GetString("dir")
-			projectDir, err := stacks.FindProjectDir(dir)
+			projectDir, err := projectDirOf(cmd)
 			if err != nil {
 				return err
 			}
@@ -127,8 +125,7 @@ its Cloud SQL instance for a new generation (a deleted instance's name stays tak
             The KMS key rings and keys stay in GCP, which never deletes them: the next activation adopts them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, _ := cmd.Flags().GetString("dir")
-			projectDir, err := stacks.FindProjectDir(dir)
+			projectDir, err := projectDirOf(cmd)
 			if err != nil {
 				return err
 			}

@@ -27,8 +27,7 @@ change, and the bucket and its archives stay where they are. The new file is val
 is written. The next pulumi up ` + effect + `; no bucket, key, secret or database changes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, _ := cmd.Flags().GetString("dir")
-			projectDir, err := stacks.FindProjectDir(dir)
+			projectDir, err := projectDirOf(cmd)
 			if err != nil {
 				return err
 			}

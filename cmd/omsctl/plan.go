@@ -28,8 +28,7 @@ values are shown as [secret] and never decrypted. A config with problems exits n
 			if format != "text" && format != "json" {
 				return fmt.Errorf("--format %q: use text or json", format)
 			}
-			dir, _ := cmd.Flags().GetString("dir")
-			projectDir, err := stacks.FindProjectDir(dir)
+			projectDir, err := projectDirOf(cmd)
 			if err != nil {
 				return err
 			}

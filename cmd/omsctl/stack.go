@@ -63,8 +63,7 @@ func newStackCmds() []*cobra.Command {
 
 // selectStack validates the stack's config offline, then creates or selects it with the inline program.
 func selectStack(cmd *cobra.Command, stack, backend, pulumiRoot string) (auto.Stack, error) {
-	dir, _ := cmd.Flags().GetString("dir")
-	projectDir, err := stacks.FindProjectDir(dir)
+	projectDir, err := projectDirOf(cmd)
 	if err != nil {
 		return auto.Stack{}, err
 	}
@@ -94,4 +93,10 @@ func selectStack(cmd *cobra.Command, stack, backend, pulumiRoot string) (auto.St
 		return auto.Stack{}, fmt.Errorf("stack %s: %w", stack, err)
 	}
 	return s, nil
+}
+
+// projectDirOf is the project directory the command's --dir flag names or lies under.
+func projectDirOf(cmd *cobra.Command) (string, error) {
+	dir, _ := cmd.Flags().GetString("dir")
+	return stacks.FindProjectDir(dir)
 }
