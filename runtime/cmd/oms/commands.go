@@ -100,7 +100,9 @@ func work(ctx context.Context, cfg *config, log *slog.Logger) error {
 	h := omshttp.New(omshttp.Options{Metrics: m, Checks: checks, Logger: log})
 	return listenAndServe(ctx, cfg, log, h, nil, func(ctx context.Context) error {
 		if cfg.BackupURL != "" {
-			go func() { _ = worker.WatchBackups(ctx, worker.BackupWatchOptions{URL: cfg.BackupURL, Metrics: m, Logger: log}) }()
+			go func() {
+				_ = worker.WatchBackups(ctx, worker.BackupWatchOptions{URL: cfg.BackupURL, Metrics: m, Logger: log})
+			}()
 		}
 		return runWorker(ctx, log, reg, m, publisher, broker, proc, cfg.Concurrency, cfg.Webhooks.dispatcher(reg, m, log))
 	})
