@@ -33,6 +33,8 @@ const (
 	Port = 8080
 	// ServicePort is the public and preview Services' port.
 	ServicePort = 80
+	// PortName names Port in the pods (probes, Services and the metrics collection refer to it).
+	PortName = "http"
 	// nameMax leaves room for "-runtime" in the GCP service account id (6-30 characters).
 	nameMax = 20
 )
@@ -76,6 +78,9 @@ type Args struct {
 	Redis    RedisArgs
 	// AMQPURL is the RabbitMQ URL with credentials (secret; rabbitmq.AmqpURL).
 	AMQPURL pulumi.StringInput
+	// BackupURL ("gs://<bucket>", optional) is where the worker lists backups to export each tier's newest archive
+	// for the freshness alerts (components/observability); the backup component grants the listing.
+	BackupURL string
 
 	Smoke   SmokeArgs
 	Ingress IngressArgs

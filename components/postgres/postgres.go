@@ -59,6 +59,9 @@ func SecretID(name, account string) string { return name + "-db-" + account }
 
 const cloudSQLService = "sqladmin.googleapis.com"
 
+// InstanceName is the Cloud SQL instance's name (its monitoring database_id is "<project>:<name>").
+func InstanceName(name string) string { return name + "-pg" }
+
 // New declares the instance and the accounts' databases.
 func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Postgres, error) {
 	if err := args.Validate(); err != nil {
@@ -98,7 +101,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	instance, err := sql.NewDatabaseInstance(ctx, name+"-instance", &sql.DatabaseInstanceArgs{
 		Project:           project,
-		Name:              pulumi.String(a.Name + "-pg"),
+		Name:              pulumi.String(InstanceName(a.Name)),
 		Region:            pulumi.String(a.Region),
 		DatabaseVersion:   pulumi.String(a.Version),
 		EncryptionKeyName: key.ID(),
