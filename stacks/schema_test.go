@@ -12,9 +12,9 @@ import (
 func TestSchemaIsTheConfigType(t *testing.T) {
 	assert.Equal(t, []string{
 		"environment", "region", "project", "tenancy", "tenant", "accounts", "zones", "network", "gke", "sizing",
-		"database", "edge", "runtime", "dr", "maintenance", "labels", "deletionProtection",
+		"database", "edge", "runtime", "dr", "maintenance", "observability", "labels", "deletionProtection",
 	}, Keys)
-	for _, k := range []string{"accounts", "zones", "network", "sizing", "edge", "runtime", "dr", "labels", "database"} {
+	for _, k := range []string{"accounts", "zones", "network", "sizing", "edge", "runtime", "dr", "labels", "database", "observability"} {
 		assert.True(t, structured(k), k)
 	}
 	for _, k := range []string{"environment", "region", "deletionProtection"} {
