@@ -80,6 +80,7 @@ func All() []Policy {
 		residency(),
 		drRegionCold(),
 		apiDependencies(),
+		alerting(),
 	}
 }
 
