@@ -388,3 +388,14 @@ func TestRulesOnPromtool(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryAlertHasARunbook: each alert's documentation links a section of the component's README.
+func TestEveryAlertHasARunbook(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	groups, err := rules.For(testParams(rules.Production()))
+	require.NoError(t, err)
+	for _, r := range rules.All(groups) {
+		assert.Contains(t, string(readme), "\n### "+r.Name+"\n", "README.md has a runbook for %s (anchor #%s)", r.Name, r.Runbook)
+	}
+}
