@@ -435,11 +435,16 @@ func (r Rule) PromDuration() string {
 // Prometheus' rule groups take the same so a test and production see the same timing.
 const EvaluationInterval = 30 * time.Second
 
-// PrometheusYAML renders the groups as a Prometheus rule file.
+// PrometheusYAML renders the groups as a Prometheus rule file evaluated every EvaluationInterval.
 func PrometheusYAML(groups []Group) ([]byte, error) {
+	return PrometheusYAMLEvery(groups, EvaluationInterval)
+}
+
+// PrometheusYAMLEvery renders the groups evaluated every interval (a local end-to-end test evaluates every second).
+func PrometheusYAMLEvery(groups []Group, interval time.Duration) ([]byte, error) {
 	f := promRuleFile{}
 	for _, g := range groups {
-		pg := promGroup{Name: g.Name, Interval: promDuration(EvaluationInterval)}
+		pg := promGroup{Name: g.Name, Interval: promDuration(interval)}
 		for _, r := range g.Rules {
 			pg.Rules = append(pg.Rules, promRule{Alert: r.Name, Expr: r.Expr, For: r.PromDuration(), Labels: r.Labels(),
 				Annotations: map[string]string{"summary": r.Summary, "runbook": RunbookURL + r.Runbook}})
