@@ -39,7 +39,12 @@ func TestProductionHasEveryClassAndSandboxIsLighter(t *testing.T) {
 		assert.Contains(t, []string{rules.Page, rules.Ticket}, r.Severity, r.Name)
 		assert.NotEmpty(t, r.Summary, r.Name)
 		assert.Equal(t, strings.ToLower(r.Name), r.Runbook, r.Name)
+		// Cloud Monitoring takes the name as the condition's alertRule, which "must be a valid Prometheus label name",
+		// and evaluates every multiple of 30s (pulumi-gcp v7 AlertPolicyConditionConditionPrometheusQueryLanguage).
+		assert.Regexp(t, `^[a-zA-Z_][a-zA-Z0-9_]*$`, r.Name)
+		assert.Zero(t, r.For%time.Second, "%s: for is whole seconds", r.Name)
 	}
+	assert.Zero(t, rules.EvaluationInterval%(30*time.Second), "Cloud Monitoring evaluates PromQL conditions every multiple of 30s")
 	assert.ElementsMatch(t, rules.Classes, slices.Collect(maps.Keys(classes)), "production raises every class of alert")
 
 	byName := func(gs []rules.Group, name string) rules.Rule {
