@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omscloud/omscloud/components/environment"
 	"github.com/omscloud/omscloud/components/observability"
 	"github.com/omscloud/omscloud/components/observability/rules"
+	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/omscloud/omscloud/regions"
 )
 
@@ -475,4 +477,14 @@ func (v *validator) err() error {
 	}
 	sort.SliceStable(v.errors, func(i, j int) bool { return v.errors[i].Key < v.errors[j].Key })
 	return &ValidationError{Stack: v.stack, Errors: v.errors}
+}
+
+// AlertParams are the alert rules' parameters of the deployed environment, selectors included: what the stack's
+// alert policies evaluate, for tools that query its metrics (omsctl status).
+func (c *Config) AlertParams() rules.Params {
+	prefix := c.NamePrefix()
+	return observability.ParamsOf(observability.Args{
+		Name: prefix, Project: c.Project, Namespace: environment.Namespace, Hostnames: c.Edge.Hostnames,
+		DatabaseInstance: postgres.InstanceName(prefix), Thresholds: c.thresholds(),
+	})
 }
