@@ -115,6 +115,8 @@ var (
 
 // gcpLabelFields hold GCP labels wherever they appear; "labels" counts only at the top level, since nested
 // "labels" (a node pool's nodeConfig.labels) are Kubernetes node labels with Kubernetes rules.
+const notificationChannelType = "gcp:monitoring/notificationChannel:NotificationChannel"
+
 var gcpLabelFields = []string{"resourceLabels", "userLabels", "defaultLabels"}
 
 func nameLimits() Policy {
@@ -246,7 +248,9 @@ func checkGCPLabels(r inventory.Resource) []Finding {
 			}
 		}
 	}
-	if m := asMap(r.Inputs["labels"]); m != nil {
+	// A notification channel's "labels" are its configuration (email_address, channel_name), not resource labels:
+	// those are its userLabels (https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.notificationChannels).
+	if m := asMap(r.Inputs["labels"]); m != nil && r.Type != notificationChannelType {
 		check("labels", m)
 	}
 	var walk func(v any, path string)

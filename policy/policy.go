@@ -81,6 +81,7 @@ func All() []Policy {
 		drRegionCold(),
 		apiDependencies(),
 		hpaMetricsServed(),
+		alerting(),
 	}
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the data tier the runtime tests start as local processes (runtime/localenv):
-# PostgreSQL 15 (server, contrib, client incl. pgbench), Redis + Sentinel, RabbitMQ.
+# PostgreSQL 15 (server, contrib, client incl. pgbench), Redis + Sentinel, RabbitMQ, and Prometheus (its promtool
+# checks and unit-tests the alert rules of components/observability; the end-to-end alert test runs the server).
 #
 # Idempotent: installed packages are left alone and `apt-get update` runs only when a package has no
 # install candidate yet. The packages' maintainer scripts would start system-wide services on the default
@@ -18,6 +19,7 @@ PACKAGES=(
   redis-server
   redis-sentinel
   rabbitmq-server
+  prometheus             # prometheus + promtool: the alert rules' tests (components/observability/rules)
 )
 POLICY=/usr/sbin/policy-rc.d
 
@@ -93,6 +95,7 @@ log "pgbench:   $("$pgbin/pgbench" --version)"
 log "redis:     $(redis-server --version | cut -d' ' -f1-3)"
 log "sentinel:  $(command -v redis-sentinel)"
 log "rabbitmq:  $(dpkg-query -W -f='${Version}' rabbitmq-server) (/usr/lib/rabbitmq/bin/rabbitmq-server)"
+log "promtool:  $(promtool --version 2>&1 | head -n1)"
 if command -v ss >/dev/null; then
   busy=$(ss -Htln '( sport = :5432 or sport = :6379 or sport = :26379 or sport = :5672 )' 2>/dev/null || true)
   if [[ -n $busy ]]; then

@@ -182,5 +182,10 @@ wait_for kwok curl -sf "http://127.0.0.1:$kwok_port/healthz"
 # Pods need the default ServiceAccount, which the controller-manager creates.
 wait_for kube-controller-manager "$bin/kubectl" --kubeconfig "$state/kubeconfig" -n default get serviceaccount default
 
+# What GKE adds for omscloud's objects: the managed Prometheus collection's PodMonitoring.
+"$bin/kubectl" --kubeconfig "$state/kubeconfig" apply -f "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/gke-crds.yaml" >/dev/null
+wait_for kube-apiserver "$bin/kubectl" --kubeconfig "$state/kubeconfig" wait --for condition=established --timeout 30s \
+	crd/podmonitorings.monitoring.googleapis.com
+
 echo "k8s-up: cluster ready in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}') s" \
 	"(apiserver https://127.0.0.1:$api_port); export KUBECONFIG=$state/kubeconfig"

@@ -10,8 +10,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/omscloud/omscloud/components/edge"
+	"github.com/omscloud/omscloud/components/observability"
+	"github.com/omscloud/omscloud/components/observability/rules"
+	"github.com/omscloud/omscloud/components/omsruntime"
+	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/omscloud/omscloud/regions"
 )
 
@@ -42,20 +47,21 @@ type Config struct {
 	// Tenant names the customer of a dedicated stack.
 	Tenant string `json:"tenant"`
 	// Accounts are the ids of the accounts whose isolated databases this stack hosts.
-	Accounts           []string          `json:"accounts"`
-	Zones              []string          `json:"zones"`
-	Network            NetworkConfig     `json:"network"`
-	GKE                GKEConfig         `json:"gke"`
-	Sizing             Sizing            `json:"sizing"`
-	Database           DatabaseConfig    `json:"database"`
-	Edge               EdgeConfig        `json:"edge"`
-	Runtime            RuntimeConfig     `json:"runtime"`
-	DR                 DRConfig          `json:"dr"`
-	Backup             BackupConfig      `json:"backup"`
-	Maintenance        Maintenance       `json:"maintenance"`
-	Rotation           Rotation          `json:"rotation"`
-	Labels             map[string]string `json:"labels"`
-	DeletionProtection bool              `json:"deletionProtection"`
+	Accounts           []string            `json:"accounts"`
+	Zones              []string            `json:"zones"`
+	Network            NetworkConfig       `json:"network"`
+	GKE                GKEConfig           `json:"gke"`
+	Sizing             Sizing              `json:"sizing"`
+	Database           DatabaseConfig      `json:"database"`
+	Edge               EdgeConfig          `json:"edge"`
+	Runtime            RuntimeConfig       `json:"runtime"`
+	DR                 DRConfig            `json:"dr"`
+	Backup             BackupConfig        `json:"backup"`
+	Maintenance        Maintenance         `json:"maintenance"`
+	Rotation           Rotation            `json:"rotation"`
+	Observability      ObservabilityConfig `json:"observability"`
+	Labels             map[string]string   `json:"labels"`
+	DeletionProtection bool                `json:"deletionProtection"`
 }
 
 // NetworkConfig holds the VPC's address plan.
@@ -201,6 +207,46 @@ type DRConfig struct {
 	Active bool `json:"active"`
 }
 
+// ObservabilityConfig sets the objectives, the uptime checks and where alerts go (components/observability).
+type ObservabilityConfig struct {
+	// AvailabilityObjective is the percentage of API requests that must not fail with a 5xx, over 30 days.
+	AvailabilityObjective float64 `json:"availabilityObjective"`
+	// LatencyObjective is the percentage of order creates and availability calls faster than LatencyThresholdMs.
+	LatencyObjective   float64 `json:"latencyObjective"`
+	LatencyThresholdMs int     `json:"latencyThresholdMs"`
+	// BackupMaxAgeMinutes is the age of the newest hourly backup that pages.
+	BackupMaxAgeMinutes int `json:"backupMaxAgeMinutes"`
+	// UptimeRegions are where the uptime checks run from (at least 3; default USA, EUROPE, ASIA_PACIFIC).
+	UptimeRegions []string            `json:"uptimeRegions"`
+	Notifications NotificationsConfig `json:"notifications"`
+}
+
+// NotificationsConfig names the alert channels. Pages go to every channel, tickets to email and Slack.
+type NotificationsConfig struct {
+	Emails       []string `json:"emails"`
+	SlackChannel string   `json:"slackChannel"`
+	// SlackToken and PagerDutyToken (a PagerDuty Events v2 integration key) are secrets: set them with
+	// `pulumi config set --secret --path 'omscloud:observability.notifications.pagerdutyToken'`.
+	SlackToken     string `json:"slackToken"`
+	PagerDutyToken string `json:"pagerdutyToken"`
+}
+
+// thresholds are the alert rules' parameters of the stack: its class's defaults with the stack's objectives.
+func (c *Config) thresholds() rules.Params {
+	p := rules.Production()
+	if c.Environment == Sandbox {
+		p = rules.Sandbox()
+	}
+	o := c.Observability
+	p.AvailabilityObjective, p.LatencyObjective = o.AvailabilityObjective/100, o.LatencyObjective/100
+	p.LatencyThreshold = time.Duration(o.LatencyThresholdMs) * time.Millisecond
+	p.BackupMaxAge = time.Duration(o.BackupMaxAgeMinutes) * time.Minute
+	// Only a REGIONAL instance has a standby to fail over to; only a production stack with DR has a DR site.
+	p.Regional = c.Database.Availability == "REGIONAL"
+	p.DR = c.Environment == Production && c.DR.Enabled
+	return p
+}
+
 // Maintenance is the weekly window in which GKE and Cloud SQL may disrupt.
 type Maintenance struct {
 	Days          []string `json:"days"`
@@ -241,6 +287,18 @@ func Defaults(environment string) Config {
 		Runtime:     RuntimeConfig{ActiveColor: "blue"},
 		Maintenance: Maintenance{Days: []string{"saturday", "sunday"}, StartHourUTC: 2, DurationHours: 6},
 		Database:    DatabaseConfig{Version: "POSTGRES_16"},
+	}
+	thresholds := rules.Production()
+	if environment == Sandbox {
+		thresholds = rules.Sandbox()
+	}
+	// The objectives' defaults are the rules package's: one place says what production and sandbox promise.
+	c.Observability = ObservabilityConfig{
+		AvailabilityObjective: thresholds.AvailabilityObjective * 100,
+		LatencyObjective:      thresholds.LatencyObjective * 100,
+		LatencyThresholdMs:    int(thresholds.LatencyThreshold.Milliseconds()),
+		BackupMaxAgeMinutes:   int(thresholds.BackupMaxAge.Minutes()),
+		UptimeRegions:         slices.Clone(observability.DefaultUptimeRegions),
 	}
 	switch environment {
 	case Sandbox:
@@ -443,4 +501,14 @@ func (v *validator) err() error {
 	}
 	sort.SliceStable(v.errors, func(i, j int) bool { return v.errors[i].Key < v.errors[j].Key })
 	return &ValidationError{Stack: v.stack, Errors: v.errors}
+}
+
+// AlertParams are the alert rules' parameters of the deployed environment, selectors included: what the stack's
+// alert policies evaluate, for tools that query its metrics (omsctl status).
+func (c *Config) AlertParams() rules.Params {
+	prefix := c.NamePrefix()
+	return observability.ParamsOf(observability.Args{
+		Name: prefix, Project: c.Project, Namespace: omsruntime.DefaultNamespace, Hostnames: c.Edge.Hostnames,
+		DatabaseInstance: postgres.InstancePattern(prefix), Thresholds: c.thresholds(),
+	})
 }

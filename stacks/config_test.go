@@ -134,6 +134,14 @@ func TestValidationNamesEveryOffendingKey(t *testing.T) {
 		{"deletion protection off in production", map[string]string{"omscloud:deletionProtection": "false"}, "omscloud:deletionProtection", "keep deletion protection on"},
 		{"bad label", map[string]string{"omscloud:labels": `{"Team":"x"}`}, "omscloud:labels.Team", "not a valid GCP label key"},
 		{"plaintext provider secret", map[string]string{"cloudflare:apiToken": "abc123"}, "cloudflare:apiToken", "--secret"},
+		{"production objective below the promise", map[string]string{"omscloud:observability": `{"availabilityObjective":99.9}`}, "omscloud:observability.availabilityObjective", "promises 99.95% uptime"},
+		{"objective as a share", map[string]string{"omscloud:observability": `{"latencyObjective":0.99}`}, "omscloud:observability.latencyObjective", "percentage in [90, 100)"},
+		{"latency between buckets", map[string]string{"omscloud:observability": `{"latencyThresholdMs":300}`}, "omscloud:observability.latencyThresholdMs", "250, 500"},
+		{"backup age under an hour", map[string]string{"omscloud:observability": `{"backupMaxAgeMinutes":60}`}, "omscloud:observability.backupMaxAgeMinutes", "at least 70"},
+		{"two uptime regions", map[string]string{"omscloud:observability": `{"uptimeRegions":["USA","EUROPE"]}`}, "omscloud:observability.uptimeRegions", "at least 3"},
+		{"unknown uptime region", map[string]string{"omscloud:observability": `{"uptimeRegions":["USA","EUROPE","MOON"]}`}, "omscloud:observability.uptimeRegions[2]", "ASIA_PACIFIC"},
+		{"bad alert email", map[string]string{"omscloud:observability": `{"notifications":{"emails":["oncall"]}}`}, "omscloud:observability.notifications.emails[0]", "not an email address"},
+		{"plaintext PagerDuty key", map[string]string{"omscloud:observability": `{"notifications":{"pagerdutyToken":"abc"}}`}, "omscloud:observability.notifications.pagerdutyToken", "--secret --path"},
 		{"plaintext nested secret", map[string]string{"omscloud:edge": `{"provider":"gcp","domain":"a.example.com","cloudflare":{"apiToken":"abc"}}`}, "omscloud:edge.cloudflare.apiToken", "--secret --path"},
 	}
 	for _, tt := range tests {

@@ -197,6 +197,24 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 	assert.Equal(t, "oms-prod-eu-dr-generation", generation.Name)
 	assert.Equal(t, 3.0, generation.Inputs["byteLength"])
 	assert.Equal(t, "oms-prod-eu-dr-pg-00112233445566778899aabbccddeeff", only(t, inv, "gcp:sql/databaseInstance:DatabaseInstance").String("name"), "the mocks' random hex")
+	// The database alerts watch this generation's instance: their selector is not the primary's fixed name.
+	instance := only(t, inv, "gcp:sql/databaseInstance:DatabaseInstance")
+	databaseID := instance.String("project") + ":" + instance.String("name")
+	watched := 0
+	for _, p := range inv.OfType("gcp:monitoring/alertPolicy:AlertPolicy") {
+		query := p.String("conditions[0].conditionPrometheusQueryLanguage.query")
+		m := regexp.MustCompile(`database_id(=~?)"([^"]*)"`).FindStringSubmatch(query)
+		if m == nil {
+			continue
+		}
+		watched++
+		pattern := regexp.QuoteMeta(m[2])
+		if m[1] == "=~" {
+			pattern = strings.ReplaceAll(m[2], `\\`, `\`) // the query quotes the expression like a Go string
+		}
+		assert.Regexp(t, "^(?:"+pattern+")$", databaseID, "%s watches the instance of this generation", p.Name)
+	}
+	assert.Positive(t, watched, "the database alerts are declared")
 
 	restore, ok := inv.Find("kubernetes:batch/v1:Job", "oms-prod-eu-dr-restore-1")
 	require.True(t, ok, "restore run 1 is declared")

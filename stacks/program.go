@@ -7,6 +7,7 @@ import (
 	"github.com/omscloud/omscloud/components/environment"
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/network"
+	"github.com/omscloud/omscloud/components/observability"
 	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/omscloud/omscloud/components/rabbitmq"
@@ -215,7 +216,15 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 			Media:              media,
 			Image:              activeImage,
 		},
-		DR:                 drArgs,
+		DR: drArgs,
+		Observability: observability.Args{
+			Name:          prefix,
+			Project:       cfg.Project,
+			Thresholds:    cfg.thresholds(),
+			UptimeRegions: cfg.Observability.UptimeRegions,
+			Notifications: notifications(cfg.Observability.Notifications),
+			Labels:        labels,
+		},
 		CloudflareProvider: cloudflareProvider,
 	}, pulumi.Providers(provider))
 	if err != nil {
@@ -251,6 +260,8 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 	ctx.Export("mediaUrl", env.Backup.MediaURL)
 	ctx.Export("backupKeySecretId", env.Backup.KeySecretID)
 	ctx.Export("backupServiceAccount", env.Backup.ServiceAccountEmail)
+	ctx.Export("monitoringDashboard", env.Observability.Dashboard)
+	ctx.Export("sloServiceId", env.Observability.ServiceID)
 	if env.DR != nil {
 		ctx.Export("drIpAddress", env.DR.DRIPAddress)
 		ctx.Export("drPoolId", env.DR.DRPoolID)
@@ -258,6 +269,18 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 		ctx.Export("drTunnelToken", env.DR.DRTunnelToken)
 	}
 	return env, nil
+}
+
+// notifications turns the config's channels into the component's; the tokens become Pulumi secrets.
+func notifications(n NotificationsConfig) observability.NotificationArgs {
+	out := observability.NotificationArgs{Emails: n.Emails, SlackChannel: n.SlackChannel}
+	if n.SlackToken != "" {
+		out.SlackToken = pulumi.ToSecret(pulumi.String(n.SlackToken)).(pulumi.StringOutput)
+	}
+	if n.PagerDutyToken != "" {
+		out.PagerDutyKey = pulumi.ToSecret(pulumi.String(n.PagerDutyToken)).(pulumi.StringOutput)
+	}
+	return out
 }
 
 func edgeGCP(cfg *Config, ov Overrides) edge.GCPArgs {

@@ -15,7 +15,7 @@ func TestSchemaIsTheConfigType(t *testing.T) {
 	assert.Subset(t, Keys, []string{"environment", "region", "accounts", "sizing", "deletionProtection"})
 	assert.NotContains(t, Keys, "Stack")
 	assert.Len(t, Keys, len(keyKinds), "no key twice")
-	for _, k := range []string{"accounts", "zones", "network", "sizing", "edge", "runtime", "dr", "labels", "database"} {
+	for _, k := range []string{"accounts", "zones", "network", "sizing", "edge", "runtime", "dr", "labels", "database", "observability", "rotation", "backup"} {
 		assert.True(t, structured(k), k)
 	}
 	for _, k := range []string{"environment", "region", "deletionProtection"} {

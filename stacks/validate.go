@@ -3,6 +3,7 @@ package stacks
 import (
 	"encoding/json"
 	"fmt"
+	"net/mail"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -11,6 +12,8 @@ import (
 	"github.com/omscloud/omscloud/components/backup"
 	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/gke"
+	"github.com/omscloud/omscloud/components/observability"
+	"github.com/omscloud/omscloud/components/observability/rules"
 	"github.com/omscloud/omscloud/regions"
 )
 
@@ -63,6 +66,7 @@ func (c *Config) validate(v *validator) {
 	c.validateSizing(v)
 	c.validateDatabase(v, regionOK)
 	c.validateEdge(v)
+	c.validateObservability(v)
 	c.validateRuntime(v)
 	c.validateMaintenance(v)
 	for _, r := range []struct {
@@ -459,4 +463,52 @@ func secretPaths(doc any, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// minProductionAvailability is the uptime the platform promises (DESIGN.md): a production objective below it would
+// let the promise break without a page.
+const minProductionAvailability = 99.95
+
+func (c *Config) validateObservability(v *validator) {
+	o := c.Observability
+	switch {
+	case o.AvailabilityObjective < 90 || o.AvailabilityObjective >= 100:
+		v.add("observability.availabilityObjective", "is %v: give a percentage in [90, 100), e.g. 99.95", o.AvailabilityObjective)
+	case c.Environment == Production && o.AvailabilityObjective < minProductionAvailability:
+		v.add("observability.availabilityObjective", "is %v: production promises %v%% uptime; remove the setting or raise it", o.AvailabilityObjective, minProductionAvailability)
+	}
+	if o.LatencyObjective < 90 || o.LatencyObjective >= 100 {
+		v.add("observability.latencyObjective", "is %v: give a percentage in [90, 100), e.g. 99", o.LatencyObjective)
+	}
+	var buckets []string
+	found := false
+	for _, b := range rules.Buckets {
+		ms := b * 1000
+		buckets = append(buckets, fmt.Sprint(ms))
+		found = found || float64(o.LatencyThresholdMs) == ms
+	}
+	if !found {
+		v.add("observability.latencyThresholdMs", "is %d: use a boundary of the runtime's latency histogram: %s", o.LatencyThresholdMs, strings.Join(buckets, ", "))
+	}
+	if o.BackupMaxAgeMinutes < 70 {
+		v.add("observability.backupMaxAgeMinutes", "is %d: hourly backups run once an hour and take minutes, use at least 70 (default %d)",
+			o.BackupMaxAgeMinutes, int(rules.Production().BackupMaxAge.Minutes()))
+	}
+	if len(o.UptimeRegions) < 3 {
+		v.add("observability.uptimeRegions", "lists %d region(s): Cloud Monitoring needs at least 3, e.g. [USA, EUROPE, ASIA_PACIFIC]", len(o.UptimeRegions))
+	}
+	for i, r := range o.UptimeRegions {
+		if !slices.Contains(observability.UptimeRegions, r) {
+			v.add(fmt.Sprintf("observability.uptimeRegions[%d]", i), "%q is not an uptime check region: use %s", r, strings.Join(observability.UptimeRegions, ", "))
+		}
+	}
+	n := o.Notifications
+	for i, e := range n.Emails {
+		if addr, err := mail.ParseAddress(e); err != nil || addr.Address != e {
+			v.add(fmt.Sprintf("observability.notifications.emails[%d]", i), "%q is not an email address", e)
+		}
+	}
+	if (n.SlackChannel == "") != (n.SlackToken == "") {
+		v.add("observability.notifications.slackChannel", "and slackToken go together: set both (the token with `pulumi config set --secret --path`) or neither")
+	}
 }

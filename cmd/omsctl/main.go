@@ -43,5 +43,6 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newTenantCmd())
 	root.AddCommand(newDRCmd())
 	root.AddCommand(newStackCmds()...)
+	root.AddCommand(newStatusCmd())
 	return root
 }

@@ -85,6 +85,16 @@ type tenantConfig struct {
 	Runtime     tenantRuntime `yaml:"omscloud:runtime"`
 	GKE         *tenantGKE    `yaml:"omscloud:gke,omitempty"`
 	DR          *tenantDR     `yaml:"omscloud:dr,omitempty"`
+	// Observability copies the platform's on-call addresses: production alerts must reach someone.
+	Observability *tenantObservability `yaml:"omscloud:observability,omitempty"`
+}
+
+type tenantObservability struct {
+	Notifications tenantNotifications `yaml:"notifications" json:"notifications"`
+}
+
+type tenantNotifications struct {
+	Emails []string `yaml:"emails" json:"emails"`
 }
 
 type tenantEdge struct {
@@ -172,6 +182,9 @@ func runTenantNew(stdout, stderr io.Writer, dir string, o *tenantOptions) error 
 	if o.acknowledgeCrossBorder {
 		c.DR = &tenantDR{AcknowledgeCrossBorder: true}
 	}
+	if emails := tmpl.Observability.Notifications.Emails; len(emails) > 0 {
+		c.Observability = &tenantObservability{Notifications: tenantNotifications{Emails: emails}}
+	}
 
 	// Validate the settings before a file name is built from them: every problem at once, naming the key.
 	values, err := c.flatten()
@@ -183,7 +196,7 @@ func runTenantNew(stdout, stderr io.Writer, dir string, o *tenantOptions) error 
 	}
 
 	header := fmt.Sprintf("# Dedicated single-tenant %s for %s in region %s: its own cluster, database instance and accounts.\n"+
-		"# Written by `omsctl tenant new`; the runtime release and operator networks are copied from %s.\n",
+		"# Written by `omsctl tenant new`; the runtime release, operator networks and on-call emails are copied from %s.\n",
 		o.environment, o.name, o.region, filepath.Base(template.Path))
 	var body bytes.Buffer
 	body.WriteString(header)
@@ -237,6 +250,9 @@ func (c *tenantConfig) flatten() (map[string]string, error) {
 	}
 	if c.DR != nil {
 		structured["dr"] = c.DR
+	}
+	if c.Observability != nil {
+		structured["observability"] = c.Observability
 	}
 	for k, v := range structured {
 		if err := put(k, v); err != nil {

@@ -112,6 +112,10 @@ type BucketArgs struct {
 	DataLocations []string
 	// KeyLocation is the Cloud KMS location of the bucket's key (default KeyLocation(Location)).
 	KeyLocation string
+	// Listers are service account emails that may list the archives' names and nothing more (the runtime's: its
+	// worker exports each tier's newest archive for the freshness alerts). legacyBucketReader has
+	// storage.objects.list but not get: the archives stay unreadable to them.
+	Listers []pulumi.StringInput
 }
 
 // MediaArgs place the media bucket, replicated within the jurisdiction.
@@ -347,6 +351,11 @@ func (a *Args) Validate() error {
 	for _, id := range slices.Sorted(maps.Keys(d.AccountSecrets)) {
 		if d.AccountSecrets[id] == nil {
 			add("AccountSecrets[%q] is nil: give the secret id (postgres.Accounts[id].PasswordSecret)", id)
+		}
+	}
+	for i, l := range d.Bucket.Listers {
+		if l == nil {
+			add("Bucket.Listers[%d] is nil: give a service account email (omsruntime.ServiceAccountEmail)", i)
 		}
 	}
 	for i, w := range d.Media.Writers {

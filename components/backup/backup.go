@@ -324,6 +324,14 @@ func (d *declarer) identities(backups, media *storage.Bucket, keySecret *secretm
 			member  pulumi.StringInput
 		}{fmt.Sprintf("media-writer-%d", i), media, "roles/storage.objectUser", pulumi.Sprintf("serviceAccount:%s", w)})
 	}
+	for i, l := range a.Bucket.Listers {
+		grants = append(grants, struct {
+			logical string
+			bucket  *storage.Bucket
+			role    string
+			member  pulumi.StringInput
+		}{fmt.Sprintf("backup-lister-%d", i), backups, "roles/storage.legacyBucketReader", pulumi.Sprintf("serviceAccount:%s", l)})
+	}
 	for _, g := range grants {
 		if _, err := storage.NewBucketIAMMember(d.ctx, d.name+"-"+g.logical, &storage.BucketIAMMemberArgs{
 			Bucket: g.bucket.Name,

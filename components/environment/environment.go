@@ -11,6 +11,7 @@ import (
 	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/network"
+	"github.com/omscloud/omscloud/components/observability"
 	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/omscloud/omscloud/components/rabbitmq"
@@ -38,6 +39,8 @@ type Args struct {
 	Backup backup.Args
 	// DR is declared in production only (nil otherwise): what must exist in the DR region before a disaster.
 	DR *dr.Args
+	// Observability's targets, namespace, cluster, database instance and hostnames are set by New.
+	Observability observability.Args
 	// CloudflareProvider is required when Edge.Provider is cloudflare.
 	CloudflareProvider pulumi.ProviderResource
 }
@@ -55,7 +58,8 @@ type Environment struct {
 	Edge     *edge.Edge
 	Backup   *backup.Backup
 	// DR is nil outside production.
-	DR *dr.DR
+	DR            *dr.DR
+	Observability *observability.Observability
 }
 
 // New declares the environment. Pass the stack region's GCP provider with pulumi.Providers.
@@ -115,14 +119,19 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	runtimeName := args.Runtime.Name
 	clients := omsruntime.ClientSelector(runtimeName)
+	// Managed Prometheus' collectors scrape the data tier's exporters: their NetworkPolicies admit exactly them.
+	collector := omsruntime.ManagedPrometheusCollector
+	collectorNamespace := map[string]string{"kubernetes.io/metadata.name": collector.Namespace}
 	redisArgs := args.Redis
 	redisArgs.Namespace, redisArgs.ClientSelector = omsruntime.DefaultNamespace, clients
+	redisArgs.Metrics = &redis.MetricsAccess{NamespaceLabels: collectorNamespace, PodLabels: collector.Selector}
 	cache, err := redis.New(ctx, name+"-redis", &redisArgs, inCluster...)
 	if err != nil {
 		return nil, err
 	}
 	mqArgs := args.RabbitMQ
 	mqArgs.Namespace, mqArgs.ClientSelector = omsruntime.DefaultNamespace, clients
+	mqArgs.Metrics = &rabbitmq.MetricsAccess{NamespaceLabels: collectorNamespace, PodLabels: collector.Selector}
 	mq, err := rabbitmq.New(ctx, name+"-rabbitmq", &mqArgs, inCluster...)
 	if err != nil {
 		return nil, err
@@ -141,6 +150,11 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		SentinelAddress: cache.SentinelAddress, MasterName: pulumi.String(cache.MasterName), Password: cache.Password,
 	}
 	rtArgs.AMQPURL = mq.AmqpURL
+	backupBucket := args.Backup.Bucket.Name
+	if backupBucket == "" {
+		backupBucket = backup.BucketName(args.Backup.Project, args.Backup.Name)
+	}
+	rtArgs.BackupURL = "gs://" + backupBucket
 	if cloudflareMode {
 		rtArgs.Ingress.EdgeSelector = edge.ConnectorSelector(args.Edge.Name)
 	} else {
@@ -161,6 +175,8 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		backupArgs.AccountSecrets[id] = acct.PasswordSecret
 	}
 	backupArgs.Media.Writers = append(backupArgs.Media.Writers, rt.ServiceAccountEmail)
+	// The worker lists the archives' names for the freshness alerts.
+	backupArgs.Bucket.Listers = append(backupArgs.Bucket.Listers, rt.ServiceAccountEmail)
 	backupArgs.StorageAgent = enabled.StorageAgent
 	backups, err := backup.New(ctx, name+"-backup", &backupArgs, inCluster...)
 	if err != nil {
@@ -209,8 +225,25 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, err
 	}
 
+	obsArgs := args.Observability
+	obsArgs.Namespace, obsArgs.ClusterName = omsruntime.DefaultNamespace, args.Cluster.Name
+	obsArgs.DatabaseInstance = postgres.InstancePattern(args.Database.Name)
+	obsArgs.Hostnames = args.Edge.Hostnames
+	obsArgs.Targets = observability.Targets{
+		Web:      observability.Target{Selector: omsruntime.WebSelector(runtimeName), Port: omsruntime.PortName},
+		Worker:   observability.Target{Selector: omsruntime.WorkerSelector(runtimeName), Port: omsruntime.PortName},
+		Redis:    observability.Target{Selector: redis.PodSelector(args.Redis.Name), Port: redis.ExporterPortName},
+		RabbitMQ: observability.Target{Selector: rabbitmq.PodSelector(args.RabbitMQ.Name), Port: rabbitmq.MetricsPortName},
+	}
+	// The Monitoring API is on before any of it; the PodMonitorings go into the namespace, beside what they scrape.
+	watch, err := observability.New(ctx, name+"-observability", &obsArgs, parent, pulumi.Providers(cluster.Provider),
+		pulumi.DependsOn(append(enabled.Enabled(), ns, rt, cache, mq)))
+	if err != nil {
+		return nil, err
+	}
+
 	e.Network, e.Cluster, e.Database, e.Redis, e.RabbitMQ, e.Runtime, e.Edge = net, cluster, db, cache, mq, rt, front
-	e.Backup, e.DR = backups, site
+	e.Backup, e.DR, e.Observability = backups, site, watch
 	return e, ctx.RegisterResourceOutputs(e, pulumi.Map{
 		"network":          net.Network,
 		"clusterName":      cluster.ClusterName,

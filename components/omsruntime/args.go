@@ -35,6 +35,8 @@ const (
 	// checks); HealthPath while the process is alive.
 	ReadyPath  = "/readyz"
 	HealthPath = "/healthz"
+	// PortName names Port in the pods (probes, Services and the metrics collection refer to it).
+	PortName = "http"
 	// nameMax leaves room for "-runtime" in the GCP service account id (6-30 characters).
 	nameMax = 20
 )
@@ -82,6 +84,9 @@ type Args struct {
 	Redis    RedisArgs
 	// AMQPURL is the RabbitMQ URL with credentials (secret; rabbitmq.AmqpURL).
 	AMQPURL pulumi.StringInput
+	// BackupURL ("gs://<bucket>", optional) is where the worker lists backups to export each tier's newest archive
+	// for the freshness alerts (components/observability); the backup component grants the listing.
+	BackupURL string
 
 	Smoke   SmokeArgs
 	Ingress IngressArgs

@@ -88,6 +88,12 @@ func WebSelector(name string) map[string]string {
 	return sel
 }
 
+// WorkerSelector are the labels of the worker pods (the metrics collection selects them).
+func WorkerSelector(name string) map[string]string {
+	sel, _ := kube.Labels(appName, name, "worker", nil)
+	return sel
+}
+
 // New declares the runtime. Pass the Kubernetes provider with pulumi.Provider (or pulumi.Providers together with the
 // GCP provider); the GCP resources use the GCP provider inherited from the parent. Explicit dependencies of the
 // component (e.g. on the namespace) are passed on to every object.
@@ -214,6 +220,9 @@ func (d *deployer) declare(r *Runtime) error {
 	}
 	if a.Database.AccountPrefix != "" {
 		config["OMS_ACCOUNT_DB_PREFIX"] = pulumi.String(a.Database.AccountPrefix)
+	}
+	if a.BackupURL != "" {
+		config["OMS_BACKUP_URL"] = pulumi.String(a.BackupURL)
 	}
 	if err := d.accountPasswords(baseLabels); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/omscloud/omscloud/components/internal/child"
 	"github.com/omscloud/omscloud/components/internal/cmek"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,16 @@ func SecretID(name, account string) string { return name + "-db-" + account }
 
 const cloudSQLService = "sqladmin.googleapis.com"
 
+// InstanceName is the Cloud SQL instance's name (its monitoring database_id is "<project>:<name>"); a generation
+// of a DR environment appends "-<suffix>" (Args.InstanceSuffix).
+func InstanceName(name string) string { return name + "-pg" }
+
+// InstancePattern is a regular expression for the name of every generation of the instance, so that what watches
+// it (alert selectors) need not know the generation.
+func InstancePattern(name string) string {
+	return regexp.QuoteMeta(InstanceName(name)) + "(-[0-9a-f]+)?"
+}
+
 // New declares the instance and the accounts' databases.
 func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Postgres, error) {
 	if err := args.Validate(); err != nil {
@@ -96,9 +107,9 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	}
 	key, grant := cmk.Key, cmk.Grant
 
-	instanceName := pulumi.String(a.Name + "-pg").ToStringOutput()
+	instanceName := pulumi.String(InstanceName(a.Name)).ToStringOutput()
 	if a.InstanceSuffix != nil {
-		instanceName = pulumi.Sprintf("%s-pg-%s", a.Name, a.InstanceSuffix)
+		instanceName = pulumi.Sprintf("%s-%s", InstanceName(a.Name), a.InstanceSuffix)
 	}
 	instance, err := sql.NewDatabaseInstance(ctx, name+"-instance", &sql.DatabaseInstanceArgs{
 		Project:           project,

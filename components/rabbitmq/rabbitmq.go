@@ -87,6 +87,17 @@ func newNames(a *Args) names {
 	return names{base: base, headless: base + "-nodes", auth: base + "-auth", config: base + "-config", peerDiscovery: base + "-peer-discovery"}
 }
 
+const appName, component = "rabbitmq", "broker"
+
+// PodSelector are the labels of the RabbitMQ pods of the cluster named name (Args.Name).
+func PodSelector(name string) map[string]string {
+	sel, _ := kube.Labels(appName, name, component, nil)
+	return sel
+}
+
+// MetricsPortName is the container port of the prometheus plugin.
+const MetricsPortName = "prometheus"
+
 // New declares the cluster. Pass the cluster's Kubernetes provider with pulumi.Provider; explicit dependencies of the
 // component (pulumi.DependsOn, e.g. on the namespace) are passed on to every object.
 func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*RabbitMQ, error) {
@@ -106,7 +117,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, fmt.Errorf("rabbitmq: %w", err)
 	}
 	n := newNames(&a)
-	selector, labels := kube.Labels("rabbitmq", a.Name, "broker", a.Labels)
+	selector, labels := kube.Labels(appName, a.Name, component, a.Labels)
 	meta := func(objectName string) metav1.ObjectMetaArgs { return kube.Meta(objectName, a.Namespace, labels) }
 
 	// Alphanumeric secrets need no escaping in URLs or files.
@@ -476,7 +487,7 @@ func statefulSetSpec(a *Args, selector, labels map[string]string, r refs) appsv1
 					Image: pulumi.String(a.Image),
 					Ports: corev1.ContainerPortArray{
 						containerPort("amqp", AMQPPort), containerPort("epmd", EPMDPort), containerPort("cluster-links", DistPort),
-						containerPort("prometheus", MetricsPort), containerPort("management", ManagementPort),
+						containerPort(MetricsPortName, MetricsPort), containerPort("management", ManagementPort),
 					},
 					Env: corev1.EnvVarArray{
 						kube.FieldEnv("POD_NAME", "metadata.name"),

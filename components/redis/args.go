@@ -12,7 +12,14 @@ import (
 
 // Defaults.
 const (
-	DefaultImage      = "redis:7.2.5"
+	DefaultImage = "redis:7.2.5"
+	// DefaultExporterImage is oliver006/redis_exporter, the exporter Prometheus' own docs list for Redis
+	// (https://prometheus.io/docs/instrumenting/exporters/); it reports redis_up and the memory the alerts read.
+	DefaultExporterImage = "oliver006/redis_exporter:v1.62.0"
+	// ExporterPort serves the exporter's /metrics.
+	ExporterPort = 9121
+	// ExporterPortName names ExporterPort in the pods.
+	ExporterPortName  = "metrics"
 	DefaultMasterName = redisconf.DefaultMasterName
 	DefaultReplicas   = 3
 	// DefaultDownAfterMs is how long a master may be silent before the sentinels start a failover.
@@ -62,6 +69,18 @@ type Args struct {
 	// PasswordRotation counts rotations of the clients' password (default 0): raise it by one to rotate. Redis and
 	// the sentinels keep accepting the previous one, so clients that have not restarted yet are not refused.
 	PasswordRotation int
+	// Metrics, when set, runs a Prometheus exporter beside each Redis server (port ExporterPort, named "metrics")
+	// and admits the scraper it names to that port.
+	Metrics *MetricsAccess
+	// ExporterImage is the exporter's image (default DefaultExporterImage).
+	ExporterImage string
+}
+
+// MetricsAccess names the scraper's pods: PodLabels in namespaces with NamespaceLabels (both required, so the rule
+// never admits every pod of a namespace or of the cluster by accident).
+type MetricsAccess struct {
+	NamespaceLabels map[string]string
+	PodLabels       map[string]string
 }
 
 // SentinelOptions tunes failure detection.
@@ -104,6 +123,9 @@ func (a Args) withDefaults() Args {
 	if a.Sentinel.FailoverTimeoutMs == 0 {
 		a.Sentinel.FailoverTimeoutMs = DefaultFailoverTimeoutMs
 	}
+	if a.ExporterImage == "" {
+		a.ExporterImage = DefaultExporterImage
+	}
 	if a.MaxMemoryPolicy == "" {
 		a.MaxMemoryPolicy = redisconf.DefaultMaxMemoryPolicy
 	}
@@ -139,6 +161,11 @@ func (a *Args) Validate() error {
 	}
 	if d.PasswordRotation < 0 {
 		add(fmt.Errorf("PasswordRotation is %d: count rotations from 0", d.PasswordRotation))
+	}
+	if m := d.Metrics; m != nil {
+		errs = append(errs, kube.ValidateSelector("Metrics.NamespaceLabels", m.NamespaceLabels)...)
+		errs = append(errs, kube.ValidateSelector("Metrics.PodLabels", m.PodLabels)...)
+		add(kube.ValidateImage("ExporterImage", d.ExporterImage))
 	}
 	if !slices.Contains(evictionPolicies, d.MaxMemoryPolicy) {
 		add(fmt.Errorf("MaxMemoryPolicy %q: use one of %v", d.MaxMemoryPolicy, evictionPolicies))

@@ -65,6 +65,14 @@ type Redis struct {
 	StatefulSetName pulumi.StringOutput `pulumi:"statefulSetName"`
 }
 
+const appName, component = "redis", "cache"
+
+// PodSelector are the labels of the Redis pods of the instance named name (Args.Name).
+func PodSelector(name string) map[string]string {
+	sel, _ := kube.Labels(appName, name, component, nil)
+	return sel
+}
+
 // SecretKey locates a value in a Kubernetes Secret.
 type SecretKey = kube.SecretKey
 
@@ -97,7 +105,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	n := newNames(&a)
-	selector, labels := kube.Labels("redis", a.Name, "cache", a.Labels)
+	selector, labels := kube.Labels(appName, a.Name, component, a.Labels)
 	meta := func(objectName string) metav1.ObjectMetaArgs { return kube.Meta(objectName, a.Namespace, labels) }
 
 	// Alphanumeric: the passwords are written into config files and must need no quoting or escaping.
@@ -202,16 +210,27 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if _, err := kube.NewPDB(ctx, name, meta(n.base), selector, child...); err != nil {
 		return nil, fmt.Errorf("redis: pod disruption budget: %w", err)
 	}
+	// Only the runtime and the Redis pods themselves (replication, sentinel gossip) may connect.
+	ingress := networkingv1.NetworkPolicyIngressRuleArray{networkingv1.NetworkPolicyIngressRuleArgs{
+		From:  networkingv1.NetworkPolicyPeerArray{kube.PodPeer(a.ClientSelector), kube.PodPeer(selector)},
+		Ports: networkingv1.NetworkPolicyPortArray{kube.Port(RedisPort), kube.Port(SentinelPort)},
+	}}
+	if m := a.Metrics; m != nil {
+		// The scraper reaches the exporter only: Redis and Sentinel stay closed to it.
+		ingress = append(ingress, networkingv1.NetworkPolicyIngressRuleArgs{
+			From: networkingv1.NetworkPolicyPeerArray{networkingv1.NetworkPolicyPeerArgs{
+				NamespaceSelector: kube.Selector(m.NamespaceLabels),
+				PodSelector:       kube.Selector(m.PodLabels),
+			}},
+			Ports: networkingv1.NetworkPolicyPortArray{kube.Port(ExporterPort)},
+		})
+	}
 	if _, err := networkingv1.NewNetworkPolicy(ctx, name, &networkingv1.NetworkPolicyArgs{
 		Metadata: meta(n.base),
 		Spec: networkingv1.NetworkPolicySpecArgs{
 			PodSelector: kube.Selector(selector),
 			PolicyTypes: pulumi.StringArray{pulumi.String("Ingress")},
-			// Only the runtime and the Redis pods themselves (replication, sentinel gossip) may connect.
-			Ingress: networkingv1.NetworkPolicyIngressRuleArray{networkingv1.NetworkPolicyIngressRuleArgs{
-				From:  networkingv1.NetworkPolicyPeerArray{kube.PodPeer(a.ClientSelector), kube.PodPeer(selector)},
-				Ports: networkingv1.NetworkPolicyPortArray{kube.Port(RedisPort), kube.Port(SentinelPort)},
-			}},
+			Ingress:     ingress,
 		},
 	}, child...); err != nil {
 		return nil, fmt.Errorf("redis: network policy: %w", err)
@@ -289,6 +308,22 @@ func statefulSetSpec(a *Args, selector, labels map[string]string, r refs) appsv1
 		}
 	}
 	sc := kube.ContainerSecurityContext(imageUser)
+	containers := corev1.ContainerArray{redisContainer(a, env, probe, exec, mount, sc), sentinelContainer(a, env, probe, exec, mount, sc)}
+	if a.Metrics != nil {
+		containers = append(containers, corev1.ContainerArgs{
+			Name:  pulumi.String("exporter"),
+			Image: pulumi.String(a.ExporterImage),
+			Env: corev1.EnvVarArray{
+				kube.Env("REDIS_ADDR", fmt.Sprintf("redis://localhost:%d", RedisPort)),
+				// From the Secret by reference: the password never reaches the pod spec or a command line.
+				kube.SecretEnv("REDIS_PASSWORD", r.secret, PasswordKey),
+				kube.Env("REDIS_EXPORTER_WEB_LISTEN_ADDRESS", fmt.Sprintf(":%d", ExporterPort)),
+			},
+			Ports:           corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String(ExporterPortName), ContainerPort: pulumi.Int(ExporterPort)}},
+			SecurityContext: sc,
+			Resources:       kube.Resources("50m", "64Mi"),
+		})
+	}
 	return appsv1.StatefulSetSpecArgs{
 		Replicas:    pulumi.Int(a.Replicas),
 		ServiceName: r.headless,
@@ -329,43 +364,7 @@ func statefulSetSpec(a *Args, selector, labels map[string]string, r refs) appsv1
 						mount("scripts", "/scripts", true), mount("conf", "/conf", false), mount("data", "/data", false),
 					},
 				}},
-				Containers: corev1.ContainerArray{
-					corev1.ContainerArgs{
-						Name:            pulumi.String("redis"),
-						Image:           pulumi.String(a.Image),
-						Command:         pulumi.ToStringArray([]string{"redis-server", "/conf/redis.conf"}),
-						Ports:           corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("redis"), ContainerPort: pulumi.Int(RedisPort)}},
-						Env:             env,
-						SecurityContext: sc,
-						Resources:       kube.Resources(a.Size.CPU, a.Size.Memory),
-						ReadinessProbe:  probe("ready", 5, 5, 3),
-						LivenessProbe:   probe("live", 30, 10, 6),
-						Lifecycle: corev1.LifecycleArgs{
-							PreStop: corev1.LifecycleHandlerArgs{Exec: exec("sh", "/scripts/prestop.sh", "redis")},
-						},
-						VolumeMounts: corev1.VolumeMountArray{
-							mount("scripts", "/scripts", true), mount("conf", "/conf", false), mount("data", "/data", false),
-							mount("tmp", "/tmp", false),
-						},
-					},
-					corev1.ContainerArgs{
-						Name:            pulumi.String("sentinel"),
-						Image:           pulumi.String(a.Image),
-						Command:         pulumi.ToStringArray([]string{"redis-sentinel", "/data/sentinel/sentinel.conf"}),
-						Ports:           corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("sentinel"), ContainerPort: pulumi.Int(SentinelPort)}},
-						Env:             env,
-						SecurityContext: sc,
-						Resources:       kube.Resources(sentinelCPU, sentinelMemory),
-						ReadinessProbe:  probe("sentinel", 5, 5, 3),
-						LivenessProbe:   probe("sentinel", 30, 10, 6),
-						Lifecycle: corev1.LifecycleArgs{
-							PreStop: corev1.LifecycleHandlerArgs{Exec: exec("sh", "/scripts/prestop.sh", "sentinel")},
-						},
-						VolumeMounts: corev1.VolumeMountArray{
-							mount("scripts", "/scripts", true), mount("data", "/data", false), mount("tmp", "/tmp", false),
-						},
-					},
-				},
+				Containers: containers,
 				Volumes: corev1.VolumeArray{
 					corev1.VolumeArgs{
 						Name: pulumi.String("scripts"),
@@ -381,6 +380,51 @@ func statefulSetSpec(a *Args, selector, labels map[string]string, r refs) appsv1
 		},
 		VolumeClaimTemplates: corev1.PersistentVolumeClaimTypeArray{
 			kube.VolumeClaim("data", a.StorageClass, a.Size.StorageGB, selector),
+		},
+	}
+}
+
+func redisContainer(a *Args, env corev1.EnvVarArray, probe func(string, int, int, int) corev1.ProbeArgs,
+	exec func(...string) corev1.ExecActionArgs, mount func(string, string, bool) corev1.VolumeMountArgs,
+	sc corev1.SecurityContextArgs) corev1.ContainerArgs {
+	return corev1.ContainerArgs{
+		Name:            pulumi.String("redis"),
+		Image:           pulumi.String(a.Image),
+		Command:         pulumi.ToStringArray([]string{"redis-server", "/conf/redis.conf"}),
+		Ports:           corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("redis"), ContainerPort: pulumi.Int(RedisPort)}},
+		Env:             env,
+		SecurityContext: sc,
+		Resources:       kube.Resources(a.Size.CPU, a.Size.Memory),
+		ReadinessProbe:  probe("ready", 5, 5, 3),
+		LivenessProbe:   probe("live", 30, 10, 6),
+		Lifecycle: corev1.LifecycleArgs{
+			PreStop: corev1.LifecycleHandlerArgs{Exec: exec("sh", "/scripts/prestop.sh", "redis")},
+		},
+		VolumeMounts: corev1.VolumeMountArray{
+			mount("scripts", "/scripts", true), mount("conf", "/conf", false), mount("data", "/data", false),
+			mount("tmp", "/tmp", false),
+		},
+	}
+}
+
+func sentinelContainer(a *Args, env corev1.EnvVarArray, probe func(string, int, int, int) corev1.ProbeArgs,
+	exec func(...string) corev1.ExecActionArgs, mount func(string, string, bool) corev1.VolumeMountArgs,
+	sc corev1.SecurityContextArgs) corev1.ContainerArgs {
+	return corev1.ContainerArgs{
+		Name:            pulumi.String("sentinel"),
+		Image:           pulumi.String(a.Image),
+		Command:         pulumi.ToStringArray([]string{"redis-sentinel", "/data/sentinel/sentinel.conf"}),
+		Ports:           corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("sentinel"), ContainerPort: pulumi.Int(SentinelPort)}},
+		Env:             env,
+		SecurityContext: sc,
+		Resources:       kube.Resources(sentinelCPU, sentinelMemory),
+		ReadinessProbe:  probe("sentinel", 5, 5, 3),
+		LivenessProbe:   probe("sentinel", 30, 10, 6),
+		Lifecycle: corev1.LifecycleArgs{
+			PreStop: corev1.LifecycleHandlerArgs{Exec: exec("sh", "/scripts/prestop.sh", "sentinel")},
+		},
+		VolumeMounts: corev1.VolumeMountArray{
+			mount("scripts", "/scripts", true), mount("data", "/data", false), mount("tmp", "/tmp", false),
 		},
 	}
 }

@@ -446,3 +446,32 @@ func slicesContainsSuffix(list []string, suffix string) bool {
 	}
 	return false
 }
+
+// TestExporterForTheMetricsCollector: with Metrics, each pod runs the exporter the cache alerts read, authenticated
+// from the Secret, and only the named scraper may reach it — not Redis or Sentinel.
+func TestExporterForTheMetricsCollector(t *testing.T) {
+	a := prodArgs()
+	collector := map[string]string{"app.kubernetes.io/name": "collector"}
+	a.Metrics = &redis.MetricsAccess{NamespaceLabels: map[string]string{"kubernetes.io/metadata.name": "gmp-system"}, PodLabels: collector}
+	inv, _ := evaluate(t, a)
+	c := kubetest.Container(t, kubetest.One(t, inv, kubetest.StatefulSet), "exporter")
+	assert.Equal(t, redis.DefaultExporterImage, c["image"])
+	assert.Contains(t, c["env"], map[string]any{"name": "REDIS_PASSWORD", "valueFrom": map[string]any{
+		"secretKeyRef": map[string]any{"name": "oms-prod-us-redis-auth", "key": "password"},
+	}})
+	assert.Equal(t, []any{map[string]any{"name": redis.ExporterPortName, "containerPort": float64(redis.ExporterPort)}}, c["ports"])
+	kubetest.AssertNoPlaintextSecrets(t, inv)
+
+	rules := kubetest.List(t, kubetest.One(t, inv, kubetest.NetworkPolicy), "spec.ingress")
+	require.Len(t, rules, 2)
+	assert.Equal(t, []any{map[string]any{
+		"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "gmp-system"}},
+		"podSelector":       map[string]any{"matchLabels": map[string]any{"app.kubernetes.io/name": "collector"}},
+	}}, rules[1]["from"])
+	assert.Equal(t, []any{map[string]any{"port": float64(redis.ExporterPort), "protocol": "TCP"}}, rules[1]["ports"])
+
+	// Without Metrics nothing changes: no exporter, no scraper rule.
+	inv, _ = evaluate(t, prodArgs())
+	containers, _ := kubetest.One(t, inv, kubetest.StatefulSet).Get("spec.template.spec.containers")
+	assert.Len(t, containers, 2)
+}

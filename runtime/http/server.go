@@ -204,7 +204,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		s.m.RequestDuration.WithLabelValues(r.Method, route, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
+		code := strconv.Itoa(rec.status)
+		s.m.RequestDuration.WithLabelValues(r.Method, route, code).Observe(time.Since(start).Seconds())
+		s.m.Requests.WithLabelValues(r.Method, route, code).Inc()
 	})
 }
 

@@ -45,6 +45,9 @@ func (p *Processor) Handle(ctx context.Context, e *oms.Event) error {
 		return fmt.Errorf("handle event %s: %w", e.ID, err)
 	case applied:
 		p.Metrics.EventsApplied.WithLabelValues(e.Type, "applied").Inc()
+		if !e.At.IsZero() {
+			p.Metrics.DeliveryDelay.Observe(time.Since(e.At).Seconds())
+		}
 	default:
 		p.Metrics.EventsApplied.WithLabelValues(e.Type, "duplicate").Inc()
 	}

@@ -99,6 +99,11 @@ func work(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	h := omshttp.New(omshttp.Options{Metrics: m, Checks: checks, Logger: log})
 	return listenAndServe(ctx, cfg, log, h, nil, func(ctx context.Context) error {
+		if cfg.BackupURL != "" {
+			go func() {
+				_ = worker.WatchBackups(ctx, worker.BackupWatchOptions{URL: cfg.BackupURL, Metrics: m, Logger: log})
+			}()
+		}
 		return runWorker(ctx, log, reg, m, publisher, broker, proc, cfg.Concurrency, cfg.Webhooks.dispatcher(reg, m, log))
 	})
 }
@@ -124,7 +129,9 @@ func runWorker(ctx context.Context, log *slog.Logger, reg oms.AccountService, m 
 		})
 	}
 	log.Info("worker started", "broker", broker != nil)
+	m.WorkerRunning.Set(1)
 	wg.Wait()
+	m.WorkerRunning.Set(0)
 	close(errc)
 	for err := range errc {
 		if err != nil {

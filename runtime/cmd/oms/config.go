@@ -147,6 +147,8 @@ func (c *config) flags(cmd string, stderr io.Writer, getenv func(string) string)
 		c.str(fs, getenv, &c.AMQPURL, "amqp-url", "OMS_AMQP_URL", "", "RabbitMQ URL; empty consumes the outbox straight from PostgreSQL")
 		c.int(fs, getenv, &c.Concurrency, "concurrency", "OMS_WORKER_CONCURRENCY", 4, "parallel event consumers")
 		c.webhookFlags(fs, getenv, true)
+		c.str(fs, getenv, &c.BackupURL, "backup-url", "OMS_BACKUP_URL", "",
+			"backup bucket (gs:// or file://) whose newest archive per tier the worker exports for the freshness alerts; empty exports none")
 	case "migrate":
 		db()
 		c.str(fs, getenv, &c.AdoptAccounts, "accounts", "OMS_ACCOUNTS", "",
