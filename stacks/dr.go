@@ -274,10 +274,11 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 			return fmt.Errorf("the primary stack %s exports no %s: its edge predates Certificate Manager, and the DR load balancer would serve no certificate. Run `pulumi up` on %s first",
 				ref, OutputCertificateMap, primaryStack)
 		}
-		env, err := Deploy(ctx, cfg, ov)
+		dep, err := Deploy(ctx, cfg, ov)
 		if err != nil {
 			return err
 		}
+		env := dep.Environment
 
 		ctx.Export("primaryStack", pulumi.String(ref))
 		ctx.Export(OutputPrimaryBackup, pulumi.String(out.BackupURL))
