@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/omscloud/omscloud/components/edge"
+	"github.com/omscloud/omscloud/components/restore"
 	"github.com/omscloud/omscloud/stacks"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
@@ -249,7 +250,7 @@ func activateDR(ctx context.Context, o drOptions) (*Timeline, error) {
 				return "", fmt.Errorf("restore: %w", err)
 			}
 			return fmt.Sprintf("Job %v: oms %s", result.Outputs["restoreJob"].Value,
-				strings.Join(stacks.RestoreArgs(fmt.Sprint(result.Outputs[stacks.OutputPrimaryBackup].Value), o.ForceRestore), " ")), nil
+				strings.Join(restore.Command(fmt.Sprint(result.Outputs[stacks.OutputPrimaryBackup].Value), o.ForceRestore), " ")), nil
 		})
 		if err != nil {
 			return tl, err
@@ -285,7 +286,7 @@ func deactivateDR(ctx context.Context, o drOptions) (*Timeline, error) {
 		}
 		url := fmt.Sprint(res.Outputs[stacks.OutputPrimaryBackup].Value)
 		return fmt.Sprintf("Job %v: oms %s; the primary restores it with oms restore --from %s --latest",
-			res.Outputs["failbackJob"].Value, strings.Join(stacks.FailbackArgs(url), " "), url), nil
+			res.Outputs["failbackJob"].Value, strings.Join(restore.FailbackCommand(url), " "), url), nil
 	})
 	if err != nil {
 		return tl, err
