@@ -55,15 +55,7 @@ func evaluate(t *testing.T, a restore.Args) *inventory.Inventory {
 			return err
 		}
 		a.Environment = env
-		a.Runtime = omsruntime.Wiring{
-			Namespace:          "oms",
-			ServiceAccount:     pulumi.String("oms-prod-eu-dr-runtime").ToStringOutput(),
-			ConfigMap:          pulumi.String("oms-prod-eu-dr-runtime").ToStringOutput(),
-			Secret:             pulumi.String("oms-prod-eu-dr-runtime").ToStringOutput(),
-			DatabaseCA:         pulumi.String("oms-prod-eu-dr-db-ca").ToStringOutput(),
-			NodeSelector:       map[string]string{"omscloud.io/pool": "web"},
-			GracePeriodSeconds: 40,
-		}
+		a.Runtime = kubetest.RuntimeWiring("oms-prod-eu-dr")
 		a.Identity = restore.Identity{KSA: "oms-prod-eu-dr-backup", Email: pulumi.String("oms-prod-eu-dr-backup@omscloud-prod-eu.iam.gserviceaccount.com")}
 		a.MediaURL = pulumi.String("gs://omscloud-prod-eu-oms-prod-eu-dr-media")
 		_, err = restore.New(ctx, "oms-prod-eu-dr-restore", &a, pulumi.Providers(gcpProvider, k8s))
