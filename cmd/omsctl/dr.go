@@ -146,7 +146,7 @@ func (f *drFlags) runSteps(cmd *cobra.Command, unconfirmed string, action func(d
 func pulumiCommand(root string) (auto.PulumiCommand, error) {
 	pc, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: root})
 	if err != nil {
-		return nil, fmt.Errorf("find the Pulumi CLI (build one with scripts/pulumi-build.sh and pass --pulumi-root): %w", err)
+		return nil, fmt.Errorf("find the Pulumi CLI (put pulumi on PATH, or build one with testtools/pulumi-build.sh and pass --pulumi-root): %w", err)
 	}
 	return pc, nil
 }
