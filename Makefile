@@ -35,9 +35,9 @@ test-runtime:
 # (enginetest/'s real-provider test) those layers need; their tests skip without them, except under CI=true.
 # Cached in ~/.cache/omscloud: the first build takes 25-60 minutes.
 tools:
-	bash scripts/k8s-build.sh
-	bash scripts/pulumi-build.sh
-	bash scripts/k8s-provider-build.sh
+	bash testtools/k8s-build.sh
+	bash testtools/pulumi-build.sh
+	bash testtools/k8s-provider-build.sh
 
 # The runtime's benchmark table (bench/README.md): every figure next to a baseline from the same run.
 # Default sizes take about 3 minutes; BENCH_FLAGS=--quick runs a ~1.5-minute smoke check.

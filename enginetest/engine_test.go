@@ -231,4 +231,22 @@ func TestPreviewRefusesWhatPlanRefuses(t *testing.T) {
 		assert.Contains(t, err.Error(), strings.TrimSpace(line), "preview reports what plan reports")
 	}
 	assert.NotContains(t, err.Error(), "hunter2hunter2", "the secret is never echoed")
+
+	// A US production stack with an EU DR region: both doors say the region lies outside the jurisdiction and where
+	// to recover instead, and neither claims that the US has a single GCP region.
+	prod := env.Stack(ctx, t, "prod", stacks.Program)
+	setConfig(ctx, t, prod, "dr.region", "europe-west4")
+	sf, err = stacks.LoadStackFile(env.WorkDir, "prod")
+	require.NoError(t, err)
+	_, planErr = sf.Config()
+	require.ErrorAs(t, planErr, &verr)
+	_, _, err = preview(ctx, prod)
+	require.Error(t, err)
+	for _, text := range []string{planErr.Error(), err.Error()} {
+		assert.Contains(t, text, `omscloud:dr.region: "europe-west4" lies in EU, outside the jurisdiction of region us`)
+		assert.NotContains(t, text, "single GCP region")
+	}
+	for _, line := range strings.Split(planErr.Error(), "\n") {
+		assert.Contains(t, err.Error(), strings.TrimSpace(line), "preview reports what plan reports")
+	}
 }

@@ -20,9 +20,9 @@ import (
 // Passphrase encrypts the secrets of the throwaway test stacks.
 const Passphrase = "omscloud-enginetest"
 
-// CLIVersion returns the Pulumi CLI version pinned in tools/pulumi/go.mod.
+// CLIVersion returns the Pulumi CLI version pinned in testtools/pulumi/go.mod.
 func CLIVersion(projectDir string) (string, error) {
-	path := filepath.Join(projectDir, "tools", "pulumi", "go.mod")
+	path := filepath.Join(projectDir, "testtools", "pulumi", "go.mod")
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("read the pinned Pulumi CLI version: %w", err)
@@ -38,7 +38,7 @@ func CLIVersion(projectDir string) (string, error) {
 	return "", fmt.Errorf("%s requires no github.com/pulumi/pulumi/pkg/v3", path)
 }
 
-// CLIRoot is where scripts/pulumi-build.sh puts the CLI of a version: <root>/bin/pulumi.
+// CLIRoot is where testtools/pulumi-build.sh puts the CLI of a version: <root>/bin/pulumi.
 func CLIRoot(version string) string {
 	cache := os.Getenv("OMSCLOUD_CACHE")
 	if cache == "" {
@@ -75,7 +75,7 @@ func New(t testing.TB) *Env {
 	}
 	root := CLIRoot(version)
 	if _, err := os.Stat(filepath.Join(root, "bin", "pulumi")); err != nil {
-		msg := fmt.Sprintf("Pulumi CLI %s not built (%v): run scripts/pulumi-build.sh", version, err)
+		msg := fmt.Sprintf("Pulumi CLI %s not built (%v): run testtools/pulumi-build.sh", version, err)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}

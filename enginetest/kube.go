@@ -23,9 +23,9 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 )
 
-// The real-Kubernetes half of the harness: a local control plane (scripts/k8s-up.sh: etcd, kube-apiserver,
+// The real-Kubernetes half of the harness: a local control plane (testtools/k8s-up.sh: etcd, kube-apiserver,
 // controller-manager, scheduler and kwok) behind every stack's GKE cluster, and the real Pulumi Kubernetes provider
-// (scripts/k8s-provider-build.sh) deploying into it. The gcp stand-in answers the cluster's endpoint and CA with the
+// (testtools/k8s-provider-build.sh) deploying into it. The gcp stand-in answers the cluster's endpoint and CA with the
 // local apiserver's (Cloud.SetClusterAPI), a stand-in gke-gcloud-auth-plugin hands out the admin credential, and
 // kwok runs fake nodes shaped like the stack's node pools.
 
@@ -84,19 +84,19 @@ func CacheDir() string {
 }
 
 // KubernetesProviderRelease is the release of the one pulumi-kubernetes provider module version the module proxy
-// serves (tools/k8s-provider/go.mod); scripts/k8s-provider-build.sh builds it under this name.
+// serves (testtools/k8s-provider/go.mod); testtools/k8s-provider-build.sh builds it under this name.
 const KubernetesProviderRelease = "4.25.0"
 
-// KubernetesProviderBinary is the real pulumi-resource-kubernetes built by scripts/k8s-provider-build.sh.
+// KubernetesProviderBinary is the real pulumi-resource-kubernetes built by testtools/k8s-provider-build.sh.
 func KubernetesProviderBinary() (string, error) {
 	bin := filepath.Join(CacheDir(), "k8s-provider", KubernetesProviderRelease, "bin", "pulumi-resource-kubernetes")
 	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("pulumi-resource-kubernetes %s %w (%v): run scripts/k8s-provider-build.sh", KubernetesProviderRelease, ErrNotBuilt, err)
+		return "", fmt.Errorf("pulumi-resource-kubernetes %s %w (%v): run testtools/k8s-provider-build.sh", KubernetesProviderRelease, ErrNotBuilt, err)
 	}
 	return bin, nil
 }
 
-// KubeBinDir holds the control plane binaries of scripts/k8s-build.sh ($K8S_BIN_DIR overrides it).
+// KubeBinDir holds the control plane binaries of testtools/k8s-build.sh ($K8S_BIN_DIR overrides it).
 func KubeBinDir() string {
 	if d := os.Getenv("K8S_BIN_DIR"); d != "" {
 		return d
@@ -104,7 +104,7 @@ func KubeBinDir() string {
 	return filepath.Join(CacheDir(), "k8s", "v1.33.13", "bin")
 }
 
-// KubeCluster is a local control plane started by scripts/k8s-up.sh.
+// KubeCluster is a local control plane started by testtools/k8s-up.sh.
 type KubeCluster struct {
 	// Dir holds its PKI, logs and kubeconfig; Kubeconfig is the admin's.
 	Dir, Kubeconfig string
@@ -123,7 +123,7 @@ func StartKubeCluster(projectDir string) (*KubeCluster, error) {
 	bin := KubeBinDir()
 	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl", "k8s-pki"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			return nil, fmt.Errorf("Kubernetes control plane %w: %s missing in %s: run scripts/k8s-build.sh", ErrNotBuilt, b, bin)
+			return nil, fmt.Errorf("Kubernetes control plane %w: %s missing in %s: run testtools/k8s-build.sh", ErrNotBuilt, b, bin)
 		}
 	}
 	var dir string
@@ -134,14 +134,14 @@ func StartKubeCluster(projectDir string) (*KubeCluster, error) {
 		if dir, err = os.MkdirTemp("", "enginetest-k8s-"); err != nil {
 			return nil, err
 		}
-		cmd := exec.Command("bash", filepath.Join(projectDir, "scripts", "k8s-up.sh"), dir)
+		cmd := exec.Command("bash", filepath.Join(projectDir, "testtools", "k8s-up.sh"), dir)
 		cmd.Env = append(os.Environ(), fmt.Sprintf("K8S_OWNER_PID=%d", os.Getpid()), "K8S_BIN_DIR="+bin)
 		out, err := cmd.CombinedOutput()
 		if err == nil {
 			break
 		}
 		if attempt == 3 || !strings.Contains(string(out), "address already in use") {
-			return nil, fmt.Errorf("scripts/k8s-up.sh: %w\n%s", err, out)
+			return nil, fmt.Errorf("testtools/k8s-up.sh: %w\n%s", err, out)
 		}
 		_ = os.RemoveAll(dir)
 	}
@@ -190,11 +190,11 @@ func (k *KubeCluster) load() error {
 	return nil
 }
 
-// Stop stops the control plane (scripts/k8s-down.sh: only the PIDs k8s-up.sh recorded) and removes its files.
+// Stop stops the control plane (testtools/k8s-down.sh: only the PIDs k8s-up.sh recorded) and removes its files.
 func (k *KubeCluster) Stop() error {
-	out, err := exec.Command("bash", filepath.Join(k.projectDir, "scripts", "k8s-down.sh"), k.Dir).CombinedOutput()
+	out, err := exec.Command("bash", filepath.Join(k.projectDir, "testtools", "k8s-down.sh"), k.Dir).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("scripts/k8s-down.sh: %w\n%s", err, out)
+		return fmt.Errorf("testtools/k8s-down.sh: %w\n%s", err, out)
 	}
 	return nil
 }

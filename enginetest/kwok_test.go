@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestKwokStages exercises each pod stage of scripts/kwok-stages.yaml, which replaces kwok's default pod stages,
-// and the node heartbeats of scripts/k8s-up.sh: a Deployment's pod turns Ready (pod-ready); a Job's pod succeeds
+// TestKwokStages exercises each pod stage of testtools/kwok-stages.yaml, which replaces kwok's default pod stages,
+// and the node heartbeats of testtools/k8s-up.sh: a Deployment's pod turns Ready (pod-ready); a Job's pod succeeds
 // (pod-complete), also when it carries the failing release's version but is no smoke test; a smoke-test pod of the
 // release tagged smoke-fails fails with exit code 1 and fails its Job (pod-smoke-fail); a smoke-test pod of any
 // other release succeeds; a deleted pod goes away (pod-delete); kwok renews a 40-second lease for its node.

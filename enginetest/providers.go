@@ -1,5 +1,5 @@
 // Package enginetest runs omscloud stacks on the real Pulumi engine (DESIGN.md, testing layer 5): the Pulumi CLI
-// built by scripts/pulumi-build.sh, driven by the Automation API against a local file backend, with in-process
+// built by testtools/pulumi-build.sh, driven by the Automation API against a local file backend, with in-process
 // stand-ins for the gcp, kubernetes, cloudflare and random providers.
 //
 // The stand-ins echo inputs and add the outputs real providers compute and omscloud reads (inventory.ComputeOutputs:

@@ -34,6 +34,9 @@ type Resource struct {
 	DependsOn []string `json:"-" yaml:"-"`
 	// Protected is the resource's protect option: the engine refuses to delete or replace it.
 	Protected bool `json:"-" yaml:"-"`
+	// Aliases are the URNs the resource's aliases name, resolved as the engine resolves them: the state of a
+	// resource under any of them carries over to URN without a replace.
+	Aliases []string `json:"-" yaml:"-"`
 }
 
 // Waits reports whether r depends, directly, on the resource of this type and name.

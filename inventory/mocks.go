@@ -10,6 +10,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 )
 
 // Mocks records every resource a program registers and fakes the outputs providers would compute, so that
@@ -35,10 +36,12 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	parentURN := ""
 	var deps []string
 	var protected bool
+	var aliases []*pulumirpc.Alias
 	if args.RegisterRPC != nil {
 		parentURN = args.RegisterRPC.GetParent()
 		deps = args.RegisterRPC.GetDependencies()
 		protected = args.RegisterRPC.GetProtect()
+		aliases = args.RegisterRPC.GetAliases()
 	}
 	if strings.Contains(parentURN, "::pulumi:pulumi:Stack::") {
 		parentURN = ""
@@ -53,6 +56,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		ParentURN: parentURN,
 		DependsOn: deps,
 		Protected: protected,
+		Aliases:   m.aliasURNs(aliases, parentURN, args.TypeToken, args.Name),
 	})
 	m.mu.Unlock()
 
@@ -107,13 +111,52 @@ func ProjectNumber(project string) string {
 
 // urn computes a resource's URN the way the engine does: the parent's type qualifies the child's.
 func (m *Mocks) urn(parentURN, typ, name string) resource.URN {
+	return newURN(m.Stack, m.Project, parentURN, typ, name)
+}
+
+func newURN(stack, project, parentURN, typ, name string) resource.URN {
 	parentType := tokens.Type("")
 	if parentURN != "" {
 		if u, err := resource.ParseURN(parentURN); err == nil {
 			parentType = u.QualifiedType()
 		}
 	}
-	return resource.NewURN(tokens.QName(m.Stack), tokens.PackageName(m.Project), parentType, tokens.Type(typ), name)
+	return resource.NewURN(tokens.QName(stack), tokens.PackageName(project), parentType, tokens.Type(typ), name)
+}
+
+// aliasURNs resolves aliases the way the engine does: a spec's empty name, type, stack or project is the resource's
+// own, and its parent is the one it names, none (the stack), or else the resource's current parent.
+func (m *Mocks) aliasURNs(aliases []*pulumirpc.Alias, parentURN, typ, name string) []string {
+	var out []string
+	for _, a := range aliases {
+		if urn := a.GetUrn(); urn != "" {
+			out = append(out, urn)
+			continue
+		}
+		spec := a.GetSpec()
+		if spec == nil {
+			continue
+		}
+		or := func(v, def string) string {
+			if v == "" {
+				return def
+			}
+			return v
+		}
+		parent := parentURN
+		switch {
+		case spec.GetNoParent():
+			parent = ""
+		case spec.GetParentUrn() != "":
+			parent = spec.GetParentUrn()
+		}
+		if strings.Contains(parent, "::pulumi:pulumi:Stack::") {
+			parent = ""
+		}
+		urn := newURN(or(spec.GetStack(), m.Stack), or(spec.GetProject(), m.Project), parent, or(spec.GetType(), typ), or(spec.GetName(), name))
+		out = append(out, string(urn))
+	}
+	return out
 }
 
 // nameOfURN returns the resource name of a URN, or "" for the stack itself.

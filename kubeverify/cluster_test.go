@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// The control plane is started once per test binary, on first use, by scripts/k8s-up.sh, and stopped in TestMain.
-// OMSCLOUD_KUBECONFIG points the tests at a cluster started by hand instead (scripts/k8s-up.sh DIR).
+// The control plane is started once per test binary, on first use, by testtools/k8s-up.sh, and stopped in TestMain.
+// OMSCLOUD_KUBECONFIG points the tests at a cluster started by hand instead (testtools/k8s-up.sh DIR).
 var (
 	clusterOnce sync.Once
 	shared      *cluster
@@ -33,7 +33,7 @@ type cluster struct {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if stateDir != "" {
-		out, err := exec.Command("bash", "../scripts/k8s-down.sh", stateDir).CombinedOutput()
+		out, err := exec.Command("bash", "../testtools/k8s-down.sh", stateDir).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "k8s-down: %v\n%s", err, out)
 		}
@@ -60,7 +60,7 @@ func requireCluster(t *testing.T) *cluster {
 	clusterOnce.Do(startCluster)
 	if clusterErr != nil {
 		if errors.Is(clusterErr, errNoBinaries) && os.Getenv("CI") != "true" {
-			t.Skipf("%v (run scripts/k8s-build.sh)", clusterErr)
+			t.Skipf("%v (run testtools/k8s-build.sh)", clusterErr)
 		}
 		t.Fatalf("Kubernetes control plane: %v", clusterErr)
 	}
@@ -83,12 +83,12 @@ func startCluster() {
 			return
 		}
 		start := time.Now()
-		cmd := exec.Command("bash", "../scripts/k8s-up.sh", dir)
+		cmd := exec.Command("bash", "../testtools/k8s-up.sh", dir)
 		// The cluster dies with this test binary even if it is killed before TestMain can stop it.
 		cmd.Env = append(os.Environ(), fmt.Sprintf("K8S_OWNER_PID=%d", os.Getpid()), "K8S_BIN_DIR="+bin)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			clusterErr = fmt.Errorf("scripts/k8s-up.sh: %w\n%s", err, out)
+			clusterErr = fmt.Errorf("testtools/k8s-up.sh: %w\n%s", err, out)
 			return
 		}
 		stateDir = dir

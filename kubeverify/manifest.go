@@ -1,6 +1,6 @@
 // Package kubeverify turns the Kubernetes objects of an omscloud inventory into the manifests a real API server
 // receives, so that its tests (testing layer 4 in DESIGN.md) can dry-run and apply them on a local control plane
-// started by scripts/k8s-up.sh.
+// started by testtools/k8s-up.sh.
 package kubeverify
 
 import (

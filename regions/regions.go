@@ -129,6 +129,18 @@ func KnownGCPRegions() []string {
 	return out
 }
 
+// GCPRegionsIn lists the GCP regions JurisdictionOf places in jurisdiction, sorted.
+func GCPRegionsIn(jurisdiction string) []string {
+	var out []string
+	for r, j := range gcpJurisdictions {
+		if j == jurisdiction {
+			out = append(out, r)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // HasZone reports whether zone is one of the site's zones.
 func (s Site) HasZone(zone string) bool { return slices.Contains(s.Zones, zone) }
 

@@ -4,21 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/omscloud/omscloud/components/backup"
 	"github.com/omscloud/omscloud/components/edge"
-	"github.com/omscloud/omscloud/components/environment"
-	"github.com/omscloud/omscloud/components/omsruntime"
+	"github.com/omscloud/omscloud/components/restore"
 	"github.com/omscloud/omscloud/regions"
-	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/secretmanager"
-	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/storage"
-	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
-	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
-	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -65,10 +57,6 @@ const (
 	OutputDatabase      = "databaseInstance"
 	OutputPrimaryBackup = "primaryBackupUrl"
 )
-
-// FailbackTier is the tier of the failback archive: monthly archives are kept 12 months (GFS), so the archive
-// outlives any failback.
-const FailbackTier = backup.Monthly
 
 // Outputs of the primary stack the DR spin-up reads.
 const (
@@ -173,22 +161,6 @@ func applyPrimaryOutputs(cfg *Config, out PrimaryOutputs) {
 	}
 }
 
-// RestoreArgs is the restore command the DR restore Job runs; force restores over a database that has taken writes
-// since its last restore.
-func RestoreArgs(backupURL string, force bool) []string {
-	args := []string{"restore", "--from", backupURL, "--latest"}
-	if force {
-		args = append(args, "--force")
-	}
-	return args
-}
-
-// FailbackArgs is the backup command the DR failback Job runs: into the primary's bucket, which outlives the DR
-// stack and from which the primary restores.
-func FailbackArgs(primaryBackupURL string) []string {
-	return []string{"backup", "--tier", FailbackTier, "--to", primaryBackupURL}
-}
-
 // drSettings are the DR stack's own settings (DRNamespace).
 type drSettings struct {
 	restore, failback      int
@@ -274,10 +246,11 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 			return fmt.Errorf("the primary stack %s exports no %s: its edge predates Certificate Manager, and the DR load balancer would serve no certificate. Run `pulumi up` on %s first",
 				ref, OutputCertificateMap, primaryStack)
 		}
-		env, err := Deploy(ctx, cfg, ov)
+		dep, err := Deploy(ctx, cfg, ov)
 		if err != nil {
 			return err
 		}
+		env := dep.Environment
 
 		ctx.Export("primaryStack", pulumi.String(ref))
 		ctx.Export(OutputPrimaryBackup, pulumi.String(out.BackupURL))
@@ -286,36 +259,30 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		ctx.Export(OutputDRAddress, pulumi.String(out.DRAddress))
 		ctx.Export(OutputRuntimeImage, pulumi.String(cfg.Runtime.Image))
 		ctx.Export("domain", pulumi.String(cfg.Edge.Domain))
-		if err := grantPrimaryBackups(ctx, cfg, out, env, settings.failback > 0); err != nil {
-			return err
+		runs, err := restore.New(ctx, cfg.NamePrefix()+"-restore", &restore.Args{
+			Name:         cfg.NamePrefix(),
+			Project:      cfg.Project,
+			BackupURL:    out.BackupURL,
+			KeySecretID:  out.KeySecretID,
+			Image:        cfg.Runtime.Image,
+			Runtime:      env.Runtime.Wiring,
+			Identity:     restore.Identity{KSA: env.Backup.ServiceAccountName, Email: env.Backup.ServiceAccountEmail},
+			MediaURL:     env.Backup.MediaURL,
+			Restore:      settings.restore,
+			ForceRestore: settings.forceRestore,
+			Failback:     settings.failback,
+			Environment:  env,
+		}, pulumi.Providers(dep.GCPProvider, env.Cluster.Provider))
+		if err != nil {
+			return fmt.Errorf("DR: %w", err)
 		}
 		ctx.Export(OutputRestoreRun, pulumi.Int(settings.restore))
 		ctx.Export(OutputFailbackRun, pulumi.Int(settings.failback))
-		if settings.restore == 0 && settings.failback == 0 {
-			return nil
-		}
-		key, err := primaryKeySecret(ctx, cfg, out, env)
-		if err != nil {
-			return err
-		}
 		if settings.restore > 0 {
-			job, err := oneShotJob(ctx, cfg, env, key, fmt.Sprintf("%s-restore-%d", cfg.NamePrefix(), settings.restore), "restore",
-				RestoreArgs(out.BackupURL, settings.forceRestore), nil)
-			if err != nil {
-				return fmt.Errorf("DR: restore Job: %w", err)
-			}
-			ctx.Export("restoreJob", job.Metadata.Name().Elem())
+			ctx.Export("restoreJob", runs.RestoreJob)
 		}
 		if settings.failback > 0 {
-			job, err := oneShotJob(ctx, cfg, env, key, fmt.Sprintf("%s-failback-%d", cfg.NamePrefix(), settings.failback), "failback",
-				FailbackArgs(out.BackupURL), corev1.EnvVarArray{
-					corev1.EnvVarArgs{Name: pulumi.String(backup.EnvMediaURL), Value: env.Backup.MediaURL},
-					corev1.EnvVarArgs{Name: pulumi.String(backup.EnvRelease), Value: pulumi.String(cfg.Runtime.Image)},
-				})
-			if err != nil {
-				return fmt.Errorf("DR: failback Job: %w", err)
-			}
-			ctx.Export("failbackJob", job.Metadata.Name().Elem())
+			ctx.Export("failbackJob", runs.FailbackJob)
 		}
 		return nil
 	}
@@ -371,93 +338,4 @@ func readPrimaryOutputs(ref *pulumi.StackReference, name string) (PrimaryOutputs
 	}
 	out.CertificateMap, _ = v.(string)
 	return out, nil
-}
-
-// primaryKeySecret hands the primary's archive key (Secret Manager, replicated to the DR region) to the DR Jobs as a
-// Kubernetes Secret, read at deploy time like the backup pods' own key: the restore reads the primary's archives
-// with it, the failback backup writes the archive the primary restores.
-func primaryKeySecret(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment) (*corev1.Secret, error) {
-	name := cfg.NamePrefix() + "-primary-key"
-	key := secretmanager.LookupSecretVersionOutput(ctx, secretmanager.LookupSecretVersionOutputArgs{
-		Project: pulumi.String(cfg.Project),
-		Secret:  pulumi.String(out.KeySecretID),
-	}, pulumi.Parent(env))
-	secret, err := corev1.NewSecret(ctx, name, &corev1.SecretArgs{
-		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(env.Runtime.Wiring.Namespace),
-			Labels: pulumi.ToStringMap(omsruntime.ClientSelector(cfg.NamePrefix()))},
-		Type: pulumi.String("Opaque"),
-		StringData: pulumi.StringMap{
-			backup.KeySecretKey: pulumi.ToSecret(key.SecretData()).(pulumi.StringOutput),
-		},
-	}, pulumi.Provider(env.Cluster.Provider), pulumi.DependsOn([]pulumi.Resource{env}))
-	if err != nil {
-		return nil, fmt.Errorf("DR: the primary's archive key: %w", err)
-	}
-	return secret, nil
-}
-
-// oneShotJob runs `oms <args>` once the whole DR environment is up: as the DR environment's backup identity, with the
-// primary's archive key as a file, the runtime's environment and database credentials (omsruntime.Wiring), under the
-// restricted Pod Security level. It runs once: a later change of its spec (a new release) is ignored rather than
-// replacing the Job, which would run it again, and it is never deleted by a TTL, which would make a refresh drop it
-// and the next up create it again. A new run is a new Job (a new run number in its name).
-func oneShotJob(ctx *pulumi.Context, cfg *Config, env *environment.Environment, key *corev1.Secret, name, component string,
-	args []string, extraEnv corev1.EnvVarArray) (*batchv1.Job, error) {
-	w := env.Runtime.Wiring
-	labels := omsruntime.ClientSelector(cfg.NamePrefix())
-	labels["app.kubernetes.io/component"] = component
-	container := w.Container(component, cfg.Runtime.Image, args, []string{omsruntime.EnvDatabaseURL},
-		omsruntime.Resources{CPU: "500m", Memory: "1Gi", CPULimit: "2", MemoryLimit: "2Gi"})
-	container.Env = append(append(container.Env.(corev1.EnvVarArray), corev1.EnvVarArgs{
-		Name: pulumi.String(backup.EnvKeyFile), Value: pulumi.String(backup.KeyFile),
-	}), extraEnv...)
-	container.VolumeMounts = append(container.VolumeMounts.(corev1.VolumeMountArray), corev1.VolumeMountArgs{
-		Name: pulumi.String("archive-key"), MountPath: pulumi.String(path.Dir(backup.KeyFile)), ReadOnly: pulumi.Bool(true),
-	})
-	pod := w.PodSpec("Never", container)
-	// The backup identity reads (and, for the failback, writes) the primary's archives (grantPrimaryBackups); the
-	// runtime's Secret gives the database.
-	pod.ServiceAccountName = pulumi.String(env.Backup.ServiceAccountName)
-	pod.Volumes = append(pod.Volumes.(corev1.VolumeArray), corev1.VolumeArgs{
-		Name: pulumi.String("archive-key"),
-		Secret: corev1.SecretVolumeSourceArgs{
-			SecretName:  key.Metadata.Name().Elem(),
-			DefaultMode: pulumi.Int(0o400),
-			Items: corev1.KeyToPathArray{corev1.KeyToPathArgs{
-				Key: pulumi.String(backup.KeySecretKey), Path: pulumi.String(path.Base(backup.KeyFile)),
-			}},
-		},
-	})
-	return batchv1.NewJob(ctx, name, &batchv1.JobArgs{
-		Metadata: metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(w.Namespace), Labels: pulumi.ToStringMap(labels)},
-		Spec: batchv1.JobSpecArgs{
-			BackoffLimit:          pulumi.Int(2),
-			ActiveDeadlineSeconds: pulumi.Int(3 * 3600),
-			Template: corev1.PodTemplateSpecArgs{
-				Metadata: metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
-				Spec:     pod,
-			},
-		},
-	}, pulumi.Provider(env.Cluster.Provider), pulumi.DependsOn([]pulumi.Resource{env, key}), pulumi.IgnoreChanges([]string{"spec"}))
-}
-
-// grantPrimaryBackups lets the DR environment's backup identity read the primary's archives, and for a failback also
-// add one (objectCreator: it can neither overwrite nor delete an archive) — and nothing else of the primary (the
-// archive key reaches the Jobs as a Kubernetes Secret). The grants inherit the DR environment's GCP provider.
-func grantPrimaryBackups(ctx *pulumi.Context, cfg *Config, out PrimaryOutputs, env *environment.Environment, failback bool) error {
-	prefix := cfg.NamePrefix()
-	grants := []struct{ name, role string }{{prefix + "-restore-read-archives", "roles/storage.objectViewer"}}
-	if failback {
-		grants = append(grants, struct{ name, role string }{prefix + "-failback-write-archives", "roles/storage.objectCreator"})
-	}
-	for _, g := range grants {
-		if _, err := storage.NewBucketIAMMember(ctx, g.name, &storage.BucketIAMMemberArgs{
-			Bucket: pulumi.String(strings.TrimPrefix(out.BackupURL, "gs://")),
-			Role:   pulumi.String(g.role),
-			Member: pulumi.Sprintf("serviceAccount:%s", env.Backup.ServiceAccountEmail),
-		}, pulumi.Parent(env)); err != nil {
-			return fmt.Errorf("DR: grant %s on the primary's archives: %w", g.role, err)
-		}
-	}
-	return nil
 }

@@ -388,6 +388,31 @@ func TestDRProgramRunsEachRestoreAndFailbackOnce(t *testing.T) {
 
 }
 
+// TestExistingDRStacksKeepTheirRestoreState: the restore and failback Jobs, the primary's archive key and the grants on
+// the primary's bucket moved from stacks/ into components/restore. A DR stack deployed before holds them under the
+// URNs below (the DR environment parented the grants, the rest sat at the stack's root); each is aliased to its old
+// URN, so the next up moves its state instead of creating a new one and deleting the old (which would run a restore
+// again over the live DR database).
+func TestExistingDRStacksKeepTheirRestoreState(t *testing.T) {
+	inv := runDRWith(t, map[string]string{DRKeyRestore: "1", DRKeyFailback: "1"})
+	const stack = "urn:pulumi:prod-eu-dr::omscloud::"
+	before := []string{
+		stack + "kubernetes:batch/v1:Job::oms-prod-eu-dr-restore-1",
+		stack + "kubernetes:batch/v1:Job::oms-prod-eu-dr-failback-1",
+		stack + "kubernetes:core/v1:Secret::oms-prod-eu-dr-primary-key",
+		stack + "omscloud:environment:Environment$gcp:storage/bucketIAMMember:BucketIAMMember::oms-prod-eu-dr-restore-read-archives",
+		stack + "omscloud:environment:Environment$gcp:storage/bucketIAMMember:BucketIAMMember::oms-prod-eu-dr-failback-write-archives",
+	}
+	for _, old := range before {
+		u, err := resource.ParseURN(old)
+		require.NoError(t, err)
+		r, ok := inv.Find(string(u.Type()), u.Name())
+		require.True(t, ok, old)
+		assert.Equal(t, stack+"omscloud:restore:Restore$"+string(u.Type())+"::"+u.Name(), r.URN, "declared in the restore component")
+		assert.Contains(t, r.Aliases, old, "%s keeps the state it has", u.Name())
+	}
+}
+
 func TestDRTeardownReleasesEverythingButTheKeys(t *testing.T) {
 	live := runDRWith(t, map[string]string{DRKeyRestore: "1"})
 	sql := only(t, live, "gcp:sql/databaseInstance:DatabaseInstance")

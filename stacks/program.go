@@ -1,17 +1,8 @@
 package stacks
 
 import (
-	"github.com/omscloud/omscloud/components/backup"
-	"github.com/omscloud/omscloud/components/dr"
 	"github.com/omscloud/omscloud/components/edge"
 	"github.com/omscloud/omscloud/components/environment"
-	"github.com/omscloud/omscloud/components/gke"
-	"github.com/omscloud/omscloud/components/network"
-	"github.com/omscloud/omscloud/components/observability"
-	"github.com/omscloud/omscloud/components/omsruntime"
-	"github.com/omscloud/omscloud/components/postgres"
-	"github.com/omscloud/omscloud/components/rabbitmq"
-	"github.com/omscloud/omscloud/components/redis"
 	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -56,181 +47,63 @@ type Overrides struct {
 	Teardown bool
 }
 
-// Deploy declares the environment a validated config describes.
-func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Environment, error) {
-	prefix := cfg.NamePrefix()
-	labels := cfg.ResourceLabels()
+// Deployment is what Deploy declares: the environment, and the stack region's GCP provider for what a program
+// declares beside it (the DR stack's restore).
+type Deployment struct {
+	*environment.Environment
+	GCPProvider pulumi.ProviderResource
+}
+
+// Deploy declares the environment a validated config describes: the providers, then each component's Args from the
+// config (one builder per component, below), then the stack's outputs.
+func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*Deployment, error) {
 	provider, err := gcp.NewProvider(ctx, "gcp-"+cfg.Region.Primary.GCPRegion, &gcp.ProviderArgs{
 		Project:       pulumi.String(cfg.Project),
 		Region:        pulumi.String(cfg.Region.Primary.GCPRegion),
-		DefaultLabels: pulumi.ToStringMap(labels),
+		DefaultLabels: pulumi.ToStringMap(cfg.ResourceLabels()),
 	})
 	if err != nil {
 		return nil, err
 	}
-	connectorOnly := cfg.Edge.Provider == edge.Cloudflare && ov.TunnelToken != nil
-	var cloudflareProvider pulumi.ProviderResource
-	if cfg.Edge.Provider == edge.Cloudflare && !connectorOnly {
-		// The API token comes from the secret `cloudflare:apiToken` or, when unset, CLOUDFLARE_API_TOKEN.
-		cfArgs := &cloudflare.ProviderArgs{}
-		if token, ok := ctx.GetConfig("cloudflare:apiToken"); ok {
-			cfArgs.ApiToken = pulumi.ToSecret(pulumi.String(token)).(pulumi.StringOutput)
-		}
-		if cloudflareProvider, err = cloudflare.NewProvider(ctx, "cloudflare", cfArgs); err != nil {
-			return nil, err
-		}
+	cloudflareProvider, err := cloudflareProviderOf(ctx, cfg, ov)
+	if err != nil {
+		return nil, err
 	}
-	cloudflareReplicas := 2
-	if cfg.Environment == Production {
-		cloudflareReplicas = 3
-	}
-	activeImage := cfg.Runtime.Image
-	if img, ok := cfg.Runtime.ColorImages[cfg.Runtime.ActiveColor]; ok {
-		activeImage = img
-	}
-	bucket, media, keepInRegion := cfg.backupPlacement()
-	var drArgs *dr.Args
-	if cfg.Environment == Production && cfg.DR.Enabled {
-		drArgs = &dr.Args{
-			Name:               prefix,
-			Project:            cfg.Project,
-			Region:             cfg.Region.Primary.GCPRegion,
-			DRRegion:           cfg.DR.GCPRegion,
-			AllowCrossBorder:   cfg.Region.DRCrossBorder && cfg.DR.AcknowledgeCrossBorder,
-			Edge:               cfg.Edge.Provider,
-			DeletionProtection: cfg.DeletionProtection,
-			Labels:             labels,
-			Active:             cfg.DR.Active,
-			Cloudflare:         dr.CloudflareArgs{AccountID: cfg.Edge.Cloudflare.AccountID, Hostnames: cfg.Edge.Hostnames},
-		}
-	}
-	// Validation guarantees at least one valid maintenance day.
-	maintenanceDay, _ := postgres.Weekday(cfg.Maintenance.Days[0])
-	env, err := environment.New(ctx, prefix, &environment.Args{
-		Network: network.Args{
-			Name:                prefix,
-			Project:             cfg.Project,
-			Region:              cfg.Region.Primary.GCPRegion,
-			SubnetCIDR:          cfg.Network.SubnetCIDR,
-			PodsCIDR:            cfg.Network.PodsCIDR,
-			ServicesCIDR:        cfg.Network.ServicesCIDR,
-			MasterCIDR:          cfg.Network.MasterCIDR,
-			PrivateServicesCIDR: cfg.Network.PrivateServicesCIDR,
-			FlowLogs:            cfg.Network.FlowLogs,
-			DeletionProtection:  cfg.DeletionProtection,
-		},
-		Cluster: gke.Args{
-			Name:                     prefix,
-			Project:                  cfg.Project,
-			Region:                   cfg.Region.Primary.GCPRegion,
-			Zones:                    cfg.Zones,
-			MasterCIDR:               cfg.Network.MasterCIDR,
-			MasterAuthorizedNetworks: authorizedNetworks(cfg.GKE.MasterAuthorizedNetworks),
-			ReleaseChannel:           cfg.GKE.ReleaseChannel,
-			Maintenance: gke.MaintenanceWindow{
-				Days: cfg.Maintenance.Days, StartHourUTC: cfg.Maintenance.StartHourUTC, DurationHours: cfg.Maintenance.DurationHours,
-			},
-			DeletionProtection: cfg.DeletionProtection,
-			Labels:             labels,
-			AdoptKeys:          ov.AdoptKeys,
-			Pools: []gke.PoolArgs{
-				pool(gke.WebPool, cfg.Sizing.Web, nil),
-				pool(gke.StatefulPool, cfg.Sizing.Stateful, []gke.Taint{{Key: gke.StatefulTaint, Value: "true", Effect: "NO_SCHEDULE"}}),
-			},
-			Images: releaseImages(cfg.Runtime),
-		},
-		Database: postgres.Args{
-			Name:               prefix,
-			Project:            cfg.Project,
-			Region:             cfg.Region.Primary.GCPRegion,
-			Zones:              cfg.Zones,
-			Version:            cfg.Database.Version,
-			Tier:               cfg.Sizing.Database.Tier,
-			DiskSizeGB:         cfg.Sizing.Database.DiskSizeGB,
-			Availability:       cfg.Database.Availability,
-			Backup:             postgres.BackupArgs{Location: cfg.Database.BackupLocation, RetainedBackups: cfg.Database.RetainedBackups},
-			Maintenance:        postgres.MaintenanceArgs{Day: maintenanceDay, HourUTC: cfg.Maintenance.StartHourUTC},
-			DeletionProtection: cfg.DeletionProtection,
-			Labels:             labels,
-			AdoptKeys:          ov.AdoptKeys,
-			InstanceSuffix:     ov.DatabaseSuffix,
-			Teardown:           ov.Teardown,
-			Accounts:           cfg.Accounts,
-			RetiredAccounts:    cfg.Database.RetiredAccounts,
-		},
-		Redis: redis.Args{
-			Name:               prefix,
-			Size:               redis.Size{CPU: cfg.Sizing.Redis.CPU, Memory: cfg.Sizing.Redis.Memory, StorageGB: cfg.Sizing.Redis.StorageGB},
-			Labels:             labels,
-			DeletionProtection: cfg.DeletionProtection,
-			PasswordRotation:   cfg.Rotation.Redis,
-		},
-		RabbitMQ: rabbitmq.Args{
-			Name:               prefix,
-			Size:               rabbitmq.Size{CPU: cfg.Sizing.RabbitMQ.CPU, Memory: cfg.Sizing.RabbitMQ.Memory, StorageGB: cfg.Sizing.RabbitMQ.StorageGB},
-			Labels:             labels,
-			DeletionProtection: cfg.DeletionProtection,
-			PasswordRotation:   cfg.Rotation.RabbitMQ,
-		},
-		Runtime: omsruntime.Args{
-			Name:        prefix,
-			Project:     cfg.Project,
-			Production:  cfg.Environment == Production,
-			Teardown:    ov.Teardown,
-			Image:       cfg.Runtime.Image,
-			ColorImages: cfg.Runtime.ColorImages,
-			ActiveColor: cfg.Runtime.ActiveColor,
-			Zones:       cfg.Zones,
-			Labels:      labels,
-			Database:    omsruntime.DatabaseArgs{PasswordRotation: cfg.Rotation.Database},
-		},
-		Edge: edge.Args{
-			Name:      prefix,
-			Project:   cfg.Project,
-			Region:    cfg.Region.Primary.GCPRegion,
-			Zones:     cfg.Zones,
-			Provider:  cfg.Edge.Provider,
-			Hostnames: cfg.Edge.Hostnames,
-			Labels:    labels,
-			Cloudflare: edge.CloudflareArgs{
-				AccountID:     cfg.Edge.Cloudflare.AccountID,
-				ZoneID:        cfg.Edge.Cloudflare.ZoneID,
-				Replicas:      cloudflareReplicas,
-				ConnectorOnly: connectorOnly,
-				TunnelToken:   ov.TunnelToken,
-			},
-			GCP: edgeGCP(cfg, ov),
-		},
-		Backup: backup.Args{
-			Name:               prefix,
-			Project:            cfg.Project,
-			Region:             cfg.Region.Primary.GCPRegion,
-			DRRegion:           cfg.DR.GCPRegion,
-			AllowCrossBorder:   cfg.Region.DRCrossBorder && cfg.DR.AcknowledgeCrossBorder,
-			KeepInRegion:       keepInRegion,
-			DeletionProtection: cfg.DeletionProtection,
-			Labels:             labels,
-			AdoptKeys:          ov.AdoptKeys,
-			ForceDestroy:       ov.Teardown,
-			Bucket:             bucket,
-			Media:              media,
-			Image:              activeImage,
-		},
-		DR: drArgs,
-		Observability: observability.Args{
-			Name:          prefix,
-			Project:       cfg.Project,
-			Thresholds:    cfg.thresholds(),
-			UptimeRegions: cfg.Observability.UptimeRegions,
-			Notifications: notifications(cfg.Observability.Notifications),
-			Labels:        labels,
-		},
+	env, err := environment.New(ctx, cfg.NamePrefix(), &environment.Args{
+		Network:            networkArgs(cfg),
+		Cluster:            clusterArgs(cfg, ov),
+		Database:           databaseArgs(cfg, ov),
+		Redis:              redisArgs(cfg),
+		RabbitMQ:           rabbitmqArgs(cfg),
+		Runtime:            runtimeArgs(cfg, ov),
+		Edge:               edgeArgs(cfg, ov),
+		Backup:             backupArgs(cfg, ov),
+		DR:                 drArgs(cfg),
+		Observability:      observabilityArgs(cfg),
 		CloudflareProvider: cloudflareProvider,
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return nil, err
 	}
+	exportOutputs(ctx, cfg, env)
+	return &Deployment{Environment: env, GCPProvider: provider}, nil
+}
 
+// cloudflareProviderOf is the Cloudflare provider of a stack that declares on Cloudflare (nil otherwise).
+func cloudflareProviderOf(ctx *pulumi.Context, cfg *Config, ov Overrides) (pulumi.ProviderResource, error) {
+	if cfg.Edge.Provider != edge.Cloudflare || connectorOnly(cfg, ov) {
+		return nil, nil
+	}
+	// The API token comes from the secret `cloudflare:apiToken` or, when unset, CLOUDFLARE_API_TOKEN.
+	cfArgs := &cloudflare.ProviderArgs{}
+	if token, ok := ctx.GetConfig("cloudflare:apiToken"); ok {
+		cfArgs.ApiToken = pulumi.ToSecret(pulumi.String(token)).(pulumi.StringOutput)
+	}
+	return cloudflare.NewProvider(ctx, "cloudflare", cfArgs)
+}
+
+// exportOutputs are the stack's outputs: what operators, omsctl and the DR spin-up read.
+func exportOutputs(ctx *pulumi.Context, cfg *Config, env *environment.Environment) {
 	ctx.Export("environment", pulumi.String(cfg.Environment))
 	ctx.Export("region", pulumi.String(cfg.RegionID))
 	ctx.Export("gcpRegion", pulumi.String(cfg.Region.Primary.GCPRegion))
@@ -255,7 +128,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 	ctx.Export(OutputCertificateMap, env.Edge.CertificateMap)
 	ctx.Export("tunnelId", env.Edge.TunnelID)
 	ctx.Export("primaryPoolId", env.Edge.PrimaryPoolID)
-	ctx.Export("runtimeImage", pulumi.String(activeImage))
+	ctx.Export("runtimeImage", pulumi.String(activeImage(cfg)))
 	ctx.Export("backupUrl", env.Backup.BackupURL)
 	ctx.Export("mediaUrl", env.Backup.MediaURL)
 	ctx.Export("backupKeySecretId", env.Backup.KeySecretID)
@@ -268,59 +141,4 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*environment.Enviro
 		ctx.Export("drTunnelId", env.DR.DRTunnelID)
 		ctx.Export("drTunnelToken", env.DR.DRTunnelToken)
 	}
-	return env, nil
-}
-
-// notifications turns the config's channels into the component's; the tokens become Pulumi secrets.
-func notifications(n NotificationsConfig) observability.NotificationArgs {
-	out := observability.NotificationArgs{Emails: n.Emails, SlackChannel: n.SlackChannel}
-	if n.SlackToken != "" {
-		out.SlackToken = pulumi.ToSecret(pulumi.String(n.SlackToken)).(pulumi.StringOutput)
-	}
-	if n.PagerDutyToken != "" {
-		out.PagerDutyKey = pulumi.ToSecret(pulumi.String(n.PagerDutyToken)).(pulumi.StringOutput)
-	}
-	return out
-}
-
-func edgeGCP(cfg *Config, ov Overrides) edge.GCPArgs {
-	// The address the edge reserves is protected like the reserved DR one: customers whitelist it.
-	g := edge.GCPArgs{ProtectAddress: cfg.DeletionProtection}
-	if ov.EdgeAddress != "" {
-		g.Address = pulumi.String(ov.EdgeAddress)
-	}
-	if ov.CertificateMap != "" {
-		g.CertificateMap = pulumi.String(ov.CertificateMap)
-	} else {
-		g.DNS = edge.DNSArgs{ManagedZone: cfg.Edge.DNS.ManagedZone, Project: cfg.Edge.DNS.Project}
-	}
-	return g
-}
-
-func pool(name string, size NodePoolSize, taints []gke.Taint) gke.PoolArgs {
-	return gke.PoolArgs{
-		Name:            name,
-		MachineType:     size.MachineType,
-		MinNodesPerZone: size.MinNodesPerZone,
-		MaxNodesPerZone: size.MaxNodesPerZone,
-		DiskSizeGB:      size.DiskSizeGB,
-		Labels:          map[string]string{gke.PoolLabel: name},
-		Taints:          taints,
-	}
-}
-
-func releaseImages(r RuntimeConfig) []string {
-	var out []string
-	for _, img := range r.images() {
-		out = append(out, img.image)
-	}
-	return out
-}
-
-func authorizedNetworks(nets []AuthorizedNetwork) []gke.AuthorizedNetwork {
-	out := make([]gke.AuthorizedNetwork, len(nets))
-	for i, n := range nets {
-		out[i] = gke.AuthorizedNetwork{Name: n.Name, CIDR: n.CIDR}
-	}
-	return out
 }

@@ -153,7 +153,7 @@ func (c *Config) validateDR(v *validator) {
 		case c.DR.GCPRegion == c.Region.Primary.GCPRegion:
 			v.add("dr.region", "%q is the primary region: DR must survive the loss of %s, use %s", c.DR.GCPRegion, c.DR.GCPRegion, c.Region.DR.GCPRegion)
 		case j != c.Region.Jurisdiction && !c.Region.DRCrossBorder:
-			v.add("dr.region", "%q is in %s: data of region %s must stay in %s, use %s (the catalog's DR region)", c.DR.GCPRegion, j, c.RegionID, c.Region.Jurisdiction, c.Region.DR.GCPRegion)
+			v.add("dr.region", "%s", c.drOutsideJurisdiction(j))
 		}
 	}
 	if !c.DR.Enabled {
@@ -162,10 +162,32 @@ func (c *Config) validateDR(v *validator) {
 		}
 		return
 	}
-	if j, _ := regions.JurisdictionOf(c.DR.GCPRegion); j != "" && j != c.Region.Jurisdiction && !c.DR.AcknowledgeCrossBorder {
+	// Only where the jurisdiction has a single GCP region may the DR site lie across the border (the catalog marks it
+	// DRCrossBorder); elsewhere dr.region is refused above, and acknowledging would change nothing.
+	if j, _ := regions.JurisdictionOf(c.DR.GCPRegion); j != "" && j != c.Region.Jurisdiction && c.Region.DRCrossBorder && !c.DR.AcknowledgeCrossBorder {
 		v.add("dr.acknowledgeCrossBorder", "region %s has a single GCP region, so its DR site %s lies in %s: set dr.acknowledgeCrossBorder to true once the customer has agreed, or set dr.enabled to false",
 			c.RegionID, c.DR.GCPRegion, j)
 	}
+}
+
+// drOutsideJurisdiction is the problem of a dr.region in jurisdiction j, outside the stack's, where the jurisdiction
+// has other GCP regions to recover in: which ones.
+func (c *Config) drOutsideJurisdiction(j string) string {
+	var others []string
+	for _, r := range regions.GCPRegionsIn(c.Region.Jurisdiction) {
+		if r != c.Region.Primary.GCPRegion && r != c.Region.DR.GCPRegion {
+			others = append(others, r)
+		}
+	}
+	msg := fmt.Sprintf("%q lies in %s, outside the jurisdiction of region %s: its data must stay in %s. Pick a DR region in %s: %s (the catalog's DR region: remove dr.region to use it)",
+		c.DR.GCPRegion, j, c.RegionID, c.Region.Jurisdiction, c.Region.Jurisdiction, c.Region.DR.GCPRegion)
+	if len(others) > 0 {
+		msg += " or one of " + strings.Join(others, ", ")
+	}
+	if c.DR.AcknowledgeCrossBorder {
+		msg += "; dr.acknowledgeCrossBorder applies only where the jurisdiction has a single GCP region"
+	}
+	return msg
 }
 
 func (c *Config) validateBackup(v *validator) {

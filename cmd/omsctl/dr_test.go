@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -371,6 +372,19 @@ func repeatOnEngine(t *testing.T, env *enginetest.Env, name string) {
 		assert.Equal(t, res, drResources(t, env, drName))
 
 		if gen == 1 {
+			// A DR stack deployed before components/restore held the restore Job, the key and the grants elsewhere
+			// (formerLayout): the next activation moves their state through the aliases, creating only the component.
+			formerLayout(t, env.Stack(ctx, t, drName, stacks.DRProgram(name)))
+			tl, err = activateDR(ctx, opts)
+			require.NoError(t, err, "activation over the former layout")
+			logTimeline(t, tl)
+			assert.Equal(t, []string{"provision", "restore (skipped)"}, stepNames(tl)[:2])
+			assert.Regexp(t, `^1 create, \d+ same in `, tl.Steps[0].Detail, "only the restore component is new: nothing replaced or deleted")
+			assert.Equal(t, restoreJobs, jobsOf(t, env, drName, "-restore-"), "the restore Job keeps its state, never run again")
+			assert.Equal(t, res, drResources(t, env, drName))
+		}
+
+		if gen == 1 {
 			// Forced: a new run, which tells oms restore to restore over a written database.
 			forced := opts
 			forced.ForceRestore = true
@@ -415,6 +429,62 @@ func repeatOnEngine(t *testing.T, env *enginetest.Env, name string) {
 }
 
 const sqlType = "gcp:sql/databaseInstance:DatabaseInstance"
+
+// formerLayout rewrites a DR stack's state into the layout of a DR stack deployed before components/restore: no
+// restore component, its grants children of the DR environment, its key and Jobs at the stack's root.
+func formerLayout(t *testing.T, s auto.Stack) {
+	t.Helper()
+	ctx := context.Background()
+	exported, err := s.Export(ctx)
+	require.NoError(t, err)
+	var d struct {
+		Resources []map[string]any `json:"resources"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(exported.Deployment))
+	dec.UseNumber() // numbers go back as they came
+	require.NoError(t, dec.Decode(&d))
+	var root, environment, component string
+	for _, r := range d.Resources {
+		switch r["type"] {
+		case "pulumi:pulumi:Stack":
+			root = r["urn"].(string)
+		case "omscloud:environment:Environment":
+			environment = r["urn"].(string)
+		case "omscloud:restore:Restore":
+			component = r["urn"].(string)
+		}
+	}
+	require.NotEmpty(t, component, "the state has the restore component")
+	renamed := map[string]string{}
+	var kept []map[string]any
+	for _, r := range d.Resources {
+		urn := r["urn"].(string)
+		switch {
+		case urn == component:
+			continue
+		case r["parent"] == component && r["type"] == "gcp:storage/bucketIAMMember:BucketIAMMember":
+			r["parent"] = environment
+			renamed[urn] = strings.Replace(urn, "omscloud:restore:Restore$", "omscloud:environment:Environment$", 1)
+		case r["parent"] == component:
+			r["parent"] = root
+			renamed[urn] = strings.Replace(urn, "omscloud:restore:Restore$", "", 1)
+		}
+		kept = append(kept, r)
+	}
+	require.NotEmpty(t, renamed)
+	var all map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(exported.Deployment, &all))
+	resources, err := json.Marshal(kept)
+	require.NoError(t, err)
+	text := string(resources)
+	for now, before := range renamed {
+		text = strings.ReplaceAll(text, `"`+now+`"`, `"`+before+`"`)
+	}
+	all["resources"] = json.RawMessage(text)
+	exported.Deployment, err = json.Marshal(all)
+	require.NoError(t, err)
+	require.NoError(t, s.Import(ctx, exported))
+}
 
 func backupURLOf(t *testing.T, primary auto.Stack) any {
 	t.Helper()

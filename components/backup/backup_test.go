@@ -100,15 +100,7 @@ func evaluate(t *testing.T, args backup.Args, secrets map[string]string) (*inven
 		if err != nil {
 			return err
 		}
-		args.Runtime = omsruntime.Wiring{
-			Namespace:          "oms",
-			ServiceAccount:     pulumi.String("oms-prod-eu-runtime").ToStringOutput(),
-			ConfigMap:          pulumi.String("oms-prod-eu-runtime").ToStringOutput(),
-			Secret:             pulumi.String("oms-prod-eu-runtime").ToStringOutput(),
-			DatabaseCA:         pulumi.String("oms-prod-eu-db-ca").ToStringOutput(),
-			NodeSelector:       map[string]string{"omscloud.io/pool": "web"},
-			GracePeriodSeconds: 40,
-		}
+		args.Runtime = kubetest.RuntimeWiring("oms-prod-eu")
 		args.AccountSecrets = map[string]pulumi.StringInput{}
 		for id, s := range secrets {
 			args.AccountSecrets[id] = pulumi.String(s)

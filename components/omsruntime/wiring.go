@@ -1,11 +1,14 @@
 package omsruntime
 
 import (
+	"fmt"
 	"maps"
 	"path"
+	"strconv"
 
 	"github.com/omscloud/omscloud/components/internal/kube"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -98,4 +101,92 @@ func (r Resources) args() corev1.ResourceRequirementsArgs {
 		Requests: pulumi.StringMap{"cpu": pulumi.String(r.CPU), "memory": pulumi.String(r.Memory)},
 		Limits:   pulumi.StringMap{"cpu": pulumi.String(r.CPULimit), "memory": pulumi.String(r.MemoryLimit)},
 	}
+}
+
+// wire declares what every runtime pod reads — the admin token, the Secret of credentials, the ConfigMap of settings
+// and the database CA — and the Wiring that hands them to the pods (r.Wiring).
+func (d *deployer) wire(r *Runtime, id *identity, db *controlDB) error {
+	a := d.a
+	token, err := random.NewRandomPassword(d.ctx, d.name+"-admin-token", &random.RandomPasswordArgs{
+		Length: pulumi.Int(48),
+		// URL- and header-safe: it travels as a bearer token.
+		Special: pulumi.Bool(false),
+	}, d.opts()...)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	r.AdminToken = pulumi.ToSecret(token.Result).(pulumi.StringOutput)
+
+	checksumKey, err := random.NewRandomPassword(d.ctx, d.name+"-checksum-key", &random.RandomPasswordArgs{Length: pulumi.Int(32)}, d.opts()...)
+	if err != nil {
+		return fmt.Errorf("checksum key: %w", err)
+	}
+	d.checksumKey = pulumi.ToSecret(checksumKey.Result).(pulumi.StringOutput)
+	_, baseLabels := d.labels("runtime", "", "")
+	d.secretData = pulumi.StringMap{
+		EnvDatabaseURL:   db.url,
+		EnvAdminToken:    r.AdminToken,
+		EnvAMQPURL:       pulumi.ToSecret(a.AMQPURL).(pulumi.StringOutput),
+		EnvRedisPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
+		// The redis component gives its sentinels the clients' password; set explicitly so the pods show every
+		// credential they use (the runtime would default to the Redis password).
+		EnvRedisSentinelPassword: pulumi.ToSecret(a.Redis.Password).(pulumi.StringOutput),
+	}
+	secret, err := corev1.NewSecret(d.ctx, d.name+"-env", &corev1.SecretArgs{
+		Metadata:   d.meta(a.Name+"-runtime", baseLabels),
+		Type:       pulumi.String("Opaque"),
+		StringData: d.secretData,
+	}, d.opts()...)
+	if err != nil {
+		return fmt.Errorf("secret: %w", err)
+	}
+	config := pulumi.StringMap{
+		// Every interface: probes, Services and NEG endpoints reach the pod IP.
+		"OMS_LISTEN":             pulumi.String(fmt.Sprintf("0.0.0.0:%d", Port)),
+		"OMS_LOG_LEVEL":          pulumi.String(a.LogLevel),
+		"OMS_REDIS_SENTINELS":    a.Redis.SentinelAddress,
+		"OMS_REDIS_MASTER":       a.Redis.MasterName,
+		"OMS_SHUTDOWN_GRACE":     pulumi.String(fmt.Sprintf("%ds", a.ShutdownGraceSeconds)),
+		"OMS_WORKER_CONCURRENCY": pulumi.String(strconv.Itoa(a.Worker.Concurrency)),
+		"OMS_DB_CA_FILE":         pulumi.String(DatabaseCAFile),
+	}
+	if a.Database.AccountPrefix != "" {
+		config["OMS_ACCOUNT_DB_PREFIX"] = pulumi.String(a.Database.AccountPrefix)
+	}
+	if a.BackupURL != "" {
+		config["OMS_BACKUP_URL"] = pulumi.String(a.BackupURL)
+	}
+	if err := d.accountPasswords(baseLabels); err != nil {
+		return err
+	}
+	cm, err := corev1.NewConfigMap(d.ctx, d.name+"-config", &corev1.ConfigMapArgs{
+		Metadata: d.meta(a.Name+"-runtime", baseLabels),
+		Data:     config,
+	}, d.opts()...)
+	if err != nil {
+		return fmt.Errorf("config map: %w", err)
+	}
+	// The CA gets a ConfigMap of its own (envFrom would turn its key into a variable). It counts in the checksum:
+	// the runtime reads the file at start, so a new CA must restart the pods.
+	caMap, err := corev1.NewConfigMap(d.ctx, d.name+"-db-ca", &corev1.ConfigMapArgs{
+		Metadata: d.meta(a.Name+"-db-ca", baseLabels),
+		Data:     pulumi.StringMap{dbCAKey: a.Database.ServerCA},
+	}, d.opts()...)
+	if err != nil {
+		return fmt.Errorf("database CA config map: %w", err)
+	}
+	fingerprint := pulumi.StringMap{dbCAKey: a.Database.ServerCA}
+	maps.Copy(fingerprint, config)
+	d.checksum = fingerprint.ToStringMapOutput().ApplyT(func(m map[string]string) string { return kube.Checksum(m) }).(pulumi.StringOutput)
+	d.w = Wiring{
+		Namespace:          a.Namespace,
+		ServiceAccount:     id.ksa,
+		ConfigMap:          cm.Metadata.Name().Elem(),
+		Secret:             secret.Metadata.Name().Elem(),
+		DatabaseCA:         caMap.Metadata.Name().Elem(),
+		NodeSelector:       a.NodeSelector,
+		GracePeriodSeconds: a.GracePeriodSeconds,
+	}
+	r.Wiring = d.w
+	return nil
 }

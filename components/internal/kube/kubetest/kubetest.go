@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/inventory"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -29,6 +30,20 @@ const (
 	Role           = "kubernetes:rbac.authorization.k8s.io/v1:Role"
 	RoleBinding    = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 )
+
+// RuntimeWiring is the pod wiring the runtime of name prefix name hands on (omsruntime.Runtime.Wiring), as known
+// values: what the components that run more pods of the oms image take in their tests.
+func RuntimeWiring(name string) omsruntime.Wiring {
+	return omsruntime.Wiring{
+		Namespace:          "oms",
+		ServiceAccount:     pulumi.String(name + "-runtime").ToStringOutput(),
+		ConfigMap:          pulumi.String(name + "-runtime").ToStringOutput(),
+		Secret:             pulumi.String(name + "-runtime").ToStringOutput(),
+		DatabaseCA:         pulumi.String(name + "-db-ca").ToStringOutput(),
+		NodeSelector:       map[string]string{"omscloud.io/pool": "web"},
+		GracePeriodSeconds: 40,
+	}
+}
 
 // One returns the only resource of a type.
 func One(t *testing.T, inv *inventory.Inventory, typ string) inventory.Resource {

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Starts a throwaway Kubernetes control plane on 127.0.0.1 from the binaries scripts/k8s-build.sh cached: etcd,
+# Starts a throwaway Kubernetes control plane on 127.0.0.1 from the binaries testtools/k8s-build.sh cached: etcd,
 # kube-apiserver, kube-controller-manager, kube-scheduler and kwok (which runs the fake nodes that carry the
 # annotation kwok.x-k8s.io/node=fake). Everything it creates lives in STATE_DIR: PKI, etcd data, logs, the
-# admin kubeconfig and the PIDs that scripts/k8s-down.sh stops.
+# admin kubeconfig and the PIDs that testtools/k8s-down.sh stops.
 #
-#   dir=$(mktemp -d) && scripts/k8s-up.sh "$dir" && export KUBECONFIG=$dir/kubeconfig
+#   dir=$(mktemp -d) && testtools/k8s-up.sh "$dir" && export KUBECONFIG=$dir/kubeconfig
 #   ...
-#   scripts/k8s-down.sh "$dir"
+#   testtools/k8s-down.sh "$dir"
 #
-# kwok runs the pod stages in scripts/kwok-stages.yaml (kwok's defaults plus pod-smoke-fail) and heartbeats its
+# kwok runs the pod stages in testtools/kwok-stages.yaml (kwok's defaults plus pod-smoke-fail) and heartbeats its
 # nodes through leases; the controller-manager allows a node 5 minutes without a heartbeat. Without leases kwok
 # heartbeats only every 20-45 s through a stage, which under load crosses the default 40-50 s grace period: the
 # nodes go NotReady and every pod on them turns unready for good.
@@ -23,12 +23,12 @@ timeout_s="${K8S_UP_TIMEOUT:-120}"
 
 for b in k8s-pki etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl; do
 	if [[ ! -x "$bin/$b" ]]; then
-		echo "k8s-up: $bin/$b missing: run scripts/k8s-build.sh" >&2
+		echo "k8s-up: $bin/$b missing: run testtools/k8s-build.sh" >&2
 		exit 3
 	fi
 done
 if [[ -e "$state/pids" ]]; then
-	echo "k8s-up: $state already holds a cluster: run scripts/k8s-down.sh $state first" >&2
+	echo "k8s-up: $state already holds a cluster: run testtools/k8s-down.sh $state first" >&2
 	exit 2
 fi
 mkdir -p "$state/logs" && mkdir -p -m 700 "$state/etcd"

@@ -1,7 +1,7 @@
 // Tools module for the real-Kubernetes verification layer (DESIGN.md, testing layer 4).
 // Kept apart from the root module so that the Kubernetes and etcd dependency graphs never
-// touch the product's go.mod. scripts/k8s-build.sh builds the `tool` binaries below.
-module github.com/omscloud/omscloud/tools/k8s
+// touch the product's go.mod. testtools/k8s-build.sh builds the `tool` binaries below.
+module github.com/omscloud/omscloud/testtools/k8s
 
 go 1.24.0
 

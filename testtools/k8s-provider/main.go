@@ -1,5 +1,5 @@
 // The shipped cmd/pulumi-resource-kubernetes/main.go of github.com/pulumi/pulumi-kubernetes/provider/v4, without
-// its go:generate line: scripts/k8s-provider-build.sh copies this file into a build directory next to the
+// its go:generate line: testtools/k8s-provider-build.sh copies this file into a build directory next to the
 // schema-embed.json and terraform-mapping-embed.json that the module's own generate.go writes.
 
 // Copyright 2016-2018, Pulumi Corporation.

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds the Pulumi CLI pinned in tools/pulumi/go.mod (github.com/pulumi/pulumi/pkg/v3/cmd/pulumi) into a cache
+# Builds the Pulumi CLI pinned in testtools/pulumi/go.mod (github.com/pulumi/pulumi/pkg/v3/cmd/pulumi) into a cache
 # outside the repository, for the real-engine tests (enginetest/, DESIGN.md testing layer 5) and `omsctl dr`.
 # Skips the build when the binary for the pinned version is already there. Prints the time it took.
 #
-#   scripts/pulumi-build.sh                       # build if missing; prints the binary's path last
-#   PULUMI_BUILD_FORCE=1 scripts/pulumi-build.sh  # rebuild
+#   testtools/pulumi-build.sh                       # build if missing; prints the binary's path last
+#   PULUMI_BUILD_FORCE=1 testtools/pulumi-build.sh  # rebuild
 #
 # Environment: OMSCLOUD_CACHE (default ~/.cache/omscloud); PULUMI_BUILD_P (go build -p, default 2).
 # The binary lands in $OMSCLOUD_CACHE/pulumi/<version>/bin/pulumi, the layout auto.NewPulumiCommand expects
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tools="$repo/tools/pulumi"
+tools="$repo/testtools/pulumi"
 version="$(awk '$1 == "require" && $2 == "github.com/pulumi/pulumi/pkg/v3" { print $3 }' "$tools/go.mod")"
 if [[ -z "$version" ]]; then
 	echo "pulumi-build: no github.com/pulumi/pulumi/pkg/v3 requirement in $tools/go.mod" >&2

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Builds the real Pulumi Kubernetes provider plugin (pulumi-resource-kubernetes) pinned in tools/k8s-provider/go.mod
+# Builds the real Pulumi Kubernetes provider plugin (pulumi-resource-kubernetes) pinned in testtools/k8s-provider/go.mod
 # into a cache outside the repository, for the real-provider engine tests (enginetest/realk8s_test.go). The module
 # proxy serves one version of github.com/pulumi/pulumi-kubernetes/provider/v4, a pseudo-version that is release
 # v4.25.0. Its cmd/pulumi-resource-kubernetes/main.go embeds schema-embed.json and terraform-mapping-embed.json,
 # which are not in the module zip: this script runs the zip's own generate.go (VERSION=4.25.0) next to the zip's
-# schema.json and terraform-mapping.json in a build directory, then builds tools/k8s-provider/main.go (the shipped
+# schema.json and terraform-mapping.json in a build directory, then builds testtools/k8s-provider/main.go (the shipped
 # main.go without its go:generate line) there. A warm run (same stamp) skips the build. Prints the time it took.
 #
-#   scripts/k8s-provider-build.sh                            # build if missing; prints the binary's path last
-#   K8S_PROVIDER_BUILD_FORCE=1 scripts/k8s-provider-build.sh # rebuild
+#   testtools/k8s-provider-build.sh                            # build if missing; prints the binary's path last
+#   K8S_PROVIDER_BUILD_FORCE=1 testtools/k8s-provider-build.sh # rebuild
 #
 # Environment: OMSCLOUD_CACHE (default ~/.cache/omscloud); K8S_PROVIDER_BUILD_P (go build -p, default 2).
 # Cost: ~690 CPU-seconds cold (8-10 min on an idle 2-core machine, up to 25 under load), 4.7 GB peak RSS per
@@ -20,7 +20,7 @@ RELEASE=4.25.0
 MODULE=github.com/pulumi/pulumi-kubernetes/provider/v4
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tools="$repo/tools/k8s-provider"
+tools="$repo/testtools/k8s-provider"
 module_version="$(awk -v m="$MODULE" '($1 == "require" && $2 == m) || $1 == m { print ($1 == m ? $2 : $3); exit }' "$tools/go.mod")"
 if [[ -z "$module_version" ]]; then
 	echo "k8s-provider-build: no $MODULE requirement in $tools/go.mod" >&2

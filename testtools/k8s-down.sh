@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Stops the control plane scripts/k8s-up.sh started in STATE_DIR — only the PIDs it recorded, and only while they
+# Stops the control plane testtools/k8s-up.sh started in STATE_DIR — only the PIDs it recorded, and only while they
 # still run the binaries it launched — then removes what k8s-up.sh wrote there (unless --keep, which leaves logs and
 # data for a post-mortem).
 #
-#   scripts/k8s-down.sh STATE_DIR [--keep]
+#   testtools/k8s-down.sh STATE_DIR [--keep]
 set -euo pipefail
 
 state="${1:?usage: k8s-down.sh STATE_DIR [--keep]}"

@@ -1,9 +1,9 @@
 // Tools module for the real-provider engine tests (enginetest/realk8s_test.go): it pins the Pulumi Kubernetes
 // provider plugin, pulumi-resource-kubernetes, kept apart from the root module so that the provider's dependency
 // graph never touches the product's go.mod. The module proxy serves exactly one version of the provider module,
-// the pseudo-version below, which is release v4.25.0. scripts/k8s-provider-build.sh builds main.go into the
+// the pseudo-version below, which is release v4.25.0. testtools/k8s-provider-build.sh builds main.go into the
 // omscloud cache, next to the schema it generates with the module's own generate.go.
-module github.com/omscloud/omscloud/tools/k8s-provider
+module github.com/omscloud/omscloud/testtools/k8s-provider
 
 go 1.26.6
 

@@ -1,7 +1,7 @@
 // Tools module for the real-engine test layer (DESIGN.md, testing layer 5): it pins the Pulumi CLI built from
 // github.com/pulumi/pulumi/pkg/v3, kept apart from the root module so that the CLI's dependency graph never
-// touches the product's go.mod. scripts/pulumi-build.sh builds the `tool` below into the omscloud cache.
-module github.com/omscloud/omscloud/tools/pulumi
+// touches the product's go.mod. testtools/pulumi-build.sh builds the `tool` below into the omscloud cache.
+module github.com/omscloud/omscloud/testtools/pulumi
 
 go 1.26.6
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the real-Kubernetes verification binaries (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, kwok and the omscloud PKI generator) from the Go modules pinned in
-# tools/k8s/go.mod into a cache outside the repository, skipping binaries already built for the
+# testtools/k8s/go.mod into a cache outside the repository, skipping binaries already built for the
 # pinned versions. Prints the time each binary took.
 #
-#   scripts/k8s-build.sh            # build what is missing
-#   K8S_BUILD_FORCE=1 scripts/k8s-build.sh   # rebuild everything
+#   testtools/k8s-build.sh            # build what is missing
+#   K8S_BUILD_FORCE=1 testtools/k8s-build.sh   # rebuild everything
 #
 # Environment: OMSCLOUD_CACHE (default ~/.cache/omscloud), K8S_BIN_DIR (default
 # $OMSCLOUD_CACHE/k8s/v1.33.13/bin), K8S_BUILD_P (go build -p, default 2; the apiserver link
@@ -17,7 +17,7 @@ ETCD_VERSION=v3.5.21
 KWOK_VERSION=v0.7.0
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tools="$repo/tools/k8s"
+tools="$repo/testtools/k8s"
 bin_dir="${K8S_BIN_DIR:-${OMSCLOUD_CACHE:-$HOME/.cache/omscloud}/k8s/$K8S_VERSION/bin}"
 mkdir -p "$bin_dir"
 
