@@ -23,6 +23,7 @@ import (
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
 	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
@@ -32,7 +33,7 @@ import (
 // shortened to 3s and a 1s evaluation interval; the expressions are the production ones. Killing the worker fires
 // OMSWorkerDown while the API's availability alert stays quiet; restarting it resolves the alert.
 func TestPrometheusAlertsOnTheLiveRuntime(t *testing.T) {
-	localenv.RequireBinaries(t, "prometheus")
+	localenvtest.RequireBinaries(t, "prometheus")
 	promBin, err := exec.LookPath("prometheus")
 	require.NoError(t, err)
 	bin := omsBinary(t)
@@ -86,14 +87,14 @@ func TestPrometheusAlertsOnTheLiveRuntime(t *testing.T) {
 // are clean (the promtool case "5% errors page within minutes and resolve once the 30m window is clean" proves the
 // reset), so this test stops at the recovery of the service.
 func TestPrometheusPagesWhenTheDatabaseIsLost(t *testing.T) {
-	localenv.RequireBinaries(t, append([]string{"prometheus"}, localenv.PostgresBinaries...)...)
+	localenvtest.RequireBinaries(t, append([]string{"prometheus"}, localenvtest.PostgresBinaries...)...)
 	promBin, err := exec.LookPath("prometheus")
 	require.NoError(t, err)
 	bin := omsBinary(t)
 	ctx := context.Background()
 	start := time.Now()
 	pg, err := localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: t.TempDir(), Standby: true,
-		Settings: localenv.TestPostgresSettings, Logger: localenv.TestLogger(t)})
+		Settings: localenvtest.TestPostgresSettings, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pg.Stop() })
 	conn, err := pgx.Connect(ctx, pg.PrimaryURL("postgres"))

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/redis"
 )
 
@@ -41,14 +42,14 @@ func openCacheWith(t *testing.T, env map[string]string) (*cache, error) {
 // TestCacheAuthenticatesToSentinels: the sentinels require the Redis password, as components/redis renders them
 // (localenv runs its files); configured as the Deployment configures it, the cache connects through them.
 func TestCacheAuthenticatesToSentinels(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.RedisBinaries...)
-	rds := localenv.SharedRedis(t)
+	localenvtest.RequireBinaries(t, localenvtest.RedisBinaries...)
+	rds := localenvtest.SharedRedis(t)
 	for name, unset := range map[string]string{
 		"as deployed: the sentinel password from the same Secret": "",
 		"default: the Redis password":                             "OMS_REDIS_SENTINEL_PASSWORD",
 	} {
 		t.Run(name, func(t *testing.T) {
-			env := redisEnv(rds, localenv.NewKeyPrefix(t, rds))
+			env := redisEnv(rds, localenvtest.NewKeyPrefix(t, rds))
 			delete(env, unset)
 			c, err := openCacheWith(t, env)
 			require.NoError(t, err, "oms serve and oms worker open the cache at start and exit on this error")

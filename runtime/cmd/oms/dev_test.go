@@ -20,13 +20,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	oms "github.com/omscloud/omscloud/runtime"
-	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 )
 
 // TestDevStartsWithNoConfigurationServesTheAPIAndDrainsOnSIGTERM runs the real
 // binary the way a developer would: no database, broker or cache configured.
 func TestDevStartsWithNoConfigurationServesTheAPIAndDrainsOnSIGTERM(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.PostgresBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.PostgresBinaries...)
 	bin := omsBinary(t)
 	cacheHome := t.TempDir()
 	logPath := filepath.Join(t.TempDir(), "dev.log")

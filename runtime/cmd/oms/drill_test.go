@@ -28,6 +28,7 @@ import (
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
 	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/rabbitmq"
 	"github.com/omscloud/omscloud/runtime/worker"
 )
@@ -61,13 +62,13 @@ func acknowledged(attempts []orderAttempt) int {
 // failed request failed loudly (503 with Retry-After, or a broken connection) — retried with its idempotency key it yields
 // exactly one order.
 func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.PostgresBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.PostgresBinaries...)
 	bin := omsBinary(t)
 	ctx := t.Context()
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	pg, err := localenv.StartPostgres(sctx, localenv.PostgresOptions{Dir: t.TempDir(), Standby: true,
-		Settings: map[string]string{"fsync": "off", "full_page_writes": "off"}, Logger: localenv.TestLogger(t)})
+		Settings: map[string]string{"fsync": "off", "full_page_writes": "off"}, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pg.Stop() })
 	conn, err := pgx.Connect(sctx, pg.PrimaryURL("postgres"))
@@ -206,14 +207,14 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 // (b) The Redis master dies under availability load; Sentinel promotes the replica. The API keeps
 // answering — a cache error is a miss — with the same answers as before the drill.
 func TestDrillRedisMasterKilledUnderAvailabilityLoad(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.RedisBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RedisBinaries...)
 	bin := omsBinary(t)
 	ctx := t.Context()
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	redisDir := t.TempDir()
 	rds, err := localenv.StartRedis(sctx, localenv.RedisOptions{Dir: redisDir, Password: "drill-" + randomToken(),
-		Logger: localenv.TestLogger(t)})
+		Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = rds.Stop()
@@ -401,7 +402,7 @@ type tapMessage struct {
 func startEventTap(t *testing.T, amqpURL, queue string) *eventTap {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := rabbitmq.Dial(ctx, rabbitmq.Options{URL: amqpURL, Logger: localenv.TestLogger(t)})
+	b, err := rabbitmq.Dial(ctx, rabbitmq.Options{URL: amqpURL, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	require.NoError(t, b.DeclareQueue(ctx, queue, []string{"#"}))
 	tp := &eventTap{msgs: map[string][]tapMessage{}}
@@ -438,12 +439,12 @@ func (tp *eventTap) missing(events []oms.Event) int {
 // wait in the outbox); after the restart every event of every order reaches a queue bound to the
 // exchange exactly as the log recorded it, and every order reaches its final status.
 func TestDrillRabbitMQNodeKilledAndRestartedUnderOrderLoad(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.RabbitMQBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RabbitMQBinaries...)
 	bin := omsBinary(t)
 	ctx := t.Context()
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	rmq, err := localenv.StartRabbitMQ(sctx, localenv.RabbitMQOptions{Dir: t.TempDir(), Logger: localenv.TestLogger(t)})
+	rmq, err := localenv.StartRabbitMQ(sctx, localenv.RabbitMQOptions{Dir: t.TempDir(), Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	// Killed, not stopped, at the end: a clean broker stop costs ~10s and proves nothing here.
 	t.Cleanup(func() { _ = rmq.Kill(0); _ = rmq.Stop() })

@@ -16,7 +16,7 @@ import (
 
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
-	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 )
 
 const adminToken = "test-admin-token"
@@ -33,16 +33,16 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	localenv.RequireBinaries(t, localenv.RabbitMQBinaries...)
-	localenv.RequireBinaries(t, localenv.RedisBinaries...)
-	rds := localenv.SharedRedis(t)
+	localenvtest.RequireBinaries(t, localenvtest.RabbitMQBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RedisBinaries...)
+	rds := localenvtest.SharedRedis(t)
 	dbURL := omstest.ControlDB(t)
-	amqpURL := localenv.NewVhost(t, localenv.SharedRabbitMQ(t))
+	amqpURL := localenvtest.NewVhost(t, localenvtest.SharedRabbitMQ(t))
 	t.Cleanup(func() { omstest.DropAccounts(t, dbURL) })
 	tp := startTap(t, amqpURL)
 	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0",
 		"OMS_DRAIN_DELAY": "0s", "OMS_AMQP_URL": amqpURL, "OMS_LOG_LEVEL": "info"}
-	maps.Copy(env, redisEnv(rds, localenv.NewKeyPrefix(t, rds)))
+	maps.Copy(env, redisEnv(rds, localenvtest.NewKeyPrefix(t, rds)))
 	s := &stack{env: env, tap: tp, dbURL: dbURL, amqpURL: amqpURL}
 	require.NoError(t, run(t.Context(), []string{"migrate"}, io.Discard, io.Discard, func(k string) string { return env[k] }))
 	s.api = startOMS(t, env, "serve")

@@ -19,12 +19,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
-	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/rabbitmq"
 )
 
 func TestMain(m *testing.M) {
-	code := localenv.RunTests(m)
+	code := localenvtest.RunTests(m)
 	omstest.Stop()
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
@@ -187,7 +187,7 @@ type tap struct {
 func startTap(t *testing.T, amqpURL string) *tap {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := rabbitmq.Dial(ctx, rabbitmq.Options{URL: amqpURL, Logger: localenv.TestLogger(t)})
+	b, err := rabbitmq.Dial(ctx, rabbitmq.Options{URL: amqpURL, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	require.NoError(t, b.DeclareQueue(ctx, "test.tap", []string{"#"}))
 	tp := &tap{ids: map[string]int{}}

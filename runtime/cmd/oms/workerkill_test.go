@@ -15,7 +15,7 @@ import (
 
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
-	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
@@ -45,10 +45,10 @@ func startWorkerProcess(t *testing.T, bin string, env []string, logName string) 
 }
 
 func TestKillingTheWorkerMidStreamLosesNoEventAndAppliesNoneTwice(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.RabbitMQBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RabbitMQBinaries...)
 	bin := omsBinary(t)
 	reg, dbURL := omstest.Registry(t, nil)
-	amqpURL := localenv.NewVhost(t, localenv.SharedRabbitMQ(t))
+	amqpURL := localenvtest.NewVhost(t, localenvtest.SharedRabbitMQ(t))
 	tp := startTap(t, amqpURL)
 	ctx := context.Background()
 
