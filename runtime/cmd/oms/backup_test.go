@@ -431,7 +431,7 @@ func TestBackupConfigErrors(t *testing.T) {
 		{[]string{"backup", "--tier", "daily", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "use hourly, weekly or monthly"},
 		{[]string{"backup", "--tier", "hourly", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y"}, "OMS_BACKUP_KEY is required"},
 		{[]string{"backup", "--tier", "hourly"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "--to/OMS_BACKUP_URL is required"},
-		{[]string{"backup", "--tier", "hourly", "--key", "secret"}, nil, "flag provided but not defined: -key"},
+		{[]string{"backup", "--tier", "hourly", "--key", "secret"}, nil, "unknown flag: --key"},
 		{[]string{"restore", "--from", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "exactly one of --id"},
 		{[]string{"restore", "--from", "file:///tmp/x", "--latest", "--id", "a"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "exactly one of --id"},
 		{[]string{"backup", "prune"}, nil, "--to/OMS_BACKUP_URL is required"},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"maps"
 	"strings"
@@ -28,10 +27,8 @@ func redisEnv(rds *localenv.Redis, prefix string) map[string]string {
 // openCacheWith parses env as `oms serve` does and opens the cache as serve and worker do first thing.
 func openCacheWith(t *testing.T, env map[string]string) (*cache, error) {
 	t.Helper()
-	cfg := &config{}
 	env["OMS_DATABASE_URL"] = "postgres://unused/oms" // required by serve, not used by the cache
-	require.NoError(t, cfg.flags("serve", io.Discard, func(k string) string { return env[k] }).Parse(nil))
-	require.NoError(t, cfg.validate("serve"))
+	cfg := parse(t, env, "serve")
 	c, closeCache, err := openCache(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Cleanup(closeCache)

@@ -44,16 +44,6 @@ func TestConfigurationErrorsNameTheFlagAndVariable(t *testing.T) {
 	}
 }
 
-func TestFlagsOverrideEnvironment(t *testing.T) {
-	cfg := &config{}
-	fs := cfg.flags("serve", io.Discard, func(k string) string {
-		return map[string]string{"OMS_LISTEN": "127.0.0.1:9", "OMS_ADMIN_TOKEN": "from-env"}[k]
-	})
-	require.NoError(t, fs.Parse([]string{"--listen", "127.0.0.1:7"}))
-	assert.Equal(t, "127.0.0.1:7", cfg.Listen, "the flag wins")
-	assert.Equal(t, "from-env", cfg.AdminToken, "the variable applies when the flag is absent")
-}
-
 func TestAccountCreatePrintsTheKeyOnceAndNeverLogsIt(t *testing.T) {
 	dbURL := omstest.ControlDB(t)
 	t.Cleanup(func() { omstest.DropAccounts(t, dbURL) })
