@@ -197,18 +197,6 @@ func TestEveryFlagReadsItsVariable(t *testing.T) {
 	}
 }
 
-func kind(def any) string {
-	switch def.(type) {
-	case int:
-		return "int"
-	case time.Duration:
-		return "duration"
-	case bool:
-		return "bool"
-	}
-	return "string"
-}
-
 func fieldString(p any) string {
 	switch v := p.(type) {
 	case *string:

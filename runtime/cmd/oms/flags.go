@@ -180,14 +180,21 @@ func applyEnvironment(fs *pflag.FlagSet, c *config, opts []option, getenv func(s
 	}
 }
 
+// expected says what a variable for an option with this default must hold.
 func expected(def any) string {
+	return map[string]string{"int": "not a whole number", "duration": "not a duration (e.g. 25s)", "bool": "use true or false",
+		"string": "invalid"}[kind(def)]
+}
+
+// kind names the type of an option's default.
+func kind(def any) string {
 	switch def.(type) {
 	case int:
-		return "not a whole number"
+		return "int"
 	case time.Duration:
-		return "not a duration (e.g. 25s)"
+		return "duration"
 	case bool:
-		return "use true or false"
+		return "bool"
 	}
-	return "invalid"
+	return "string"
 }

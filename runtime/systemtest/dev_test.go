@@ -1,14 +1,13 @@
-package main
+package systemtest
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -27,107 +26,66 @@ import (
 // binary the way a developer would: no database, broker or cache configured.
 func TestDevStartsWithNoConfigurationServesTheAPIAndDrainsOnSIGTERM(t *testing.T) {
 	localenvtest.RequireBinaries(t, localenvtest.PostgresBinaries...)
-	bin := omsBinary(t)
 	cacheHome := t.TempDir()
-	logPath := filepath.Join(t.TempDir(), "dev.log")
-	logf, err := os.Create(logPath)
-	require.NoError(t, err)
-	defer logf.Close()
-
-	cmd := exec.Command(bin, "dev", "--listen", "127.0.0.1:0")
 	// Only what any shell has, plus a drain delay long enough to observe.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + cacheHome, "XDG_CACHE_HOME=" + cacheHome, "OMS_DRAIN_DELAY=1500ms"}
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	cmd.Stderr = logf
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("oms dev log:\n%s", b)
-		}
-	})
-
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	p := Start(t, "dev", map[string]string{"HOME": cacheHome, "XDG_CACHE_HOME": cacheHome, "OMS_DRAIN_DELAY": "1500ms"},
+		"dev", "--listen", "127.0.0.1:0")
 	var addr, key string
-	deadline := time.After(90 * time.Second)
-	for addr == "" || key == "" {
-		select {
-		case l, ok := <-lines:
-			require.True(t, ok, "oms dev exited before serving")
-			if m := regexp.MustCompile(`serving http://(\S+)`).FindStringSubmatch(l); m != nil {
-				addr = m[1]
-			}
-			if m := regexp.MustCompile(`API key: (oms_\S+)`).FindStringSubmatch(l); m != nil {
-				key = m[1]
-			}
-		case <-deadline:
-			t.Fatal("oms dev did not start within 90s")
+	eventually(t, 30*time.Second, "oms dev prints its address and API key", func() bool {
+		out := p.Stdout()
+		if m := regexp.MustCompile(`serving http://(\S+)`).FindStringSubmatch(out); m != nil {
+			addr = m[1]
 		}
-	}
-	go func() {
-		for range lines {
+		if m := regexp.MustCompile(`API key: (oms_\S+)`).FindStringSubmatch(out); m != nil {
+			key = m[1]
 		}
-	}()
+		return addr != "" && key != ""
+	})
+	assert.Equal(t, p.Addr, addr)
 	assert.DirExists(t, filepath.Join(cacheHome, "omscloud", "dev", "postgres"), "the cluster lives under the user cache dir")
 
-	c := &client{t: t, base: "http://" + addr, key: key}
-	c.json("GET", "/readyz", nil, http.StatusOK, nil)
-	c.json("PUT", "/v1/locations/st-1", map[string]any{"name": "Store", "type": "store", "lat": 52.37, "lon": 4.89}, http.StatusCreated, nil)
-	c.json("POST", "/v1/inventory/batches", `{"sku":"A","location":"st-1","onHand":3}`+"\n", http.StatusOK, nil,
+	c := &Client{T: t, Base: "http://" + addr, Key: key}
+	c.JSON("GET", "/readyz", nil, http.StatusOK, nil)
+	c.JSON("PUT", "/v1/locations/st-1", map[string]any{"name": "Store", "type": "store", "lat": 52.37, "lon": 4.89}, http.StatusCreated, nil)
+	c.JSON("POST", "/v1/inventory/batches", `{"sku":"A","location":"st-1","onHand":3}`+"\n", http.StatusOK, nil,
 		"Content-Type", "application/x-ndjson")
 	var o oms.Order
-	c.json("POST", "/v1/orders", map[string]any{"ref": "dev-1", "items": []map[string]any{{"sku": "A", "qty": 2}},
+	c.JSON("POST", "/v1/orders", map[string]any{"ref": "dev-1", "items": []map[string]any{{"sku": "A", "qty": 2}},
 		"delivery": map[string]any{"type": "CC", "location": "st-1"}}, http.StatusCreated, &o, "Idempotency-Key", "dev-1")
 	// No RabbitMQ: the worker consumes the outbox straight from PostgreSQL.
 	eventually(t, 20*time.Second, "the order allocated by the in-process worker", func() bool {
 		var got oms.Order
-		c.json("GET", "/v1/orders/"+o.ID, nil, http.StatusOK, &got)
+		c.JSON("GET", "/v1/orders/"+o.ID, nil, http.StatusOK, &got)
 		return got.Status == oms.StatusAllocated
 	})
 	var lv oms.StockLevel
-	c.json("GET", "/v1/inventory/st-1/A", nil, http.StatusOK, &lv)
+	c.JSON("GET", "/v1/inventory/st-1/A", nil, http.StatusOK, &lv)
 	assert.EqualValues(t, 1, lv.Available)
 
 	// SIGTERM: /readyz turns 503 while draining, then the process exits cleanly
 	// within the grace period and stops its PostgreSQL.
-	pgPort := devPostgresPort(t, logPath)
+	pgPort := devPostgresPort(t, p.LogPath)
 	// A batch upload in flight when SIGTERM arrives must complete.
 	pr, pw := io.Pipe()
-	inflight := make(chan *http.Response, 1)
+	inflight := make(chan Reply, 1)
 	go func() {
-		req, _ := http.NewRequest("POST", c.base+"/v1/inventory/batches", pr)
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "text/csv")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Errorf("in-flight batch: %v", err)
-			resp = nil
+		r := c.Call(context.Background(), "POST", "/v1/inventory/batches", pr, "Content-Type", "text/csv")
+		if r.Err != nil {
+			t.Errorf("in-flight batch: %v", r.Err)
 		}
-		inflight <- resp
+		inflight <- r
 	}()
 	fmt.Fprintln(pw, "sku,location,on_hand")
 	for i := range 500 {
 		fmt.Fprintf(pw, "S-%d,st-1,%d\n", i, i)
 	}
 	start := time.Now()
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
 	eventually(t, 5*time.Second, "/readyz 503 while draining", func() bool {
-		code, _ := c.do("GET", "/readyz", nil)
+		code, _ := c.Do("GET", "/readyz", nil)
 		return code == http.StatusServiceUnavailable
 	})
-	code, _ := c.do("GET", "/healthz", nil)
+	code, _ := c.Do("GET", "/healthz", nil)
 	assert.Equal(t, http.StatusOK, code, "still alive while draining")
 	time.Sleep(2 * time.Second) // past the drain delay: the listener is closed, the upload still open
 	for i := 500; i < 1000; i++ {
@@ -135,22 +93,19 @@ func TestDevStartsWithNoConfigurationServesTheAPIAndDrainsOnSIGTERM(t *testing.T
 	}
 	require.NoError(t, pw.Close())
 	resp := <-inflight
-	require.NotNil(t, resp)
+	require.NoError(t, resp.Err)
 	var res oms.BatchResult
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&res))
-	resp.Body.Close()
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.Unmarshal(resp.Body, &res))
+	assert.Equal(t, http.StatusOK, resp.Status)
 	assert.EqualValues(t, 1000, res.Accepted, "the in-flight request finished during the drain")
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
 	select {
-	case err := <-waitErr:
-		require.NoError(t, err, "exit status")
+	case <-p.Exited:
+		require.NoError(t, p.ExitErr, "exit status")
 	case <-time.After(25 * time.Second):
 		t.Fatal("oms dev did not exit within the grace period")
 	}
 	t.Logf("exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
-	_, err = net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", pgPort), time.Second)
+	_, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", pgPort), time.Second)
 	assert.Error(t, err, "its PostgreSQL stopped too")
 }
 
