@@ -5,12 +5,12 @@ import (
 	"testing"
 
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
-	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 )
 
 // TestMain stops the shared service instances (localenv) and the shared cluster (omstest) once every test has run.
 func TestMain(m *testing.M) {
-	code := localenv.RunTests(m)
+	code := localenvtest.RunTests(m)
 	omstest.Stop()
 	os.Exit(code)
 }

@@ -55,15 +55,17 @@
 //
 // # Tests
 //
-// Real-service tests call RequireBinaries (a skip, or a failure when CI=true). The common case shares one
-// instance per test binary and gives each test its own namespace, dropped in t.Cleanup:
+// The helpers for tests are in package localenvtest, so that this package (linked into the oms binary for
+// `oms dev`) does not link testing. Real-service tests call localenvtest.RequireBinaries (a skip, or a failure
+// when CI=true). The common case shares one instance per test binary and gives each test its own namespace,
+// dropped in t.Cleanup:
 //
-//	func TestMain(m *testing.M) { os.Exit(localenv.RunTests(m)) } // stops the shared instances, removes their files
+//	func TestMain(m *testing.M) { os.Exit(localenvtest.RunTests(m)) } // stops the shared instances, removes their files
 //
 //	func TestX(t *testing.T) {
-//		dbURL := localenv.NewDatabase(t, localenv.SharedPostgres(t))
-//		amqpURL := localenv.NewVhost(t, localenv.SharedRabbitMQ(t))
-//		prefix := localenv.NewKeyPrefix(t, localenv.SharedRedis(t))
+//		dbURL := localenvtest.NewDatabase(t, localenvtest.SharedPostgres(t))
+//		amqpURL := localenvtest.NewVhost(t, localenvtest.SharedRabbitMQ(t))
+//		prefix := localenvtest.NewKeyPrefix(t, localenvtest.SharedRedis(t))
 //		...
 //	}
 //

@@ -1,8 +1,7 @@
-package localenv
+package localenv_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -17,9 +16,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(RunTests(m)) }
+func TestMain(m *testing.M) { os.Exit(localenvtest.RunTests(m)) }
 
 // procSnapshot remembers processes by PID and start time, so a reused PID is not mistaken for a survivor.
 type procSnapshot map[int]string
@@ -27,7 +29,7 @@ type procSnapshot map[int]string
 func snapshot(pids []int) procSnapshot {
 	s := procSnapshot{}
 	for _, pid := range pids {
-		if st := procStartTime(pid); st != "" {
+		if st := localenv.ProcessStartTime(pid); st != "" {
 			s[pid] = st
 		}
 	}
@@ -41,7 +43,7 @@ func requireGone(t *testing.T, s procSnapshot) {
 	require.NotEmpty(t, s, "the snapshot must hold the started processes")
 	var running []int
 	for pid, st := range s {
-		if procStartTime(pid) == st && alive(pid) {
+		if localenv.ProcessStartTime(pid) == st && localenv.Alive(pid) {
 			running = append(running, pid)
 		}
 	}
@@ -55,10 +57,10 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 }
 
 func TestPostgresStandbyFailover(t *testing.T) {
-	RequireBinaries(t, PostgresBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.PostgresBinaries...)
 	ctx := testCtx(t, 2*time.Minute)
 	begin := time.Now()
-	pg, err := StartPostgres(ctx, PostgresOptions{Dir: t.TempDir(), Standby: true, Settings: TestPostgresSettings, Logger: TestLogger(t)})
+	pg, err := localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: t.TempDir(), Standby: true, Settings: localenvtest.TestPostgresSettings, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pg.Stop() })
 	t.Logf("primary + standby ready in %s", time.Since(begin).Round(time.Millisecond))
@@ -90,7 +92,7 @@ func TestPostgresStandbyFailover(t *testing.T) {
 	require.Error(t, err, "the standby is read-only")
 	standby.Close(ctx)
 
-	primaryProcs := snapshot(pg.primary.proc.tree())
+	primaryProcs := snapshot(pg.PrimaryProcessTree())
 	require.NoError(t, pg.KillPrimary())
 	requireGone(t, primaryProcs)
 
@@ -110,30 +112,30 @@ func TestPostgresStandbyFailover(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&n))
 	assert.Equal(t, 201, n, "every acknowledged row survived the failover")
 
-	all := snapshot(pg.processes())
+	all := snapshot(pg.Processes())
 	require.NoError(t, pg.Stop())
 	requireGone(t, all)
 	require.NoError(t, pg.Stop(), "Stop is idempotent")
 }
 
 func TestPostgresDevClusterKeepsData(t *testing.T) {
-	RequireBinaries(t, PostgresBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.PostgresBinaries...)
 	ctx := testCtx(t, time.Minute)
 	dir := t.TempDir()
 
 	begin := time.Now()
-	pg, err := StartPostgres(ctx, PostgresOptions{Dir: dir, Logger: TestLogger(t)})
+	pg, err := localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: dir, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pg.Stop() })
 	fresh := time.Since(begin)
 	assert.Equal(t, 0, pg.StandbyPort())
-	require.NoError(t, pg.exec(ctx, pg.URL("postgres"), `CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives a restart')`))
-	first := snapshot(pg.processes())
+	require.NoError(t, pg.Exec(ctx, pg.URL("postgres"), `CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives a restart')`))
+	first := snapshot(pg.Processes())
 	require.NoError(t, pg.Stop())
 	requireGone(t, first)
 
 	begin = time.Now()
-	again, err := StartPostgres(ctx, PostgresOptions{Dir: dir, Logger: TestLogger(t)})
+	again, err := localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: dir, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = again.Stop() })
 	t.Logf("dev cluster: fresh start %s, reopen %s", fresh.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
@@ -153,29 +155,29 @@ func TestPostgresDevClusterKeepsData(t *testing.T) {
 	_, err = pgx.ConnectConfig(ctx, cfg)
 	require.Error(t, err, "a wrong password must be refused")
 
-	second := snapshot(again.processes())
+	second := snapshot(again.Processes())
 	require.NoError(t, again.Stop())
 	requireGone(t, second)
 }
 
 func TestPostgresRejectsForeignDirectory(t *testing.T) {
-	RequireBinaries(t, PostgresBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.PostgresBinaries...)
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(dir+"/primary", 0o755))
 	require.NoError(t, os.WriteFile(dir+"/primary/somefile", []byte("x"), 0o644))
-	_, err := StartPostgres(testCtx(t, time.Minute), PostgresOptions{Dir: dir})
+	_, err := localenv.StartPostgres(testCtx(t, time.Minute), localenv.PostgresOptions{Dir: dir})
 	require.ErrorContains(t, err, "holds no cluster")
-	_, err = StartPostgres(testCtx(t, time.Minute), PostgresOptions{})
-	require.ErrorContains(t, err, "PostgresOptions.Dir is required")
+	_, err = localenv.StartPostgres(testCtx(t, time.Minute), localenv.PostgresOptions{})
+	require.ErrorContains(t, err, "localenv.PostgresOptions.Dir is required")
 }
 
 // TestRedisSentinelFailover runs components/redis' StatefulSet as rendered (module redisconf): 3 pods, each a Redis
 // server and a Sentinel configured by init.sh, both requiring the password.
 func TestRedisSentinelFailover(t *testing.T) {
-	RequireBinaries(t, RedisBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RedisBinaries...)
 	ctx := testCtx(t, time.Minute)
 	begin := time.Now()
-	r, err := StartRedis(ctx, RedisOptions{Dir: t.TempDir(), Logger: TestLogger(t)})
+	r, err := localenv.StartRedis(ctx, localenv.RedisOptions{Dir: t.TempDir(), Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Stop() })
 	t.Logf("3 pods (master + 2 replicas, a sentinel in each) ready in %s", time.Since(begin).Round(time.Millisecond))
@@ -184,16 +186,16 @@ func TestRedisSentinelFailover(t *testing.T) {
 	assert.NotEmpty(t, r.Password(), "a password is generated, as the component does")
 
 	// The rendered configs are init.sh's, from the component's templates: the password came from the environment.
-	conf, err := os.ReadFile(filepath.Join(r.dir, "redis-1", "conf", "redis.conf"))
+	conf, err := os.ReadFile(filepath.Join(r.Dir(), "redis-1", "conf", "redis.conf"))
 	require.NoError(t, err)
 	assert.Contains(t, string(conf), "min-replicas-to-write 1\n")
-	assert.Contains(t, string(conf), "replicaof "+r.pods[0].host+" 6379\n")
-	sentinelConf, err := os.ReadFile(filepath.Join(r.dir, "redis-1", "data", "sentinel", "sentinel.conf"))
+	assert.Contains(t, string(conf), "replicaof "+r.PodHost(0)+" 6379\n")
+	sentinelConf, err := os.ReadFile(filepath.Join(r.Dir(), "redis-1", "data", "sentinel", "sentinel.conf"))
 	require.NoError(t, err)
 	assert.Contains(t, string(sentinelConf), "user default on ")
 	assert.Contains(t, string(sentinelConf), "sentinel auth-pass oms ")
 
-	// Sentinels know each other and the replicas before StartRedis returns.
+	// Sentinels know each other and the replicas before localenv.StartRedis returns.
 	for _, addr := range r.SentinelAddrs() {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, Password: r.Password()})
 		m, err := sc.Master(ctx, "oms").Result()
@@ -220,14 +222,14 @@ func TestRedisSentinelFailover(t *testing.T) {
 	noAuthSentinel.Close()
 
 	old := r.MasterAddr()
-	assert.Equal(t, r.pods[0].addr(), old)
-	all := snapshot(r.processes())
+	assert.Equal(t, r.PodAddr(0), old)
+	all := snapshot(r.Processes())
 	require.NoError(t, r.KillMaster())
 	killed := time.Now()
 	newMaster, err := r.WaitFailover(ctx, old)
 	require.NoError(t, err)
 	t.Logf("sentinel failover %s -> %s, writable again in %s", old, newMaster, time.Since(killed).Round(time.Millisecond))
-	assert.Contains(t, []string{r.pods[1].addr(), r.pods[2].addr()}, newMaster, "a replica was elected")
+	assert.Contains(t, []string{r.PodAddr(1), r.PodAddr(2)}, newMaster, "a replica was elected")
 	assert.Equal(t, newMaster, r.MasterAddr())
 
 	v, err := fc.Get(ctx, "k").Result()
@@ -245,10 +247,10 @@ func TestRedisSentinelFailover(t *testing.T) {
 // with their own password, which no rotation changes). At the end the new password works and the one two rotations
 // old is refused.
 func TestRedisPasswordRotationRefusesNobody(t *testing.T) {
-	RequireBinaries(t, RedisBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RedisBinaries...)
 	ctx := testCtx(t, 2*time.Minute)
 	const older, old, next = "clientSlot1gen0", "clientSlot0gen0", "clientSlot1gen1"
-	r, err := StartRedis(ctx, RedisOptions{Dir: t.TempDir(), Logger: TestLogger(t), ClientPassword: old, PreviousClientPassword: older})
+	r, err := localenv.StartRedis(ctx, localenv.RedisOptions{Dir: t.TempDir(), Logger: localenvtest.TestLogger(t), ClientPassword: old, PreviousClientPassword: older})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Stop() })
 	client := func(pw string) *redis.Client {
@@ -277,27 +279,27 @@ func TestRedisPasswordRotationRefusesNobody(t *testing.T) {
 }
 
 func TestRabbitMQQuorumMessageSurvivesRestart(t *testing.T) {
-	RequireBinaries(t, RabbitMQBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RabbitMQBinaries...)
 	ctx := testCtx(t, 2*time.Minute)
 	begin := time.Now()
-	r, err := StartRabbitMQ(ctx, RabbitMQOptions{Dir: t.TempDir(), Logger: TestLogger(t)})
+	r, err := localenv.StartRabbitMQ(ctx, localenv.RabbitMQOptions{Dir: t.TempDir(), Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Stop() })
 	t.Logf("rabbitmq node ready in %s", time.Since(begin).Round(time.Millisecond))
 	assert.NotContains(t, r.URL(), "guest")
 
-	vhostURL := NewVhost(t, r)
+	vhostURL := localenvtest.NewVhost(t, r)
 	publishConfirmed(t, vhostURL, "orders", "order-1")
 	require.NoError(t, r.WaitQueueRegistered(ctx, 0, vhostName(vhostURL), "orders"))
 
-	all := snapshot(r.processes())
+	all := snapshot(r.Processes())
 	require.NoError(t, r.Kill(0))
 	killed := time.Now()
 	require.NoError(t, r.Restart(ctx, 0))
 	t.Logf("rabbitmq kill -9 + restart until ready: %s", time.Since(killed).Round(time.Millisecond))
 	for pid, st := range all {
-		if pid != r.epmd.pid {
-			assert.NotEqual(t, st, procStartTime(pid), "node process %d survived Kill", pid)
+		if pid != r.EpmdPID() {
+			assert.NotEqual(t, st, localenv.ProcessStartTime(pid), "node process %d survived Kill", pid)
 		}
 	}
 
@@ -312,7 +314,7 @@ func TestRabbitMQQuorumMessageSurvivesRestart(t *testing.T) {
 	assert.Equal(t, "order-1", string(msg.Body))
 	require.NoError(t, msg.Ack(false))
 
-	all = snapshot(r.processes())
+	all = snapshot(r.Processes())
 	require.NoError(t, r.Stop())
 	requireGone(t, all)
 }
@@ -341,10 +343,10 @@ func TestRabbitMQCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-node cluster takes ~30s to form")
 	}
-	RequireBinaries(t, RabbitMQBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RabbitMQBinaries...)
 	ctx := testCtx(t, 3*time.Minute)
 	begin := time.Now()
-	r, err := StartRabbitMQ(ctx, RabbitMQOptions{Dir: t.TempDir(), Nodes: 3, Logger: TestLogger(t)})
+	r, err := localenv.StartRabbitMQ(ctx, localenv.RabbitMQOptions{Dir: t.TempDir(), Nodes: 3, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Stop() })
 	t.Logf("3-node rabbitmq cluster ready in %s", time.Since(begin).Round(time.Millisecond))
@@ -356,7 +358,7 @@ func TestRabbitMQCluster(t *testing.T) {
 	// Two of three replicas remain: the quorum queue keeps confirming.
 	publishConfirmed(t, r.URL(), "jobs", "job-2")
 	require.NoError(t, r.Restart(ctx, 2))
-	require.NoError(t, r.waitClustered(ctx))
+	require.NoError(t, r.WaitClustered(ctx))
 
 	conn, err := amqp.Dial(r.URLs()[2])
 	require.NoError(t, err)
@@ -372,7 +374,7 @@ func TestRabbitMQCluster(t *testing.T) {
 	}
 	assert.Equal(t, []string{"job-1", "job-2"}, got, "both confirmed messages, through the restarted node")
 
-	all := snapshot(r.processes())
+	all := snapshot(r.Processes())
 	require.NoError(t, r.Stop())
 	requireGone(t, all)
 }
@@ -380,10 +382,10 @@ func TestRabbitMQCluster(t *testing.T) {
 func TestSharedInstancesAndPerTestNamespaces(t *testing.T) {
 	var dbName, vhost string
 	t.Run("postgres", func(t *testing.T) {
-		pg := SharedPostgres(t)
-		assert.Same(t, pg, SharedPostgres(t), "one instance per test binary")
-		url := NewDatabase(t, pg)
-		other := NewDatabase(t, pg)
+		pg := localenvtest.SharedPostgres(t)
+		assert.Same(t, pg, localenvtest.SharedPostgres(t), "one instance per test binary")
+		url := localenvtest.NewDatabase(t, pg)
+		other := localenvtest.NewDatabase(t, pg)
 		assert.NotEqual(t, url, other)
 		cfg, err := pgx.ParseConfig(url)
 		require.NoError(t, err)
@@ -397,16 +399,16 @@ func TestSharedInstancesAndPerTestNamespaces(t *testing.T) {
 		assert.Equal(t, dbName, current)
 	})
 	t.Run("redis", func(t *testing.T) {
-		r := SharedRedis(t)
-		prefix := NewKeyPrefix(t, r)
+		r := localenvtest.SharedRedis(t)
+		prefix := localenvtest.NewKeyPrefix(t, r)
 		assert.True(t, strings.HasPrefix(prefix, "t:"))
 		c := redis.NewClient(&redis.Options{Addr: r.MasterAddr(), Password: r.Password()})
 		defer c.Close()
 		require.NoError(t, c.Set(testCtx(t, 10*time.Second), prefix+"x", "1", 0).Err())
 	})
 	t.Run("rabbitmq", func(t *testing.T) {
-		r := SharedRabbitMQ(t)
-		url := NewVhost(t, r)
+		r := localenvtest.SharedRabbitMQ(t)
+		url := localenvtest.NewVhost(t, r)
 		vhost = vhostName(url)
 		publishConfirmed(t, url, "q", "hello")
 	})
@@ -415,7 +417,7 @@ func TestSharedInstancesAndPerTestNamespaces(t *testing.T) {
 	}
 	ctx := testCtx(t, 30*time.Second)
 
-	pg := SharedPostgres(t)
+	pg := localenvtest.SharedPostgres(t)
 	var exists bool
 	conn, err := pgx.Connect(ctx, pg.URL("postgres"))
 	require.NoError(t, err)
@@ -423,14 +425,14 @@ func TestSharedInstancesAndPerTestNamespaces(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, dbName).Scan(&exists))
 	assert.False(t, exists, "the per-test database is dropped at cleanup")
 
-	c := redis.NewClient(&redis.Options{Addr: SharedRedis(t).MasterAddr(), Password: SharedRedis(t).Password()})
+	c := redis.NewClient(&redis.Options{Addr: localenvtest.SharedRedis(t).MasterAddr(), Password: localenvtest.SharedRedis(t).Password()})
 	defer c.Close()
 	keys, err := c.Keys(ctx, "t:*").Result()
 	require.NoError(t, err)
 	assert.Empty(t, keys, "the per-test keys are deleted at cleanup")
 
-	r := SharedRabbitMQ(t)
-	_, err = r.api(ctx, r.nodes[0], "GET", "/api/vhosts/"+vhost, nil)
+	r := localenvtest.SharedRabbitMQ(t)
+	err = r.ManagementGet(ctx, "/api/vhosts/"+vhost)
 	require.Error(t, err, "the per-test vhost is deleted at cleanup")
 	assert.Contains(t, err.Error(), "404")
 }
@@ -441,54 +443,4 @@ func vhostName(amqpURL string) string {
 		panic(err)
 	}
 	return strings.TrimPrefix(u.Path, "/")
-}
-
-type recordingTB struct {
-	testing.TB
-	fatal, skip string
-}
-
-func (r *recordingTB) Helper()                      {}
-func (r *recordingTB) Fatal(args ...any)            { r.fatal = fmt.Sprint(args...) }
-func (r *recordingTB) Skip(args ...any)             { r.skip = fmt.Sprint(args...) }
-func (r *recordingTB) Fatalf(f string, args ...any) { r.fatal = fmt.Sprintf(f, args...) }
-
-func TestRequireBinariesFailsInCI(t *testing.T) {
-	for _, tc := range []struct {
-		ci       string
-		wantFail bool
-	}{{"true", true}, {"", false}} {
-		t.Run("CI="+tc.ci, func(t *testing.T) {
-			t.Setenv("CI", tc.ci)
-			rec := &recordingTB{TB: t}
-			RequireBinaries(rec, "sh", "no-such-service-binary")
-			if tc.wantFail {
-				assert.Contains(t, rec.fatal, "no-such-service-binary")
-				assert.Empty(t, rec.skip)
-			} else {
-				assert.Contains(t, rec.skip, "no-such-service-binary")
-				assert.Empty(t, rec.fatal)
-			}
-			assert.NotContains(t, rec.fatal+rec.skip, "sh,", "installed binaries are not reported")
-		})
-	}
-}
-
-func TestAbandonedSharedDirsAreRemoved(t *testing.T) {
-	t.Setenv("TMPDIR", t.TempDir())
-	mk := func(name, owner string) string {
-		dir := filepath.Join(os.TempDir(), name)
-		require.NoError(t, os.MkdirAll(dir, 0o700))
-		if owner != "" {
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "owner"), []byte(owner), 0o644))
-		}
-		return dir
-	}
-	live := mk("localenv-pg-live", fmt.Sprintf("%d %s\n", os.Getpid(), procStartTime(os.Getpid())))
-	reused := mk("localenv-pg-reused", fmt.Sprintf("%d %s\n", os.Getpid(), "1")) // same PID, another process
-	foreign := mk("localenv-pg-foreign", "")                                     // no owner file: not ours
-	removeAbandonedSharedDirs()
-	assert.DirExists(t, live, "a running owner keeps its directory")
-	assert.NoDirExists(t, reused, "a dead owner's directory is removed")
-	assert.DirExists(t, foreign)
 }

@@ -354,7 +354,7 @@ func (p *Postgres) startStandby(ctx context.Context) error {
 		return fmt.Errorf("localenv: standby dir: %w", err)
 	}
 	// A reused cluster may still hold the slot of its previous standby.
-	if err := p.exec(ctx, p.nodeURL(p.primary.port, "postgres"),
+	if err := p.Exec(ctx, p.nodeURL(p.primary.port, "postgres"),
 		`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, pgSlot); err != nil {
 		return fmt.Errorf("localenv: drop old replication slot: %w", err)
 	}
@@ -403,7 +403,8 @@ func (p *Postgres) WaitStreaming(ctx context.Context) error {
 	return nil
 }
 
-func (p *Postgres) exec(ctx context.Context, url, sql string, args ...any) error {
+// Exec runs one statement on a new connection to url (a URL of this cluster, e.g. PrimaryURL("postgres")).
+func (p *Postgres) Exec(ctx context.Context, url, sql string, args ...any) error {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return err

@@ -296,7 +296,7 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 	}
 	helpers := map[int]string{}
 	for _, pid := range descendants(p.pid) {
-		helpers[pid] = procStartTime(pid)
+		helpers[pid] = ProcessStartTime(pid)
 	}
 	_ = syscall.Kill(p.pid, sig)
 	select {
@@ -306,7 +306,7 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 	}
 	var left []int
 	for pid, start := range helpers {
-		if start != "" && procStartTime(pid) == start { // the same process, not a reused PID
+		if start != "" && ProcessStartTime(pid) == start { // the same process, not a reused PID
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			left = append(left, pid)
 		}
@@ -382,8 +382,8 @@ func parentPID(pid int) int {
 	return ppid
 }
 
-// procStartTime identifies a process instance (PID plus start time survives PID reuse); "" if gone.
-func procStartTime(pid int) string {
+// ProcessStartTime identifies a process instance (PID plus start time survives PID reuse); "" if gone.
+func ProcessStartTime(pid int) string {
 	_, _, start := procStat(pid)
 	return start
 }

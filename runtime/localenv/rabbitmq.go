@@ -22,7 +22,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-var errNoNodeRunning = errors.New("localenv: no RabbitMQ node is running")
+// ErrNoNodeRunning is returned by the management calls when every node is stopped or killed.
+var ErrNoNodeRunning = errors.New("localenv: no RabbitMQ node is running")
 
 // RabbitMQOptions configure StartRabbitMQ.
 type RabbitMQOptions struct {
@@ -80,11 +81,11 @@ func StartRabbitMQ(ctx context.Context, opts RabbitMQOptions) (*RabbitMQ, error)
 	if err != nil {
 		return nil, fmt.Errorf("localenv: rabbitmq dir: %w", err)
 	}
-	server, err := lookBinary("rabbitmq-server")
+	server, err := LookBinary("rabbitmq-server")
 	if err != nil {
 		return nil, err
 	}
-	epmd, err := lookBinary("epmd")
+	epmd, err := LookBinary("epmd")
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +341,7 @@ func (r *RabbitMQ) liveNode() (*rmqNode, error) {
 			return n, nil
 		}
 	}
-	return nil, errNoNodeRunning
+	return nil, ErrNoNodeRunning
 }
 
 func (r *RabbitMQ) nodeURL(n *rmqNode, vhost string) string {
@@ -525,9 +526,9 @@ func (r *RabbitMQ) processes() []int {
 	return out
 }
 
-// lookBinary finds a service binary: PostgreSQL tools in the PostgreSQL bin dir, RabbitMQ's scripts in
+// LookBinary finds a service binary: PostgreSQL tools in the PostgreSQL bin dir, RabbitMQ's scripts in
 // /usr/lib/rabbitmq/bin, anything else (and fallbacks) on PATH.
-func lookBinary(name string) (string, error) {
+func LookBinary(name string) (string, error) {
 	var candidates []string
 	switch name {
 	case "rabbitmq-server", "rabbitmqctl", "rabbitmq-diagnostics", "rabbitmq-plugins", "rabbitmq-queues":

@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 )
 
 func TestMain(m *testing.M) {
-	code := localenv.RunTests(m)
+	code := localenvtest.RunTests(m)
 	stopCluster()
 	os.Exit(code)
 }
@@ -28,8 +29,8 @@ type env struct {
 
 func rabbit(tb testing.TB) *env {
 	tb.Helper()
-	r := localenv.SharedRabbitMQ(tb)
-	return &env{r: r, url: localenv.NewVhost(tb, r)}
+	r := localenvtest.SharedRabbitMQ(tb)
+	return &env{r: r, url: localenvtest.NewVhost(tb, r)}
 }
 
 var clusterOnce struct {
@@ -45,7 +46,7 @@ func rabbitCluster(tb testing.TB) *env {
 	if testing.Short() {
 		tb.Skip("starting a 3-node RabbitMQ cluster takes ~30s")
 	}
-	localenv.RequireBinaries(tb, localenv.RabbitMQBinaries...)
+	localenvtest.RequireBinaries(tb, localenvtest.RabbitMQBinaries...)
 	c := &clusterOnce
 	c.Do(func() {
 		c.dir, c.err = os.MkdirTemp("", "rabbitmq-test-cluster-")
@@ -76,7 +77,7 @@ func rabbitCluster(tb testing.TB) *env {
 			time.Sleep(time.Second)
 		}
 	}
-	return &env{r: c.r, url: localenv.NewVhost(tb, c.r)}
+	return &env{r: c.r, url: localenvtest.NewVhost(tb, c.r)}
 }
 
 func stopCluster() {

@@ -9,7 +9,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/redis"
 )
 
@@ -20,8 +20,8 @@ import (
 func BenchmarkCache(b *testing.B) {
 	ctx := context.Background()
 	val := make([]byte, 1024)
-	r := localenv.SharedRedis(b)
-	prefix := localenv.NewKeyPrefix(b, r)
+	r := localenvtest.SharedRedis(b)
+	prefix := localenvtest.NewKeyPrefix(b, r)
 
 	raw := goredis.NewClient(&goredis.Options{Addr: r.MasterAddr(), Password: r.Password()})
 	b.Cleanup(func() { _ = raw.Close() })

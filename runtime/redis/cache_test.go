@@ -13,10 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/redis"
 )
 
-func TestMain(m *testing.M) { os.Exit(localenv.RunTests(m)) }
+func TestMain(m *testing.M) { os.Exit(localenvtest.RunTests(m)) }
 
 // impl is one Cache implementation under the shared contract; prefix isolates the test's raw keys.
 type impl struct {
@@ -31,8 +32,8 @@ var impls = []impl{
 		return c, ""
 	}},
 	{"redis", func(t testing.TB) (redis.Cache, string) {
-		r := localenv.SharedRedis(t)
-		prefix := localenv.NewKeyPrefix(t, r)
+		r := localenvtest.SharedRedis(t)
+		prefix := localenvtest.NewKeyPrefix(t, r)
 		return openClient(t, r, func(o *redis.Options) { o.KeyPrefix = prefix }), prefix
 	}},
 }
@@ -266,8 +267,8 @@ func TestMemoryConcurrentUse(t *testing.T) {
 }
 
 func TestCacheErrorsNeverFailARequest(t *testing.T) {
-	r := localenv.SharedRedis(t)
-	c := openClient(t, r, func(o *redis.Options) { o.KeyPrefix = localenv.NewKeyPrefix(t, r) })
+	r := localenvtest.SharedRedis(t)
+	c := openClient(t, r, func(o *redis.Options) { o.KeyPrefix = localenvtest.NewKeyPrefix(t, r) })
 	ns := c.Namespace("acme")
 	require.NoError(t, c.Close()) // every cache operation fails from now on
 
@@ -301,7 +302,7 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 // TestOpenAuthenticatesToSentinels: the sentinels require the password, as components/redis renders them.
 // SentinelPassword defaults to Password; a wrong one is ErrAuth.
 func TestOpenAuthenticatesToSentinels(t *testing.T) {
-	r := localenv.SharedRedis(t)
+	r := localenvtest.SharedRedis(t)
 	openClient(t, r) // Password only
 	_, err := redis.Open(t.Context(), redis.Options{Sentinels: r.SentinelAddrs(), MasterName: r.MasterName(),
 		Password: r.Password(), SentinelPassword: "wrong-sentinel-password"})
@@ -310,11 +311,11 @@ func TestOpenAuthenticatesToSentinels(t *testing.T) {
 }
 
 func TestFollowsSentinelFailover(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.RedisBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RedisBinaries...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r, err := localenv.StartRedis(ctx, localenv.RedisOptions{Dir: t.TempDir(), MasterName: "oms-failover",
-		Password: "failover-test-pw", Logger: localenv.TestLogger(t)})
+		Password: "failover-test-pw", Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

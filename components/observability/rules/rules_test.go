@@ -87,7 +87,7 @@ func TestParamsValidate(t *testing.T) {
 // ---- promtool ----------------------------------------------------------------------------------------------------
 
 // requirePromtool skips without promtool, except under CI=true where a missing binary is a failure (like the other
-// real-software layers: runtime/localenv.RequireBinaries).
+// real-software layers: runtime/localenv/localenvtest.RequireBinaries).
 func requirePromtool(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("promtool")

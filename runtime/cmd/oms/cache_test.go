@@ -2,35 +2,25 @@ package main
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"maps"
-	"strings"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/redis"
+	"github.com/omscloud/omscloud/runtime/systemtest"
 )
-
-// redisEnv is the Redis environment components/omsruntime gives the serve and worker pods: the sentinel Service
-// and master name from the ConfigMap, the Redis and sentinel passwords from the Secret (one password, as
-// components/redis has it), and the key prefix.
-func redisEnv(rds *localenv.Redis, prefix string) map[string]string {
-	return map[string]string{"OMS_REDIS_SENTINELS": strings.Join(rds.SentinelAddrs(), ","), "OMS_REDIS_MASTER": rds.MasterName(),
-		"OMS_REDIS_PASSWORD": rds.Password(), "OMS_REDIS_SENTINEL_PASSWORD": rds.Password(), "OMS_REDIS_KEY_PREFIX": prefix}
-}
 
 // openCacheWith parses env as `oms serve` does and opens the cache as serve and worker do first thing.
 func openCacheWith(t *testing.T, env map[string]string) (*cache, error) {
 	t.Helper()
-	cfg := &config{}
 	env["OMS_DATABASE_URL"] = "postgres://unused/oms" // required by serve, not used by the cache
-	require.NoError(t, cfg.flags("serve", io.Discard, func(k string) string { return env[k] }).Parse(nil))
-	require.NoError(t, cfg.validate("serve"))
+	cfg := parse(t, env, "serve")
 	c, closeCache, err := openCache(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Cleanup(closeCache)
@@ -40,15 +30,17 @@ func openCacheWith(t *testing.T, env map[string]string) (*cache, error) {
 
 // TestCacheAuthenticatesToSentinels: the sentinels require the Redis password, as components/redis renders them
 // (localenv runs its files); configured as the Deployment configures it, the cache connects through them.
+func TestMain(m *testing.M) { os.Exit(localenvtest.RunTests(m)) } // stops the shared Redis
+
 func TestCacheAuthenticatesToSentinels(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.RedisBinaries...)
-	rds := localenv.SharedRedis(t)
+	localenvtest.RequireBinaries(t, localenvtest.RedisBinaries...)
+	rds := localenvtest.SharedRedis(t)
 	for name, unset := range map[string]string{
 		"as deployed: the sentinel password from the same Secret": "",
 		"default: the Redis password":                             "OMS_REDIS_SENTINEL_PASSWORD",
 	} {
 		t.Run(name, func(t *testing.T) {
-			env := redisEnv(rds, localenv.NewKeyPrefix(t, rds))
+			env := systemtest.RedisEnv(rds, localenvtest.NewKeyPrefix(t, rds))
 			delete(env, unset)
 			c, err := openCacheWith(t, env)
 			require.NoError(t, err, "oms serve and oms worker open the cache at start and exit on this error")
@@ -69,7 +61,7 @@ func TestCacheAuthenticatesToSentinels(t *testing.T) {
 			{"OMS_REDIS_SENTINEL_PASSWORD": "", "OMS_REDIS_PASSWORD": "not-the-password"}, // the default: both wrong
 			{"OMS_REDIS_PASSWORD": "not-the-password"},                                    // the master refuses
 		} {
-			env := redisEnv(rds, "unused:")
+			env := systemtest.RedisEnv(rds, "unused:")
 			maps.Copy(env, wrong)
 			_, err := openCacheWith(t, env)
 			require.ErrorIs(t, err, redis.ErrAuth, "%v", wrong)

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/omscloud/omscloud/runtime/internal/omstest"
 )
 
 func TestConfigurationErrorsNameTheFlagAndVariable(t *testing.T) {
@@ -44,28 +41,40 @@ func TestConfigurationErrorsNameTheFlagAndVariable(t *testing.T) {
 	}
 }
 
-func TestFlagsOverrideEnvironment(t *testing.T) {
-	cfg := &config{}
-	fs := cfg.flags("serve", io.Discard, func(k string) string {
-		return map[string]string{"OMS_LISTEN": "127.0.0.1:9", "OMS_ADMIN_TOKEN": "from-env"}[k]
-	})
-	require.NoError(t, fs.Parse([]string{"--listen", "127.0.0.1:7"}))
-	assert.Equal(t, "127.0.0.1:7", cfg.Listen, "the flag wins")
-	assert.Equal(t, "from-env", cfg.AdminToken, "the variable applies when the flag is absent")
+func TestBackupConfigErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"backup", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y"}, "--tier/OMS_BACKUP_TIER \"\": use hourly, weekly or monthly"},
+		{[]string{"backup", "--tier", "daily", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "use hourly, weekly or monthly"},
+		{[]string{"backup", "--tier", "hourly", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y"}, "OMS_BACKUP_KEY is required"},
+		{[]string{"backup", "--tier", "hourly"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "--to/OMS_BACKUP_URL is required"},
+		{[]string{"backup", "--tier", "hourly", "--key", "secret"}, nil, "unknown flag: --key"},
+		{[]string{"restore", "--from", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "exactly one of --id"},
+		{[]string{"restore", "--from", "file:///tmp/x", "--latest", "--id", "a"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "k"}, "exactly one of --id"},
+		{[]string{"backup", "prune"}, nil, "--to/OMS_BACKUP_URL is required"},
+		{[]string{"backup", "prune", "--to", "s3://b"}, nil, "use gs://<bucket> or file:///<dir>"},
+		{[]string{"backup", "prune", "--to", "file:///tmp/x", "--now", "yesterday"}, nil, "--now \"yesterday\": use RFC 3339"},
+		{[]string{"backup", "--tier", "hourly", "--to", "file:///tmp/x"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_BACKUP_KEY": "c2hvcnQ="}, "5 bytes, want 32"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			err := run(context.Background(), tc.args, io.Discard, io.Discard, func(k string) string { return tc.env[k] })
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
 }
 
-func TestAccountCreatePrintsTheKeyOnceAndNeverLogsIt(t *testing.T) {
-	dbURL := omstest.ControlDB(t)
-	t.Cleanup(func() { omstest.DropAccounts(t, dbURL) })
-	env := func(k string) string { return map[string]string{"OMS_DATABASE_URL": dbURL}[k] }
-	var stdout, logs bytes.Buffer
-	require.NoError(t, run(t.Context(), []string{"account", "create", "--id", "acme", "--name", "Acme"}, &stdout, &logs, env))
-	var out struct{ ID, APIKey string }
-	require.NoError(t, json.Unmarshal(stdout.Bytes(), &out))
-	assert.Equal(t, "acme", out.ID)
-	require.NotEmpty(t, out.APIKey)
-	assert.NotContains(t, logs.String(), out.APIKey)
-	assert.NotContains(t, logs.String(), "localenv") // nothing but the runtime's own JSON logs
-	err := run(t.Context(), []string{"account", "create", "--id", "acme", "--name", "Again"}, io.Discard, io.Discard, env)
-	assert.ErrorContains(t, err, "already exists")
+func TestWebhookFlagsAreValidatedByName(t *testing.T) {
+	env := map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_WEBHOOK_TIMEOUT": "soon"}
+	err := run(t.Context(), []string{"worker", "--webhook-max-attempts", "0", "--webhook-base-delay", "10s", "--webhook-max-delay", "5s"},
+		io.Discard, io.Discard, func(k string) string { return env[k] })
+	require.Error(t, err)
+	for _, want := range []string{`OMS_WEBHOOK_TIMEOUT="soon": not a duration`, "--webhook-max-attempts/OMS_WEBHOOK_MAX_ATTEMPTS must be at least 1",
+		"--webhook-max-delay/OMS_WEBHOOK_MAX_DELAY must not be shorter"} {
+		assert.Contains(t, err.Error(), want)
+	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"log/slog"
 	"time"
 
@@ -19,23 +18,6 @@ type webhookConfig struct {
 	MaxAttempts  int
 	Retention    time.Duration
 	AllowPrivate bool
-}
-
-func (c *config) webhookFlags(fs *flag.FlagSet, getenv func(string) string, worker bool) {
-	w := &c.Webhooks
-	c.int(fs, getenv, &w.Concurrency, "webhook-concurrency", "OMS_WEBHOOK_CONCURRENCY", 8, "webhook attempts in flight per account")
-	c.dur(fs, getenv, &w.Timeout, "webhook-timeout", "OMS_WEBHOOK_TIMEOUT", 10*time.Second, "timeout of one webhook attempt")
-	c.dur(fs, getenv, &w.BaseDelay, "webhook-base-delay", "OMS_WEBHOOK_BASE_DELAY", 5*time.Second,
-		"wait after a webhook's first failed attempt; doubles per attempt (with jitter) up to --webhook-max-delay")
-	c.dur(fs, getenv, &w.MaxDelay, "webhook-max-delay", "OMS_WEBHOOK_MAX_DELAY", time.Hour, "longest wait between webhook attempts")
-	c.int(fs, getenv, &w.MaxAttempts, "webhook-max-attempts", "OMS_WEBHOOK_MAX_ATTEMPTS", 10, "attempts before a webhook delivery is dead-lettered")
-	c.dur(fs, getenv, &w.Retention, "webhook-retention", "OMS_WEBHOOK_RETENTION", 30*24*time.Hour, "how long delivered webhook deliveries are kept")
-	if worker {
-		c.boolean(fs, getenv, &w.AllowPrivate, "webhook-allow-private-networks", "OMS_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
-			"let webhooks reach loopback and private addresses (off: a webhook URL cannot reach the cluster's internals)")
-	} else {
-		w.AllowPrivate = true // dev: receivers run on this machine
-	}
 }
 
 func (w *webhookConfig) validate() []string {

@@ -18,6 +18,7 @@ import (
 
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
@@ -34,7 +35,7 @@ var settings = map[string]string{"max_connections": "400", "fsync": "off", "full
 // starting it on first use. Call Stop from TestMain.
 func Postgres(t testing.TB) *localenv.Postgres {
 	t.Helper()
-	localenv.RequireBinaries(t, localenv.PostgresBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.PostgresBinaries...)
 	pgOnce.Do(func() {
 		pgDir, pgErr = os.MkdirTemp("", "omstest-pg-")
 		if pgErr != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 )
 
 // CA is a certificate authority made for a test.
@@ -71,7 +72,7 @@ func (ca *CA) ServerTLS(t testing.TB) *localenv.PostgresTLS {
 // cleanup. Its URL carries sslmode=disable, for the test's own set-up; the runtime under test is given the CA.
 func TLSPostgres(t testing.TB, ca *CA) *localenv.Postgres {
 	t.Helper()
-	localenv.RequireBinaries(t, localenv.PostgresBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.PostgresBinaries...)
 	dir, err := os.MkdirTemp("", "omstest-pgtls-")
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -1,7 +1,14 @@
-package localenv
+// Package localenvtest gives tests the services of package localenv: RequireBinaries (a skip, or a failure when
+// CI=true), instances shared by every test of a binary (SharedPostgres, SharedRedis, SharedRabbitMQ, stopped by
+// RunTests), and a namespace of their own per test (NewDatabase, NewVhost, NewKeyPrefix), dropped in t.Cleanup.
+//
+// It is a package of its own so that what links localenv (the oms binary, for `oms dev`) does not link testing.
+package localenvtest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +22,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/omscloud/omscloud/runtime/localenv"
 )
 
 // Binary name groups for RequireBinaries.
@@ -30,7 +39,7 @@ func RequireBinaries(t testing.TB, names ...string) {
 	t.Helper()
 	var missing []string
 	for _, n := range names {
-		if _, err := lookBinary(n); err != nil {
+		if _, err := localenv.LookBinary(n); err != nil {
 			missing = append(missing, n)
 		}
 	}
@@ -62,9 +71,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 // it). Without a TestMain their processes still die with the test binary (parent-death signal), and the next
 // binary that starts a shared instance removes the directories left behind.
 var shared struct {
-	pg    sharedInstance[*Postgres]
-	redis sharedInstance[*Redis]
-	rmq   sharedInstance[*RabbitMQ]
+	pg    sharedInstance[*localenv.Postgres]
+	redis sharedInstance[*localenv.Redis]
+	rmq   sharedInstance[*localenv.RabbitMQ]
 }
 
 type sharedInstance[T interface{ Stop() error }] struct {
@@ -85,7 +94,7 @@ func (s *sharedInstance[T]) get(t testing.TB, kind string, start func(ctx contex
 		}
 		s.dir = dir
 		// Record the owner, so a later run can remove the directory if this binary exits without StopShared.
-		owner := fmt.Sprintf("%d %s\n", os.Getpid(), procStartTime(os.Getpid()))
+		owner := fmt.Sprintf("%d %s\n", os.Getpid(), localenv.ProcessStartTime(os.Getpid()))
 		if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(owner), 0o644); err != nil {
 			s.err = err
 			return
@@ -123,7 +132,7 @@ func removeAbandonedSharedDirs() {
 		if _, err := fmt.Sscan(string(data), &pid, &start); err != nil {
 			continue
 		}
-		if procStartTime(pid) != start {
+		if localenv.ProcessStartTime(pid) != start {
 			_ = os.RemoveAll(dir)
 		}
 	}
@@ -139,32 +148,32 @@ var TestPostgresSettings = map[string]string{"fsync": "off", "full_page_writes":
 // SharedPostgres is a primary-only PostgreSQL shared by every test of the binary, started on first use. Give
 // each test its own database with NewDatabase. Tests that kill or promote nodes start their own with
 // StartPostgres.
-func SharedPostgres(t testing.TB) *Postgres {
+func SharedPostgres(t testing.TB) *localenv.Postgres {
 	t.Helper()
 	RequireBinaries(t, PostgresBinaries...)
-	return shared.pg.get(t, "pg", func(ctx context.Context, dir string) (*Postgres, error) {
-		return StartPostgres(ctx, PostgresOptions{Dir: dir, Settings: TestPostgresSettings, Logger: sharedLogger()})
+	return shared.pg.get(t, "pg", func(ctx context.Context, dir string) (*localenv.Postgres, error) {
+		return localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: dir, Settings: TestPostgresSettings, Logger: sharedLogger()})
 	})
 }
 
 // SharedRedis is components/redis' StatefulSet as rendered (3 pods: master, 2 replicas, a sentinel in each, all
 // requiring Password) shared by every test of the binary, started on first use. Give each test its own key
 // prefix with NewKeyPrefix.
-func SharedRedis(t testing.TB) *Redis {
+func SharedRedis(t testing.TB) *localenv.Redis {
 	t.Helper()
 	RequireBinaries(t, RedisBinaries...)
-	return shared.redis.get(t, "redis", func(ctx context.Context, dir string) (*Redis, error) {
-		return StartRedis(ctx, RedisOptions{Dir: dir, Logger: sharedLogger()})
+	return shared.redis.get(t, "redis", func(ctx context.Context, dir string) (*localenv.Redis, error) {
+		return localenv.StartRedis(ctx, localenv.RedisOptions{Dir: dir, Logger: sharedLogger()})
 	})
 }
 
 // SharedRabbitMQ is a single RabbitMQ node shared by every test of the binary, started on first use. Give
 // each test its own vhost with NewVhost.
-func SharedRabbitMQ(t testing.TB) *RabbitMQ {
+func SharedRabbitMQ(t testing.TB) *localenv.RabbitMQ {
 	t.Helper()
 	RequireBinaries(t, RabbitMQBinaries...)
-	return shared.rmq.get(t, "rabbitmq", func(ctx context.Context, dir string) (*RabbitMQ, error) {
-		return StartRabbitMQ(ctx, RabbitMQOptions{Dir: dir, Logger: sharedLogger()})
+	return shared.rmq.get(t, "rabbitmq", func(ctx context.Context, dir string) (*localenv.RabbitMQ, error) {
+		return localenv.StartRabbitMQ(ctx, localenv.RabbitMQOptions{Dir: dir, Logger: sharedLogger()})
 	})
 }
 
@@ -180,7 +189,7 @@ func StopShared() {
 
 // RunTests runs the tests and then stops the shared instances:
 //
-//	func TestMain(m *testing.M) { os.Exit(localenv.RunTests(m)) }
+//	func TestMain(m *testing.M) { os.Exit(localenvtest.RunTests(m)) }
 func RunTests(m *testing.M) int {
 	code := m.Run()
 	StopShared()
@@ -195,23 +204,23 @@ func uniqueName(t testing.TB, prefix string) string {
 	if len(base) > 40 {
 		base = base[:40]
 	}
-	return prefix + base + "_" + randomToken(3)
+	return prefix + base + "_" + randomSuffix()
 }
 
 // NewDatabase creates a fresh database for the test (named after it) and drops it in t.Cleanup. It returns
 // the database's URL (pg.URL: every node, read-write target); the name is the URL's path.
-func NewDatabase(t testing.TB, pg *Postgres) string {
+func NewDatabase(t testing.TB, pg *localenv.Postgres) string {
 	t.Helper()
 	name := uniqueName(t, "t_")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pg.exec(ctx, pg.URL("postgres"), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if err := pg.Exec(ctx, pg.URL("postgres"), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := pg.exec(ctx, pg.URL("postgres"), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		if err := pg.Exec(ctx, pg.URL("postgres"), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
@@ -219,7 +228,7 @@ func NewDatabase(t testing.TB, pg *Postgres) string {
 }
 
 // NewVhost creates a fresh vhost for the test and deletes it in t.Cleanup. It returns the vhost's AMQP URL.
-func NewVhost(t testing.TB, r *RabbitMQ) string {
+func NewVhost(t testing.TB, r *localenv.RabbitMQ) string {
 	t.Helper()
 	name := uniqueName(t, "t_")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -231,7 +240,7 @@ func NewVhost(t testing.TB, r *RabbitMQ) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		// A test that stopped the broker itself has nothing left to clean up.
-		if err := r.DeleteVhost(ctx, name); err != nil && !errors.Is(err, errNoNodeRunning) {
+		if err := r.DeleteVhost(ctx, name); err != nil && !errors.Is(err, localenv.ErrNoNodeRunning) {
 			t.Errorf("delete vhost: %v", err)
 		}
 	})
@@ -240,13 +249,13 @@ func NewVhost(t testing.TB, r *RabbitMQ) string {
 
 // NewKeyPrefix returns a key prefix unique to the test ("t:<name>:<random>:"); keys under it on the current
 // master are deleted in t.Cleanup.
-func NewKeyPrefix(t testing.TB, r *Redis) string {
+func NewKeyPrefix(t testing.TB, r *localenv.Redis) string {
 	t.Helper()
 	prefix := "t:" + uniqueName(t, "") + ":"
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c := redis.NewClient(&redis.Options{Addr: r.MasterAddr(), Password: r.opts.Password})
+		c := redis.NewClient(&redis.Options{Addr: r.MasterAddr(), Password: r.Password()})
 		defer c.Close()
 		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 		var keys []string
@@ -264,4 +273,11 @@ func NewKeyPrefix(t testing.TB, r *Redis) string {
 		}
 	})
 	return prefix
+}
+
+// randomSuffix is 6 random hex digits.
+func randomSuffix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b) // never fails on Linux
+	return hex.EncodeToString(b)
 }

@@ -1,4 +1,4 @@
-package main
+package systemtest
 
 import (
 	"encoding/json"
@@ -28,9 +28,9 @@ func TestWebhookReceiverGetsSignedOrderEventsThroughServeAndWorker(t *testing.T)
 	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0",
 		"OMS_DRAIN_DELAY": "0s", "OMS_LOG_LEVEL": "debug", "OMS_WEBHOOK_BASE_DELAY": "100ms",
 		"OMS_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}
-	require.NoError(t, run(t.Context(), []string{"migrate"}, io.Discard, io.Discard, func(k string) string { return env[k] }))
-	api := startOMS(t, env, "serve")
-	wrk := startOMS(t, env, "worker")
+	MustRun(t, env, "migrate")
+	api := Start(t, "serve", env, "serve")
+	wrk := Start(t, "worker", env, "worker")
 
 	type got struct {
 		delivery, typ string
@@ -54,22 +54,22 @@ func TestWebhookReceiverGetsSignedOrderEventsThroughServeAndWorker(t *testing.T)
 	defer rcv.Close()
 
 	var acct struct{ ID, APIKey string }
-	(&client{t: t, base: "http://" + api.addr, key: adminToken}).json("POST", "/v1/accounts",
+	(&Client{T: t, Base: "http://" + api.Addr, Key: adminToken}).JSON("POST", "/v1/accounts",
 		map[string]string{"id": "shop", "name": "Shop"}, http.StatusCreated, &acct)
-	c := &client{t: t, base: "http://" + api.addr, key: acct.APIKey}
+	c := &Client{T: t, Base: "http://" + api.Addr, Key: acct.APIKey}
 	var wh map[string]any
-	c.json("PUT", "/v1/webhooks/orders", map[string]any{"url": rcv.URL + "/oms", "events": []string{"order.*"}, "secret": secret},
+	c.JSON("PUT", "/v1/webhooks/orders", map[string]any{"url": rcv.URL + "/oms", "events": []string{"order.*"}, "secret": secret},
 		http.StatusCreated, &wh)
 	assert.NotContains(t, wh, "secret")
-	c.json("PUT", "/v1/locations/st-1", map[string]any{"name": "Store", "type": "store", "lat": 52.37, "lon": 4.89}, http.StatusCreated, nil)
-	c.json("POST", "/v1/inventory/batches", "sku,location,on_hand\nA,st-1,5\n", http.StatusOK, nil, "Content-Type", "text/csv")
+	c.JSON("PUT", "/v1/locations/st-1", map[string]any{"name": "Store", "type": "store", "lat": 52.37, "lon": 4.89}, http.StatusCreated, nil)
+	c.JSON("POST", "/v1/inventory/batches", "sku,location,on_hand\nA,st-1,5\n", http.StatusOK, nil, "Content-Type", "text/csv")
 	var o oms.Order
-	c.json("POST", "/v1/orders", map[string]any{"ref": "wh-1", "items": []map[string]any{{"sku": "A", "qty": 2}},
+	c.JSON("POST", "/v1/orders", map[string]any{"ref": "wh-1", "items": []map[string]any{{"sku": "A", "qty": 2}},
 		"delivery": map[string]any{"type": "CC", "location": "st-1"}}, http.StatusCreated, &o, "Idempotency-Key", "wh-1")
 
 	eventually(t, 20*time.Second, "order.created and order.allocated delivered", func() bool {
 		var out struct{ Deliveries []oms.WebhookDelivery }
-		c.json("GET", "/v1/webhooks/orders/deliveries?status=delivered", nil, http.StatusOK, &out)
+		c.JSON("GET", "/v1/webhooks/orders/deliveries?status=delivered", nil, http.StatusOK, &out)
 		return len(out.Deliveries) == 2
 	})
 	mu.Lock()
@@ -89,27 +89,16 @@ func TestWebhookReceiverGetsSignedOrderEventsThroughServeAndWorker(t *testing.T)
 	assert.Equal(t, "order:"+o.ID, p.Entity)
 
 	var out struct{ Deliveries []oms.WebhookDelivery }
-	c.json("GET", "/v1/webhooks/orders/deliveries", nil, http.StatusOK, &out)
+	c.JSON("GET", "/v1/webhooks/orders/deliveries", nil, http.StatusOK, &out)
 	require.Len(t, out.Deliveries, 2)
 	created := out.Deliveries[1] // newest first
 	assert.Equal(t, oms.EventOrderCreated, created.EventType)
 	require.Len(t, created.Attempts, 2)
 	assert.Equal(t, []int{500, 204}, []int{created.Attempts[0].StatusCode, created.Attempts[1].StatusCode})
 
-	_, body := c.do("GET", "/v1/webhooks", nil)
+	_, body := c.Do("GET", "/v1/webhooks", nil)
 	assert.NotContains(t, string(body), secret)
 	assert.NotContains(t, api.Logs(), secret, "the secret is never logged")
 	assert.NotContains(t, wrk.Logs(), secret, "the secret is never logged")
 	assert.Contains(t, wrk.Logs(), "attempt failed, will retry")
-}
-
-func TestWebhookFlagsAreValidatedByName(t *testing.T) {
-	env := map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_WEBHOOK_TIMEOUT": "soon"}
-	err := run(t.Context(), []string{"worker", "--webhook-max-attempts", "0", "--webhook-base-delay", "10s", "--webhook-max-delay", "5s"},
-		io.Discard, io.Discard, func(k string) string { return env[k] })
-	require.Error(t, err)
-	for _, want := range []string{`OMS_WEBHOOK_TIMEOUT="soon": not a duration`, "--webhook-max-attempts/OMS_WEBHOOK_MAX_ATTEMPTS must be at least 1",
-		"--webhook-max-delay/OMS_WEBHOOK_MAX_DELAY must not be shorter"} {
-		assert.Contains(t, err.Error(), want)
-	}
 }

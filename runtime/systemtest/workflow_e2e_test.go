@@ -1,4 +1,4 @@
-package main
+package systemtest
 
 import (
 	"fmt"
@@ -15,25 +15,25 @@ import (
 )
 
 // waitOrder polls an order until cond holds, through the API.
-func waitOrder(t *testing.T, c *client, id, what string, cond func(*oms.Order) bool) *oms.Order {
+func waitOrder(t *testing.T, c *Client, id, what string, cond func(*oms.Order) bool) *oms.Order {
 	t.Helper()
 	var o oms.Order
 	eventually(t, 30*time.Second, what, func() bool {
-		c.json("GET", "/v1/orders/"+id, nil, http.StatusOK, &o)
+		c.JSON("GET", "/v1/orders/"+id, nil, http.StatusOK, &o)
 		return cond(&o)
 	})
 	return &o
 }
 
-func postEvent(t *testing.T, c *client, typ, fulfilment string) {
+func postEvent(t *testing.T, c *Client, typ, fulfilment string) {
 	t.Helper()
-	c.json("POST", "/v1/events", map[string]string{"type": typ, "entity": "fulfilment:" + fulfilment}, http.StatusAccepted, nil)
+	c.JSON("POST", "/v1/events", map[string]string{"type": typ, "entity": "fulfilment:" + fulfilment}, http.StatusAccepted, nil)
 }
 
-func logTypes(t *testing.T, c *client, entity string) []string {
+func logTypes(t *testing.T, c *Client, entity string) []string {
 	t.Helper()
 	var evs struct{ Events []oms.Event }
-	c.json("GET", "/v1/events?entity="+entity, nil, http.StatusOK, &evs)
+	c.JSON("GET", "/v1/events?entity="+entity, nil, http.StatusOK, &evs)
 	var out []string
 	for _, e := range evs.Events {
 		out = append(out, e.Type)
@@ -52,26 +52,26 @@ func TestEndToEndDefaultWorkflowsThroughExternalEvents(t *testing.T) {
 		ref, typ string
 		lat, lon float64
 	}{{"wh-near", "warehouse", 52.0, 4.0}, {"wh-far", "warehouse", 48.0, 2.0}, {"store-1", "store", 52.1, 4.1}} {
-		c.json("PUT", "/v1/locations/"+loc.ref, map[string]any{"name": fmt.Sprintf("L%d", i), "type": loc.typ,
+		c.JSON("PUT", "/v1/locations/"+loc.ref, map[string]any{"name": fmt.Sprintf("L%d", i), "type": loc.typ,
 			"lat": loc.lat, "lon": loc.lon}, http.StatusCreated, nil)
 	}
-	c.json("POST", "/v1/inventory/batches", "sku,location,on_hand\nTEE,wh-near,5\nTEE,wh-far,5\nMUG,store-1,2\n",
+	c.JSON("POST", "/v1/inventory/batches", "sku,location,on_hand\nTEE,wh-near,5\nTEE,wh-far,5\nMUG,store-1,2\n",
 		http.StatusOK, nil, "Content-Type", "text/csv")
 
 	var ws struct{ Workflows []oms.Workflow }
-	c.json("GET", "/v1/workflows", nil, http.StatusOK, &ws)
+	c.JSON("GET", "/v1/workflows", nil, http.StatusOK, &ws)
 	require.Len(t, ws.Workflows, 2, "every account starts with the defaults")
-	def, err := os.ReadFile("../../workflow/defaults/click-and-collect.yaml")
+	def, err := os.ReadFile("../workflow/defaults/click-and-collect.yaml")
 	require.NoError(t, err)
 	var same oms.Workflow
-	c.json("PUT", "/v1/workflows/click-and-collect", def, http.StatusOK, &same, "Content-Type", "application/yaml")
+	c.JSON("PUT", "/v1/workflows/click-and-collect", def, http.StatusOK, &same, "Content-Type", "application/yaml")
 	assert.Equal(t, 1, same.Version, "the shipped definition again is not a new version")
 
 	var hd, cc oms.Order
-	c.json("POST", "/v1/orders", map[string]any{"ref": "hd-1", "items": []map[string]any{{"sku": "TEE", "qty": 2}},
+	c.JSON("POST", "/v1/orders", map[string]any{"ref": "hd-1", "items": []map[string]any{{"sku": "TEE", "qty": 2}},
 		"delivery": map[string]any{"type": "HD", "address": map[string]any{"lat": 52.2, "lon": 4.2}}}, http.StatusCreated, &hd,
 		"Idempotency-Key", "hd-1")
-	c.json("POST", "/v1/orders", map[string]any{"ref": "cc-1", "items": []map[string]any{{"sku": "MUG", "qty": 1}},
+	c.JSON("POST", "/v1/orders", map[string]any{"ref": "cc-1", "items": []map[string]any{{"sku": "MUG", "qty": 1}},
 		"delivery": map[string]any{"type": "CC", "location": "store-1"}}, http.StatusCreated, &cc, "Idempotency-Key", "cc-1")
 
 	// HD: allocated at the nearest warehouse, rejected there, reallocated to the other, then shipped and delivered.
@@ -90,8 +90,8 @@ func TestEndToEndDefaultWorkflowsThroughExternalEvents(t *testing.T) {
 	o = waitOrder(t, c, hd.ID, "HD order delivered", func(o *oms.Order) bool { return o.Status == "DELIVERED" })
 
 	var near, far oms.StockLevel
-	c.json("GET", "/v1/inventory/wh-near/TEE", nil, http.StatusOK, &near)
-	c.json("GET", "/v1/inventory/wh-far/TEE", nil, http.StatusOK, &far)
+	c.JSON("GET", "/v1/inventory/wh-near/TEE", nil, http.StatusOK, &near)
+	c.JSON("GET", "/v1/inventory/wh-far/TEE", nil, http.StatusOK, &far)
 	assert.Equal(t, [2]int64{5, 0}, [2]int64{near.OnHand, near.Reserved}, "the rejection gave the reservation back")
 	assert.Equal(t, [2]int64{3, 0}, [2]int64{far.OnHand, far.Reserved}, "shipping took 2 off on-hand")
 
@@ -108,7 +108,7 @@ func TestEndToEndDefaultWorkflowsThroughExternalEvents(t *testing.T) {
 	o = waitOrder(t, c, cc.ID, "CC order allocated", func(o *oms.Order) bool { return o.Status == oms.StatusAllocated })
 	require.Equal(t, "store-1", o.Location)
 	var pickList oms.FulfilmentPage
-	c.json("GET", "/v1/fulfilments?location=store-1&status=CREATED", nil, http.StatusOK, &pickList)
+	c.JSON("GET", "/v1/fulfilments?location=store-1&status=CREATED", nil, http.StatusOK, &pickList)
 	require.Len(t, pickList.Fulfilments, 1, "the store's pick list")
 	assert.Equal(t, o.Fulfilments[0].ID, pickList.Fulfilments[0].ID)
 	postEvent(t, c, "fulfilment.picked", o.Fulfilments[0].ID)
@@ -118,7 +118,7 @@ func TestEndToEndDefaultWorkflowsThroughExternalEvents(t *testing.T) {
 	assert.Contains(t, logTypes(t, c, "order:"+cc.ID), "order.ready_for_collection")
 
 	// An event the order's workflow cannot take now is refused with the reason.
-	code, body := c.do("POST", "/v1/events", map[string]string{"type": "fulfilment.picked", "entity": "fulfilment:" + second})
+	code, body := c.Do("POST", "/v1/events", map[string]string{"type": "fulfilment.picked", "entity": "fulfilment:" + second})
 	assert.Equal(t, http.StatusConflict, code)
 	assert.Contains(t, string(body), "is DELIVERED")
 }

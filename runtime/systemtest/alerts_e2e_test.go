@@ -1,9 +1,10 @@
-package main
+package systemtest
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,9 +21,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
 	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
@@ -32,20 +33,19 @@ import (
 // shortened to 3s and a 1s evaluation interval; the expressions are the production ones. Killing the worker fires
 // OMSWorkerDown while the API's availability alert stays quiet; restarting it resolves the alert.
 func TestPrometheusAlertsOnTheLiveRuntime(t *testing.T) {
-	localenv.RequireBinaries(t, "prometheus")
+	localenvtest.RequireBinaries(t, "prometheus")
 	promBin, err := exec.LookPath("prometheus")
 	require.NoError(t, err)
-	bin := omsBinary(t)
 	reg, dbURL := omstest.Registry(t, nil)
 	start := time.Now()
 
 	key := orderingAccount(t, reg)
 
 	webPort, workerPort, promPort := loopbackPort(t), loopbackPort(t), loopbackPort(t)
-	base := []string{"OMS_DATABASE_URL=" + dbURL, "OMS_LOG_LEVEL=info", "OMS_DRAIN_DELAY=0s", "PATH=" + os.Getenv("PATH")}
-	startServeProcess(t, bin, append(base, fmt.Sprintf("OMS_LISTEN=127.0.0.1:%d", webPort)))
-	workerEnv := append(base, fmt.Sprintf("OMS_LISTEN=127.0.0.1:%d", workerPort), "OMS_BACKUP_URL=file://"+t.TempDir())
-	worker := startWorkerProcess(t, bin, workerEnv, "worker-1.log")
+	base := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_LOG_LEVEL": "info", "OMS_DRAIN_DELAY": "0s"}
+	Start(t, "serve", with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", webPort)), "serve")
+	workerEnv := with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", workerPort), "OMS_BACKUP_URL", "file://"+t.TempDir())
+	worker := Start(t, "worker-1", workerEnv, "worker")
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", webPort))
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", workerPort))
 
@@ -62,14 +62,13 @@ func TestPrometheusAlertsOnTheLiveRuntime(t *testing.T) {
 	eventually(t, 30*time.Second, "no OMSWorkerDown while the worker runs", func() bool { return prom.alerts(t, "OMSWorkerDown") == "" })
 
 	killed := time.Now()
-	require.NoError(t, worker.Process.Kill()) // SIGKILL, as a crash or an OOM kill
-	_ = worker.Wait()
+	require.NoError(t, worker.Kill()) // SIGKILL, as a crash or an OOM kill
 	eventually(t, 60*time.Second, "OMSWorkerDown firing after the kill", func() bool { return prom.alerts(t, "OMSWorkerDown") == "firing" })
 	firedAfter := time.Since(killed)
 	assert.Empty(t, prom.alerts(t, "OMSAvailabilityBudgetBurnFast"), "the API kept answering: the availability SLO does not page")
 
 	restarted := time.Now()
-	startWorkerProcess(t, bin, workerEnv, "worker-2.log")
+	Start(t, "worker-2", workerEnv, "worker")
 	eventually(t, 60*time.Second, "OMSWorkerDown resolved after the restart", func() bool { return prom.alerts(t, "OMSWorkerDown") == "" })
 	resolvedAfter := time.Since(restarted)
 
@@ -86,14 +85,13 @@ func TestPrometheusAlertsOnTheLiveRuntime(t *testing.T) {
 // are clean (the promtool case "5% errors page within minutes and resolve once the 30m window is clean" proves the
 // reset), so this test stops at the recovery of the service.
 func TestPrometheusPagesWhenTheDatabaseIsLost(t *testing.T) {
-	localenv.RequireBinaries(t, append([]string{"prometheus"}, localenv.PostgresBinaries...)...)
+	localenvtest.RequireBinaries(t, append([]string{"prometheus"}, localenvtest.PostgresBinaries...)...)
 	promBin, err := exec.LookPath("prometheus")
 	require.NoError(t, err)
-	bin := omsBinary(t)
 	ctx := context.Background()
 	start := time.Now()
 	pg, err := localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: t.TempDir(), Standby: true,
-		Settings: localenv.TestPostgresSettings, Logger: localenv.TestLogger(t)})
+		Settings: localenvtest.TestPostgresSettings, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pg.Stop() })
 	conn, err := pgx.Connect(ctx, pg.PrimaryURL("postgres"))
@@ -110,9 +108,9 @@ func TestPrometheusPagesWhenTheDatabaseIsLost(t *testing.T) {
 	key := orderingAccount(t, reg)
 
 	webPort, workerPort, promPort := loopbackPort(t), loopbackPort(t), loopbackPort(t)
-	base := []string{"OMS_DATABASE_URL=" + dbURL, "OMS_LOG_LEVEL=info", "OMS_DRAIN_DELAY=0s", "PATH=" + os.Getenv("PATH")}
-	startServeProcess(t, bin, append(base, fmt.Sprintf("OMS_LISTEN=127.0.0.1:%d", webPort)))
-	startWorkerProcess(t, bin, append(base, fmt.Sprintf("OMS_LISTEN=127.0.0.1:%d", workerPort)), "worker.log")
+	base := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_LOG_LEVEL": "info", "OMS_DRAIN_DELAY": "0s"}
+	Start(t, "serve", with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", webPort)), "serve")
+	Start(t, "worker", with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", workerPort)), "worker")
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", webPort))
 	prom := startPrometheus(t, promBin, promPort, webPort, workerPort)
 	load := startOrderLoad(t, fmt.Sprintf("http://127.0.0.1:%d", webPort), key)
@@ -142,16 +140,7 @@ func TestPrometheusPagesWhenTheDatabaseIsLost(t *testing.T) {
 // orderingAccount creates account acme with a warehouse stocked for the load and returns its API key.
 func orderingAccount(t *testing.T, reg *postgres.Registry) string {
 	t.Helper()
-	ctx := context.Background()
-	key, err := reg.CreateAccount(ctx, &oms.Account{ID: "acme", Name: "Acme"})
-	require.NoError(t, err)
-	st, err := reg.Store(ctx, "acme")
-	require.NoError(t, err)
-	store := st.(*postgres.Store)
-	_, err = store.PutLocation(ctx, &oms.Location{Ref: "wh", Name: "WH", Type: oms.LocationWarehouse, Lat: ptr(52), Lon: ptr(4)})
-	require.NoError(t, err)
-	_, err = store.LoadInventory(ctx, oms.NewCSVReader(stringsReader("sku,location,on_hand\nSKU,wh,1000000\n")))
-	require.NoError(t, err)
+	key, _ := stockedAccount(t, reg, "SKU", 1000000)
 	return key
 }
 
@@ -215,24 +204,13 @@ func waitHTTP(t *testing.T, url string) {
 	})
 }
 
-// startServeProcess runs `oms serve` as a child process, stopped by its PID at cleanup.
-func startServeProcess(t *testing.T, bin string, env []string) {
-	t.Helper()
-	logf, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
-	require.NoError(t, err)
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("serve.log:\n%s", b)
-		}
-	})
+// with is env with more name, value pairs.
+func with(env map[string]string, kv ...string) map[string]string {
+	out := maps.Clone(env)
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
 }
 
 // promServer is a Prometheus server this test started.
@@ -245,7 +223,7 @@ func startPrometheus(t *testing.T, bin string, port, webPort, workerPort int) *p
 	dir := t.TempDir()
 	gen := exec.Command("go", "run", "./components/observability/rules/cmd/promrules",
 		"-web", `job="web"`, "-worker", `job="worker"`, "-for", "3s", "-interval", "1s")
-	gen.Dir = filepath.Join("..", "..", "..") // the repository root: the rules' module
+	gen.Dir = filepath.Join("..", "..") // the repository root: the rules' module
 	rulesYAML, err := gen.Output()
 	require.NoError(t, err, "render the rules from components/observability/rules")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yaml"), rulesYAML, 0o644))

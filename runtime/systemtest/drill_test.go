@@ -1,4 +1,4 @@
-package main
+package systemtest
 
 // Fault drills (DESIGN.md "Testing layers" 6): the real oms binaries against real PostgreSQL, Redis +
 // Sentinel and RabbitMQ processes, a fault injected under load, and the properties that matter asserted
@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -28,23 +29,12 @@ import (
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
 	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/rabbitmq"
 	"github.com/omscloud/omscloud/runtime/worker"
 )
 
 const drillSKUs = 10
-
-// waitFor polls cond every 20ms until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func acknowledged(attempts []orderAttempt) int {
 	n := 0
@@ -61,13 +51,12 @@ func acknowledged(attempts []orderAttempt) int {
 // failed request failed loudly (503 with Retry-After, or a broken connection) — retried with its idempotency key it yields
 // exactly one order.
 func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.PostgresBinaries...)
-	bin := omsBinary(t)
+	localenvtest.RequireBinaries(t, localenvtest.PostgresBinaries...)
 	ctx := t.Context()
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	pg, err := localenv.StartPostgres(sctx, localenv.PostgresOptions{Dir: t.TempDir(), Standby: true,
-		Settings: map[string]string{"fsync": "off", "full_page_writes": "off"}, Logger: localenv.TestLogger(t)})
+		Settings: map[string]string{"fsync": "off", "full_page_writes": "off"}, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pg.Stop() })
 	conn, err := pgx.Connect(sctx, pg.PrimaryURL("postgres"))
@@ -79,10 +68,10 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 	env := map[string]string{"OMS_DATABASE_URL": pg.URL("drill"), "OMS_ADMIN_TOKEN": adminToken,
 		"OMS_LISTEN": "127.0.0.1:0", "OMS_DRAIN_DELAY": "0s", "OMS_LOG_LEVEL": "info"}
 	require.Contains(t, env["OMS_DATABASE_URL"], "target_session_attrs=read-write")
-	runOMS(t, bin, env, "migrate")
-	api := startOMSProcess(t, bin, "serve", env, "serve")
-	wrk := startOMSProcess(t, bin, "worker", env, "worker")
-	base := api.url()
+	MustRun(t, env, "migrate")
+	api := Start(t, "serve", env, "serve")
+	wrk := Start(t, "worker", env, "worker")
+	base := api.URL()
 	key := drillAccount(t, base, "acme")
 	seedDrill(t, base, key, 4, drillSKUs, 100000)
 
@@ -93,7 +82,7 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 		}
 	})
 	defer l.Stop()
-	waitFor(t, 30*time.Second, "200 orders acknowledged before the kill", func() bool { return acknowledged(placed.snapshot()) >= 200 })
+	eventually(t, 30*time.Second, "200 orders acknowledged before the kill", func() bool { return acknowledged(placed.snapshot()) >= 200 })
 
 	killAt := time.Now()
 	require.NoError(t, pg.KillPrimary())
@@ -101,7 +90,7 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 	require.NoError(t, pg.Promote(ctx))
 	promoted := time.Now()
 	var firstWrite time.Time
-	waitFor(t, 30*time.Second, "an order acknowledged by the promoted standby", func() bool {
+	eventually(t, 30*time.Second, "an order acknowledged by the promoted standby", func() bool {
 		for _, a := range placed.snapshot() {
 			if a.Status == http.StatusCreated && a.Start.After(killed) && (firstWrite.IsZero() || a.End.Before(firstWrite)) {
 				firstWrite = a.End
@@ -135,7 +124,7 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 			if a.Status != http.StatusServiceUnavailable || a.RetryAfter == "" {
 				t.Errorf("order %s: answered %d (Retry-After %q) %s; want 503 with Retry-After", a.Ref, a.Status, a.RetryAfter, a.Body)
 			}
-		case isTransportErr(a.reply):
+		case isTransportErr(a.Reply):
 			nConn++
 		default:
 			t.Errorf("order %s: answered %d %s during the failover; want 201, a 5xx or a connection error", a.Ref, a.Status, a.Body)
@@ -152,7 +141,7 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 	// idempotency key it must answer that one order, never a second.
 	ambiguous := 0
 	for _, a := range failed {
-		var r reply
+		var r Reply
 		for range 50 {
 			if r = call(ctx, "POST", base+"/v1/orders", key, orderBody(a.Ref, a.Seq, drillSKUs), "Idempotency-Key", a.Key); r.Status == http.StatusCreated {
 				break
@@ -171,7 +160,7 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 
 	// Nothing lost, nothing doubled: one order per idempotency key, each fully processed by the worker
 	// (which rode out the failover too) with its whole event history.
-	waitFor(t, 60*time.Second, "the worker to process every order", func() bool { return countCreated(t, base, key) == 0 })
+	eventually(t, 60*time.Second, "the worker to process every order", func() bool { return countCreated(t, base, key) == 0 })
 	orders := allOrders(t, base, key)
 	ids := map[string]bool{}
 	lost := 0
@@ -188,10 +177,10 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 	require.Zero(t, lost, "acknowledged orders lost")
 	require.Len(t, orders, len(orderOf), "exactly one order per idempotency key")
 	checkOrderEvents(t, allEvents(t, base, key), ids)
-	for _, p := range []*omsProc{api, wrk} {
+	for _, p := range []*Proc{api, wrk} {
 		select {
-		case <-p.exited:
-			t.Fatalf("%s exited during the failover: %v", p.name, p.exitErr)
+		case <-p.Exited:
+			t.Fatalf("%s exited during the failover: %v", p.Name, p.ExitErr)
 		default:
 		}
 	}
@@ -206,14 +195,13 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 // (b) The Redis master dies under availability load; Sentinel promotes the replica. The API keeps
 // answering — a cache error is a miss — with the same answers as before the drill.
 func TestDrillRedisMasterKilledUnderAvailabilityLoad(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.RedisBinaries...)
-	bin := omsBinary(t)
+	localenvtest.RequireBinaries(t, localenvtest.RedisBinaries...)
 	ctx := t.Context()
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	redisDir := t.TempDir()
-	rds, err := localenv.StartRedis(sctx, localenv.RedisOptions{Dir: redisDir, Password: "drill-" + randomToken(),
-		Logger: localenv.TestLogger(t)})
+	rds, err := localenv.StartRedis(sctx, localenv.RedisOptions{Dir: redisDir, Password: "drill-" + rand.Text(),
+		Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = rds.Stop()
@@ -226,10 +214,10 @@ func TestDrillRedisMasterKilledUnderAvailabilityLoad(t *testing.T) {
 
 	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0",
 		"OMS_DRAIN_DELAY": "0s", "OMS_LOG_LEVEL": "info"}
-	maps.Copy(env, redisEnv(rds, "drill:"))
-	runOMS(t, bin, env, "migrate")
-	api := startOMSProcess(t, bin, "serve", env, "serve")
-	base := api.url()
+	maps.Copy(env, RedisEnv(rds, "drill:"))
+	MustRun(t, env, "migrate")
+	api := Start(t, "serve", env, "serve")
+	base := api.URL()
 	key := drillAccount(t, base, "acme")
 	seedDrill(t, base, key, 20, 20, 50)
 
@@ -255,7 +243,7 @@ func TestDrillRedisMasterKilledUnderAvailabilityLoad(t *testing.T) {
 	}
 	var (
 		mu        sync.Mutex
-		replies   []reply
+		replies   []Reply
 		wrong     int
 		samples   []sample
 		notReady  time.Duration
@@ -321,7 +309,7 @@ func TestDrillRedisMasterKilledUnderAvailabilityLoad(t *testing.T) {
 	failedOver := time.Now()
 	// The app is back on the cache once hits grow again while errors stand still.
 	var recovered time.Time
-	waitFor(t, 30*time.Second, "cache hits through the new master", func() bool {
+	eventually(t, 30*time.Second, "cache hits through the new master", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for i := 1; i < len(samples); i++ {
@@ -401,7 +389,7 @@ type tapMessage struct {
 func startEventTap(t *testing.T, amqpURL, queue string) *eventTap {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := rabbitmq.Dial(ctx, rabbitmq.Options{URL: amqpURL, Logger: localenv.TestLogger(t)})
+	b, err := rabbitmq.Dial(ctx, rabbitmq.Options{URL: amqpURL, Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	require.NoError(t, b.DeclareQueue(ctx, queue, []string{"#"}))
 	tp := &eventTap{msgs: map[string][]tapMessage{}}
@@ -438,12 +426,11 @@ func (tp *eventTap) missing(events []oms.Event) int {
 // wait in the outbox); after the restart every event of every order reaches a queue bound to the
 // exchange exactly as the log recorded it, and every order reaches its final status.
 func TestDrillRabbitMQNodeKilledAndRestartedUnderOrderLoad(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.RabbitMQBinaries...)
-	bin := omsBinary(t)
+	localenvtest.RequireBinaries(t, localenvtest.RabbitMQBinaries...)
 	ctx := t.Context()
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	rmq, err := localenv.StartRabbitMQ(sctx, localenv.RabbitMQOptions{Dir: t.TempDir(), Logger: localenv.TestLogger(t)})
+	rmq, err := localenv.StartRabbitMQ(sctx, localenv.RabbitMQOptions{Dir: t.TempDir(), Logger: localenvtest.TestLogger(t)})
 	require.NoError(t, err)
 	// Killed, not stopped, at the end: a clean broker stop costs ~10s and proves nothing here.
 	t.Cleanup(func() { _ = rmq.Kill(0); _ = rmq.Stop() })
@@ -455,10 +442,10 @@ func TestDrillRabbitMQNodeKilledAndRestartedUnderOrderLoad(t *testing.T) {
 
 	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0",
 		"OMS_DRAIN_DELAY": "0s", "OMS_LOG_LEVEL": "info", "OMS_AMQP_URL": amqpURL}
-	runOMS(t, bin, env, "migrate")
+	MustRun(t, env, "migrate")
 	tp := startEventTap(t, amqpURL, tapQueue)
-	api := startOMSProcess(t, bin, "serve", env, "serve")
-	wrk := startOMSProcess(t, bin, "worker", env, "worker")
+	api := Start(t, "serve", env, "serve")
+	wrk := Start(t, "worker", env, "worker")
 	// RabbitMQ 3.10 persists a new quorum queue's Raft state lazily: a single node killed within ~15s of
 	// the declaration may restart without a leader for the queue (subscribing then fails with
 	// INTERNAL_ERROR after a minute). Long-lived queues never meet this; the drill waits it out.
@@ -466,7 +453,7 @@ func TestDrillRabbitMQNodeKilledAndRestartedUnderOrderLoad(t *testing.T) {
 		require.NoError(t, rmq.WaitQueueRegistered(sctx, 0, vhost, q))
 	}
 	declared := time.Now()
-	base := api.url()
+	base := api.URL()
 	key := drillAccount(t, base, "acme")
 	seedDrill(t, base, key, 4, drillSKUs, 100000)
 	time.Sleep(time.Until(declared.Add(15 * time.Second)))
@@ -477,7 +464,7 @@ func TestDrillRabbitMQNodeKilledAndRestartedUnderOrderLoad(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // paced: the drain after the restart stays short
 	})
 	defer l.Stop()
-	waitFor(t, 30*time.Second, "150 orders acknowledged before the kill", func() bool { return acknowledged(placed.snapshot()) >= 150 })
+	eventually(t, 30*time.Second, "150 orders acknowledged before the kill", func() bool { return acknowledged(placed.snapshot()) >= 150 })
 	ackedAtKill := acknowledged(placed.snapshot())
 	killAt := time.Now()
 	require.NoError(t, rmq.Kill(0))
@@ -504,7 +491,7 @@ func TestDrillRabbitMQNodeKilledAndRestartedUnderOrderLoad(t *testing.T) {
 
 	// Drained: every order processed and every event in the log on the tap.
 	var events []oms.Event
-	waitFor(t, 90*time.Second, "the outbox to drain into the restarted broker", func() bool {
+	eventually(t, 90*time.Second, "the outbox to drain into the restarted broker", func() bool {
 		if countCreated(t, base, key) > 0 {
 			return false
 		}
@@ -549,10 +536,10 @@ func TestDrillRabbitMQNodeKilledAndRestartedUnderOrderLoad(t *testing.T) {
 	for id := range ids {
 		orderEvents += len(byOrder[id])
 	}
-	for _, p := range []*omsProc{api, wrk} {
+	for _, p := range []*Proc{api, wrk} {
 		select {
-		case <-p.exited:
-			t.Fatalf("%s exited during the broker outage: %v", p.name, p.exitErr)
+		case <-p.Exited:
+			t.Fatalf("%s exited during the broker outage: %v", p.Name, p.ExitErr)
 		default:
 		}
 	}
@@ -583,14 +570,14 @@ type lbBackend struct {
 	removed time.Time
 }
 
-func startLB(t *testing.T, backends ...*omsProc) *lb {
+func startLB(t *testing.T, backends ...*Proc) *lb {
 	t.Helper()
 	l := &lb{}
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	for _, p := range backends {
-		u, err := url.Parse(p.url())
+		u, err := url.Parse(p.URL())
 		require.NoError(t, err)
-		b := &lbBackend{name: p.name, proxy: httputil.NewSingleHostReverseProxy(u), probe: p.url() + "/readyz"}
+		b := &lbBackend{name: p.Name, proxy: httputil.NewSingleHostReverseProxy(u), probe: p.URL() + "/readyz"}
 		b.proxy.Transport = tr
 		b.proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			l.failures.Add(1)
@@ -662,16 +649,15 @@ func (b *lbBackend) probeLoop(stop <-chan struct{}) {
 // balancer stops routing to it, it finishes what it has and exits 0 within the grace period — and not
 // one request fails.
 func TestDrillSIGTERMWebProcessUnderLoadBehindASecond(t *testing.T) {
-	bin := omsBinary(t)
 	ctx := t.Context()
 	dbURL := omstest.ControlDB(t)
 	t.Cleanup(func() { omstest.DropAccounts(t, dbURL) })
 	const grace, drainDelay = 10 * time.Second, 2 * time.Second
 	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0",
 		"OMS_LOG_LEVEL": "info", "OMS_DRAIN_DELAY": drainDelay.String(), "OMS_SHUTDOWN_GRACE": grace.String()}
-	runOMS(t, bin, env, "migrate")
-	webA := startOMSProcess(t, bin, "web-a", env, "serve")
-	webB := startOMSProcess(t, bin, "web-b", env, "serve")
+	MustRun(t, env, "migrate")
+	webA := Start(t, "web-a", env, "serve")
+	webB := Start(t, "web-b", env, "serve")
 	balancer := startLB(t, webA, webB)
 	key := drillAccount(t, balancer.url, "acme")
 	seedDrill(t, balancer.url, key, 4, drillSKUs, 100000)
@@ -679,7 +665,7 @@ func TestDrillSIGTERMWebProcessUnderLoadBehindASecond(t *testing.T) {
 	// Half order creation (writes), half availability (reads).
 	placed := &ordersPlaced{}
 	var mu sync.Mutex
-	var reads []reply
+	var reads []Reply
 	l := startLoad(8, 20000, func(seq int) {
 		if seq%2 == 0 {
 			placed.place(ctx, balancer.url, key, seq, drillSKUs)
@@ -692,14 +678,14 @@ func TestDrillSIGTERMWebProcessUnderLoadBehindASecond(t *testing.T) {
 		mu.Unlock()
 	})
 	defer l.Stop()
-	waitFor(t, 30*time.Second, "both web processes serving", func() bool {
+	eventually(t, 30*time.Second, "both web processes serving", func() bool {
 		return balancer.backends[0].served.Load() > 100 && balancer.backends[1].served.Load() > 100
 	})
 
 	termAt := time.Now()
-	require.NoError(t, webA.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, webA.Cmd.Process.Signal(syscall.SIGTERM))
 	select {
-	case <-webA.exited:
+	case <-webA.Exited:
 	case <-time.After(grace + 5*time.Second):
 		t.Fatalf("web-a did not exit within the grace period %s", grace)
 	}
@@ -708,7 +694,7 @@ func TestDrillSIGTERMWebProcessUnderLoadBehindASecond(t *testing.T) {
 	time.Sleep(time.Second) // web-b alone
 	l.Stop()
 
-	require.NoError(t, webA.exitErr, "web-a must exit 0 after SIGTERM")
+	require.NoError(t, webA.ExitErr, "web-a must exit 0 after SIGTERM")
 	assert.LessOrEqual(t, exitedAfter, grace, "web-a exceeded its grace period")
 	balancer.backends[0].mu.Lock()
 	removedAfter := balancer.backends[0].removed.Sub(termAt)

@@ -1,4 +1,4 @@
-package main
+package systemtest
 
 import (
 	"strings"
@@ -29,12 +29,11 @@ func TestDatabaseServerIsVerifiedAgainstTheCAFile(t *testing.T) {
 	_, err = pgx.Connect(ctx, strings.Replace(dbURL, "sslmode=require", "sslmode=disable", 1))
 	require.ErrorContains(t, err, "no encryption", "the server refuses connections without TLS")
 	oms := func(caFile, dbURL string, args ...string) (string, error) {
-		var stdout, logs strings.Builder
 		env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_DB_CA_FILE": caFile,
 			"OMS_BACKUP_KEY_FILE": keyFile, "OMS_PG_BIN_DIR": pg.BinDir()}
-		err := run(ctx, args, &stdout, &logs, func(k string) string { return env[k] })
-		assert.NotContains(t, logs.String(), pg.Password())
-		return stdout.String(), err
+		stdout, logs, err := Run(t, env, args...)
+		assert.NotContains(t, logs, pg.Password())
+		return stdout, err
 	}
 
 	_, err = oms(ca.File, dbURL, "migrate")

@@ -1,23 +1,16 @@
-package main
+package systemtest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,185 +19,18 @@ import (
 	oms "github.com/omscloud/omscloud/runtime"
 )
 
-// omsProc is a real `oms` process started by a drill.
-type omsProc struct {
-	name    string
-	cmd     *exec.Cmd
-	addr    string // the HTTP listen address it logged
-	logPath string
-	exited  chan struct{} // closed once it exited and was reaped
-	exitErr error         // valid after exited
-}
-
-// startOMSProcess runs the oms binary with exactly env (plus PATH and HOME) and waits until it logs its
-// listen address. At cleanup it gets SIGTERM, then SIGKILL after 30s.
-func startOMSProcess(t *testing.T, bin, name string, env map[string]string, args ...string) *omsProc {
-	t.Helper()
-	p := &omsProc{name: name, logPath: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
-	logf, err := os.Create(p.logPath)
-	require.NoError(t, err)
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = childEnv(env)
-	p.cmd.Stdout = logf
-	stderr, err := p.cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, p.cmd.Start())
-	addrc := make(chan string, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			_, _ = logf.Write(append(line, '\n'))
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
-				select {
-				case addrc <- rec.Addr:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		<-scanned // Wait closes the pipe: read it to the end first
-		p.exitErr = p.cmd.Wait()
-		_ = logf.Close()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.stop(30 * time.Second)
-		if t.Failed() {
-			t.Logf("%s log (tail):\n%s", name, tailFile(p.logPath, 40))
-		}
-	})
-	select {
-	case p.addr = <-addrc:
-	case <-p.exited:
-		t.Fatalf("oms %s exited during start-up (%v):\n%s", name, p.exitErr, tailFile(p.logPath, 40))
-	case <-time.After(60 * time.Second):
-		t.Fatalf("oms %s did not listen within 60s:\n%s", name, tailFile(p.logPath, 40))
-	}
-	return p
-}
-
-// stop sends SIGTERM and waits up to grace before SIGKILL. Idempotent.
-func (p *omsProc) stop(grace time.Duration) {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-func (p *omsProc) url() string { return "http://" + p.addr }
-
-// runOMS runs a one-shot oms command (migrate) and fails the test on a non-zero exit.
-func runOMS(t *testing.T, bin string, env map[string]string, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = childEnv(env)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	require.NoError(t, err, "oms %v: %s", args, stderr.String())
-	return out
-}
-
-func childEnv(env map[string]string) []string {
-	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func tailFile(path string, lines int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
-
 // drillHTTP is the drills' HTTP client: no retries, bounded, many connections.
 var drillHTTP = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-// reply is one request's outcome; Status 0 means a transport error (Err).
-type reply struct {
-	Start, End time.Time
-	Status     int
-	Body       []byte
-	Err        error
-	Replayed   bool   // Idempotent-Replayed: true
-	RetryAfter string // Retry-After
-}
-
 // call does one request without failing the test (load goroutines record outcomes instead).
-func call(ctx context.Context, method, url, key string, body any, header ...string) reply {
-	r := reply{Start: time.Now()}
-	defer func() { r.End = time.Now() }()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			r.Err = err
-			return r
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		r.Err = err
-		return r
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := drillHTTP.Do(req)
-	if err != nil {
-		r.Err = err
-		r.End = time.Now()
-		return r
-	}
-	defer resp.Body.Close()
-	r.Body, r.Err = io.ReadAll(resp.Body)
-	r.Status = resp.StatusCode
-	r.Replayed = resp.Header.Get("Idempotent-Replayed") == "true"
-	r.RetryAfter = resp.Header.Get("Retry-After")
-	r.End = time.Now()
-	return r
+func call(ctx context.Context, method, url, key string, body any, header ...string) Reply {
+	return (&Client{Key: key, HTTP: drillHTTP}).Call(ctx, method, url, body, header...)
 }
 
 // mustCall does a request that must answer want, decoding the answer into v.
 func mustCall(t *testing.T, method, url, key string, body any, want int, v any, header ...string) {
 	t.Helper()
-	r := call(t.Context(), method, url, key, body, header...)
-	require.NoError(t, r.Err, "%s %s", method, url)
-	require.Equal(t, want, r.Status, "%s %s: %s", method, url, r.Body)
-	if v != nil {
-		require.NoError(t, json.Unmarshal(r.Body, v), string(r.Body))
-	}
+	(&Client{T: t, Key: key, HTTP: drillHTTP}).JSON(method, url, body, want, v, header...)
 }
 
 // load runs clients goroutines calling fn with a global sequence number until stopped or max calls.
@@ -293,14 +119,14 @@ type ordersPlaced struct {
 type orderAttempt struct {
 	Key, Ref string
 	Seq      int
-	reply
+	Reply
 	Order oms.Order
 }
 
 // place posts order seq with its own idempotency key and records the outcome.
 func (o *ordersPlaced) place(ctx context.Context, base, apiKey string, seq, skus int) orderAttempt {
 	a := orderAttempt{Key: fmt.Sprintf("drill-%06d", seq), Ref: fmt.Sprintf("ref-%06d", seq), Seq: seq}
-	a.reply = call(ctx, "POST", base+"/v1/orders", apiKey, orderBody(a.Ref, seq, skus), "Idempotency-Key", a.Key)
+	a.Reply = call(ctx, "POST", base+"/v1/orders", apiKey, orderBody(a.Ref, seq, skus), "Idempotency-Key", a.Key)
 	if a.Status == http.StatusCreated {
 		if err := json.Unmarshal(a.Body, &a.Order); err != nil {
 			a.Err = fmt.Errorf("decode 201 body: %w", err)
@@ -434,6 +260,6 @@ func percentile(d []time.Duration, p float64) time.Duration {
 func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
 // isTransportErr tells a refused/reset/timed-out connection apart from an answer.
-func isTransportErr(r reply) bool {
+func isTransportErr(r Reply) bool {
 	return r.Status == 0 && r.Err != nil && !errors.Is(r.Err, context.Canceled)
 }

@@ -1,8 +1,7 @@
-package main
+package systemtest
 
 import (
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"sort"
@@ -16,15 +15,15 @@ import (
 
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
-	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 )
 
 const adminToken = "test-admin-token"
 
 // stack is serve + worker (with RabbitMQ) on a fresh control database and vhost.
 type stack struct {
-	api     *instance
-	worker  *instance
+	api     *Proc
+	worker  *Proc
 	env     map[string]string
 	tap     *tap
 	dbURL   string
@@ -33,30 +32,30 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	localenv.RequireBinaries(t, localenv.RabbitMQBinaries...)
-	localenv.RequireBinaries(t, localenv.RedisBinaries...)
-	rds := localenv.SharedRedis(t)
+	localenvtest.RequireBinaries(t, localenvtest.RabbitMQBinaries...)
+	localenvtest.RequireBinaries(t, localenvtest.RedisBinaries...)
+	rds := localenvtest.SharedRedis(t)
 	dbURL := omstest.ControlDB(t)
-	amqpURL := localenv.NewVhost(t, localenv.SharedRabbitMQ(t))
+	amqpURL := localenvtest.NewVhost(t, localenvtest.SharedRabbitMQ(t))
 	t.Cleanup(func() { omstest.DropAccounts(t, dbURL) })
 	tp := startTap(t, amqpURL)
 	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0",
 		"OMS_DRAIN_DELAY": "0s", "OMS_AMQP_URL": amqpURL, "OMS_LOG_LEVEL": "info"}
-	maps.Copy(env, redisEnv(rds, localenv.NewKeyPrefix(t, rds)))
+	maps.Copy(env, RedisEnv(rds, localenvtest.NewKeyPrefix(t, rds)))
 	s := &stack{env: env, tap: tp, dbURL: dbURL, amqpURL: amqpURL}
-	require.NoError(t, run(t.Context(), []string{"migrate"}, io.Discard, io.Discard, func(k string) string { return env[k] }))
-	s.api = startOMS(t, env, "serve")
-	s.worker = startOMS(t, env, "worker")
+	MustRun(t, env, "migrate")
+	s.api = Start(t, "serve", env, "serve")
+	s.worker = Start(t, "worker", env, "worker")
 	return s
 }
 
-func (s *stack) client(t *testing.T, key string) *client {
-	return &client{t: t, base: "http://" + s.api.addr, key: key}
+func (s *stack) client(t *testing.T, key string) *Client {
+	return &Client{T: t, Base: s.api.URL(), Key: key}
 }
 
-func (s *stack) createAccount(t *testing.T, id string) *client {
+func (s *stack) createAccount(t *testing.T, id string) *Client {
 	var out struct{ ID, APIKey string }
-	s.client(t, adminToken).json("POST", "/v1/accounts", map[string]string{"id": id, "name": "Account " + id}, http.StatusCreated, &out)
+	s.client(t, adminToken).JSON("POST", "/v1/accounts", map[string]string{"id": id, "name": "Account " + id}, http.StatusCreated, &out)
 	require.Equal(t, id, out.ID)
 	require.NotEmpty(t, out.APIKey)
 	return s.client(t, out.APIKey)
@@ -64,9 +63,9 @@ func (s *stack) createAccount(t *testing.T, id string) *client {
 
 // seed creates 20 locations and loads 10,000 lines (499 regular SKUs plus
 // HOT, with 50 units of HOT in total: 30 at loc-00 and 20 at loc-01).
-func seed(t *testing.T, c *client, format string) {
+func seed(t *testing.T, c *Client, format string) {
 	for i := range 20 {
-		c.json("PUT", fmt.Sprintf("/v1/locations/loc-%02d", i), map[string]any{"name": fmt.Sprintf("Location %d", i),
+		c.JSON("PUT", fmt.Sprintf("/v1/locations/loc-%02d", i), map[string]any{"name": fmt.Sprintf("Location %d", i),
 			"type": []string{"store", "warehouse"}[i%2], "lat": 50 + float64(i)*0.1, "lon": 4 + float64(i)*0.1}, http.StatusCreated, nil)
 	}
 	var b strings.Builder
@@ -90,7 +89,7 @@ func seed(t *testing.T, c *client, format string) {
 		}
 	}
 	var res oms.BatchResult
-	c.json("POST", "/v1/inventory/batches", b.String(), http.StatusOK, &res, "Content-Type", ct)
+	c.JSON("POST", "/v1/inventory/batches", b.String(), http.StatusOK, &res, "Content-Type", ct)
 	require.EqualValues(t, 10000, res.Accepted, "rejected: %v", res.Rejected)
 	require.Empty(t, res.Rejected)
 }
@@ -103,15 +102,15 @@ func TestEndToEndTwoAccountsInventoryAvailabilityAndConcurrentOrders(t *testing.
 	seed(t, bravo, "ndjson")
 
 	var lv oms.StockLevel
-	alpha.json("GET", "/v1/inventory/loc-03/SKU-0042", nil, http.StatusOK, &lv)
+	alpha.JSON("GET", "/v1/inventory/loc-03/SKU-0042", nil, http.StatusOK, &lv)
 	assert.Equal(t, oms.StockLevel{SKU: "SKU-0042", Location: "loc-03", OnHand: (42*7 + 3*3) % 40, Available: (42*7 + 3*3) % 40}, lv)
 
 	// Availability: nearest first; complete only where every line fits. Asked
 	// twice, so the second answer comes from the cache.
 	var av oms.Availability
-	alpha.json("POST", "/v1/availability", map[string]any{"items": []map[string]any{{"sku": "HOT", "qty": 25}, {"sku": "SKU-0001", "qty": 1}},
+	alpha.JSON("POST", "/v1/availability", map[string]any{"items": []map[string]any{{"sku": "HOT", "qty": 25}, {"sku": "SKU-0001", "qty": 1}},
 		"near": map[string]float64{"lat": 50.05, "lon": 4.05}}, http.StatusOK, &av)
-	alpha.json("POST", "/v1/availability", map[string]any{"items": []map[string]any{{"sku": "HOT", "qty": 25}, {"sku": "SKU-0001", "qty": 1}},
+	alpha.JSON("POST", "/v1/availability", map[string]any{"items": []map[string]any{{"sku": "HOT", "qty": 25}, {"sku": "SKU-0001", "qty": 1}},
 		"near": map[string]float64{"lat": 50.05, "lon": 4.05}}, http.StatusOK, &av)
 	require.Len(t, av.Options, 20)
 	assert.True(t, sort.SliceIsSorted(av.Options, func(i, j int) bool { return av.Options[i].DistanceKm < av.Options[j].DistanceKm }))
@@ -126,7 +125,7 @@ func TestEndToEndTwoAccountsInventoryAvailabilityAndConcurrentOrders(t *testing.
 	for i := range 100 {
 		wg.Go(func() {
 			var o oms.Order
-			alpha.json("POST", "/v1/orders", map[string]any{"ref": fmt.Sprintf("hot-%03d", i),
+			alpha.JSON("POST", "/v1/orders", map[string]any{"ref": fmt.Sprintf("hot-%03d", i),
 				"items":    []map[string]any{{"sku": "HOT", "qty": 1}},
 				"delivery": map[string]any{"type": "HD", "address": map[string]any{"lat": 50.3, "lon": 4.3}}},
 				http.StatusCreated, &o, "Idempotency-Key", fmt.Sprintf("idem-%03d", i))
@@ -142,7 +141,7 @@ func TestEndToEndTwoAccountsInventoryAvailabilityAndConcurrentOrders(t *testing.
 		cursor := ""
 		for {
 			var page oms.OrderPage
-			alpha.json("GET", "/v1/orders?limit=30&cursor="+cursor, nil, http.StatusOK, &page)
+			alpha.JSON("GET", "/v1/orders?limit=30&cursor="+cursor, nil, http.StatusOK, &page)
 			for _, o := range page.Orders {
 				counts[o.Status]++
 			}
@@ -158,7 +157,7 @@ func TestEndToEndTwoAccountsInventoryAvailabilityAndConcurrentOrders(t *testing.
 	var reserved int64
 	for _, loc := range []string{"loc-00", "loc-01"} {
 		var lv oms.StockLevel
-		alpha.json("GET", "/v1/inventory/"+loc+"/HOT", nil, http.StatusOK, &lv)
+		alpha.JSON("GET", "/v1/inventory/"+loc+"/HOT", nil, http.StatusOK, &lv)
 		assert.Equal(t, lv.OnHand, lv.Reserved, loc)
 		assert.Zero(t, lv.Available, loc)
 		reserved += lv.Reserved
@@ -167,14 +166,14 @@ func TestEndToEndTwoAccountsInventoryAvailabilityAndConcurrentOrders(t *testing.
 
 	// The availability answered (and cached) before the orders now reflects the
 	// reservations: the worker's commits invalidated the account's cache.
-	alpha.json("POST", "/v1/availability", map[string]any{"items": []map[string]any{{"sku": "HOT", "qty": 25}, {"sku": "SKU-0001", "qty": 1}},
+	alpha.JSON("POST", "/v1/availability", map[string]any{"items": []map[string]any{{"sku": "HOT", "qty": 25}, {"sku": "SKU-0001", "qty": 1}},
 		"near": map[string]float64{"lat": 50.05, "lon": 4.05}}, http.StatusOK, &av)
 	for _, o := range av.Options {
 		assert.False(t, o.Complete, o.Location)
 		assert.Zero(t, o.Lines[0].Available, o.Location)
 	}
 
-	_, metricsText := alpha.do("GET", "/metrics", nil)
+	_, metricsText := alpha.Do("GET", "/metrics", nil)
 	assert.Regexp(t, `(?m)^oms_cache_hits_total [1-9]`, string(metricsText), "the repeated availability query was a cache hit")
 	assert.Regexp(t, `(?m)^oms_orders_created_total 100$`, string(metricsText))
 
@@ -182,7 +181,7 @@ func TestEndToEndTwoAccountsInventoryAvailabilityAndConcurrentOrders(t *testing.
 	var eventIDs []string
 	for _, id := range ids {
 		var evs struct{ Events []oms.Event }
-		alpha.json("GET", "/v1/events?entity=order:"+id, nil, http.StatusOK, &evs)
+		alpha.JSON("GET", "/v1/events?entity=order:"+id, nil, http.StatusOK, &evs)
 		require.Len(t, evs.Events, 3, "order %s", id)
 		assert.Equal(t, oms.EventOrderCreated, evs.Events[0].Type)
 		assert.Equal(t, oms.EventWorkflowRuleApplied, evs.Events[1].Type, "the default workflow's allocate rule")
@@ -205,24 +204,24 @@ func TestEndToEndTwoAccountsInventoryAvailabilityAndConcurrentOrders(t *testing.
 	body := map[string]any{"ref": "hot-000", "items": []map[string]any{{"sku": "HOT", "qty": 1}},
 		"delivery": map[string]any{"type": "HD", "address": map[string]any{"lat": 50.3, "lon": 4.3}}}
 	var replay oms.Order
-	alpha.json("POST", "/v1/orders", body, http.StatusCreated, &replay, "Idempotency-Key", "idem-000")
+	alpha.JSON("POST", "/v1/orders", body, http.StatusCreated, &replay, "Idempotency-Key", "idem-000")
 	assert.Equal(t, ids[0], replay.ID)
 	body["ref"] = "other"
-	alpha.json("POST", "/v1/orders", body, http.StatusConflict, nil, "Idempotency-Key", "idem-000")
+	alpha.JSON("POST", "/v1/orders", body, http.StatusConflict, nil, "Idempotency-Key", "idem-000")
 
 	// Cancelling an allocated order releases its unit.
 	var allocated oms.OrderPage
-	alpha.json("GET", "/v1/orders?status=ALLOCATED&limit=1", nil, http.StatusOK, &allocated)
+	alpha.JSON("GET", "/v1/orders?status=ALLOCATED&limit=1", nil, http.StatusOK, &allocated)
 	require.Len(t, allocated.Orders, 1)
 	var cancelled oms.Order
-	alpha.json("POST", "/v1/orders/"+allocated.Orders[0].ID+"/cancel", nil, http.StatusOK, &cancelled)
+	alpha.JSON("POST", "/v1/orders/"+allocated.Orders[0].ID+"/cancel", nil, http.StatusOK, &cancelled)
 	assert.Equal(t, oms.StatusCancelled, cancelled.Status)
 	var after oms.StockLevel
-	alpha.json("GET", "/v1/inventory/"+cancelled.Location+"/HOT", nil, http.StatusOK, &after)
+	alpha.JSON("GET", "/v1/inventory/"+cancelled.Location+"/HOT", nil, http.StatusOK, &after)
 	assert.EqualValues(t, 1, after.Available)
 
 	// Bravo's stock was untouched by alpha's orders.
 	var bh oms.StockLevel
-	bravo.json("GET", "/v1/inventory/loc-00/HOT", nil, http.StatusOK, &bh)
+	bravo.JSON("GET", "/v1/inventory/loc-00/HOT", nil, http.StatusOK, &bh)
 	assert.Equal(t, oms.StockLevel{SKU: "HOT", Location: "loc-00", OnHand: 30, Available: 30}, bh)
 }

@@ -1,4 +1,4 @@
-package main
+package systemtest
 
 import (
 	"fmt"
@@ -17,18 +17,18 @@ func TestAccountKeyCannotReachAnotherAccount(t *testing.T) {
 	s := startStack(t)
 	alpha := s.createAccount(t, "alpha")
 	bravo := s.createAccount(t, "bravo")
-	for _, c := range []*client{alpha, bravo} {
-		c.json("PUT", "/v1/locations/shared-ref", map[string]any{"name": "S", "type": "store", "lat": 1, "lon": 1}, http.StatusCreated, nil)
+	for _, c := range []*Client{alpha, bravo} {
+		c.JSON("PUT", "/v1/locations/shared-ref", map[string]any{"name": "S", "type": "store", "lat": 1, "lon": 1}, http.StatusCreated, nil)
 	}
-	bravo.json("PUT", "/v1/locations/bravo-only", map[string]any{"name": "B", "type": "store", "lat": 1, "lon": 1}, http.StatusCreated, nil)
-	bravo.json("POST", "/v1/inventory/batches", "sku,location,on_hand\nB-SKU,bravo-only,9\nB-SKU,shared-ref,4\n", http.StatusOK, nil,
+	bravo.JSON("PUT", "/v1/locations/bravo-only", map[string]any{"name": "B", "type": "store", "lat": 1, "lon": 1}, http.StatusCreated, nil)
+	bravo.JSON("POST", "/v1/inventory/batches", "sku,location,on_hand\nB-SKU,bravo-only,9\nB-SKU,shared-ref,4\n", http.StatusOK, nil,
 		"Content-Type", "text/csv")
 	var bo oms.Order
-	bravo.json("POST", "/v1/orders", map[string]any{"ref": "b-1", "items": []map[string]any{{"sku": "B-SKU", "qty": 1}},
+	bravo.JSON("POST", "/v1/orders", map[string]any{"ref": "b-1", "items": []map[string]any{{"sku": "B-SKU", "qty": 1}},
 		"delivery": map[string]any{"type": "CC", "location": "bravo-only"}}, http.StatusCreated, &bo, "Idempotency-Key", "b-1")
 	eventually(t, 30*time.Second, "bravo's order allocated", func() bool {
 		var o oms.Order
-		bravo.json("GET", "/v1/orders/"+bo.ID, nil, http.StatusOK, &o)
+		bravo.JSON("GET", "/v1/orders/"+bo.ID, nil, http.StatusOK, &o)
 		return o.Status == oms.StatusAllocated
 	})
 
@@ -51,37 +51,37 @@ func TestAccountKeyCannotReachAnotherAccount(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
-			code, out := alpha.do(tc.method, tc.path, tc.body, "Idempotency-Key", "a-1")
+			code, out := alpha.Do(tc.method, tc.path, tc.body, "Idempotency-Key", "a-1")
 			assert.Equal(t, tc.status, code, string(out))
 			assert.NotContains(t, string(out), "bravo-only\",\"name") // no data of bravo's in any answer
 		})
 	}
 	// Alpha's stock batch for the same refs changes only alpha's database.
 	var res oms.BatchResult
-	alpha.json("POST", "/v1/inventory/batches", "sku,location,on_hand\nB-SKU,shared-ref,0\nB-SKU,bravo-only,0\n", http.StatusOK, &res,
+	alpha.JSON("POST", "/v1/inventory/batches", "sku,location,on_hand\nB-SKU,shared-ref,0\nB-SKU,bravo-only,0\n", http.StatusOK, &res,
 		"Content-Type", "text/csv")
 	assert.EqualValues(t, 1, res.Accepted)
 	require.Len(t, res.Rejected, 1)
 	assert.Contains(t, res.Rejected[0].Message, "unknown location")
 	var lv oms.StockLevel
-	bravo.json("GET", "/v1/inventory/shared-ref/B-SKU", nil, http.StatusOK, &lv)
+	bravo.JSON("GET", "/v1/inventory/shared-ref/B-SKU", nil, http.StatusOK, &lv)
 	assert.EqualValues(t, 4, lv.OnHand)
 	var page oms.OrderPage
-	alpha.json("GET", "/v1/orders", nil, http.StatusOK, &page)
+	alpha.JSON("GET", "/v1/orders", nil, http.StatusOK, &page)
 	assert.Empty(t, page.Orders)
 	var evs struct{ Events []oms.Event }
-	alpha.json("GET", "/v1/events?limit=1000", nil, http.StatusOK, &evs)
+	alpha.JSON("GET", "/v1/events?limit=1000", nil, http.StatusOK, &evs)
 	for _, e := range evs.Events {
 		assert.Equal(t, "alpha", e.Account)
 		assert.NotEqual(t, "order:"+bo.ID, e.Entity)
 	}
 	var o oms.Order
-	bravo.json("GET", "/v1/orders/"+bo.ID, nil, http.StatusOK, &o)
+	bravo.JSON("GET", "/v1/orders/"+bo.ID, nil, http.StatusOK, &o)
 	assert.Equal(t, oms.StatusAllocated, o.Status, "alpha's cancel attempt changed nothing")
 
 	// No key, a wrong key, or the admin token on data endpoints: 401.
 	for _, key := range []string{"", "oms_not-a-key", adminToken} {
-		code, out := s.client(t, key).do("GET", "/v1/orders", nil)
+		code, out := s.client(t, key).Do("GET", "/v1/orders", nil)
 		assert.Equal(t, http.StatusUnauthorized, code, string(out))
 	}
 }
@@ -89,8 +89,8 @@ func TestAccountKeyCannotReachAnotherAccount(t *testing.T) {
 func TestBadInputIsRejectedNamingTheFieldAndChangesNothing(t *testing.T) {
 	s := startStack(t)
 	c := s.createAccount(t, "acme")
-	c.json("PUT", "/v1/locations/st-1", map[string]any{"name": "S", "type": "store", "lat": 52, "lon": 4}, http.StatusCreated, nil)
-	c.json("POST", "/v1/inventory/batches", "sku,location,on_hand\nA,st-1,5\n", http.StatusOK, nil, "Content-Type", "text/csv")
+	c.JSON("PUT", "/v1/locations/st-1", map[string]any{"name": "S", "type": "store", "lat": 52, "lon": 4}, http.StatusCreated, nil)
+	c.JSON("POST", "/v1/inventory/batches", "sku,location,on_hand\nA,st-1,5\n", http.StatusOK, nil, "Content-Type", "text/csv")
 	order := func(mut string) string {
 		return `{"ref":"o-1","items":[{"sku":"A","qty":1}],"delivery":{"type":"CC","location":"st-1"}` + mut + `}`
 	}
@@ -127,21 +127,21 @@ func TestBadInputIsRejectedNamingTheFieldAndChangesNothing(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := append([]string{"Idempotency-Key", fmt.Sprintf("k-%d", i)}, tc.header...)
-			code, out := c.do(tc.method, tc.path, tc.body, h...)
+			code, out := c.Do(tc.method, tc.path, tc.body, h...)
 			assert.Equal(t, tc.status, code, string(out))
 			assert.Contains(t, string(out), `"field":"`+tc.field+`"`, string(out))
 		})
 	}
 	// Nothing was applied by any of them.
 	var page oms.OrderPage
-	c.json("GET", "/v1/orders", nil, http.StatusOK, &page)
+	c.JSON("GET", "/v1/orders", nil, http.StatusOK, &page)
 	assert.Empty(t, page.Orders)
 	var lv oms.StockLevel
-	c.json("GET", "/v1/inventory/st-1/A", nil, http.StatusOK, &lv)
+	c.JSON("GET", "/v1/inventory/st-1/A", nil, http.StatusOK, &lv)
 	assert.EqualValues(t, 5, lv.OnHand, "the rejected batch applied nothing")
-	code, _ := c.do("PUT", "/v1/locations/st-2", nil)
+	code, _ := c.Do("PUT", "/v1/locations/st-2", nil)
 	assert.Equal(t, http.StatusBadRequest, code)
-	code, _ = c.do("GET", "/v1/inventory/st-2/A", nil)
+	code, _ = c.Do("GET", "/v1/inventory/st-2/A", nil)
 	assert.Equal(t, http.StatusNotFound, code)
 	assert.False(t, strings.Contains(s.api.Logs(), `"level":"ERROR"`), "no bad input reached an internal error:\n%s", s.api.Logs())
 }

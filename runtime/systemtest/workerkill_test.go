@@ -1,11 +1,8 @@
-package main
+package systemtest
 
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,52 +12,37 @@ import (
 
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
-	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/localenv/localenvtest"
 	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
 func ptr(f float64) *float64 { return &f }
 
-// startWorkerProcess runs `oms worker` as a child process, logging to a file.
-func startWorkerProcess(t *testing.T, bin string, env []string, logName string) *exec.Cmd {
+// stockedAccount creates account acme with one warehouse, wh, holding onHand units of sku; it returns the account's
+// API key and its store.
+func stockedAccount(t *testing.T, reg *postgres.Registry, sku string, onHand int) (string, *postgres.Store) {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(t.TempDir(), logName))
-	require.NoError(t, err)
-	cmd := exec.Command(bin, "worker")
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("%s:\n%s", logName, b)
-		}
-	})
-	return cmd
-}
-
-func TestKillingTheWorkerMidStreamLosesNoEventAndAppliesNoneTwice(t *testing.T) {
-	localenv.RequireBinaries(t, localenv.RabbitMQBinaries...)
-	bin := omsBinary(t)
-	reg, dbURL := omstest.Registry(t, nil)
-	amqpURL := localenv.NewVhost(t, localenv.SharedRabbitMQ(t))
-	tp := startTap(t, amqpURL)
 	ctx := context.Background()
-
-	_, err := reg.CreateAccount(ctx, &oms.Account{ID: "acme", Name: "Acme"})
+	key, err := reg.CreateAccount(ctx, &oms.Account{ID: "acme", Name: "Acme"})
 	require.NoError(t, err)
 	st, err := reg.Store(ctx, "acme")
 	require.NoError(t, err)
 	store := st.(*postgres.Store)
 	_, err = store.PutLocation(ctx, &oms.Location{Ref: "wh", Name: "WH", Type: oms.LocationWarehouse, Lat: ptr(52), Lon: ptr(4)})
 	require.NoError(t, err)
-	_, err = store.LoadInventory(ctx, oms.NewCSVReader(stringsReader("sku,location,on_hand\nHOT,wh,600\n")))
+	_, err = store.LoadInventory(ctx, oms.NewCSVReader(stringsReader(fmt.Sprintf("sku,location,on_hand\n%s,wh,%d\n", sku, onHand))))
 	require.NoError(t, err)
+	return key, store
+}
+
+func TestKillingTheWorkerMidStreamLosesNoEventAndAppliesNoneTwice(t *testing.T) {
+	localenvtest.RequireBinaries(t, localenvtest.RabbitMQBinaries...)
+	reg, dbURL := omstest.Registry(t, nil)
+	amqpURL := localenvtest.NewVhost(t, localenvtest.SharedRabbitMQ(t))
+	tp := startTap(t, amqpURL)
+	ctx := context.Background()
+
+	_, store := stockedAccount(t, reg, "HOT", 600)
 
 	const orders = 1000
 	var wg sync.WaitGroup
@@ -83,16 +65,15 @@ func TestKillingTheWorkerMidStreamLosesNoEventAndAppliesNoneTwice(t *testing.T) 
 	}
 	processed := func() int { return count(`SELECT count(*) FROM orders WHERE status <> 'CREATED'`) }
 
-	env := []string{"OMS_DATABASE_URL=" + dbURL, "OMS_AMQP_URL=" + amqpURL, "OMS_LISTEN=127.0.0.1:0", "OMS_LOG_LEVEL=info",
-		"OMS_DRAIN_DELAY=0s", "PATH=" + os.Getenv("PATH")}
-	first := startWorkerProcess(t, bin, env, "worker-1.log")
+	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_AMQP_URL": amqpURL, "OMS_LISTEN": "127.0.0.1:0", "OMS_LOG_LEVEL": "info",
+		"OMS_DRAIN_DELAY": "0s"}
+	first := Start(t, "worker-1", env, "worker")
 	deadline := time.Now().Add(60 * time.Second)
 	for processed() < orders/20 {
 		require.True(t, time.Now().Before(deadline), "the worker did not get going")
 		time.Sleep(2 * time.Millisecond)
 	}
-	require.NoError(t, first.Process.Kill()) // SIGKILL: no chance to finish anything
-	_ = first.Wait()
+	require.NoError(t, first.Kill()) // SIGKILL: no chance to finish anything
 	// A COMMIT the worker sent just before dying still completes on the server.
 	time.Sleep(300 * time.Millisecond)
 	atKill := processed()
@@ -102,7 +83,7 @@ func TestKillingTheWorkerMidStreamLosesNoEventAndAppliesNoneTwice(t *testing.T) 
 	time.Sleep(300 * time.Millisecond)
 	require.Equal(t, atKill, processed(), "nothing moves while no worker runs")
 
-	startWorkerProcess(t, bin, env, "worker-2.log")
+	Start(t, "worker-2", env, "worker")
 	eventually(t, 90*time.Second, "every order processed after the restart", func() bool { return processed() == orders })
 	eventually(t, 30*time.Second, "the outbox drained", func() bool { return count(`SELECT count(*) FROM outbox`) == 0 })
 
