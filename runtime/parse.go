@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -180,7 +181,7 @@ func (n *ndjsonReader) readLine() ([]byte, bool, error) {
 
 func parseNDJSONLine(raw []byte) (InventoryLine, error) {
 	var v ndjsonLine
-	if err := DecodeStrict(bytes.NewReader(raw), &v); err != nil {
+	if err := DecodeStrictBytes(raw, &v); err != nil {
 		return InventoryLine{}, err
 	}
 	var l InventoryLine
@@ -209,16 +210,28 @@ func parseNDJSONLine(raw []byte) (InventoryLine, error) {
 	return l, nil
 }
 
-// DecodeStrict decodes exactly one JSON value into v, rejecting unknown fields,
-// wrong types and trailing data with an *Error naming the field.
+// DecodeStrict decodes exactly one JSON value into v, rejecting unknown or
+// misspelt (case-sensitive) fields, repeated keys, control characters, wrong
+// types, deep nesting, long lists and trailing data with an *Error naming the
+// field. The caller bounds r (the body limit); the value is checked before
+// anything is decoded, so decoding allocates about what was sent.
 func DecodeStrict(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	return DecodeStrictBytes(data, v)
+}
+
+// DecodeStrictBytes is DecodeStrict on a body already read.
+func DecodeStrictBytes(data []byte, v any) error {
+	if err := checkStrict(data, reflect.TypeOf(v)); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Invalid("body", "unexpected data after the JSON value")
 	}
 	return nil
 }

@@ -114,7 +114,7 @@ func TestNDJSONReader(t *testing.T) {
 
 func TestDecodeStrictNamesTheField(t *testing.T) {
 	tests := []struct{ in, field string }{
-		{`{"ref":"a","items":[{"sku":"A","qty":"1"}]}`, "items.qty"},
+		{`{"ref":"a","items":[{"sku":"A","qty":"1"}]}`, "items[0].qty"},
 		{`{"ref":"a","bogus":true}`, "bogus"},
 		{`{"ref":"a","delivery":{"type":"HD","address":{"lat":"x"}}}`, "delivery.address.lat"},
 		{`{"ref":`, "body"},
