@@ -61,7 +61,7 @@ func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) webhookDeliveries(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit")
+	limit, err := intParam(r, "limit", 1, maxLimitParam)
 	if err != nil {
 		s.fail(w, r, err)
 		return
