@@ -200,3 +200,32 @@ func TestControlCharactersAnswer400NamingTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivateWebhookURLsAreRefusedAtRegistration: with private networks denied, a URL whose host is or resolves to
+// a non-public address is refused when it is registered (before, only each delivery failed), by the rule the
+// dispatcher applies at delivery (webhook.CheckURL).
+func TestPrivateWebhookURLsAreRefusedAtRegistration(t *testing.T) {
+	accounts := &mock.AccountService{
+		AuthenticateFn: func(context.Context, string) (*oms.Account, error) { return &oms.Account{ID: "acme"}, nil },
+		StoreFn:        func(context.Context, string) (oms.Store, error) { return webhookStore(), nil },
+	}
+	body := func(url string) string { return `{"url":"` + url + `","events":["*"],"secret":"` + whSecret + `"}` }
+	deny := omshttp.New(omshttp.Options{Accounts: accounts, DenyPrivateWebhooks: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	for _, url := range []string{"https://127.0.0.1/h", "http://localhost:8080/h", "https://10.1.2.3/h", "https://[::1]/h",
+		"https://169.254.169.254/latest/meta-data", "https://100.64.0.1/h", "https://192.168.0.10/h", "https://0.0.0.0/h",
+		"https://[fd00::1]/h"} {
+		w := send(deny, "PUT", "/v1/webhooks/w", "", body(url))
+		assert.Equal(t, http.StatusBadRequest, w.Code, url+": "+w.Body.String())
+		assert.Contains(t, w.Body.String(), `"field":"url"`, url)
+		assert.Contains(t, w.Body.String(), "public addresses only", url)
+	}
+	w := send(deny, "PUT", "/v1/webhooks/w", "", body("https://no-such-host.invalid/h"))
+	assert.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	assert.Contains(t, w.Body.String(), "does not resolve")
+	w = send(deny, "PUT", "/v1/webhooks/w", "", body("https://93.184.215.14/h"))
+	assert.Equal(t, http.StatusCreated, w.Code, "a public address: %s", w.Body.String())
+
+	allow := workflowServer(webhookStore()) // dev and tests: receivers on this machine
+	w = send(allow, "PUT", "/v1/webhooks/w", "", body("http://127.0.0.1:9/h"))
+	assert.Equal(t, http.StatusCreated, w.Code, w.Body.String())
+}

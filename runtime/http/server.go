@@ -38,7 +38,12 @@ type Options struct {
 	BodyIdleTimeout time.Duration
 	MinBodyRate     int64
 	BodyRateGrace   time.Duration
-	Logger          *slog.Logger
+	// DenyPrivateWebhooks refuses webhook URLs whose host resolves to a loopback,
+	// private or otherwise non-public address at registration, with the rule the
+	// dispatcher applies at delivery (webhook.CheckURL); set it as the worker's
+	// webhook.Options.DenyPrivateNetworks is set.
+	DenyPrivateWebhooks bool
+	Logger              *slog.Logger
 	// Unavailable classifies internal errors that mean a dependency is down
 	// (e.g. a database failover): they answer 503 with Retry-After, not 500.
 	Unavailable func(error) bool
