@@ -163,7 +163,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := oms.ErrorCode(err)
 	if code == oms.EINTERNAL && r.Context().Err() != nil {
 		// The client went away (its context ended): whatever failed after that is not a dependency outage.
-		err = oms.Errorf(oms.EABORTED, "", "the client closed the connection: %v", err)
+		s.log.InfoContext(r.Context(), "client gone", "method", r.Method, "path", r.URL.Path, "err", err)
+		err = oms.Errorf(oms.EABORTED, "", "the client closed the connection")
 		code = oms.EABORTED
 	}
 	if code == oms.EINTERNAL && s.opts.Unavailable != nil && s.opts.Unavailable(err) {
