@@ -114,22 +114,29 @@ func TestNDJSONReader(t *testing.T) {
 }
 
 func TestDecodeStrictNamesTheField(t *testing.T) {
-	tests := []struct{ in, field string }{
-		{`{"ref":"a","items":[{"sku":"A","qty":"1"}]}`, "items[0].qty"},
-		{`{"ref":"a","bogus":true}`, "bogus"},
-		{`{"ref":"a","delivery":{"type":"HD","address":{"lat":"x"}}}`, "delivery.address.lat"},
-		{`{"ref":`, "body"},
-		{``, "body"},
-		{`{} {}`, "body"},
-		{`[1]`, "body"},
-	}
+	testDecodeStrict(t, []strictCase{
+		{"wrong type", `{"ref":"a","items":[{"sku":"A","qty":"1"}]}`, "items[0].qty", ""},
+		{"unknown field", `{"ref":"a","bogus":true}`, "bogus", ""},
+		{"nested wrong type", `{"ref":"a","delivery":{"type":"HD","address":{"lat":"x"}}}`, "delivery.address.lat", ""},
+		{"truncated", `{"ref":`, "body", ""},
+		{"empty", ``, "body", ""},
+		{"two values", `{} {}`, "body", ""},
+		{"not an object", `[1]`, "body", ""},
+	})
+}
+
+type strictCase struct{ name, in, field, msg string }
+
+// testDecodeStrict decodes each case's body as an order request: it must fail with a 400 naming the field.
+func testDecodeStrict(t *testing.T, tests []strictCase) {
 	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			var r oms.OrderRequest
 			err := oms.DecodeStrict(strings.NewReader(tc.in), &r)
 			require.Error(t, err)
 			assert.Equal(t, oms.EINVALID, oms.ErrorCode(err))
 			assert.Equal(t, tc.field, oms.ErrorField(err))
+			assert.Contains(t, err.Error(), tc.msg)
 		})
 	}
 }

@@ -26,10 +26,13 @@ func Bytes(f func()) uint64 {
 // Within fails t unless f allocates at most base + perByte·sent bytes.
 func Within(t testing.TB, what string, sent int, base, perByte uint64, f func()) {
 	t.Helper()
-	got := Bytes(f)
-	budget := base + perByte*uint64(sent)
-	if got > budget {
-		t.Errorf("%s: allocated %d bytes for %d bytes sent, budget %d (%d + %d per byte)", what, got, sent, budget, base, perByte)
+	check(t, what, "allocated", Bytes(f), sent, base, perByte)
+}
+
+func check(t testing.TB, what, measure string, got uint64, sent int, base, perByte uint64) {
+	t.Helper()
+	if budget := base + perByte*uint64(sent); got > budget {
+		t.Errorf("%s: %s %d bytes for %d bytes sent, budget %d (%d + %d per byte)", what, measure, got, sent, budget, base, perByte)
 	}
 }
 
@@ -76,9 +79,5 @@ func Peak(f func()) uint64 {
 // PeakWithin fails t unless f's peak heap stays at most base + perByte·sent bytes.
 func PeakWithin(t testing.TB, what string, sent int, base, perByte uint64, f func()) {
 	t.Helper()
-	got := Peak(f)
-	budget := base + perByte*uint64(sent)
-	if got > budget {
-		t.Errorf("%s: peak heap %d bytes for %d bytes sent, budget %d (%d + %d per byte)", what, got, sent, budget, base, perByte)
-	}
+	check(t, what, "peak heap", Peak(f), sent, base, perByte)
 }
