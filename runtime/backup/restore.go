@@ -146,7 +146,7 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 		if err != nil {
 			return undo(fmt.Errorf("%s: %w", obj.Key, err))
 		}
-		if _, ok := trailer.Entry(name); !ok {
+		if _, ok := trailer.Entry(name); !ok && name != manifestEntry {
 			return undo(fmt.Errorf("%s: %w: entry %q is not in the manifest", obj.Key, ErrCorrupt, name))
 		}
 		switch {
