@@ -261,9 +261,8 @@ func DecodeStrictBytes(data []byte, v any) error {
 	if err := checkStrict(data, reflect.TypeOf(v)); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	// checkStrict refused unknown fields and trailing data already.
+	if err := json.Unmarshal(data, v); err != nil {
 		return jsonError(err)
 	}
 	return nil

@@ -4,9 +4,8 @@ import (
 	"bytes"
 	"encoding"
 	"encoding/json"
-	"errors"
-	"io"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,20 +29,25 @@ const (
 // the JSON kind its field expects, so a wrong type is refused before a list of
 // structs is allocated for it. Errors name the field as a JSON path.
 func checkStrict(data []byte, t reflect.Type) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	s := &scanner{dec: dec}
+	s := &scanner{data: data}
+	s.ws()
+	if s.pos == len(data) {
+		return Invalid("body", "empty: expected a JSON object")
+	}
 	if err := s.value(t, ""); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if s.ws(); s.pos != len(data) {
 		return Invalid("body", "unexpected data after the JSON value")
 	}
 	return nil
 }
 
+// scanner walks JSON bytes without building values: the syntax is checked
+// here as far as the rules need it, and in full by encoding/json afterwards.
 type scanner struct {
-	dec   *json.Decoder
+	data  []byte
+	pos   int
 	depth int
 }
 
@@ -58,9 +62,43 @@ func free(t reflect.Type) bool {
 	if t == nil || t.Kind() == reflect.Interface {
 		return true
 	}
+	if f, ok := freeCache.Load(t); ok {
+		return f.(bool)
+	}
 	p := reflect.PointerTo(t)
-	return t.Implements(unmarshalerType) || p.Implements(unmarshalerType) ||
+	f := t.Implements(unmarshalerType) || p.Implements(unmarshalerType) ||
 		t.Implements(textUnmarshalerType) || p.Implements(textUnmarshalerType)
+	freeCache.Store(t, f)
+	return f
+}
+
+var freeCache sync.Map // reflect.Type → bool
+
+func (s *scanner) ws() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+// next skips white space and returns the next byte; false at the end (a truncated body).
+func (s *scanner) next() (byte, bool) {
+	s.ws()
+	if s.pos >= len(s.data) {
+		return 0, false
+	}
+	return s.data[s.pos], true
+}
+
+func (s *scanner) syntax(what string) error {
+	if s.pos >= len(s.data) {
+		return Invalid("body", "truncated JSON")
+	}
+	return Invalid("body", "malformed JSON at byte %d: %s, found %q", s.pos, what, s.data[s.pos])
 }
 
 func (s *scanner) value(t reflect.Type, path string) error {
@@ -70,32 +108,83 @@ func (s *scanner) value(t reflect.Type, path string) error {
 	if t != nil && free(t) {
 		t = nil
 	}
-	tok, err := s.dec.Token()
-	if err != nil {
-		return jsonError(err)
+	c, ok := s.next()
+	if !ok {
+		return s.syntax("expected a value")
 	}
-	switch v := tok.(type) {
-	case json.Delim:
+	switch {
+	case c == '{' || c == '[':
 		if s.depth++; s.depth > MaxJSONDepth {
 			return Invalid(orBody(path), "nested deeper than %d levels", MaxJSONDepth)
 		}
 		defer func() { s.depth-- }()
-		if v == '{' {
+		s.pos++
+		if c == '{' {
 			return s.object(t, path)
 		}
 		return s.array(t, path)
-	case string:
+	case c == '"':
+		v, err := s.str(path)
+		if err != nil {
+			return err
+		}
 		if err := CheckText(orBody(path), v); err != nil {
 			return err
 		}
 		return expect(t, path, "a string", reflect.String)
-	case json.Number:
+	case c == 't' || c == 'f':
+		if !s.literal("true") && !s.literal("false") {
+			return s.syntax("expected true or false")
+		}
+		return expect(t, path, "true or false", reflect.Bool)
+	case c == 'n':
+		if !s.literal("null") {
+			return s.syntax("expected null")
+		}
+		return nil // null sets nothing
+	case c == '-' || (c >= '0' && c <= '9'):
+		for s.pos < len(s.data) && strings.IndexByte("+-.0123456789eE", s.data[s.pos]) >= 0 {
+			s.pos++ // the number's form is encoding/json's to check
+		}
 		return expect(t, path, "a number", reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64)
-	case bool:
-		return expect(t, path, "true or false", reflect.Bool)
 	}
-	return nil // null sets nothing
+	return s.syntax("expected a value")
+}
+
+func (s *scanner) literal(lit string) bool {
+	if bytes.HasPrefix(s.data[s.pos:], []byte(lit)) {
+		s.pos += len(lit)
+		return true
+	}
+	return false
+}
+
+// str reads the string at s.pos (its opening quote).
+func (s *scanner) str(path string) (string, error) {
+	start := s.pos
+	escaped := false
+	for s.pos++; s.pos < len(s.data); s.pos++ {
+		switch c := s.data[s.pos]; {
+		case c == '\\':
+			escaped = true
+			s.pos++
+		case c == '"':
+			s.pos++
+			if !escaped {
+				return string(s.data[start+1 : s.pos-1]), nil
+			}
+			var v string
+			if err := json.Unmarshal(s.data[start:s.pos], &v); err != nil {
+				s.pos = start
+				return "", s.syntax("invalid string")
+			}
+			return v, nil
+		case c < 0x20:
+			return "", Invalid(orBody(path), "control character U+%04X at byte %d: not allowed", c, s.pos-start-1)
+		}
+	}
+	return "", s.syntax("unterminated string")
 }
 
 // expect checks that a scalar of the given JSON kind fits t.
@@ -123,21 +212,27 @@ func (s *scanner) object(t reflect.Type, path string) error {
 	default:
 		return Invalid(orBody(path), "must be %s, got an object", jsonKind(t.Kind().String()))
 	}
-	seen := map[string]bool{}
-	for s.dec.More() {
-		tok, err := s.dec.Token()
-		if err != nil {
-			return jsonError(err)
+	var seen []string // objects are small; a map only pays off for large free-form ones
+	var seenMap map[string]bool
+	if c, ok := s.next(); ok && c == '}' {
+		s.pos++
+		return nil
+	}
+	for {
+		if c, ok := s.next(); !ok || c != '"' {
+			return s.syntax("expected a field name")
 		}
-		key := tok.(string)
+		key, err := s.str(path)
+		if err != nil {
+			return err
+		}
 		field := joinPath(path, key)
 		if err := CheckText(field, key); err != nil {
 			return err
 		}
-		if seen[key] {
+		if repeated(&seen, &seenMap, key) {
 			return Invalid(field, "given twice: each field at most once")
 		}
-		seen[key] = true
 		ft := elem
 		if fields != nil {
 			var ok bool
@@ -150,12 +245,44 @@ func (s *scanner) object(t reflect.Type, path string) error {
 				return Invalid(field, "unknown field")
 			}
 		}
+		if c, ok := s.next(); !ok || c != ':' {
+			return s.syntax("expected ':'")
+		}
+		s.pos++
 		if err := s.value(ft, field); err != nil {
 			return err
 		}
+		c, ok := s.next()
+		if !ok || (c != ',' && c != '}') {
+			return s.syntax("expected ',' or '}'")
+		}
+		s.pos++
+		if c == '}' {
+			return nil
+		}
 	}
-	_, err := s.dec.Token() // '}'
-	return jsonErrorOrNil(err)
+}
+
+// repeated records key and reports whether it was recorded before.
+func repeated(seen *[]string, seenMap *map[string]bool, key string) bool {
+	if *seenMap == nil {
+		if slices.Contains(*seen, key) {
+			return true
+		}
+		if *seen = append(*seen, key); len(*seen) <= 16 {
+			return false
+		}
+		*seenMap = make(map[string]bool, 32)
+		for _, k := range *seen {
+			(*seenMap)[k] = true
+		}
+		return false
+	}
+	if (*seenMap)[key] {
+		return true
+	}
+	(*seenMap)[key] = true
+	return false
 }
 
 func (s *scanner) array(t reflect.Type, path string) error {
@@ -166,23 +293,26 @@ func (s *scanner) array(t reflect.Type, path string) error {
 		}
 		elem = t.Elem()
 	}
-	for i := 0; s.dec.More(); i++ {
+	if c, ok := s.next(); ok && c == ']' {
+		s.pos++
+		return nil
+	}
+	for i := 0; ; i++ {
 		if t != nil && i >= MaxListEntries {
 			return Invalid(orBody(path), "at most %d entries", MaxListEntries)
 		}
 		if err := s.value(elem, path+"["+strconv.Itoa(i)+"]"); err != nil {
 			return err
 		}
+		c, ok := s.next()
+		if !ok || (c != ',' && c != ']') {
+			return s.syntax("expected ',' or ']'")
+		}
+		s.pos++
+		if c == ']' {
+			return nil
+		}
 	}
-	_, err := s.dec.Token() // ']'
-	return jsonErrorOrNil(err)
-}
-
-func jsonErrorOrNil(err error) error {
-	if err != nil {
-		return jsonError(err)
-	}
-	return nil
 }
 
 func joinPath(path, key string) string {

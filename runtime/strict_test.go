@@ -1,6 +1,7 @@
 package oms_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -67,4 +68,27 @@ func TestDecodeStrictMemoryBound(t *testing.T) {
 			})
 		})
 	}
+}
+
+// FuzzDecodeStrictMemoryBound: whatever the body, strict decoding allocates at most 64 KiB + 100 bytes per byte
+// sent, accepts only valid JSON and refuses with a 400 naming a field.
+func FuzzDecodeStrictMemoryBound(f *testing.F) {
+	for _, s := range []string{`{"type":"x.y","entity":"order:1","data":{"a":[1,2,{"b":"c\n"}]}}`, `{"ref":"o","items":[{},{},{}]}`,
+		`{"data":` + strings.Repeat("[", 40), `{"ref":"\u0000"}`, `{"Ref":1,"ref":2}`, `[1,2,3]`, `{"data":{"a":1,"a":1}}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		var r struct {
+			oms.OrderRequest
+			oms.EventRequest
+		}
+		var err error
+		alloctest.Within(t, "decode", len(in), 64<<10, 100, func() { err = oms.DecodeStrict(strings.NewReader(in), &r) })
+		if err == nil {
+			require.True(t, json.Valid([]byte(in)), "accepted invalid JSON")
+			return
+		}
+		require.Equal(t, oms.EINVALID, oms.ErrorCode(err), err.Error())
+		require.NotEmpty(t, oms.ErrorField(err), err.Error())
+	})
 }
