@@ -214,8 +214,7 @@ func (s *scanner) object(t reflect.Type, path string) error {
 	}
 	var seen []string // objects are small; a map only pays off for large free-form ones
 	var seenMap map[string]bool
-	if c, ok := s.next(); ok && c == '}' {
-		s.pos++
+	if s.closes('}') {
 		return nil
 	}
 	for {
@@ -252,15 +251,29 @@ func (s *scanner) object(t reflect.Type, path string) error {
 		if err := s.value(ft, field); err != nil {
 			return err
 		}
-		c, ok := s.next()
-		if !ok || (c != ',' && c != '}') {
-			return s.syntax("expected ',' or '}'")
-		}
-		s.pos++
-		if c == '}' {
-			return nil
+		if done, err := s.end('}'); done || err != nil {
+			return err
 		}
 	}
+}
+
+// closes consumes close if it comes next: an empty object or array.
+func (s *scanner) closes(close byte) bool {
+	if c, ok := s.next(); ok && c == close {
+		s.pos++
+		return true
+	}
+	return false
+}
+
+// end reads the ',' before another member or element, or close after the last.
+func (s *scanner) end(close byte) (done bool, err error) {
+	c, ok := s.next()
+	if !ok || (c != ',' && c != close) {
+		return false, s.syntax("expected ',' or '" + string(close) + "'")
+	}
+	s.pos++
+	return c == close, nil
 }
 
 // repeated records key and reports whether it was recorded before.
@@ -293,8 +306,7 @@ func (s *scanner) array(t reflect.Type, path string) error {
 		}
 		elem = t.Elem()
 	}
-	if c, ok := s.next(); ok && c == ']' {
-		s.pos++
+	if s.closes(']') {
 		return nil
 	}
 	for i := 0; ; i++ {
@@ -304,13 +316,8 @@ func (s *scanner) array(t reflect.Type, path string) error {
 		if err := s.value(elem, path+"["+strconv.Itoa(i)+"]"); err != nil {
 			return err
 		}
-		c, ok := s.next()
-		if !ok || (c != ',' && c != ']') {
-			return s.syntax("expected ',' or ']'")
-		}
-		s.pos++
-		if c == ']' {
-			return nil
+		if done, err := s.end(']'); done || err != nil {
+			return err
 		}
 	}
 }
