@@ -26,8 +26,8 @@ func (a *Account) Validate() error {
 	if a.Name == "" {
 		return Invalid("name", "required")
 	}
-	if len(a.Name) > 200 {
-		return Invalid("name", "at most 200 characters")
+	if err := ValidateName("name", a.Name); err != nil {
+		return err
 	}
 	return nil
 }

@@ -19,6 +19,8 @@ const (
 	ETOOLARGE     = "too_large"    // the body exceeds a limit
 	EUNSUPPORTED  = "unsupported"  // unsupported media type
 	EUNAVAILABLE  = "unavailable"  // a dependency is down or the process is draining
+	ETIMEOUT      = "timeout"      // the client sent its body too slowly
+	EABORTED      = "aborted"      // the client closed the connection or cut its body short
 	EINTERNAL     = "internal"
 )
 

@@ -32,8 +32,8 @@ func (l *Location) Validate() error {
 	if l.Name == "" {
 		return Invalid("name", "required")
 	}
-	if len(l.Name) > 200 {
-		return Invalid("name", "at most 200 characters")
+	if err := ValidateName("name", l.Name); err != nil {
+		return err
 	}
 	if l.Type != LocationStore && l.Type != LocationWarehouse {
 		return Invalid("type", "must be %q or %q", LocationStore, LocationWarehouse)

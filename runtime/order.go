@@ -43,6 +43,28 @@ type Address struct {
 	Lon      *float64 `json:"lon"`
 }
 
+// MaxTextLen bounds names and address lines, in bytes.
+const MaxTextLen = 200
+
+// Validate checks the address fields (single lines of at most MaxTextLen bytes) and the coordinates; prefix is
+// prepended to the field names.
+func (a *Address) Validate(prefix string) error {
+	for _, f := range []struct{ name, v string }{{"line1", a.Line1}, {"city", a.City}, {"postcode", a.Postcode}, {"country", a.Country}} {
+		if err := ValidateName(prefix+f.name, f.v); err != nil {
+			return err
+		}
+	}
+	return ValidatePoint(prefix, a.Lat, a.Lon)
+}
+
+// ValidateName checks an optional single-line text: no control characters, at most MaxTextLen bytes.
+func ValidateName(field, v string) error {
+	if len(v) > MaxTextLen {
+		return Invalid(field, "at most %d characters", MaxTextLen)
+	}
+	return CheckLine(field, v)
+}
+
 // Delivery says how the order reaches the customer.
 type Delivery struct {
 	Type     string   `json:"type"`
@@ -83,7 +105,7 @@ func (r *OrderRequest) Validate() error {
 		if r.Delivery.Address == nil {
 			return Invalid("delivery.address", "required for home delivery (HD)")
 		}
-		if err := ValidatePoint("delivery.address.", r.Delivery.Address.Lat, r.Delivery.Address.Lon); err != nil {
+		if err := r.Delivery.Address.Validate("delivery.address."); err != nil {
 			return err
 		}
 	case "":

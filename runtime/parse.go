@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -16,25 +17,57 @@ import (
 const maxLineBytes = 64 << 10
 
 // NewCSVReader reads `sku,location,on_hand` CSV (header required, columns in any order).
+// Each record is one line of at most maxLineBytes: a longer line is rejected
+// and skipped without being held (no valid field spans lines or needs that much).
 func NewCSVReader(r io.Reader) LineReader {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1 // checked per line, so one short line does not end the batch
-	cr.ReuseRecord = true
-	return &csvReader{r: cr}
+	c := &csvReader{lines: newLineReader(r)}
+	c.r = csv.NewReader(&c.cur)
+	c.r.FieldsPerRecord = -1 // checked per line, so one short line does not end the batch
+	c.r.ReuseRecord = true
+	return c
 }
 
 type csvReader struct {
+	lines   *lineReader
+	cur     bytes.Reader // the line being parsed: the csv.Reader sees one line at a time
 	r       *csv.Reader
 	cols    [3]int // index of sku, location, on_hand
 	started bool
-	lastErr string
-	repeats int
+}
+
+// read parses the next non-blank line; tooLong reports a line over the bound (not parsed).
+func (c *csvReader) read() (rec []string, line int, tooLong bool, err error) {
+	for {
+		raw, long, err := c.lines.next()
+		if err != nil {
+			return nil, c.lines.n, false, err
+		}
+		if long {
+			return nil, c.lines.n, true, nil
+		}
+		if len(bytes.TrimSuffix(raw, []byte("\r"))) == 0 {
+			continue // blank lines are not records
+		}
+		c.cur.Reset(append(raw, '\n'))
+		rec, err = c.r.Read()
+		if c.cur.Len() > 0 { // an unterminated quote: the rest of the line is the error's
+			c.cur.Reset(nil)
+		}
+		return rec, c.lines.n, false, err
+	}
 }
 
 func (c *csvReader) header() error {
-	rec, err := c.r.Read()
+	rec, _, tooLong, err := c.read()
 	if errors.Is(err, io.EOF) {
 		return Invalid("header", "empty body: expected a header line sku,location,on_hand")
+	}
+	if tooLong {
+		return Invalid("header", "line longer than %d bytes", maxLineBytes)
+	}
+	var pe *csv.ParseError
+	if err != nil && !errors.As(err, &pe) {
+		return fmt.Errorf("read csv: %w", err)
 	}
 	if err != nil {
 		return Invalid("header", "unreadable header: %v", err)
@@ -73,28 +106,20 @@ func (c *csvReader) Next() (InventoryLine, int, error) {
 			return InventoryLine{}, 1, err
 		}
 	}
-	rec, err := c.r.Read()
+	rec, line, tooLong, err := c.read()
 	if errors.Is(err, io.EOF) {
 		return InventoryLine{}, 0, io.EOF
+	}
+	if tooLong {
+		return InventoryLine{}, line, &LineError{Line: line, Message: fmt.Sprintf("line longer than %d bytes", maxLineBytes)}
 	}
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
-			// encoding/csv resumes after a malformed record; guard against a
-			// reader that keeps failing at the same place anyway.
-			key := pe.Error()
-			if key == c.lastErr {
-				if c.repeats++; c.repeats > 3 {
-					return InventoryLine{}, pe.StartLine, fmt.Errorf("csv: stuck at line %d: %w", pe.StartLine, err)
-				}
-			} else {
-				c.lastErr, c.repeats = key, 0
-			}
-			return InventoryLine{}, pe.StartLine, &LineError{Line: pe.StartLine, Message: "malformed CSV: " + pe.Err.Error()}
+			return InventoryLine{}, line, &LineError{Line: line, Message: "malformed CSV: " + pe.Err.Error()}
 		}
-		return InventoryLine{}, 0, fmt.Errorf("read csv: %w", err)
+		return InventoryLine{}, 0, err
 	}
-	line, _ := c.r.FieldPos(0)
 	if len(rec) != 3 {
 		return InventoryLine{}, line, &LineError{Line: line, Message: fmt.Sprintf("expected 3 fields (sku,location,on_hand), got %d", len(rec))}
 	}
@@ -112,12 +137,11 @@ func (c *csvReader) Next() (InventoryLine, int, error) {
 
 // NewNDJSONReader reads one {"sku","location","onHand"} object per line.
 func NewNDJSONReader(r io.Reader) LineReader {
-	return &ndjsonReader{r: bufio.NewReaderSize(r, 64<<10)}
+	return &ndjsonReader{lines: newLineReader(r)}
 }
 
 type ndjsonReader struct {
-	r    *bufio.Reader
-	line int
+	lines *lineReader
 }
 
 type ndjsonLine struct {
@@ -128,13 +152,13 @@ type ndjsonLine struct {
 
 func (n *ndjsonReader) Next() (InventoryLine, int, error) {
 	for {
-		raw, tooLong, err := n.readLine()
-		if err != nil && !(errors.Is(err, io.EOF) && len(raw) > 0) {
+		raw, tooLong, err := n.lines.next()
+		if err != nil {
 			return InventoryLine{}, 0, err
 		}
-		n.line++
+		line := n.lines.n
 		if tooLong {
-			return InventoryLine{}, n.line, &LineError{Line: n.line, Message: fmt.Sprintf("line longer than %d bytes", maxLineBytes)}
+			return InventoryLine{}, line, &LineError{Line: line, Message: fmt.Sprintf("line longer than %d bytes", maxLineBytes)}
 		}
 		raw = bytes.TrimSpace(raw)
 		if len(raw) == 0 {
@@ -142,22 +166,33 @@ func (n *ndjsonReader) Next() (InventoryLine, int, error) {
 		}
 		l, lerr := parseNDJSONLine(raw)
 		if lerr != nil {
-			return l, n.line, &LineError{Line: n.line, Message: lerr.Error()}
+			return l, line, &LineError{Line: line, Message: lerr.Error()}
 		}
-		return l, n.line, nil
+		return l, line, nil
 	}
 }
 
-// readLine returns the next line without its newline. A line over maxLineBytes
-// is consumed and flagged, never buffered whole.
-func (n *ndjsonReader) readLine() ([]byte, bool, error) {
-	var buf []byte
+// lineReader splits a body into lines of at most maxLineBytes. A longer line is
+// consumed and flagged, never buffered whole.
+type lineReader struct {
+	r   *bufio.Reader
+	buf []byte
+	n   int // the number of the line last returned
+}
+
+func newLineReader(r io.Reader) *lineReader {
+	return &lineReader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// next returns the next line without its newline (valid until the next call), or io.EOF after the last.
+func (l *lineReader) next() ([]byte, bool, error) {
+	buf := l.buf[:0]
 	tooLong := false
 	for {
-		chunk, err := n.r.ReadSlice('\n')
+		chunk, err := l.r.ReadSlice('\n')
 		if !tooLong {
 			if len(buf)+len(chunk) > maxLineBytes+1 {
-				tooLong, buf = true, nil
+				tooLong, buf = true, buf[:0]
 			} else {
 				buf = append(buf, chunk...)
 			}
@@ -165,22 +200,21 @@ func (n *ndjsonReader) readLine() ([]byte, bool, error) {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				if len(buf) == 0 && !tooLong {
-					return nil, false, io.EOF
-				}
-				return buf, tooLong, nil
-			}
-			return nil, false, fmt.Errorf("read ndjson: %w", err)
+		l.buf = buf
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, false, fmt.Errorf("read line %d: %w", l.n+1, err)
 		}
+		if err != nil && len(buf) == 0 && !tooLong {
+			return nil, false, io.EOF
+		}
+		l.n++
 		return bytes.TrimSuffix(buf, []byte("\n")), tooLong, nil
 	}
 }
 
 func parseNDJSONLine(raw []byte) (InventoryLine, error) {
 	var v ndjsonLine
-	if err := DecodeStrict(bytes.NewReader(raw), &v); err != nil {
+	if err := DecodeStrictBytes(raw, &v); err != nil {
 		return InventoryLine{}, err
 	}
 	var l InventoryLine
@@ -209,16 +243,27 @@ func parseNDJSONLine(raw []byte) (InventoryLine, error) {
 	return l, nil
 }
 
-// DecodeStrict decodes exactly one JSON value into v, rejecting unknown fields,
-// wrong types and trailing data with an *Error naming the field.
+// DecodeStrict decodes exactly one JSON value into v, rejecting unknown or
+// misspelt (case-sensitive) fields, repeated keys, control characters, wrong
+// types, deep nesting, long lists and trailing data with an *Error naming the
+// field. The caller bounds r (the body limit); the value is checked before
+// anything is decoded, so decoding allocates about what was sent.
 func DecodeStrict(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Invalid("body", "unexpected data after the JSON value")
+	return DecodeStrictBytes(data, v)
+}
+
+// DecodeStrictBytes is DecodeStrict on a body already read.
+func DecodeStrictBytes(data []byte, v any) error {
+	if err := checkStrict(data, reflect.TypeOf(v)); err != nil {
+		return err
+	}
+	// checkStrict refused unknown fields and trailing data already.
+	if err := json.Unmarshal(data, v); err != nil {
+		return jsonError(err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/internal/alloctest"
 )
 
 type readResult struct {
@@ -113,22 +114,29 @@ func TestNDJSONReader(t *testing.T) {
 }
 
 func TestDecodeStrictNamesTheField(t *testing.T) {
-	tests := []struct{ in, field string }{
-		{`{"ref":"a","items":[{"sku":"A","qty":"1"}]}`, "items.qty"},
-		{`{"ref":"a","bogus":true}`, "bogus"},
-		{`{"ref":"a","delivery":{"type":"HD","address":{"lat":"x"}}}`, "delivery.address.lat"},
-		{`{"ref":`, "body"},
-		{``, "body"},
-		{`{} {}`, "body"},
-		{`[1]`, "body"},
-	}
+	testDecodeStrict(t, []strictCase{
+		{"wrong type", `{"ref":"a","items":[{"sku":"A","qty":"1"}]}`, "items[0].qty", ""},
+		{"unknown field", `{"ref":"a","bogus":true}`, "bogus", ""},
+		{"nested wrong type", `{"ref":"a","delivery":{"type":"HD","address":{"lat":"x"}}}`, "delivery.address.lat", ""},
+		{"truncated", `{"ref":`, "body", ""},
+		{"empty", ``, "body", ""},
+		{"two values", `{} {}`, "body", ""},
+		{"not an object", `[1]`, "body", ""},
+	})
+}
+
+type strictCase struct{ name, in, field, msg string }
+
+// testDecodeStrict decodes each case's body as an order request: it must fail with a 400 naming the field.
+func testDecodeStrict(t *testing.T, tests []strictCase) {
 	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			var r oms.OrderRequest
 			err := oms.DecodeStrict(strings.NewReader(tc.in), &r)
 			require.Error(t, err)
 			assert.Equal(t, oms.EINVALID, oms.ErrorCode(err))
 			assert.Equal(t, tc.field, oms.ErrorField(err))
+			assert.Contains(t, err.Error(), tc.msg)
 		})
 	}
 }
@@ -202,4 +210,61 @@ func FuzzOrderRequestJSON(f *testing.F) {
 			require.Positive(t, it.Qty)
 		}
 	})
+}
+
+// TestBatchReadersMemoryBound: an inventory batch is read line by line in a constant amount of memory, whatever
+// its shape: before, a single 100 MB CSV field was held whole (~500 MB RSS).
+func TestBatchReadersMemoryBound(t *testing.T) {
+	const header = "sku,location,on_hand\n"
+	ndLine := `{"sku":"A","location":"l1","onHand":1}` + "\n"
+	for _, tc := range []struct {
+		name, format string
+		body         func() string
+		lines        int
+		rejected     []int
+	}{
+		{"csv giant field", "csv", func() string { return header + "A,l1,1\n" + strings.Repeat("x", 20<<20) + ",l1,1\nB,l1,2\n" }, 2, []int{3}},
+		{"csv giant quoted field", "csv", func() string { return header + "\"" + strings.Repeat("x,\n", 7<<20) + "\",l1,1\nB,l1,2\n" }, 1, nil},
+		{"csv giant header", "csv", func() string { return strings.Repeat("x", 20<<20) + "\nA,l1,1\n" }, 0, nil},
+		{"csv many small fields", "csv", func() string { return header + strings.Repeat(",", 20<<20) + "\nB,l1,2\n" }, 1, []int{2}},
+		{"csv many lines", "csv", func() string { return header + strings.Repeat("A,l1,1\n", 1<<20) }, 1 << 20, nil},
+		{"ndjson giant line", "ndjson", func() string { return ndLine + `{"sku":"` + strings.Repeat("x", 20<<20) + "\"}\n" + ndLine }, 2, []int{2}},
+		{"ndjson deep nesting", "ndjson", func() string { return strings.Repeat("[", 20<<20) + "\n" + ndLine }, 1, []int{1}},
+		{"ndjson many lines", "ndjson", func() string { return strings.Repeat(ndLine, 1<<19) }, 1 << 19, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := tc.body()
+			var r oms.LineReader
+			lines, rejected := 0, []int(nil)
+			alloctest.PeakWithin(t, tc.name, len(body), 32<<20, 0, func() {
+				if tc.format == "csv" {
+					r = oms.NewCSVReader(strings.NewReader(body))
+				} else {
+					r = oms.NewNDJSONReader(strings.NewReader(body))
+				}
+				for {
+					_, n, err := r.Next()
+					var le *oms.LineError
+					switch {
+					case errors.Is(err, io.EOF):
+						return
+					case errors.As(err, &le):
+						if len(rejected) < 10 {
+							rejected = append(rejected, n)
+						}
+						continue
+					case err != nil:
+						return
+					}
+					lines++
+				}
+			})
+			if tc.lines > 0 {
+				assert.Equal(t, tc.lines, lines)
+			}
+			if tc.rejected != nil {
+				assert.Equal(t, tc.rejected, rejected)
+			}
+		})
+	}
 }

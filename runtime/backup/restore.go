@@ -98,6 +98,10 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 	if err := ar.Authenticate(trailer, raw, mac); err != nil {
 		return nil, fmt.Errorf("%s: %w", obj.Key, err)
 	}
+	// A valid signature proves who wrote the archive, not that its names are safe to use.
+	if err := trailer.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", obj.Key, err)
+	}
 	o.Logger.Info("restoring", "key", obj.Key, "release", trailer.Release, "accounts", len(trailer.Accounts))
 
 	conn, err := pgx.Connect(ctx, o.DatabaseURL)
@@ -142,6 +146,9 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 		if err != nil {
 			return undo(fmt.Errorf("%s: %w", obj.Key, err))
 		}
+		if _, ok := trailer.Entry(name); !ok && name != manifestEntry {
+			return undo(fmt.Errorf("%s: %w: entry %q is not in the manifest", obj.Key, ErrCorrupt, name))
+		}
 		switch {
 		case name == registryEntry:
 			reg = &registryDump{}
@@ -149,6 +156,9 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 				return undo(fmt.Errorf("%s: %w: registry: %v", obj.Key, ErrCorrupt, err))
 			}
 			if _, err := io.Copy(io.Discard, ar); err != nil { // ends the entry: checks its checksum
+				return undo(fmt.Errorf("%s: %w", obj.Key, err))
+			}
+			if err := reg.validate(); err != nil {
 				return undo(fmt.Errorf("%s: %w", obj.Key, err))
 			}
 		case strings.HasPrefix(name, "accounts/"):
@@ -221,7 +231,7 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 		}
 	}
 	if o.MediaURL != "" && m.Media != nil && m.Media.Objects > 0 {
-		if res.Media, err = restoreMedia(ctx, bucket, obj, o); err != nil {
+		if res.Media, err = restoreMedia(ctx, bucket, obj, trailer, o); err != nil {
 			return nil, err
 		}
 	}
@@ -579,7 +589,7 @@ func resumeSwitch(ctx context.Context, conn *pgx.Conn, o Options) error {
 }
 
 // restoreMedia writes the archive's media objects back, in a second pass after the switch.
-func restoreMedia(ctx context.Context, bucket *blob.Bucket, obj Object, o Options) (int, error) {
+func restoreMedia(ctx context.Context, bucket *blob.Bucket, obj Object, m *Manifest, o Options) (int, error) {
 	media, err := OpenBucket(ctx, o.MediaURL)
 	if err != nil {
 		return 0, fmt.Errorf("--media-url: %w", err)
@@ -606,6 +616,9 @@ func restoreMedia(ctx context.Context, bucket *blob.Bucket, obj Object, o Option
 		key, ok := strings.CutPrefix(name, "media/")
 		if !ok {
 			continue
+		}
+		if _, listed := m.Entry(name); !listed || ValidateEntryName(name) != nil {
+			return n, fmt.Errorf("%w: media entry %q is not in the manifest or not a plain key", ErrCorrupt, name)
 		}
 		wctx, abort := context.WithCancel(ctx)
 		w, err := media.NewWriter(wctx, key, nil)

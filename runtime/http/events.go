@@ -1,6 +1,7 @@
 package http
 
 import (
+	"math"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -14,12 +15,12 @@ func (s *Server) routeEvents(r chi.Router) {
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
-	after, err := intParam(r, "after")
+	after, err := intParam(r, "after", 0, math.MaxInt64)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	limit, err := intParam(r, "limit")
+	limit, err := intParam(r, "limit", 1, maxLimitParam)
 	if err != nil {
 		s.fail(w, r, err)
 		return

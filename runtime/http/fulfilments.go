@@ -14,7 +14,7 @@ func (s *Server) routeFulfilments(r chi.Router) {
 }
 
 func (s *Server) listFulfilments(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit")
+	limit, err := intParam(r, "limit", 1, maxLimitParam)
 	if err != nil {
 		s.fail(w, r, err)
 		return

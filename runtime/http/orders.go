@@ -45,7 +45,7 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit")
+	limit, err := intParam(r, "limit", 1, maxLimitParam)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,7 +33,17 @@ type Options struct {
 	// MaxBodyBytes bounds JSON bodies (default 1 MiB); MaxBatchBytes bounds inventory batches (default 4 GiB).
 	MaxBodyBytes  int64
 	MaxBatchBytes int64
-	Logger        *slog.Logger
+	// A body must send a byte at least every BodyIdleTimeout (default 10s) and, after BodyRateGrace
+	// (default 10s), average MinBodyRate bytes per second (default 4 KiB/s); else the request ends with 408.
+	BodyIdleTimeout time.Duration
+	MinBodyRate     int64
+	BodyRateGrace   time.Duration
+	// DenyPrivateWebhooks refuses webhook URLs whose host resolves to a loopback,
+	// private or otherwise non-public address at registration, with the rule the
+	// dispatcher applies at delivery (webhook.CheckURL); set it as the worker's
+	// webhook.Options.DenyPrivateNetworks is set.
+	DenyPrivateWebhooks bool
+	Logger              *slog.Logger
 	// Unavailable classifies internal errors that mean a dependency is down
 	// (e.g. a database failover): they answer 503 with Retry-After, not 500.
 	Unavailable func(error) bool
@@ -54,6 +65,15 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 4 << 30
+	}
+	if opts.BodyIdleTimeout <= 0 {
+		opts.BodyIdleTimeout = defaultBodyIdleTimeout
+	}
+	if opts.MinBodyRate <= 0 {
+		opts.MinBodyRate = defaultMinBodyRate
+	}
+	if opts.BodyRateGrace <= 0 {
+		opts.BodyRateGrace = defaultBodyRateGrace
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -106,6 +126,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 // while in-flight ones finish.
 func (s *Server) Drain() { s.draining.Store(true) }
 
+// statusClientClosed is nginx's "client closed request": the client went away
+// before its answer, so nobody reads it; it shows in the metrics as what it is.
+const statusClientClosed = 499
+
 // statusByCode is the one table mapping error codes to HTTP statuses.
 var statusByCode = map[string]int{
 	oms.EINVALID:         http.StatusBadRequest,
@@ -116,6 +140,8 @@ var statusByCode = map[string]int{
 	oms.ETOOLARGE:        http.StatusRequestEntityTooLarge,
 	oms.EUNSUPPORTED:     http.StatusUnsupportedMediaType,
 	oms.EUNAVAILABLE:     http.StatusServiceUnavailable,
+	oms.ETIMEOUT:         http.StatusRequestTimeout,
+	oms.EABORTED:         statusClientClosed,
 	oms.EINTERNAL:        http.StatusInternalServerError,
 	"method_not_allowed": http.StatusMethodNotAllowed,
 }
@@ -135,6 +161,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		err = oms.Errorf(oms.ETOOLARGE, "body", "larger than %d bytes", tooLarge.Limit)
 	}
 	code := oms.ErrorCode(err)
+	if code == oms.EINTERNAL && r.Context().Err() != nil {
+		// The client went away (its context ended): whatever failed after that is not a dependency outage.
+		s.log.InfoContext(r.Context(), "client gone", "method", r.Method, "path", r.URL.Path, "err", err)
+		err = oms.Errorf(oms.EABORTED, "", "the client closed the connection")
+		code = oms.EABORTED
+	}
 	if code == oms.EINTERNAL && s.opts.Unavailable != nil && s.opts.Unavailable(err) {
 		s.log.WarnContext(r.Context(), "dependency unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		err = oms.Errorf(oms.EUNAVAILABLE, "", "temporarily unavailable: retry shortly (with the same Idempotency-Key for orders)")
@@ -149,6 +181,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if code == oms.EUNAVAILABLE {
 		w.Header().Set("Retry-After", "1")
+	}
+	if code == oms.ETIMEOUT || code == oms.EABORTED {
+		s.log.InfoContext(r.Context(), "client too slow or gone", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Connection", "close") // the rest of its body is not read
 	}
 	var b errorBody
 	b.Error.Code, b.Error.Field, b.Error.Message = code, oms.ErrorField(err), oms.ErrorMessage(err)
@@ -196,6 +232,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
+		s.limitBody(w, r)
 		next.ServeHTTP(rec, r)
 		route := chi.RouteContext(r.Context()).RoutePattern()
 		if route == "" {
@@ -285,19 +322,23 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 
 func storeOf(r *http.Request) oms.Store { return r.Context().Value(ctxKey{}).(*tenant).store }
 
-// intParam parses an optional integer query parameter; an explicit 0 becomes
-// -1 so that Validate rejects it instead of applying the default.
-func intParam(r *http.Request, name string) (int64, error) {
+// Ranges of the numeric query parameters. Each endpoint checks its own tighter
+// limit range (orders 1–200, ...); these keep every value inside what the
+// database columns hold, so no number reaches a query that cannot take it.
+const (
+	maxLimitParam   = 1 << 20
+	maxVersionParam = math.MaxInt32 // workflow versions are int columns
+)
+
+// intParam parses an optional integer query parameter within [lo, hi]; absent is 0.
+func intParam(r *http.Request, name string, lo, hi int64) (int64, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {
 		return 0, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, oms.Invalid(name, "must be a whole number")
-	}
-	if n == 0 && name == "limit" {
-		return -1, nil
+	if err != nil || n < lo || n > hi {
+		return 0, oms.Invalid(name, "must be a whole number from %d to %d", lo, hi)
 	}
 	return n, nil
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/webhook"
 )
 
 func (s *Server) routeWebhooks(r chi.Router) {
@@ -20,6 +21,14 @@ func (s *Server) routeWebhooks(r chi.Router) {
 func (s *Server) putWebhook(w http.ResponseWriter, r *http.Request) {
 	var in oms.WebhookInput
 	if err := s.decode(w, r, &in); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := in.Validate(); err != nil { // before resolving anything
+		s.fail(w, r, err)
+		return
+	}
+	if err := webhook.CheckURL(r.Context(), in.URL, s.opts.DenyPrivateWebhooks); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -61,7 +70,7 @@ func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) webhookDeliveries(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit")
+	limit, err := intParam(r, "limit", 1, maxLimitParam)
 	if err != nil {
 		s.fail(w, r, err)
 		return

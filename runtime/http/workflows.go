@@ -3,7 +3,6 @@ package http
 import (
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
@@ -64,16 +63,12 @@ func (s *Server) listWorkflows(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
-	version := 0
-	if v := r.URL.Query().Get("version"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			s.fail(w, r, oms.Invalid("version", "must be a whole number of 1 or more"))
-			return
-		}
-		version = n
+	version, err := intParam(r, "version", 1, maxVersionParam)
+	if err != nil {
+		s.fail(w, r, err)
+		return
 	}
-	wf, err := storeOf(r).Workflow(r.Context(), chi.URLParam(r, "name"), version)
+	wf, err := storeOf(r).Workflow(r.Context(), chi.URLParam(r, "name"), int(version))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -72,13 +72,18 @@ func (l *lineSource) Values() ([]any, error) { return l.cur, nil }
 func (l *lineSource) Err() error             { return l.fatal }
 
 // LoadInventory implements oms.InventoryService: COPY into a staging table,
-// then one set-based merge into stock, all in one transaction.
+// then one set-based merge into stock, all in one transaction, on the
+// account's batch pool: the COPY lasts as long as the client takes to send.
 func (s *Store) LoadInventory(ctx context.Context, r oms.LineReader) (*oms.BatchResult, error) {
 	res := &oms.BatchResult{BatchID: newUUID(), Rejected: []oms.LineError{}}
 	var changed int64
 	start := time.Now()
 	var copyDone, checkDone, mergeDone time.Time
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	pool := s.batch
+	if pool == nil {
+		pool = s.pool
+	}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		// The merge sorts and hashes the whole batch: give it memory instead of temp files.
 		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB'`); err != nil {
 			return err

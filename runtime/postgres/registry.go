@@ -35,6 +35,11 @@ type Options struct {
 	NamePrefix string
 	// MaxConnsPerAccount bounds each account's pool (default 8).
 	MaxConnsPerAccount int32
+	// MaxBatchConnsPerAccount bounds each account's second pool, which only
+	// inventory batches use (default 2): a batch streams from its client for as
+	// long as the client takes, and must not hold a connection the account's
+	// other requests need. Batches beyond it wait for one of these.
+	MaxBatchConnsPerAccount int32
 	// Cache holds availability answers; nil disables caching.
 	Cache oms.Cache
 	// KeyCacheTTL is how long an authenticated API key is remembered (default 30s).
@@ -82,6 +87,9 @@ func Open(ctx context.Context, opts Options) (*Registry, error) {
 	if opts.MaxConnsPerAccount <= 0 {
 		opts.MaxConnsPerAccount = 8
 	}
+	if opts.MaxBatchConnsPerAccount <= 0 {
+		opts.MaxBatchConnsPerAccount = 2
+	}
 	if opts.KeyCacheTTL <= 0 {
 		opts.KeyCacheTTL = 30 * time.Second
 	}
@@ -104,7 +112,7 @@ func (r *Registry) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, s := range r.stores {
-		s.pool.Close()
+		s.close()
 		delete(r.stores, id)
 	}
 	r.control.Close()
@@ -375,7 +383,7 @@ func (r *Registry) forget(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s, ok := r.stores[id]; ok {
-		s.pool.Close()
+		s.close()
 		delete(r.stores, id)
 	}
 	for h, e := range r.keys {
@@ -505,20 +513,29 @@ func (r *Registry) Store(ctx context.Context, accountID string) (oms.Store, erro
 	cfg := r.base.Copy()
 	cfg.ConnConfig.Database, cfg.ConnConfig.User, cfg.ConnConfig.Password = dbName, role, password
 	cfg.MaxConns = r.opts.MaxConnsPerAccount
-	// Inventory batches stage in a temp table; local buffers are allocated only when used.
-	cfg.ConnConfig.RuntimeParams["temp_buffers"] = "64MB"
 	cfg.MinConns = 0
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
+		return nil, fmt.Errorf("open account %s database: %w", accountID, err)
+	}
+	bcfg := cfg.Copy()
+	bcfg.MaxConns = r.opts.MaxBatchConnsPerAccount
+	bcfg.MaxConnIdleTime = time.Minute // batches are occasional: do not keep their connections
+	// Inventory batches stage in a temp table; local buffers are allocated only when used.
+	bcfg.ConnConfig.RuntimeParams["temp_buffers"] = "64MB"
+	batch, err := pgxpool.NewWithConfig(ctx, bcfg)
+	if err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("open account %s database: %w", accountID, err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s, ok := r.stores[accountID]; ok { // another request opened it meanwhile
 		pool.Close()
+		batch.Close()
 		return s, nil
 	}
-	s = &Store{account: accountID, pool: pool, cache: r.opts.Cache, log: r.log.With("account", accountID)}
+	s = &Store{account: accountID, pool: pool, batch: batch, cache: r.opts.Cache, log: r.log.With("account", accountID)}
 	r.stores[accountID] = s
 	return s, nil
 }

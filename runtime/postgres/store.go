@@ -14,6 +14,7 @@ import (
 type Store struct {
 	account   string
 	pool      *pgxpool.Pool
+	batch     *pgxpool.Pool // inventory batches only (Options.MaxBatchConnsPerAccount)
 	cache     oms.Cache
 	log       *slog.Logger
 	workflows workflowCache
@@ -21,6 +22,13 @@ type Store struct {
 }
 
 var _ oms.Store = (*Store)(nil)
+
+func (s *Store) close() {
+	s.pool.Close()
+	if s.batch != nil {
+		s.batch.Close()
+	}
+}
 
 // Pool exposes the account's pool to tests and tools in this module.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }

@@ -102,7 +102,7 @@ func TestBadInputIsRejectedNamingTheFieldAndChangesNothing(t *testing.T) {
 	}{
 		{"malformed json", "POST", "/v1/orders", `{"ref":"o-1",`, nil, 400, "body"},
 		{"unknown field", "POST", "/v1/orders", order(`,"priority":1`), nil, 400, "priority"},
-		{"wrong type", "POST", "/v1/orders", `{"ref":"o-1","items":[{"sku":"A","qty":"one"}]}`, nil, 400, "items.qty"},
+		{"wrong type", "POST", "/v1/orders", `{"ref":"o-1","items":[{"sku":"A","qty":"one"}]}`, nil, 400, "items[0].qty"},
 		{"zero qty", "POST", "/v1/orders", `{"ref":"o-1","items":[{"sku":"A","qty":0}],"delivery":{"type":"CC","location":"st-1"}}`, nil, 400, "items[0].qty"},
 		{"negative qty", "POST", "/v1/orders", `{"ref":"o-1","items":[{"sku":"A","qty":-1}],"delivery":{"type":"CC","location":"st-1"}}`, nil, 400, "items[0].qty"},
 		{"unknown sku", "POST", "/v1/orders", `{"ref":"o-1","items":[{"sku":"A","qty":1},{"sku":"ZZ","qty":1}],"delivery":{"type":"CC","location":"st-1"}}`, nil, 400, "items[1].sku"},

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -327,11 +328,60 @@ func denyPrivate(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return err
 	}
-	ip := net.ParseIP(host)
+	if err := CheckAddress(net.ParseIP(host)); err != nil {
+		return fmt.Errorf("refusing to connect to %w", err)
+	}
+	return nil
+}
+
+// CheckAddress is the one rule of which addresses a webhook may reach when
+// private networks are denied: public unicast only, not loopback, private,
+// link-local, multicast, unspecified or carrier-grade NAT (RFC 6598).
+// Deliveries apply it to every connection; registration (CheckURL) to every
+// address the URL's host resolves to.
+func CheckAddress(ip net.IP) error {
 	if ip == nil || !ip.IsGlobalUnicast() || ip.IsPrivate() || sharedAddressSpace.Contains(ip) {
-		return fmt.Errorf("refusing to connect to non-public address %s", host)
+		return fmt.Errorf("non-public address %s", ip)
 	}
 	return nil
 }
 
 var _, sharedAddressSpace, _ = net.ParseCIDR("100.64.0.0/10") // carrier-grade NAT (RFC 6598)
+
+// CheckURL checks at registration what a delivery checks at every attempt:
+// the URL's form and scheme (oms.WebhookInput's rules) and, with denyPrivate,
+// every address its host resolves to now. Deliveries still check each
+// connection, since DNS answers change.
+func CheckURL(ctx context.Context, raw string, denyPrivate bool) error {
+	if err := (&oms.WebhookInput{URL: raw, Events: []string{"*"}, Secret: strings.Repeat("x", oms.MinWebhookSecret)}).Validate(); err != nil {
+		return err
+	}
+	if !denyPrivate {
+		return nil
+	}
+	u, _ := url.Parse(raw) // parsed by Validate
+	host := u.Hostname()
+	ips := []net.IP{net.ParseIP(host)}
+	if ips[0] == nil {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+		var dnsErr *net.DNSError
+		switch {
+		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+			return oms.Invalid("url", "host %q does not resolve", host)
+		case err != nil:
+			return oms.Errorf(oms.EUNAVAILABLE, "url", "could not resolve %q now: retry shortly", host)
+		}
+		ips = ips[:0]
+		for _, a := range addrs {
+			ips = append(ips, a.IP)
+		}
+	}
+	for _, ip := range ips {
+		if err := CheckAddress(ip); err != nil {
+			return oms.Invalid("url", "host %q is a %v: webhooks reach public addresses only", host, err)
+		}
+	}
+	return nil
+}
