@@ -37,7 +37,6 @@ const (
 	poolType           = "cloudflare:index/loadBalancerPool:LoadBalancerPool"
 	lbType             = "cloudflare:index/loadBalancer:LoadBalancer"
 	randomIDType       = "random:index/randomId:RandomId"
-	deploymentType     = "kubernetes:apps/v1:Deployment"
 
 	accountID = "0123456789abcdef0123456789abcdef"
 	zoneID    = "fedcba9876543210fedcba9876543210"
@@ -211,7 +210,7 @@ func TestCloudflaredDeployment(t *testing.T) {
 			args := cloudflareArgs()
 			args.Cloudflare.Replicas = tc.replicas
 			inv, _ := evaluate(t, args)
-			d := kubetest.One(t, inv, deploymentType)
+			d := kubetest.One(t, inv, kubetest.Deployment)
 			assert.Equal(t, "acme-prod-eu-cloudflared", d.String("metadata.name"))
 			assert.Equal(t, "oms", d.String("metadata.namespace"))
 			replicas, _ := d.Number("spec.replicas")
@@ -255,7 +254,7 @@ func TestCloudflaredDeployment(t *testing.T) {
 
 func TestCloudflaredNetworkPolicyIsEgressOnly(t *testing.T) {
 	inv, _ := evaluate(t, cloudflareArgs())
-	d := kubetest.One(t, inv, deploymentType)
+	d := kubetest.One(t, inv, kubetest.Deployment)
 	np := kubetest.One(t, inv, kubetest.NetworkPolicy)
 	assert.Equal(t, kubetest.Map(t, d, "spec.selector.matchLabels"), kubetest.Map(t, np, "spec.podSelector.matchLabels"))
 	assert.Equal(t, []any{"Ingress", "Egress"}, mustGet(t, np, "spec.policyTypes"))
@@ -383,7 +382,7 @@ func TestConnectorOnlyDeclaresNothingOnCloudflare(t *testing.T) {
 			assert.True(t, strings.HasPrefix(r.String("metadata.name"), "acme-prod-eu-dr-cloudflared"), r.Name)
 		}
 	}
-	assert.ElementsMatch(t, []string{kubetest.Secret, kubetest.ServiceAccount, deploymentType, kubetest.PDB, kubetest.NetworkPolicy}, types,
+	assert.ElementsMatch(t, []string{kubetest.Secret, kubetest.ServiceAccount, kubetest.Deployment, kubetest.PDB, kubetest.NetworkPolicy}, types,
 		"only the connector")
 
 	secret := kubetest.One(t, inv, kubetest.Secret)
@@ -391,7 +390,7 @@ func TestConnectorOnlyDeclaresNothingOnCloudflare(t *testing.T) {
 	assert.Equal(t, inventory.Secret, secret.String("stringData"), "the given token stays secret")
 	kubetest.AssertNoPlaintextSecrets(t, inv)
 
-	d := kubetest.One(t, inv, deploymentType)
+	d := kubetest.One(t, inv, kubetest.Deployment)
 	kubetest.AssertSpread(t, d)
 	kubetest.AssertRestricted(t, d)
 	kubetest.AssertProbes(t, d)

@@ -230,7 +230,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	obsArgs.DatabaseInstance = postgres.InstancePattern(args.Database.Name)
 	obsArgs.Hostnames = args.Edge.Hostnames
 	obsArgs.Targets = observability.Targets{
-		Web:      observability.Target{Selector: omsruntime.WebSelector(runtimeName), Port: omsruntime.PortName},
+		Web:      observability.Target{Selector: omsruntime.WebSelector(runtimeName), Port: omsruntime.MetricsPortName},
 		Worker:   observability.Target{Selector: omsruntime.WorkerSelector(runtimeName), Port: omsruntime.PortName},
 		Redis:    observability.Target{Selector: redis.PodSelector(args.Redis.Name), Port: redis.ExporterPortName},
 		RabbitMQ: observability.Target{Selector: rabbitmq.PodSelector(args.RabbitMQ.Name), Port: rabbitmq.MetricsPortName},

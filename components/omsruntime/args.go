@@ -27,8 +27,12 @@ const (
 	DefaultSmokeImage   = "curlimages/curl:8.11.1"
 	DefaultDatabaseName = "oms"
 	DefaultLogLevel     = "info"
-	// Port is the container port of serve (API, health, metrics) and of worker (health, metrics).
+	// Port is the container port of serve (API, health) and of worker (health, metrics).
 	Port = 8080
+	// MetricsPort is serve's /metrics (oms serve --metrics-listen): apart from the API port, which the edge routes
+	// and which serves no metrics. MetricsPortName names it in the web pods (the PodMonitoring refers to it).
+	MetricsPort     = 9090
+	MetricsPortName = "metrics"
 	// ServicePort is the public and preview Services' port.
 	ServicePort = 80
 	// ReadyPath answers 200 while a pod may take traffic (the readiness probe, load-balancer and tunnel health

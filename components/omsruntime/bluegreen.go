@@ -64,6 +64,7 @@ func (d *deployer) web(color string, migrate *batchv1.Job) (*appsv1.Deployment, 
 	selector, labels := d.labels("web", color, image)
 	keys := []string{EnvDatabaseURL, EnvRedisPassword, EnvRedisSentinelPassword, EnvAdminToken}
 	c := d.serving(d.w.Container("oms", image, []string{"serve"}, keys, a.Web.Resources))
+	c.Ports = corev1.ContainerPortArray{containerPort(PortName, Port), containerPort(MetricsPortName, MetricsPort)}
 	dep, err := d.deployment(logical, objectName, selector, labels, d.w.PodSpec("Always", c), keys, "DoNotSchedule",
 		pulumi.DependsOn([]pulumi.Resource{migrate}))
 	if err != nil {
@@ -92,7 +93,7 @@ func (d *deployer) web(color string, migrate *batchv1.Job) (*appsv1.Deployment, 
 
 func servicePorts() corev1.ServicePortArray {
 	return corev1.ServicePortArray{corev1.ServicePortArgs{
-		Name: pulumi.String("http"), Port: pulumi.Int(ServicePort), TargetPort: pulumi.String("http"), Protocol: pulumi.String("TCP"),
+		Name: pulumi.String(PortName), Port: pulumi.Int(ServicePort), TargetPort: pulumi.String(PortName), Protocol: pulumi.String("TCP"),
 	}}
 }
 

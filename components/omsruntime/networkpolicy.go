@@ -8,8 +8,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// networkPolicies deny all ingress to the runtime's pods except the edge to the web pods and the metrics collector to
-// port 8080. Egress stays open: the data tier (Cloud SQL's private range, Redis, RabbitMQ), DNS, and the
+// networkPolicies deny all ingress to the runtime's pods except the edge to the web pods' API port and the metrics
+// collector to the metrics ports (serve's MetricsPort, the worker's Port). Egress stays open: the data tier (Cloud SQL's private range, Redis, RabbitMQ), DNS, and the
 // customers' webhook endpoints on the internet (through Cloud NAT), which no static list can name.
 func (d *deployer) networkPolicies() error {
 	a := d.a
@@ -39,26 +39,26 @@ func (d *deployer) networkPolicies() error {
 	if len(a.Ingress.EdgeSelector) > 0 {
 		inCluster = append(inCluster, kube.PodPeer(a.Ingress.EdgeSelector))
 	}
-	ports := networkingv1.NetworkPolicyPortArray{kube.Port(Port)}
+	// Only the collector, not every pod of the namespace: /metrics tells who calls what, and how often.
+	scraper := networkingv1.NetworkPolicyPeerArray{networkingv1.NetworkPolicyPeerArgs{
+		NamespaceSelector: kube.Selector(map[string]string{"kubernetes.io/metadata.name": a.Ingress.Scraper.Namespace}),
+		PodSelector:       kube.Selector(a.Ingress.Scraper.Selector),
+	}}
+	api := networkingv1.NetworkPolicyPortArray{kube.Port(Port)}
 	webRules := networkingv1.NetworkPolicyIngressRuleArray{
 		// Google's front ends and health checkers reach the NEG endpoints (the pod IPs) directly.
-		networkingv1.NetworkPolicyIngressRuleArgs{From: lb, Ports: ports},
+		networkingv1.NetworkPolicyIngressRuleArgs{From: lb, Ports: api},
 		// cloudflared and the smoke test reach the web pods through the Services.
-		networkingv1.NetworkPolicyIngressRuleArgs{From: inCluster, Ports: ports},
+		networkingv1.NetworkPolicyIngressRuleArgs{From: inCluster, Ports: api},
+		// The collector reaches serve's metrics port, not the API.
+		networkingv1.NetworkPolicyIngressRuleArgs{From: scraper, Ports: networkingv1.NetworkPolicyPortArray{kube.Port(MetricsPort)}},
 	}
 	if err := policy(d.name+"-web-ingress", a.Name+"-web-ingress", WebSelector(a.Name), webRules); err != nil {
 		return fmt.Errorf("web network policy: %w", err)
 	}
-
-	// Only the collector, not every pod of the namespace: /metrics tells who calls what, and how often.
-	scraper := networkingv1.NetworkPolicyPeerArgs{
-		NamespaceSelector: kube.Selector(map[string]string{"kubernetes.io/metadata.name": a.Ingress.Scraper.Namespace}),
-		PodSelector:       kube.Selector(a.Ingress.Scraper.Selector),
-	}
-	metricsRules := networkingv1.NetworkPolicyIngressRuleArray{networkingv1.NetworkPolicyIngressRuleArgs{
-		From: networkingv1.NetworkPolicyPeerArray{scraper}, Ports: ports,
-	}}
-	if err := policy(d.name+"-metrics", a.Name+"-runtime-metrics", all, metricsRules); err != nil {
+	// The worker serves its metrics on its only port.
+	metricsRules := networkingv1.NetworkPolicyIngressRuleArray{networkingv1.NetworkPolicyIngressRuleArgs{From: scraper, Ports: api}}
+	if err := policy(d.name+"-metrics", a.Name+"-runtime-metrics", WorkerSelector(a.Name), metricsRules); err != nil {
 		return fmt.Errorf("metrics network policy: %w", err)
 	}
 	return nil

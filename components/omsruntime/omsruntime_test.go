@@ -20,9 +20,8 @@ import (
 )
 
 const (
-	deployment = "kubernetes:apps/v1:Deployment"
-	job        = "kubernetes:batch/v1:Job"
-	hpa        = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+	job = "kubernetes:batch/v1:Job"
+	hpa = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 
 	release   = "europe-docker.pkg.dev/omscloud-release/oms/oms@sha256:4f2b8c1d9e7a6b5c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c"
 	candidate = "europe-docker.pkg.dev/omscloud-release/oms/oms@sha256:0000000000000000000000000000000000000000000000000000000000000001"
@@ -195,7 +194,7 @@ func byObjectName(t *testing.T, inv *inventory.Inventory, typ, name string) inve
 
 func TestWebAndWorkerSpreadOverZonesWithPDBs(t *testing.T) {
 	inv := evaluate(t, prodArgs()).inv
-	deps := inv.OfType(deployment)
+	deps := inv.OfType(kubetest.Deployment)
 	require.Len(t, deps, 3, "web-blue, web-green, worker")
 	pdbs := inv.OfType(kubetest.PDB)
 	require.Len(t, pdbs, 3)
@@ -238,15 +237,15 @@ func TestWebAndWorkerSpreadOverZonesWithPDBs(t *testing.T) {
 		})
 	}
 	// The two colors' selectors are disjoint: a PDB or spread constraint never counts the other color's pods.
-	blue := find(t, inv, deployment, "rt-web-blue")
-	green := find(t, inv, deployment, "rt-web-green")
+	blue := find(t, inv, kubetest.Deployment, "rt-web-blue")
+	green := find(t, inv, kubetest.Deployment, "rt-web-green")
 	assert.Equal(t, "blue", kubetest.Map(t, blue, "spec.selector.matchLabels")["omscloud.io/color"])
 	assert.Equal(t, "green", kubetest.Map(t, green, "spec.selector.matchLabels")["omscloud.io/color"])
 }
 
 func TestEveryContainerIsRestricted(t *testing.T) {
 	inv := evaluate(t, prodArgs()).inv
-	workloads := append(inv.OfType(deployment), inv.OfType(job)...)
+	workloads := append(inv.OfType(kubetest.Deployment), inv.OfType(job)...)
 	require.Len(t, workloads, 5, "3 Deployments, migrate and smoke Jobs")
 	for _, w := range workloads {
 		t.Run(w.Name, func(t *testing.T) {
@@ -274,7 +273,7 @@ func TestProbesAndDrain(t *testing.T) {
 	grace, err := time.ParseDuration(cm.String("data.OMS_SHUTDOWN_GRACE"))
 	require.NoError(t, err)
 	assert.Equal(t, "0.0.0.0:8080", cm.String("data.OMS_LISTEN"), "probes and Services reach the pod IP")
-	for _, d := range inv.OfType(deployment) {
+	for _, d := range inv.OfType(kubetest.Deployment) {
 		t.Run(d.Name, func(t *testing.T) {
 			c := kubetest.List(t, d, "spec.template.spec.containers")
 			require.Len(t, c, 1)
@@ -328,7 +327,7 @@ func TestNoSecretInPlainSight(t *testing.T) {
 		t.Fatalf("Secret stringData is %T", data)
 	}
 
-	for _, w := range append(inv.OfType(deployment), inv.OfType(job)...) {
+	for _, w := range append(inv.OfType(kubetest.Deployment), inv.OfType(job)...) {
 		for _, c := range kubetest.Containers(t, w) {
 			for _, field := range []string{"command", "args"} {
 				b, _ := json.Marshal(c[field])
@@ -364,9 +363,9 @@ func TestNoSecretInPlainSight(t *testing.T) {
 		return out
 	}
 	assert.Equal(t, []string{"OMS_ADMIN_TOKEN", "OMS_DATABASE_URL", "OMS_REDIS_PASSWORD", "OMS_REDIS_SENTINEL_PASSWORD"},
-		keys(find(t, inv, deployment, "rt-web-blue")), "the sentinels require the Redis password too")
+		keys(find(t, inv, kubetest.Deployment, "rt-web-blue")), "the sentinels require the Redis password too")
 	assert.Equal(t, []string{"OMS_AMQP_URL", "OMS_DATABASE_URL", "OMS_REDIS_PASSWORD", "OMS_REDIS_SENTINEL_PASSWORD"},
-		keys(find(t, inv, deployment, "rt-worker")))
+		keys(find(t, inv, kubetest.Deployment, "rt-worker")))
 	assert.Equal(t, []string{"OMS_DATABASE_URL"}, keys(inv.OfType(job)[0]))
 	assert.Equal(t, []string{"OMS_ADMIN_TOKEN"}, keys(find(t, inv, job, "rt-smoke")))
 }
@@ -386,7 +385,7 @@ func TestDatabaseServerVerifiedWithTheInstanceCA(t *testing.T) {
 	assert.Equal(t, "/etc/oms/db-ca/server-ca.pem", omsruntime.DatabaseCAFile)
 
 	for _, name := range []string{"rt-web-blue", "rt-web-green", "rt-worker"} {
-		assertMountsCA(t, find(t, inv, deployment, name), "oms")
+		assertMountsCA(t, find(t, inv, kubetest.Deployment, name), "oms")
 	}
 	for _, j := range inv.OfType(job) {
 		if j.Name != "rt-smoke" {
@@ -396,7 +395,7 @@ func TestDatabaseServerVerifiedWithTheInstanceCA(t *testing.T) {
 
 	// A new CA restarts the pods: the runtime reads the file when it starts.
 	checksum := func(res *result) any {
-		return kubetest.Map(t, find(t, res.inv, deployment, "rt-worker"), "spec.template.metadata.annotations")[omsruntime.ConfigChecksumAnnotation]
+		return kubetest.Map(t, find(t, res.inv, kubetest.Deployment, "rt-worker"), "spec.template.metadata.annotations")[omsruntime.ConfigChecksumAnnotation]
 	}
 	rotated := prodArgs()
 	rotated.Database.ServerCA = pulumi.String("another CA")
@@ -534,15 +533,15 @@ func TestSwitchingColorsChangesOnlyTheSwitch(t *testing.T) {
 		blue, green := switchTo(args, "blue"), switchTo(args, "green")
 		diff := changed(blue, green)
 		// The worker follows the active release; it takes no traffic.
-		worker := []string{deployment + "::rt-worker", hpa + "::rt-worker", kubetest.PDB + "::rt-worker"}
+		worker := []string{kubetest.Deployment + "::rt-worker", hpa + "::rt-worker", kubetest.PDB + "::rt-worker"}
 		assert.ElementsMatch(t, append(slices.Clone(theSwitch), worker...), diff)
 		for _, name := range []string{"rt-web-blue", "rt-web-green"} {
-			assert.Equal(t, find(t, blue, deployment, name).Inputs, find(t, green, deployment, name).Inputs,
+			assert.Equal(t, find(t, blue, kubetest.Deployment, name).Inputs, find(t, green, kubetest.Deployment, name).Inputs,
 				"%s is untouched by the switch", name)
 		}
-		assert.Equal(t, candidate, find(t, green, deployment, "rt-worker").String("spec.template.spec.containers[0].image"))
-		assert.Equal(t, release, find(t, blue, deployment, "rt-web-blue").String("spec.template.spec.containers[0].image"))
-		assert.Equal(t, candidate, find(t, blue, deployment, "rt-web-green").String("spec.template.spec.containers[0].image"))
+		assert.Equal(t, candidate, find(t, green, kubetest.Deployment, "rt-worker").String("spec.template.spec.containers[0].image"))
+		assert.Equal(t, release, find(t, blue, kubetest.Deployment, "rt-web-blue").String("spec.template.spec.containers[0].image"))
+		assert.Equal(t, candidate, find(t, blue, kubetest.Deployment, "rt-web-green").String("spec.template.spec.containers[0].image"))
 	})
 }
 
@@ -568,12 +567,12 @@ func TestSwitchWaitsForMigrationAndSmokeTest(t *testing.T) {
 			assert.Contains(t, public, hpa+"::rt-web-"+color, "and after the new active color's HPA")
 			assert.NotContains(t, public, hpa+"::rt-web-"+idle)
 			assert.NotContains(t, res.deps[hpa+"::rt-web-"+idle], kubetest.Service+"::rt-web", "the old color sheds pods by load, not at the switch")
-			assert.Contains(t, res.deps[job+"::rt-smoke"], deployment+"::rt-web-"+color, "the smoke test waits for the color's rollout")
+			assert.Contains(t, res.deps[job+"::rt-smoke"], kubetest.Deployment+"::rt-web-"+color, "the smoke test waits for the color's rollout")
 			image := map[string]string{"blue": release, "green": candidate}
 			for _, c := range []string{"blue", "green"} {
-				assert.Contains(t, res.deps[deployment+"::rt-web-"+c], job+"::rt-migrate-"+omsruntime.ImageHash(image[c]))
+				assert.Contains(t, res.deps[kubetest.Deployment+"::rt-web-"+c], job+"::rt-migrate-"+omsruntime.ImageHash(image[c]))
 			}
-			assert.Contains(t, res.deps[deployment+"::rt-worker"], job+"::rt-migrate-"+omsruntime.ImageHash(image[color]))
+			assert.Contains(t, res.deps[kubetest.Deployment+"::rt-worker"], job+"::rt-migrate-"+omsruntime.ImageHash(image[color]))
 
 			for _, r := range res.inv.Resources {
 				annotations, _ := r.Get("metadata.annotations")
@@ -618,7 +617,7 @@ func TestWorkloadIdentityAndLeastPrivilege(t *testing.T) {
 	ksa := kubetest.One(t, inv, kubetest.ServiceAccount)
 	assert.Equal(t, "oms-test-runtime", ksa.String("metadata.name"))
 	assert.Equal(t, res.rt.email, kubetest.Map(t, ksa, "metadata.annotations")["iam.gke.io/gcp-service-account"])
-	for _, d := range inv.OfType(deployment) {
+	for _, d := range inv.OfType(kubetest.Deployment) {
 		assert.Equal(t, "oms-test-runtime", d.String("spec.template.spec.serviceAccountName"))
 	}
 	assert.Equal(t, "default", find(t, inv, job, "rt-smoke").String("spec.template.spec.serviceAccountName"),
@@ -657,7 +656,7 @@ func TestNetworkPolicies(t *testing.T) {
 	web := byObjectName(t, inv, kubetest.NetworkPolicy, "oms-test-web-ingress")
 	assert.Equal(t, "web", kubetest.Map(t, web, "spec.podSelector.matchLabels")["app.kubernetes.io/component"])
 	rules := kubetest.List(t, web, "spec.ingress")
-	require.Len(t, rules, 2)
+	require.Len(t, rules, 3)
 	var cidrs []any
 	for _, p := range rules[0]["from"].([]any) {
 		cidrs = append(cidrs, p.(map[string]any)["ipBlock"].(map[string]any)["cidr"])
@@ -669,18 +668,44 @@ func TestNetworkPolicies(t *testing.T) {
 	}
 	assert.Contains(t, pods, map[string]any{"app.kubernetes.io/name": "cloudflared", "app.kubernetes.io/instance": "oms-test"})
 	assert.Contains(t, pods, map[string]any{"app.kubernetes.io/name": "oms", "app.kubernetes.io/instance": "oms-test", "app.kubernetes.io/component": "smoke"})
-	for _, r := range rules {
-		assert.Equal(t, []any{map[string]any{"port": float64(8080), "protocol": "TCP"}}, r["ports"])
+	for _, r := range rules[:2] {
+		assert.Equal(t, []any{map[string]any{"port": float64(8080), "protocol": "TCP"}}, r["ports"], "the edge reaches the API port only")
 	}
-
-	metrics := byObjectName(t, inv, kubetest.NetworkPolicy, "oms-test-runtime-metrics")
-	rule := kubetest.List(t, metrics, "spec.ingress")
-	require.Len(t, rule, 1)
-	assert.Equal(t, []any{map[string]any{
+	collector := []any{map[string]any{
 		"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "gmp-system"}},
 		"podSelector":       map[string]any{"matchLabels": map[string]any{"app.kubernetes.io/name": "collector"}},
-	}}, rule[0]["from"], "only the managed Prometheus collector may scrape, not every pod of the namespace")
-	assert.Equal(t, []any{map[string]any{"port": float64(8080), "protocol": "TCP"}}, rule[0]["ports"])
+	}}
+	assert.Equal(t, collector, rules[2]["from"], "only the managed Prometheus collector may scrape, not every pod of the namespace")
+	assert.Equal(t, []any{map[string]any{"port": float64(9090), "protocol": "TCP"}}, rules[2]["ports"], "serve's metrics port, not the API")
+
+	metrics := byObjectName(t, inv, kubetest.NetworkPolicy, "oms-test-runtime-metrics")
+	assert.Equal(t, "worker", kubetest.Map(t, metrics, "spec.podSelector.matchLabels")["app.kubernetes.io/component"])
+	rule := kubetest.List(t, metrics, "spec.ingress")
+	require.Len(t, rule, 1)
+	assert.Equal(t, collector, rule[0]["from"])
+	assert.Equal(t, []any{map[string]any{"port": float64(8080), "protocol": "TCP"}}, rule[0]["ports"], "the worker's only port")
+}
+
+// TestServeMetricsOnTheirOwnPort: the web pods' metrics port is where serve listens for /metrics, the PodMonitoring
+// scrapes it, and no Service exposes it (the edge routes Services).
+func TestServeMetricsOnTheirOwnPort(t *testing.T) {
+	inv := evaluate(t, prodArgs()).inv
+	for _, color := range []string{"blue", "green"} {
+		dep := byObjectName(t, inv, kubetest.Deployment, "oms-test-web-"+color)
+		c := kubetest.List(t, dep, "spec.template.spec.containers")[0]
+		assert.Equal(t, []any{
+			map[string]any{"name": "http", "containerPort": float64(omsruntime.Port), "protocol": "TCP"},
+			map[string]any{"name": omsruntime.MetricsPortName, "containerPort": float64(omsruntime.MetricsPort), "protocol": "TCP"},
+		}, c["ports"])
+	}
+	cm := byObjectName(t, inv, kubetest.ConfigMap, "oms-test-runtime")
+	assert.Equal(t, "0.0.0.0:9090", kubetest.Map(t, cm, "data")["OMS_METRICS_LISTEN"])
+	for _, svc := range inv.OfType(kubetest.Service) {
+		for _, p := range kubetest.List(t, svc, "spec.ports") {
+			assert.NotEqual(t, omsruntime.MetricsPortName, p["targetPort"], "a Service exposes the metrics port")
+			assert.NotEqual(t, float64(omsruntime.MetricsPort), p["targetPort"])
+		}
+	}
 }
 
 func TestValidate(t *testing.T) {
@@ -732,7 +757,7 @@ func TestValidate(t *testing.T) {
 		assert.Equal(t, float64(1), mustNumber(t, idle, "spec.minReplicas"))
 		active := byObjectName(t, res.inv, hpa, "oms-test-web-blue")
 		assert.Equal(t, float64(2), mustNumber(t, active, "spec.minReplicas"))
-		assert.Equal(t, "1.4.2", kubetest.Map(t, find(t, res.inv, deployment, "rt-web-blue"), "spec.template.metadata.labels")["app.kubernetes.io/version"])
+		assert.Equal(t, "1.4.2", kubetest.Map(t, find(t, res.inv, kubetest.Deployment, "rt-web-blue"), "spec.template.metadata.labels")["app.kubernetes.io/version"])
 	})
 }
 
@@ -777,7 +802,7 @@ func TestSecretsRollTheirConsumers(t *testing.T) {
 		}, pulumi.WithMocks("omscloud", "test", mocks)))
 		sums := map[string]string{}
 		for _, name := range []string{"rt-web-blue", "rt-web-green", "rt-worker"} {
-			sum, secret := mocks.SecretChecksum(t, deployment, name)
+			sum, secret := mocks.SecretChecksum(t, kubetest.Deployment, name)
 			assert.True(t, secret, "%s: the checksum is a secret", name)
 			assert.Regexp(t, `^[0-9a-f]{64}$`, sum)
 			sums[name] = sum

@@ -31,7 +31,7 @@ check() {
 
 json='Content-Type: application/json'
 check "GET /healthz" 200 "${base}/healthz"
-check "GET /metrics" 200 "${base}/metrics"
+check "GET /metrics is not served on the API port" 404 "${base}/metrics"
 check "POST /v1/accounts without the admin token is refused" 401 -X POST -H "$json" -d '{"id":"smoke","name":"smoke"}' "${base}/v1/accounts"
 check "POST /v1/accounts with a wrong admin token is refused" 403 -X POST -H "$json" -H "Authorization: Bearer not-the-admin-token" -d '{"id":"smoke","name":"smoke"}' "${base}/v1/accounts"
 check "POST /v1/accounts with the admin token validates the id" 400 -X POST -H "$json" -H "Authorization: Bearer ${OMS_ADMIN_TOKEN}" -d '{"id":"-invalid-","name":"smoke"}' "${base}/v1/accounts"

@@ -142,7 +142,9 @@ func (d *deployer) wire(r *Runtime, id *identity, db *controlDB) error {
 	}
 	config := pulumi.StringMap{
 		// Every interface: probes, Services and NEG endpoints reach the pod IP.
-		"OMS_LISTEN":             pulumi.String(fmt.Sprintf("0.0.0.0:%d", Port)),
+		"OMS_LISTEN": pulumi.String(fmt.Sprintf("0.0.0.0:%d", Port)),
+		// serve's; the worker serves its metrics on OMS_LISTEN.
+		"OMS_METRICS_LISTEN":     pulumi.String(fmt.Sprintf("0.0.0.0:%d", MetricsPort)),
 		"OMS_LOG_LEVEL":          pulumi.String(a.LogLevel),
 		"OMS_REDIS_SENTINELS":    a.Redis.SentinelAddress,
 		"OMS_REDIS_MASTER":       a.Redis.MasterName,

@@ -11,7 +11,7 @@ import (
 
 func httpProbe(path string, period, timeout, failures int) corev1.ProbeArgs {
 	return corev1.ProbeArgs{
-		HttpGet:          corev1.HTTPGetActionArgs{Path: pulumi.String(path), Port: pulumi.String("http")},
+		HttpGet:          corev1.HTTPGetActionArgs{Path: pulumi.String(path), Port: pulumi.String(PortName)},
 		PeriodSeconds:    pulumi.Int(period),
 		TimeoutSeconds:   pulumi.Int(timeout),
 		FailureThreshold: pulumi.Int(failures),
@@ -20,19 +20,21 @@ func httpProbe(path string, period, timeout, failures int) corev1.ProbeArgs {
 
 // serving completes a container that serves HTTP: the port, the probes and the preStop pause.
 func (d *deployer) serving(c corev1.ContainerArgs) corev1.ContainerArgs {
-	c.Ports = corev1.ContainerPortArray{corev1.ContainerPortArgs{
-		Name: pulumi.String("http"), ContainerPort: pulumi.Int(Port), Protocol: pulumi.String("TCP"),
-	}}
+	c.Ports = corev1.ContainerPortArray{containerPort(PortName, Port)}
 	// Up to 60 s to connect to the data tier before liveness applies.
 	c.StartupProbe = httpProbe(HealthPath, 2, 2, 30)
 	c.ReadinessProbe = httpProbe(ReadyPath, 5, 3, 2)
-	c.LivenessProbe = httpProbe("/healthz", 10, 3, 3)
+	c.LivenessProbe = httpProbe(HealthPath, 10, 3, 3)
 	// Kubernetes removes the endpoint and SIGTERMs concurrently: keep serving until kube-proxy and the NEG have
 	// dropped the pod, then the runtime drains within ShutdownGraceSeconds.
 	c.Lifecycle = corev1.LifecycleArgs{
 		PreStop: corev1.LifecycleHandlerArgs{Sleep: corev1.SleepActionArgs{Seconds: pulumi.Int(d.a.PreStopSeconds)}},
 	}
 	return c
+}
+
+func containerPort(name string, port int) corev1.ContainerPortArgs {
+	return corev1.ContainerPortArgs{Name: pulumi.String(name), ContainerPort: pulumi.Int(port), Protocol: pulumi.String("TCP")}
 }
 
 // placement spreads a workload's pods over zones (max skew 1) and prefers distinct nodes.

@@ -1,4 +1,4 @@
-// Package http serves the OMS API (/v1), health endpoints and metrics.
+// Package http serves the OMS API (/v1), health endpoints and, on a handler of their own, metrics.
 package http
 
 import (
@@ -23,7 +23,7 @@ import (
 
 // Options configures a Server.
 type Options struct {
-	// Accounts serves the /v1 API; nil serves only health and metrics (the worker).
+	// Accounts serves the /v1 API (and no /metrics: see Ops); nil serves health and metrics (the worker's port).
 	Accounts oms.AccountService
 	// AdminToken authorizes the account endpoints; empty disables them.
 	AdminToken string
@@ -84,20 +84,40 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, log: opts.Logger, m: opts.Metrics}
 	r := chi.NewRouter()
 	r.Use(s.observe)
-	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
-	r.Get("/readyz", s.readyz)
-	r.Handle("/metrics", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
+	s.routeHealth(r)
 	if opts.Accounts != nil {
 		s.routeAPI(r)
+	} else {
+		r.Handle("/metrics", s.metrics())
 	}
+	s.router = r
+	return s
+}
+
+// Ops serves /metrics beside /healthz and /readyz, for a listener of its own (serve's --metrics-listen). The API
+// never serves /metrics: the edge routes the API port, and the metrics tell who calls what, and how often.
+// Scrapes are not counted in the request metrics.
+func (s *Server) Ops() http.Handler {
+	r := chi.NewRouter()
+	s.routeHealth(r)
+	r.Handle("/metrics", s.metrics())
+	return r
+}
+
+func (s *Server) metrics() http.Handler {
+	return promhttp.HandlerFor(s.m.Registry, promhttp.HandlerOpts{})
+}
+
+// routeHealth adds the probes and the answers to unknown routes and methods.
+func (s *Server) routeHealth(r chi.Router) {
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	r.Get("/readyz", s.readyz)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, oms.Errorf(oms.ENOTFOUND, "path", "no route %s %s", r.Method, r.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, oms.Errorf("method_not_allowed", "method", "%s not allowed on %s", r.Method, r.URL.Path))
 	})
-	s.router = r
-	return s
 }
 
 func (s *Server) routeAPI(r chi.Router) {

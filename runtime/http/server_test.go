@@ -144,8 +144,20 @@ func TestReadinessFollowsDependenciesAndDraining(t *testing.T) {
 	srv.Drain()
 	assert.Equal(t, 503, do(srv, "GET", "/readyz", "", "").Code)
 	assert.Equal(t, 200, do(srv, "GET", "/healthz", "", "").Code, "draining is not dead")
-	m := do(srv, "GET", "/metrics", "", "")
+	m := do(srv.Ops(), "GET", "/metrics", "", "")
 	assert.Contains(t, m.Body.String(), `oms_http_request_duration_seconds_count{code="503",method="GET",route="/readyz"} 2`)
+}
+
+// TestTheAPIServesNoMetrics: /metrics tells who calls what and how often, so the API port (which the edge routes)
+// answers 404 for it; the ops handler (serve's --metrics-listen, the worker's port) serves it and the health checks.
+func TestTheAPIServesNoMetrics(t *testing.T) {
+	srv := newServer(t, &mock.Store{}, nil)
+	assert.Equal(t, http.StatusNotFound, do(srv, "GET", "/metrics", "", "").Code)
+	assert.Equal(t, http.StatusNotFound, do(srv, "GET", "/metrics", key, "").Code, "not for an account either")
+	ops := srv.Ops()
+	assert.Equal(t, http.StatusOK, do(ops, "GET", "/metrics", "", "").Code)
+	assert.Equal(t, http.StatusOK, do(ops, "GET", "/healthz", "", "").Code)
+	assert.Equal(t, http.StatusNotFound, do(ops, "GET", "/v1/orders", key, "").Code, "the ops handler serves no API")
 }
 
 func TestIssueKeyIsAdminOnly(t *testing.T) {
@@ -169,7 +181,7 @@ func TestRequestsAreCountedPerRoutePattern(t *testing.T) {
 	for _, id := range []string{"o-1", "o-2", "o-3"} {
 		do(srv, "GET", "/v1/orders/"+id, "wrong", "")
 	}
-	body := do(srv, "GET", "/metrics", "", "").Body.String()
+	body := do(srv.Ops(), "GET", "/metrics", "", "").Body.String()
 	assert.Contains(t, body, `oms_http_requests_total{code="401",method="GET",route="/v1/orders/{id}"} 3`)
 	assert.NotContains(t, body, "o-1")
 }

@@ -43,13 +43,13 @@ func TestPrometheusAlertsOnTheLiveRuntime(t *testing.T) {
 
 	webPort, workerPort, promPort := loopbackPort(t), loopbackPort(t), loopbackPort(t)
 	base := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_LOG_LEVEL": "info", "OMS_DRAIN_DELAY": "0s"}
-	Start(t, "serve", with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", webPort)), "serve")
+	web := Start(t, "serve", with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", webPort)), "serve")
 	workerEnv := with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", workerPort), "OMS_BACKUP_URL", "file://"+t.TempDir())
 	worker := Start(t, "worker-1", workerEnv, "worker")
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", webPort))
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", workerPort))
 
-	prom := startPrometheus(t, promBin, promPort, webPort, workerPort)
+	prom := startPrometheus(t, promBin, promPort, web.MetricsAddr, fmt.Sprintf("127.0.0.1:%d", workerPort))
 
 	// Order load for the whole test: the SLO series are live, as in production.
 	load := startOrderLoad(t, fmt.Sprintf("http://127.0.0.1:%d", webPort), key)
@@ -109,10 +109,10 @@ func TestPrometheusPagesWhenTheDatabaseIsLost(t *testing.T) {
 
 	webPort, workerPort, promPort := loopbackPort(t), loopbackPort(t), loopbackPort(t)
 	base := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_LOG_LEVEL": "info", "OMS_DRAIN_DELAY": "0s"}
-	Start(t, "serve", with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", webPort)), "serve")
+	web := Start(t, "serve", with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", webPort)), "serve")
 	Start(t, "worker", with(base, "OMS_LISTEN", fmt.Sprintf("127.0.0.1:%d", workerPort)), "worker")
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", webPort))
-	prom := startPrometheus(t, promBin, promPort, webPort, workerPort)
+	prom := startPrometheus(t, promBin, promPort, web.MetricsAddr, fmt.Sprintf("127.0.0.1:%d", workerPort))
 	load := startOrderLoad(t, fmt.Sprintf("http://127.0.0.1:%d", webPort), key)
 	eventually(t, 60*time.Second, "Prometheus scraping accepted orders", func() bool {
 		return prom.value(t, `sum(rate(oms_http_requests_total{job="web",route="/v1/orders",code="201"}[15s]))`) > 0
@@ -216,9 +216,9 @@ func with(env map[string]string, kv ...string) map[string]string {
 // promServer is a Prometheus server this test started.
 type promServer struct{ base string }
 
-// startPrometheus scrapes serve and the worker every second under the jobs the rules select (web, worker) and
-// evaluates the rules every second.
-func startPrometheus(t *testing.T, bin string, port, webPort, workerPort int) *promServer {
+// startPrometheus scrapes serve's metrics listener and the worker's port every second under the jobs the rules
+// select (web, worker), as the PodMonitorings name them, and evaluates the rules every second.
+func startPrometheus(t *testing.T, bin string, port int, webTarget, workerTarget string) *promServer {
 	t.Helper()
 	dir := t.TempDir()
 	gen := exec.Command("go", "run", "./components/observability/rules/cmd/promrules",
@@ -231,10 +231,10 @@ func startPrometheus(t *testing.T, bin string, port, webPort, workerPort int) *p
 rule_files: [rules.yaml]
 scrape_configs:
   - job_name: web
-    static_configs: [{targets: ["127.0.0.1:%d"]}]
+    static_configs: [{targets: [%q]}]
   - job_name: worker
-    static_configs: [{targets: ["127.0.0.1:%d"]}]
-`, webPort, workerPort)
+    static_configs: [{targets: [%q]}]
+`, webTarget, workerTarget)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644))
 	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
 	require.NoError(t, err)

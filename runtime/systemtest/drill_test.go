@@ -253,7 +253,7 @@ func TestDrillRedisMasterKilledUnderAvailabilityLoad(t *testing.T) {
 	var polls sync.WaitGroup
 	polls.Go(func() { // what the app saw: its own cache counters
 		for {
-			if m, err := scrape(ctx, base); err == nil {
+			if m, err := scrape(ctx, api.MetricsURL()); err == nil {
 				mu.Lock()
 				samples = append(samples, sample{time.Now(), m["oms_cache_hits_total"], m["oms_cache_misses_total"], m["oms_cache_errors_total"]})
 				mu.Unlock()

@@ -173,7 +173,9 @@ func TestEndToEndTwoAccountsInventoryAvailabilityAndConcurrentOrders(t *testing.
 		assert.Zero(t, o.Lines[0].Available, o.Location)
 	}
 
-	_, metricsText := alpha.Do("GET", "/metrics", nil)
+	status, _ := alpha.Do("GET", "/metrics", nil)
+	assert.Equal(t, http.StatusNotFound, status, "the API port serves no metrics")
+	_, metricsText := (&Client{T: t, Base: s.api.MetricsURL()}).Do("GET", "/metrics", nil)
 	assert.Regexp(t, `(?m)^oms_cache_hits_total [1-9]`, string(metricsText), "the repeated availability query was a cache hit")
 	assert.Regexp(t, `(?m)^oms_orders_created_total 100$`, string(metricsText))
 

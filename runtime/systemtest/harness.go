@@ -35,9 +35,13 @@ var build struct {
 	err  error
 }
 
-// Binary builds cmd/oms once per test binary and returns its path; Cleanup removes it.
+// Binary builds cmd/oms once per test binary and returns its path; Cleanup removes it. OMS_BINARY runs the tests
+// against another build instead (a previous commit's, to measure a change before and after).
 func Binary(t testing.TB) string {
 	t.Helper()
+	if bin := os.Getenv("OMS_BINARY"); bin != "" {
+		return bin
+	}
 	build.once.Do(func() {
 		build.dir, build.err = os.MkdirTemp("", "oms-bin-")
 		if build.err != nil {
@@ -61,9 +65,10 @@ func Cleanup() {
 }
 
 // Env is the environment of an oms process: exactly PATH, HOME, STORAGE_EMULATOR_HOST (when a test runs the GCS
-// emulator) and env, which wins.
+// emulator), OMS_METRICS_LISTEN on a free port (serve's default port would collide between processes) and env,
+// which wins.
 func Env(env map[string]string) []string {
-	all := map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}
+	all := map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"), "OMS_METRICS_LISTEN": "127.0.0.1:0"}
 	if h := os.Getenv("STORAGE_EMULATOR_HOST"); h != "" {
 		all["STORAGE_EMULATOR_HOST"] = h
 	}
@@ -91,6 +96,8 @@ type Proc struct {
 	Name    string
 	Cmd     *exec.Cmd
 	Addr    string // the HTTP listen address it logged
+	// MetricsAddr is where it serves /metrics: serve's --metrics-listen, else (the worker) Addr.
+	MetricsAddr string
 	LogPath string // its stderr (JSON logs)
 	Exited  chan struct{}
 	ExitErr error // valid once Exited is closed
@@ -122,7 +129,13 @@ func Start(t testing.TB, name string, env map[string]string, args ...string) *Pr
 			line := sc.Bytes()
 			_, _ = logf.Write(append(line, '\n'))
 			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
+			if json.Unmarshal(line, &rec) != nil {
+				continue
+			}
+			switch rec.Msg {
+			case "metrics listening":
+				p.MetricsAddr = rec.Addr // logged before "listening": read once Start returns
+			case "listening":
 				select {
 				case addrc <- rec.Addr:
 				default:
@@ -165,6 +178,14 @@ func (w *lockedWriter) Write(b []byte) (int, error) {
 
 // URL is the process's base URL.
 func (p *Proc) URL() string { return "http://" + p.Addr }
+
+// MetricsURL is the base URL of its /metrics.
+func (p *Proc) MetricsURL() string {
+	if p.MetricsAddr != "" {
+		return "http://" + p.MetricsAddr
+	}
+	return p.URL()
+}
 
 // Stdout is what the process printed on stdout so far.
 func (p *Proc) Stdout() string {

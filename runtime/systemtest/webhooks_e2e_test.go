@@ -102,3 +102,31 @@ func TestWebhookReceiverGetsSignedOrderEventsThroughServeAndWorker(t *testing.T)
 	assert.NotContains(t, wrk.Logs(), secret, "the secret is never logged")
 	assert.Contains(t, wrk.Logs(), "attempt failed, will retry")
 }
+
+// TestServeRefusesPrivateWebhookURLsAtRegistration: serve, as deployed (no --webhook-allow-private-networks),
+// refuses a webhook URL that reaches this machine when it is registered, by the rule the worker applies at delivery;
+// with the flag, as in dev, it is accepted.
+func TestServeRefusesPrivateWebhookURLsAtRegistration(t *testing.T) {
+	dbURL := omstest.ControlDB(t)
+	t.Cleanup(func() { omstest.DropAccounts(t, dbURL) })
+	env := map[string]string{"OMS_DATABASE_URL": dbURL, "OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0",
+		"OMS_DRAIN_DELAY": "0s"}
+	MustRun(t, env, "migrate")
+	for _, allow := range []string{"", "true"} {
+		t.Run("allow private networks="+allow, func(t *testing.T) {
+			api := Start(t, "serve", with(env, "OMS_WEBHOOK_ALLOW_PRIVATE_NETWORKS", allow), "serve")
+			var acct struct{ ID, APIKey string }
+			(&Client{T: t, Base: api.URL(), Key: adminToken}).JSON("POST", "/v1/accounts",
+				map[string]string{"id": "wh-private" + allow, "name": "Shop"}, http.StatusCreated, &acct)
+			c := &Client{T: t, Base: api.URL(), Key: acct.APIKey}
+			status, body := c.Do("PUT", "/v1/webhooks/orders", map[string]any{"url": "http://127.0.0.1:9/oms", "events": []string{"order.*"},
+				"secret": "a-secret-of-enough-length"})
+			if allow == "" {
+				assert.Equal(t, http.StatusBadRequest, status, string(body))
+				assert.Contains(t, string(body), `"field":"url"`)
+			} else {
+				assert.Equal(t, http.StatusCreated, status, string(body))
+			}
+		})
+	}
+}

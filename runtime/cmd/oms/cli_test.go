@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,14 @@ import (
 
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
 )
+
+// flagsSinceCobra are the flags added after the move, by issue 14: serve's metrics on a listener of their own (the
+// API port serves no /metrics) and serve checking webhook URLs at registration by the worker's rule.
+var flagsSinceCobra = [][4]string{
+	{"dev", "metrics-listen", "OMS_METRICS_LISTEN", ""},
+	{"serve", "metrics-listen", "OMS_METRICS_LISTEN", "127.0.0.1:9090"},
+	{"serve", "webhook-allow-private-networks", "OMS_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "false"},
+}
 
 // flagsBeforeCobra is every flag of every command as the flag-based CLI declared them (command, flag, variable,
 // default as printed): the move to cobra changed none.
@@ -158,7 +168,7 @@ func TestEveryFlagKeepsItsNameDefaultAndVariable(t *testing.T) {
 	sortRows := func(rows [][4]string) {
 		sort.Slice(rows, func(i, j int) bool { return strings.Join(rows[i][:], " ") < strings.Join(rows[j][:], " ") })
 	}
-	want := slices.Clone(flagsBeforeCobra)
+	want := slices.Concat(flagsBeforeCobra, flagsSinceCobra)
 	sortRows(want)
 	sortRows(got)
 	assert.Equal(t, want, got)
@@ -334,8 +344,15 @@ func TestTheArgsTheStacksRenderParse(t *testing.T) {
 			if env["OMS_BACKUP_KEY_FILE"] != "" {
 				env["OMS_BACKUP_KEY_FILE"] = filepath.Join(t.TempDir(), "key") // read when the command runs, not before
 			}
-			_, err := tryParse(env, c.args...)
+			cfg, err := tryParse(env, c.args...)
 			assert.NoError(t, err, "%s: oms %v", filepath.Base(path), c.args)
+			if cfg != nil && (c.args[0] == "serve" || c.args[0] == "worker") {
+				// The probes, Services and PodMonitorings name the container's ports: the process must listen on them.
+				assert.Equal(t, c.ports["http"], portOf(t, cfg.Listen), "%s: oms %s listens on the port named http", path, c.args[0])
+				if c.args[0] == "serve" {
+					assert.Equal(t, c.ports["metrics"], portOf(t, cfg.MetricsListen), "%s: oms serve's metrics on the port named metrics", path)
+				}
+			}
 			seen[strings.Join(c.args[:min(2, len(c.args))], " ")] = true
 		}
 	}
@@ -348,6 +365,15 @@ type renderedContainer struct {
 	args       []string
 	env        map[string]string // "" for a value from a Secret
 	configMaps []string
+	ports      map[string]int // container port by name
+}
+
+func portOf(t *testing.T, addr string) int {
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err, addr)
+	n, err := strconv.Atoi(port)
+	require.NoError(t, err, addr)
+	return n
 }
 
 // renderedContainers reads an inventory: the containers that run an oms command, and every ConfigMap's data.
@@ -407,7 +433,13 @@ func omsContainer(c any, commands map[string]bool) (renderedContainer, bool) {
 	if len(rawArgs) == 0 || !commands[fmt.Sprint(rawArgs[0])] || m["command"] != nil {
 		return renderedContainer{}, false
 	}
-	rc := renderedContainer{env: map[string]string{}}
+	rc := renderedContainer{env: map[string]string{}, ports: map[string]int{}}
+	ports, _ := m["ports"].([]any)
+	for _, p := range ports {
+		pm := asMap(p)
+		n, _ := pm["containerPort"].(int)
+		rc.ports[fmt.Sprint(pm["name"])] = n
+	}
 	for _, a := range rawArgs {
 		rc.args = append(rc.args, fmt.Sprint(a))
 	}

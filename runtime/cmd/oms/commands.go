@@ -64,8 +64,33 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	m := metrics.New()
 	cache.register(m.Registry)
 	h := omshttp.New(omshttp.Options{Accounts: reg, AdminToken: cfg.AdminToken, Metrics: m,
-		Checks: checks, Logger: log, Unavailable: postgres.IsUnavailable})
+		Checks: checks, Logger: log, Unavailable: postgres.IsUnavailable, DenyPrivateWebhooks: !cfg.Webhooks.AllowPrivate})
+	stopMetrics, err := serveMetrics(cfg, log, h)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	return listenAndServe(ctx, cfg, log, h, nil, nil)
+}
+
+// serveMetrics serves h.Ops() (/metrics and the probes) on --metrics-listen until stop; the metrics outlive the
+// API's drain, so the last scrapes see it.
+func serveMetrics(cfg *config, log *slog.Logger, h *omshttp.Server) (stop func(), err error) {
+	if cfg.MetricsListen == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (--metrics-listen): %w", cfg.MetricsListen, err)
+	}
+	srv := &http.Server{Handler: h.Ops(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second}
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	return func() { _ = srv.Close() }, nil
 }
 
 func work(ctx context.Context, cfg *config, log *slog.Logger) error {

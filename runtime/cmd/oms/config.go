@@ -15,9 +15,11 @@ import (
 
 // config is every setting of every command; each flag has an OMS_* variable.
 type config struct {
-	Listen      string
-	AdminToken  string
-	DatabaseURL string
+	Listen string
+	// MetricsListen serves /metrics (and the probes) apart from the API; empty serves no metrics.
+	MetricsListen string
+	AdminToken    string
+	DatabaseURL   string
 	// DBCAFile is the database server's CA (PEM); validate makes DatabaseURL verify against it.
 	DBCAFile        string
 	AccountDBPrefix string

@@ -72,7 +72,13 @@ func dev(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) e
 	cache.register(m.Registry)
 	proc := &worker.Processor{Accounts: reg, Metrics: m, Logger: log}
 	h := omshttp.New(omshttp.Options{Accounts: reg, AdminToken: cfg.AdminToken, Metrics: m,
-		Checks: map[string]func(context.Context) error{"postgres": reg.Ping}, Logger: log, Unavailable: postgres.IsUnavailable})
+		Checks: map[string]func(context.Context) error{"postgres": reg.Ping}, Logger: log, Unavailable: postgres.IsUnavailable,
+		DenyPrivateWebhooks: !cfg.Webhooks.AllowPrivate})
+	stopMetrics, err := serveMetrics(cfg, log, h)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	onListen := func(addr string) {
 		// Secrets go to stdout for the person at the terminal, never to the log.
 		fmt.Fprintf(stdout, "oms dev: serving http://%s (data in %s)\n  demo account API key: %s\n  admin token:          %s\n"+

@@ -57,6 +57,9 @@ var (
 
 	// HTTP.
 	optListen        = option{"listen", "OMS_LISTEN", "127.0.0.1:8080", "HTTP listen address", func(c *config) any { return &c.Listen }}
+	optMetricsListen = option{"metrics-listen", "OMS_METRICS_LISTEN", "127.0.0.1:9090",
+		"listen address of /metrics (and /healthz, /readyz), apart from the API, which serves no metrics; empty serves none",
+		func(c *config) any { return &c.MetricsListen }}
 	optShutdownGrace = option{"shutdown-grace", "OMS_SHUTDOWN_GRACE", 25 * time.Second,
 		"on SIGTERM, the longest wait for in-flight work before exiting", func(c *config) any { return &c.ShutdownGrace }}
 	optDrainDelay = option{"drain-delay", "OMS_DRAIN_DELAY", 5 * time.Second,

@@ -42,7 +42,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "serve", short: "Run the HTTP API",
-			options: concat(databaseOptions, redisOptions, httpOptions("127.0.0.1:8080"), []option{optAdminToken}),
+			options: concat(databaseOptions, redisOptions, httpOptions("127.0.0.1:8080"),
+				[]option{optMetricsListen, optAdminToken, optWebhookAllowPrivate}),
 			run: func(ctx context.Context, cfg *config, log *slog.Logger, _ io.Writer) error {
 				return serve(ctx, cfg, log)
 			}},
@@ -62,7 +63,7 @@ func commands() []command {
 		{name: "dev", short: "Run everything locally with no configuration (private PostgreSQL)",
 			options: concat(httpOptions("127.0.0.1:8080"), []option{
 				optAdminToken.withHelp("bearer token for the account endpoints; generated and printed when empty"),
-				optDevDir, optConcurrency}, webhookOptions),
+				optDevDir, optConcurrency, optMetricsListen.withDefault("")}, webhookOptions),
 			preset: func(c *config) { c.Webhooks.AllowPrivate = true }, // receivers run on this machine
 			run:    dev},
 		{name: "backup", short: "Write an encrypted archive of every account, the registry and media (--tier, --to)",

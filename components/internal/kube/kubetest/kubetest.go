@@ -20,6 +20,7 @@ import (
 
 // Kubernetes type tokens.
 const (
+	Deployment     = "kubernetes:apps/v1:Deployment"
 	StatefulSet    = "kubernetes:apps/v1:StatefulSet"
 	Service        = "kubernetes:core/v1:Service"
 	Secret         = "kubernetes:core/v1:Secret"
