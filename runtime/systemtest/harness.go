@@ -93,14 +93,14 @@ func RedisEnv(rds *localenv.Redis, prefix string) map[string]string {
 
 // Proc is a long-running oms process (serve, worker, dev).
 type Proc struct {
-	Name    string
-	Cmd     *exec.Cmd
-	Addr    string // the HTTP listen address it logged
+	Name string
+	Cmd  *exec.Cmd
+	Addr string // the HTTP listen address it logged
 	// MetricsAddr is where it serves /metrics: serve's --metrics-listen, else (the worker) Addr.
 	MetricsAddr string
-	LogPath string // its stderr (JSON logs)
-	Exited  chan struct{}
-	ExitErr error // valid once Exited is closed
+	LogPath     string // its stderr (JSON logs)
+	Exited      chan struct{}
+	ExitErr     error // valid once Exited is closed
 
 	mu     sync.Mutex
 	stdout bytes.Buffer
