@@ -36,27 +36,26 @@ state="$(cd "$state" && pwd)"
 pki="$state/pki"
 start=$(date +%s.%N)
 
-# A port nobody listens on now. Another process may still take it before we bind: then the component exits and
-# the wait below reports its log.
+# A port nobody listens on now, below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default), so
+# that no outgoing connection and no server bound to port 0 (every other test here) can hold it. Another component
+# may still take it before we bind: then the component exits, the wait below reports its log, and the callers start
+# again on new ports when it says "address already in use". Sets the variable named $1 (no subshell, so taken holds).
 declare -A taken=()
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 30000))
+		p=$((20000 + RANDOM % 12000))
 		[[ -n "${taken[$p]:-}" ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			taken[$p]=1
-			echo "$p"
+			printf -v "$1" '%s' "$p"
 			return
 		fi
 	done
 }
-etcd_port=$(free_port)
-etcd_peer_port=$(free_port)
-api_port=$(free_port)
-kcm_port=$(free_port)
-sched_port=$(free_port)
-kwok_port=$(free_port)
+for port in etcd_port etcd_peer_port api_port kcm_port sched_port kwok_port; do
+	free_port "$port"
+done
 
 "$bin/k8s-pki" -dir "$pki" -service-ip 10.0.0.1
 
@@ -125,6 +124,7 @@ if [[ -n "${K8S_OWNER_PID:-}" ]]; then
 		if [[ -f "$2/pids" ]]; then "$3" "$2"; fi' k8s-watch "$K8S_OWNER_PID" "$state" \
 		"$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/k8s-down.sh" >/dev/null 2>&1 </dev/null &
 fi
+wait_for etcd curl -sf "http://127.0.0.1:$etcd_port/health"
 
 launch kube-apiserver "$bin/kube-apiserver" \
 	--etcd-servers "http://127.0.0.1:$etcd_port" \
