@@ -168,7 +168,7 @@ func TestPostgresRejectsForeignDirectory(t *testing.T) {
 	_, err := localenv.StartPostgres(testCtx(t, time.Minute), localenv.PostgresOptions{Dir: dir})
 	require.ErrorContains(t, err, "holds no cluster")
 	_, err = localenv.StartPostgres(testCtx(t, time.Minute), localenv.PostgresOptions{})
-	require.ErrorContains(t, err, "localenv.PostgresOptions.Dir is required")
+	require.ErrorContains(t, err, "PostgresOptions.Dir is required")
 }
 
 // TestRedisSentinelFailover runs components/redis' StatefulSet as rendered (module redisconf): 3 pods, each a Redis
