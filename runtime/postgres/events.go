@@ -205,13 +205,19 @@ func statusesFor(wf *oms.Workflow, eventType string) []string {
 	return out
 }
 
+// relayOutboxSQL reads the oldest unlocked outbox rows ($1 of them), locked, with their events. The old form
+// (outbox JOIN events ORDER BY event_seq LIMIT, FOR UPDATE OF outbox) was planned as a merge join that walked the
+// events index from the first event ever written: a batch read the whole log (10 ms for 80,000 events, and growing).
+// The batch's seqs are locked first and looked up by key (an array, so no plan can join them to the whole log).
+const relayOutboxSQL = `SELECT e.seq, e.id::text, e.entity, e.type, e.data, e.created_at FROM events e
+	WHERE e.seq = ANY(ARRAY(SELECT event_seq FROM outbox ORDER BY event_seq LIMIT $1 FOR UPDATE SKIP LOCKED))
+	ORDER BY e.seq`
+
 // RelayOutbox implements oms.Outbox.
 func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func(context.Context, []*oms.Event) error) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT e.seq, e.id::text, e.entity, e.type, e.data, e.created_at
-			FROM outbox o JOIN events e ON e.seq = o.event_seq
-			ORDER BY o.event_seq LIMIT $1 FOR UPDATE OF o SKIP LOCKED`, limit)
+		rows, err := tx.Query(ctx, relayOutboxSQL, limit)
 		if err != nil {
 			return err
 		}

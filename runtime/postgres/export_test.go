@@ -31,3 +31,6 @@ func SetMaxWake(t interface{ Cleanup(func()) }, n int) {
 	maxWake = n
 	t.Cleanup(func() { maxWake = old })
 }
+
+// RelayOutboxSQL is the relay's batch query ($1: the batch size).
+const RelayOutboxSQL = relayOutboxSQL
