@@ -7,14 +7,11 @@ import "context"
 var Alive = alive
 
 func (p *Postgres) PrimaryProcessTree() []int { return p.primary.proc.tree() }
-func (p *Postgres) Processes() []int          { return p.processes() }
 
 func (r *Redis) Dir() string                                { return r.dir }
 func (r *Redis) PodHost(i int) string                       { return r.pods[i].host }
 func (r *Redis) PodAddr(i int) string                       { return r.pods[i].addr() }
-func (r *Redis) Processes() []int                           { return r.processes() }
 func (r *RabbitMQ) EpmdPID() int                            { return r.epmd.pid }
-func (r *RabbitMQ) Processes() []int                        { return r.processes() }
 func (r *RabbitMQ) WaitClustered(ctx context.Context) error { return r.waitClustered(ctx) }
 
 // ManagementGet does GET path on the management API of the first node.

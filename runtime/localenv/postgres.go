@@ -569,8 +569,8 @@ func (p *Postgres) Stop() error {
 	return nil
 }
 
-// processes lists the PIDs of every running process of the cluster (tests prove Stop leaves none).
-func (p *Postgres) processes() []int {
+// Processes lists the PIDs of every running process (tests prove Stop leaves none; omsbench reads their CPU).
+func (p *Postgres) Processes() []int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []int

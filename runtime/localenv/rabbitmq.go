@@ -511,7 +511,8 @@ func (r *RabbitMQ) Stop() error {
 	return nil
 }
 
-func (r *RabbitMQ) processes() []int {
+// Processes lists the PIDs of every running process (tests prove Stop leaves none; omsbench reads their CPU).
+func (r *RabbitMQ) Processes() []int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []int

@@ -109,6 +109,10 @@ type report struct {
 	Standby   bool      `json:"standby"`
 	Phase     string    `json:"phase"`
 	Results   []result  `json:"results"`
+	// CPUSplit is each timed phase's CPU seconds per process group; PeakRSSMB is serve's and worker's VmHWM.
+	CPUSplit      []cpuSplit         `json:"cpuSplit"`
+	PeakRSSMB     map[string]float64 `json:"peakRSSMB"`
+	cpuGroupNames []string
 }
 
 func (r *report) add(figure string, v float64, unit, baseline string, base float64, baseUnit string, higherIsBetter bool) {
@@ -181,7 +185,8 @@ func run(ctx context.Context, o options) error {
 	}
 	env := append(os.Environ(), "OMS_DATABASE_URL="+pg.URL("oms"), "OMS_ADMIN_TOKEN=bench-admin", "OMS_LISTEN=127.0.0.1:0",
 		"OMS_AMQP_URL="+rmq.URL(), "OMS_REDIS_SENTINELS="+strings.Join(rds.SentinelAddrs(), ","), "OMS_REDIS_MASTER="+rds.MasterName(),
-		"OMS_REDIS_PASSWORD="+rds.Password(), "OMS_REDIS_SENTINEL_PASSWORD="+rds.Password(), "OMS_DRAIN_DELAY=0s", "OMS_LOG_LEVEL=warn", "OMS_MAX_CONNS_PER_ACCOUNT=32")
+		"OMS_REDIS_PASSWORD="+rds.Password(), "OMS_REDIS_SENTINEL_PASSWORD="+rds.Password(), "OMS_DRAIN_DELAY=0s", "OMS_LOG_LEVEL=warn", "OMS_MAX_CONNS_PER_ACCOUNT=32",
+		"OMS_METRICS_LISTEN=127.0.0.1:0") // serve's default metrics port may be taken
 	migrate := exec.CommandContext(ctx, bin, "migrate")
 	migrate.Env = env
 	if out, err := migrate.CombinedOutput(); err != nil {
@@ -198,6 +203,24 @@ func run(ctx context.Context, o options) error {
 	}
 	defer wrk.stop()
 
+	cpu := &cpuMeter{groups: cpuGroups{
+		{"oms serve", func() []int { return []int{api.cmd.Process.Pid} }},
+		{"oms worker", func() []int { return []int{wrk.cmd.Process.Pid} }},
+		{"PostgreSQL", pg.Processes},
+		{"Redis", rds.Processes},
+		{"RabbitMQ", rmq.Processes},
+		{"load generator", func() []int { return []int{os.Getpid()} }},
+	}}
+	for _, g := range cpu.groups {
+		rep.cpuGroupNames = append(rep.cpuGroupNames, g.name)
+	}
+	phase := func(name string, run func() error) error {
+		cpu.begin()
+		err := run()
+		rep.CPUSplit = append(rep.CPUSplit, cpu.end(name))
+		return err
+	}
+
 	c := &client{base: "http://" + api.addr, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 5 * time.Minute}}
 	var acct struct{ APIKey string }
 	if err := c.call(ctx, "POST", "/v1/accounts", "bench-admin", `{"id":"bench","name":"Bench"}`, nil, 201, &acct); err != nil {
@@ -213,29 +236,27 @@ func run(ctx context.Context, o options) error {
 	}
 
 	say("inventory batch of %d new lines through the API", o.lines)
-	newRate, err := inventoryBatch(ctx, c, o, 0)
-	if err != nil {
+	var newRate float64
+	if err := phase("inventory batch, new lines", func() (err error) { newRate, err = inventoryBatch(ctx, c, o, 0); return err }); err != nil {
 		return err
 	}
 	rep.add("inventory batch, new lines (CSV, API)", newRate, "lines/s", "raw COPY", copyRate, "rows/s", true)
 	say("inventory batch of the same %d lines, every quantity changed", o.lines)
-	reloadRate, err := inventoryBatch(ctx, c, o, 1)
-	if err != nil {
+	var reloadRate float64
+	if err := phase("inventory batch, reload", func() (err error) { reloadRate, err = inventoryBatch(ctx, c, o, 1); return err }); err != nil {
 		return err
 	}
 	rep.add("inventory batch, reload, every line changed", reloadRate, "lines/s", "raw COPY", copyRate, "rows/s", true)
 
 	say("availability at %d clients: the query on PostgreSQL, then the API (cached mix, then all misses)", o.clients)
-	sql, err := availabilitySQL(ctx, pg, o)
-	if err != nil {
+	var sql, hit, miss latency
+	if err := phase("availability, SQL baseline", func() (err error) { sql, err = availabilitySQL(ctx, pg, o); return err }); err != nil {
 		return err
 	}
-	hit, err := availabilityAPI(ctx, c, o, false)
-	if err != nil {
+	if err := phase("availability, cached mix", func() (err error) { hit, err = availabilityAPI(ctx, c, o, false); return err }); err != nil {
 		return err
 	}
-	miss, err := availabilityAPI(ctx, c, o, true)
-	if err != nil {
+	if err := phase("availability, cache misses", func() (err error) { miss, err = availabilityAPI(ctx, c, o, true); return err }); err != nil {
 		return err
 	}
 	const onPG = "same query on PostgreSQL"
@@ -247,10 +268,15 @@ func run(ctx context.Context, o options) error {
 	rep.add("availability throughput, cache misses", miss.rate, "req/s", onPG, sql.rate, "queries/s", true)
 
 	say("orders for %s at %d clients, worker allocating alongside", o.duration, o.orderClients)
-	created, createdRate, e2eRate, err := orders(ctx, c, o)
-	if err != nil {
+	var created int
+	var createdRate, e2eRate float64
+	if err := phase("orders, created and allocated", func() (err error) {
+		created, createdRate, e2eRate, err = orders(ctx, c, o)
+		return err
+	}); err != nil {
 		return err
 	}
+	rep.PeakRSSMB = map[string]float64{"serve": peakRSSMB(api.cmd.Process.Pid), "worker": peakRSSMB(wrk.cmd.Process.Pid)}
 	rep.Orders = created
 	rep.add("orders created/s (POST /v1/orders, 201)", createdRate, "orders/s", "pgbench -N -c 8 -j 2", tps, "tx/s", true)
 	rep.add("orders allocated/s end to end (create → relay → RabbitMQ → reserve)", e2eRate, "orders/s", "pgbench -N -c 8 -j 2", tps, "tx/s", true)
@@ -269,6 +295,7 @@ func run(ctx context.Context, o options) error {
 
 	rep.Seconds = time.Since(rep.Started).Seconds()
 	printTable(os.Stdout, rep)
+	printCPU(os.Stdout, rep)
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on every Linux this runs on).
+const clockTicks = 100
+
+// cpuGroups are what the 2 cores were doing, named as the table prints them; each lists its processes' PIDs now.
+type cpuGroups []struct {
+	name string
+	pids func() []int
+}
+
+// cpuMeter splits each phase's CPU time between the groups (runtime, PostgreSQL, the cache and broker, the load
+// generator): whether a figure is bound by the runtime or by what it waits for.
+type cpuMeter struct {
+	groups cpuGroups
+	start  time.Time
+	before map[string]float64
+}
+
+// cpuSplit is one phase's CPU seconds per group, and its wall time.
+type cpuSplit struct {
+	Phase   string             `json:"phase"`
+	Seconds float64            `json:"seconds"`
+	CPU     map[string]float64 `json:"cpuSeconds"`
+}
+
+func (m *cpuMeter) begin() {
+	m.start, m.before = time.Now(), m.sample()
+}
+
+func (m *cpuMeter) end(phase string) cpuSplit {
+	after := m.sample()
+	s := cpuSplit{Phase: phase, Seconds: time.Since(m.start).Seconds(), CPU: map[string]float64{}}
+	for _, g := range m.groups {
+		s.CPU[g.name] = max(after[g.name]-m.before[g.name], 0)
+	}
+	return s
+}
+
+// sample is each group's CPU seconds so far: its processes' own time and their reaped children's (a PostgreSQL
+// backend that exited is counted in the postmaster's), so a delta is right even when processes come and go.
+func (m *cpuMeter) sample() map[string]float64 {
+	out := map[string]float64{}
+	for _, g := range m.groups {
+		for _, pid := range g.pids() {
+			out[g.name] += procCPU(pid)
+		}
+	}
+	return out
+}
+
+// procCPU is utime+stime+cutime+cstime of a process, in seconds (0 if it is gone).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces: the fields start after its closing parenthesis.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 15 {
+		return 0
+	}
+	total := 0.0
+	for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime: fields 14-17 of proc(5)
+		v, _ := strconv.ParseFloat(f[i], 64)
+		total += v
+	}
+	return total / clockTicks
+}
+
+// peakRSSMB is a process's peak resident set (VmHWM), in MB.
+func peakRSSMB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// printCPU prints each phase's CPU split as shares of the machine's capacity over the phase (cores × wall time).
+func printCPU(w io.Writer, r *report) {
+	if len(r.CPUSplit) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nCPU per phase, %% of %d cores over the phase (idle: what no process here used)\n\n", r.CPUs)
+	tw := tabwriter.NewWriter(w, 2, 2, 2, ' ', 0)
+	fmt.Fprint(tw, "phase\tseconds")
+	for _, g := range r.cpuGroupNames {
+		fmt.Fprintf(tw, "\t%s", g)
+	}
+	fmt.Fprintln(tw, "\tidle")
+	for _, s := range r.CPUSplit {
+		capacity := s.Seconds * float64(r.CPUs)
+		fmt.Fprintf(tw, "%s\t%.1f", s.Phase, s.Seconds)
+		used := 0.0
+		for _, g := range r.cpuGroupNames {
+			used += s.CPU[g]
+			fmt.Fprintf(tw, "\t%.0f%%", 100*s.CPU[g]/capacity)
+		}
+		fmt.Fprintf(tw, "\t%.0f%%\n", max(0, 100*(capacity-used)/capacity))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\npeak RSS: oms serve %.0f MB, oms worker %.0f MB\n", r.PeakRSSMB["serve"], r.PeakRSSMB["worker"])
+}
