@@ -262,7 +262,7 @@ func configFiles(a *Args) (map[string]string, error) {
 	return redisconf.Files(redisconf.Settings{
 		Replicas:   a.Replicas,
 		MasterName: a.Sentinel.MasterName,
-		// Leave 30% of the container's memory for replication buffers and the copy-on-write of AOF rewrites.
+		// Leave 30% of the container's memory for replication buffers and the copy-on-write of a replica's full sync.
 		MaxMemoryBytes:    mem * 7 / 10,
 		MaxMemoryPolicy:   a.MaxMemoryPolicy,
 		DownAfterMs:       a.Sentinel.DownAfterMs,
