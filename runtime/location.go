@@ -2,12 +2,29 @@ package oms
 
 import (
 	"math"
-	"regexp"
 )
 
-// refPattern is shared by location refs and SKUs: printable, no spaces or slashes
-// (they appear in URL paths), 1–100 characters.
-var refPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
+// maxRefLen bounds location refs and SKUs.
+const maxRefLen = 100
+
+// isRef reports whether v is a location ref or SKU: 1-100 letters, digits, '.', '_', ':' or '-', starting with a
+// letter or digit (printable, no spaces or slashes, so it is safe in URLs and keys). A loop, not a regexp: every
+// inventory line and order item is checked, and the regexp took 3% of oms serve's CPU.
+func isRef(v string) bool {
+	if len(v) == 0 || len(v) > maxRefLen {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == ':' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Location types.
 const (
@@ -46,7 +63,7 @@ func ValidateRef(field, v string) error {
 	if v == "" {
 		return Invalid(field, "required")
 	}
-	if !refPattern.MatchString(v) {
+	if !isRef(v) {
 		return Invalid(field, "must be 1-100 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
 	}
 	return nil
