@@ -73,6 +73,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	return listenAndServe(ctx, cfg, log, h, nil, nil)
 }
 
+// newHTTPServer is the server of every listener: the API's and the metrics'.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second}
+}
+
 // serveMetrics serves h.Ops() (/metrics and the probes) on --metrics-listen until stop; the metrics outlive the
 // API's drain, so the last scrapes see it.
 func serveMetrics(cfg *config, log *slog.Logger, h *omshttp.Server) (stop func(), err error) {
@@ -83,7 +88,7 @@ func serveMetrics(cfg *config, log *slog.Logger, h *omshttp.Server) (stop func()
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (--metrics-listen): %w", cfg.MetricsListen, err)
 	}
-	srv := &http.Server{Handler: h.Ops(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second}
+	srv := newHTTPServer(h.Ops())
 	log.Info("metrics listening", "addr", ln.Addr().String())
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -176,7 +181,7 @@ func listenAndServe(ctx context.Context, cfg *config, log *slog.Logger, h *omsht
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second}
+	srv := newHTTPServer(h)
 	log.Info("listening", "addr", ln.Addr().String())
 	if onListen != nil {
 		onListen(ln.Addr().String())

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/omscloud/omscloud/runtime/internal/procstat"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on every Linux this runs on).
@@ -79,19 +81,10 @@ func procCPU(pid int) float64 {
 	return total / clockTicks
 }
 
-// peakRSSMB is a process's peak resident set (VmHWM), in MB.
+// peakRSSMB is a process's peak resident set (VmHWM), in MB; 0 if unreadable.
 func peakRSSMB(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	n, _ := procstat.PeakRSS(pid)
+	return float64(n) / (1 << 20)
 }
 
 // printCPU prints each phase's CPU split as shares of the machine's capacity over the phase (cores × wall time).
