@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real-Kubernetes verification binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok and the omscloud PKI generator) from the Go modules pinned in
-# testtools/k8s/go.mod into a cache outside the repository, skipping binaries already built for the
-# pinned versions. Prints the time each binary took.
+# kube-scheduler, kubectl, kwok and the omscloud PKI generator; for a real data plane kubelet,
+# kube-proxy and CoreDNS) from the Go modules pinned in testtools/k8s/go.mod and
+# testtools/coredns/go.mod into a cache outside the repository, skipping binaries already built for
+# the pinned versions. Prints the time each binary took.
 #
 #   testtools/k8s-build.sh            # build what is missing
 #   K8S_BUILD_FORCE=1 testtools/k8s-build.sh   # rebuild everything
@@ -15,6 +16,7 @@ set -euo pipefail
 K8S_VERSION=v1.33.13
 ETCD_VERSION=v3.5.21
 KWOK_VERSION=v0.7.0
+COREDNS_VERSION=v1.12.0
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$repo/testtools/k8s"
@@ -33,22 +35,25 @@ k8s_ldflags() {
 	echo "${f[*]}"
 }
 
-# name | package | version stamp | ldflags
+# name | module dir under testtools/ | package | version stamp | ldflags
 targets=(
-	"k8s-pki|./cmd/k8s-pki|pki-$(cat "$tools"/cmd/k8s-pki/*.go | sha256sum | cut -c1-16)|-s -w"
-	"etcd|go.etcd.io/etcd/server/v3|$ETCD_VERSION|-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION"
-	"kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|$K8S_VERSION|$(k8s_ldflags)"
-	"kubectl|k8s.io/kubernetes/cmd/kubectl|$K8S_VERSION|$(k8s_ldflags)"
-	"kube-scheduler|k8s.io/kubernetes/cmd/kube-scheduler|$K8S_VERSION|$(k8s_ldflags)"
-	"kube-controller-manager|k8s.io/kubernetes/cmd/kube-controller-manager|$K8S_VERSION|$(k8s_ldflags)"
-	"kwok|sigs.k8s.io/kwok/cmd/kwok|$KWOK_VERSION|-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}"
+	"k8s-pki|k8s|./cmd/k8s-pki|pki-$(cat "$tools"/cmd/k8s-pki/*.go | sha256sum | cut -c1-16)|-s -w"
+	"etcd|k8s|go.etcd.io/etcd/server/v3|$ETCD_VERSION|-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION"
+	"kube-apiserver|k8s|k8s.io/kubernetes/cmd/kube-apiserver|$K8S_VERSION|$(k8s_ldflags)"
+	"kubectl|k8s|k8s.io/kubernetes/cmd/kubectl|$K8S_VERSION|$(k8s_ldflags)"
+	"kube-scheduler|k8s|k8s.io/kubernetes/cmd/kube-scheduler|$K8S_VERSION|$(k8s_ldflags)"
+	"kube-controller-manager|k8s|k8s.io/kubernetes/cmd/kube-controller-manager|$K8S_VERSION|$(k8s_ldflags)"
+	"kwok|k8s|sigs.k8s.io/kwok/cmd/kwok|$KWOK_VERSION|-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}"
+	"kubelet|k8s|k8s.io/kubernetes/cmd/kubelet|$K8S_VERSION|$(k8s_ldflags)"
+	"kube-proxy|k8s|k8s.io/kubernetes/cmd/kube-proxy|$K8S_VERSION|$(k8s_ldflags)"
+	# Own module: CoreDNS pins an older client-go than the k8s module. GitCommit is what `coredns -version` prints.
+	"coredns|coredns|github.com/coredns/coredns|$COREDNS_VERSION|-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 )
 
 total_start=$(date +%s)
 built=0
-cd "$tools"
 for t in "${targets[@]}"; do
-	IFS='|' read -r name pkg stamp ldflags <<<"$t"
+	IFS='|' read -r name dir pkg stamp ldflags <<<"$t"
 	out="$bin_dir/$name"
 	if [[ -z "${K8S_BUILD_FORCE:-}" && -x "$out" && "$(cat "$out.stamp" 2>/dev/null)" == "$stamp" ]]; then
 		echo "k8s-build: $name $stamp cached"
@@ -57,7 +62,8 @@ for t in "${targets[@]}"; do
 	start=$(date +%s)
 	echo "k8s-build: building $name ($pkg $stamp)"
 	# CGO off: static binaries, no C toolchain needed in CI.
-	CGO_ENABLED=0 go build -p "${K8S_BUILD_P:-2}" -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg"
+	(cd "$repo/testtools/$dir" &&
+		CGO_ENABLED=0 go build -p "${K8S_BUILD_P:-2}" -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
 	mv "$out.tmp" "$out"
 	echo "$stamp" >"$out.stamp"
 	built=$((built + 1))
