@@ -47,6 +47,8 @@ type Cloud struct {
 	addresses int
 	// clusterAPI, when set, is the Kubernetes API server every GKE cluster answers with (SetClusterAPI).
 	clusterAPI *ClusterAPI
+	// sqlServer, when set, is the PostgreSQL server every Cloud SQL instance is (SetSQLServer).
+	sqlServer *SQLServer
 	// kms are the KMS key rings and keys by id: GCP never deletes them, whatever the state says (kmsNeverDeleted).
 	kms map[string]liveResource
 	// sqlDeleted: Cloud SQL instance id (project/name) → when it was deleted (sqlNameReserved).
@@ -263,6 +265,10 @@ func (c *Cloud) apply(urn, typ, id string, inputs, outputs resource.PropertyMap,
 			}
 		}
 		c.clusterAPI.answer(outputs)
+	case sqlInstance, "gcp:sql/user:User", "gcp:sql/database:Database":
+		if err := c.sqlServer.apply(typ, inputs, outputs); err != nil {
+			return err
+		}
 	case "gcp:container/nodePool:NodePool":
 		initial := 0
 		if v, ok := inputs["initialNodeCount"]; ok && v.IsNumber() {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -111,10 +112,12 @@ type KubeCluster struct {
 	// API is what the gcp stand-in answers for a GKE cluster.
 	API        ClusterAPI
 	projectDir string
-	kubectl    string
-	adminCert  []byte
-	adminKey   []byte
-	client     *http.Client
+	// down is the script that stops it (testtools/k8s-down.sh unless a data plane started it).
+	down      string
+	kubectl   string
+	adminCert []byte
+	adminKey  []byte
+	client    *http.Client
 }
 
 // StartKubeCluster starts a control plane with its state in a new temporary directory. It stops by itself when
@@ -145,7 +148,8 @@ func StartKubeCluster(projectDir string) (*KubeCluster, error) {
 		}
 		_ = os.RemoveAll(dir)
 	}
-	k := &KubeCluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), projectDir: projectDir, kubectl: filepath.Join(bin, "kubectl")}
+	k := &KubeCluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), projectDir: projectDir, down: "k8s-down.sh",
+		kubectl: filepath.Join(bin, "kubectl")}
 	if err := k.load(); err != nil {
 		_ = k.Stop()
 		return nil, err
@@ -190,11 +194,12 @@ func (k *KubeCluster) load() error {
 	return nil
 }
 
-// Stop stops the control plane (testtools/k8s-down.sh: only the PIDs k8s-up.sh recorded) and removes its files.
+// Stop stops the cluster (testtools/k8s-down.sh or dataplane-down.sh: only what the up script created) and removes
+// its files.
 func (k *KubeCluster) Stop() error {
-	out, err := exec.Command("bash", filepath.Join(k.projectDir, "testtools", "k8s-down.sh"), k.Dir).CombinedOutput()
+	out, err := exec.Command("bash", filepath.Join(k.projectDir, "testtools", k.down), k.Dir).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("testtools/k8s-down.sh: %w\n%s", err, out)
+		return fmt.Errorf("testtools/%s: %w\n%s", k.down, err, out)
 	}
 	return nil
 }
@@ -374,8 +379,9 @@ func Nodes(inv *inventory.Inventory, perZone int) ([]map[string]any, error) {
 
 // Volumes stand in for GKE's CSI provisioner, which kwok cannot run: each storage class the stack's claims name and
 // it does not declare itself (GKE's built-in premium-rwo) as StorageClass, and for every claim template enough local PersistentVolumes pinned to each node for all its
-// replicas, so that volume binding takes part in placement as zonal disks do on GKE.
-func Volumes(inv *inventory.Inventory, nodes []map[string]any) ([]map[string]any, error) {
+// replicas, so that volume binding takes part in placement as zonal disks do on GKE. Each volume's path is
+// root/<its name>: a directory that exists on the node, for nodes that mount it (DataPlane).
+func Volumes(inv *inventory.Inventory, nodes []map[string]any, root string) ([]map[string]any, error) {
 	declared := map[string]bool{}
 	for _, sc := range inv.OfType("kubernetes:storage.k8s.io/v1:StorageClass") {
 		declared[sc.String("metadata.name")] = true
@@ -425,7 +431,7 @@ func Volumes(inv *inventory.Inventory, nodes []map[string]any) ([]map[string]any
 								"accessModes":                   spec["accessModes"],
 								"storageClassName":              class,
 								"persistentVolumeReclaimPolicy": "Retain",
-								"local":                         map[string]any{"path": "/mnt/" + name},
+								"local":                         map[string]any{"path": path.Join(root, name)},
 								"nodeAffinity": map[string]any{"required": map[string]any{"nodeSelectorTerms": []any{
 									map[string]any{"matchExpressions": []any{map[string]any{
 										"key": "kubernetes.io/hostname", "operator": "In", "values": []any{node},
@@ -462,7 +468,7 @@ func (k *KubeCluster) PrepareFor(ctx context.Context, inv *inventory.Inventory, 
 	if err != nil {
 		return err
 	}
-	volumes, err := Volumes(inv, nodes)
+	volumes, err := Volumes(inv, nodes, "/mnt")
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@
 # module proxy once; k8s-images skips an image whose inputs (files by content, its spec) have not changed and prints
 # the time and size of each.
 #
-#   testtools/images-build.sh [OUT_DIR] [--oms-tag TAG] [--force]
+#   testtools/images-build.sh [OUT_DIR] [--oms-tag TAG]... [--force]
 #
 # OUT_DIR defaults to ${OMSCLOUD_CACHE:-~/.cache/omscloud}/images. Needs the Debian packages redis-server,
 # redis-sentinel, rabbitmq-server (scripts/install-services.sh), curl, busybox-static and ca-certificates.
@@ -20,11 +20,11 @@ REDIS_EXPORTER_COMMIT=620cb9964b0d7d7033fe5f9858e0952b7269de4d
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${OMSCLOUD_CACHE:-$HOME/.cache/omscloud}"
-out="" oms_tag="omscloud.test/oms:local" force=()
+out="" oms_tags=() force=()
 while [[ $# -gt 0 ]]; do
 	case "$1" in
-	--oms-tag) oms_tag="$2"; shift 2 ;;
-	--oms-tag=*) oms_tag="${1#*=}"; shift ;;
+	--oms-tag) oms_tags+=("$2"); shift 2 ;;
+	--oms-tag=*) oms_tags+=("${1#*=}"); shift ;;
 	--force) force=(-force); shift ;;
 	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
 	-*) echo "images-build: unknown flag $1" >&2; exit 2 ;;
@@ -115,6 +115,6 @@ EOF
 	fi
 fi
 
-"$bin/k8s-images" -out "$out" -oms-bin "$bin/oms" -oms-tag "$oms_tag" -pause-bin "$bin/pause" \
+"$bin/k8s-images" -out "$out" -oms-bin "$bin/oms" -oms-tag "$(IFS=,; echo "${oms_tags[*]:-omscloud.test/oms:local}")" -pause-bin "$bin/pause" \
 	${exporter:+-redis-exporter-bin "$exporter"} ${force[@]+"${force[@]}"}
 log "done in $(took "$total"), tarballs in $out"

@@ -44,6 +44,7 @@ targets=(
 	"kube-scheduler|k8s|k8s.io/kubernetes/cmd/kube-scheduler|$K8S_VERSION|$(k8s_ldflags)"
 	"kube-controller-manager|k8s|k8s.io/kubernetes/cmd/kube-controller-manager|$K8S_VERSION|$(k8s_ldflags)"
 	"kwok|k8s|sigs.k8s.io/kwok/cmd/kwok|$KWOK_VERSION|-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}"
+	"k8s-nsproxy|k8s|./cmd/k8s-nsproxy|nsproxy-$(cat "$tools"/cmd/k8s-nsproxy/*.go | sha256sum | cut -c1-16)|-s -w"
 	"kubelet|k8s|k8s.io/kubernetes/cmd/kubelet|$K8S_VERSION|$(k8s_ldflags)"
 	"kube-proxy|k8s|k8s.io/kubernetes/cmd/kube-proxy|$K8S_VERSION|$(k8s_ldflags)"
 	# Own module: CoreDNS pins an older client-go than the k8s module. GitCommit is what `coredns -version` prints.

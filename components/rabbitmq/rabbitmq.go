@@ -338,8 +338,10 @@ func configFiles(a *Args, n names) (map[string]string, error) {
 		"cluster_formation.node_cleanup.only_log_warning = true",
 		"# A minority side of a partition pauses instead of diverging.",
 		"cluster_partition_handling = pause_minority",
-		"# Replicated, Raft-based queues unless a client asks otherwise; leaders spread over the nodes.",
-		"default_queue_type = quorum",
+		// Quorum by default comes from the vhost (definitions below), not from the global default_queue_type: that key
+		// exists only from 3.13 (rabbitmq-server#11164) and an older broker refuses to boot on it, while every
+		// version imports the vhost's default. The runtime also declares its queues as quorum itself.
+		"# Queue leaders spread over the nodes.",
 		"queue_leader_locator = balanced",
 		"# Memory and disk alarms sized to the container, not to the node.",
 		fmt.Sprintf("total_memory_available_override_value = %d", mem),
@@ -389,7 +391,7 @@ func Definitions(adminPassword string, appPasswords [2]string) (string, error) {
 			{Name: AppUsers[0], PasswordHash: PasswordHash(AppUsers[0], appPasswords[0]), Algorithm: "rabbit_password_hashing_sha256", Tags: []string{}},
 			{Name: AppUsers[1], PasswordHash: PasswordHash(AppUsers[1], appPasswords[1]), Algorithm: "rabbit_password_hashing_sha256", Tags: []string{}},
 		},
-		// The vhost's own default queue type backs up the global default_queue_type (the 3.13 export carries it
+		// The vhost's default queue type: quorum for every queue declared without a type (the 3.13 export carries it
 		// both at the top level and in metadata; the importer reads the form it knows).
 		"vhosts": []map[string]any{{
 			"name": "/", "default_queue_type": "quorum", "metadata": map[string]string{"default_queue_type": "quorum"},

@@ -109,7 +109,8 @@ func Busybox(bin string) Item {
 
 // Options are the inputs that are not on this machine's fixed paths.
 type Options struct {
-	OMSBin, OMSTag     string
+	OMSBin             string
+	OMSRefs            []string
 	PauseBin           string
 	RedisExporterBin   string
 	BusyboxBin         string
@@ -241,7 +242,7 @@ func Images(o Options) []Image {
 		},
 		{
 			Name:   "oms",
-			Refs:   []string{o.OMSTag},
+			Refs:   o.OMSRefs,
 			Binary: "oms-bin",
 			// Like the distroless nonroot base the release image uses: the pods only run `oms <args>`.
 			Layers: []Layer{base, {Name: "oms", Items: []Item{

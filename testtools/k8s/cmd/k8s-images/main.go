@@ -7,7 +7,7 @@
 // names), so the same inputs give the same digests. An image whose inputs (host files by content,
 // spec, this program) did not change since the last run is left as it is.
 //
-//	k8s-images -out DIR -oms-bin BIN [-oms-tag omscloud.test/oms:local] -pause-bin BIN \
+//	k8s-images -out DIR -oms-bin BIN [-oms-tag omscloud.test/oms:local,...] -pause-bin BIN \
 //	           [-redis-exporter-bin BIN] [-only redis,curl] [-force] [-list]
 package main
 
@@ -27,7 +27,7 @@ func main() {
 	var o Options
 	out := flag.String("out", "", "directory for the tarballs (created if missing)")
 	flag.StringVar(&o.OMSBin, "oms-bin", "", "the oms binary (CGO off); without it the oms image is skipped")
-	flag.StringVar(&o.OMSTag, "oms-tag", "omscloud.test/oms:local", "reference of the oms image")
+	omsRefs := flag.String("oms-tag", "omscloud.test/oms:local", "comma-separated references of the oms image (one per color a test stages)")
 	flag.StringVar(&o.PauseBin, "pause-bin", "", "the static pause program; without it the pause image is skipped")
 	pauseRefs := flag.String("pause-refs", "registry.k8s.io/pause:3.10,registry.k8s.io/pause:3.6", "comma-separated references of the pause image (containerd's sandbox_image must be one)")
 	flag.StringVar(&o.RedisExporterBin, "redis-exporter-bin", "", "the redis_exporter binary; without it that image is skipped")
@@ -38,6 +38,7 @@ func main() {
 	list := flag.Bool("list", false, "print each image's name and references and exit")
 	flag.Parse()
 	o.PauseRefs = splitList(*pauseRefs)
+	o.OMSRefs = splitList(*omsRefs)
 
 	imgs := Images(o)
 	if *list {

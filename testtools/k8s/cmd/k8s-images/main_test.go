@@ -174,7 +174,7 @@ func TestImagesMatchTheManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{OMSTag: "omscloud.test/oms:test", PauseRefs: []string{"registry.k8s.io/pause:3.10"}}
+	o := Options{OMSRefs: []string{"omscloud.test/oms:test"}, PauseRefs: []string{"registry.k8s.io/pause:3.10"}}
 	refs := map[string]bool{}
 	for _, img := range Images(o) {
 		for _, r := range img.Refs {
@@ -209,7 +209,7 @@ func TestImagesMatchTheManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o = Options{OMSBin: self, OMSTag: "omscloud.test/oms:test", PauseBin: self, RedisExporterBin: self,
+	o = Options{OMSBin: self, OMSRefs: []string{"omscloud.test/oms:test"}, PauseBin: self, RedisExporterBin: self,
 		BusyboxBin: "/usr/bin/busybox", CACertificatesFile: "/etc/ssl/certs/ca-certificates.crt", PauseRefs: o.PauseRefs}
 	ldd := newLDDCache()
 	for _, img := range Images(o) {
