@@ -226,3 +226,36 @@ func InNetns(ctx context.Context, netns string, args ...string) (string, error) 
 	}
 	return string(out), nil
 }
+
+// CutNode takes a node off the network (its link down: its pods, kubelet and kube-proxy lose every peer at once,
+// as a zone's network failing would); RestoreNode brings it back with the routes the link took with it.
+func (d *DataPlane) CutNode(ctx context.Context, name string) error {
+	i := slices.IndexFunc(d.Nodes, func(n DataPlaneNode) bool { return n.Name == name })
+	if i < 0 {
+		return fmt.Errorf("no node %s", name)
+	}
+	_, err := InNetns(ctx, d.Nodes[i].Netns, "ip", "link", "set", "eth0", "down")
+	return err
+}
+
+// RestoreNode undoes CutNode: the link up, its default route and the routes to the other nodes' pods (dataplane-up.sh
+// numbers node i's pods 10.244.i.0/24 and its address 10.250.0.(10+i)).
+func (d *DataPlane) RestoreNode(ctx context.Context, name string) error {
+	i := slices.IndexFunc(d.Nodes, func(n DataPlaneNode) bool { return n.Name == name })
+	if i < 0 {
+		return fmt.Errorf("no node %s", name)
+	}
+	ns := d.Nodes[i].Netns
+	cmds := [][]string{{"ip", "link", "set", "eth0", "up"}, {"ip", "route", "replace", "default", "via", "10.250.0.1"}}
+	for j := range d.Nodes {
+		if j != i {
+			cmds = append(cmds, []string{"ip", "route", "replace", fmt.Sprintf("10.244.%d.0/24", j+1), "via", fmt.Sprintf("10.250.0.%d", 11+j)})
+		}
+	}
+	for _, c := range cmds {
+		if _, err := InNetns(ctx, ns, c...); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/enginetest"
 	"github.com/omscloud/omscloud/inventory"
 	"github.com/omscloud/omscloud/runtime/localenv"
@@ -64,8 +65,8 @@ func TestSandboxOnRealKubelets(t *testing.T) {
 	// The release's repository with a tag of this tree's build in place of the tested digest: the nodes find it
 	// imported, nothing is pulled.
 	repo, _, _ := strings.Cut(cfg.Runtime.Image, "@")
-	blue, green := repo+":dataplane-blue", repo+":dataplane-green"
-	timed("images", func() { images = buildImages(t, env.ProjectDir, blue, green) })
+	blue, green, broken := repo+":dataplane-blue", repo+":dataplane-green", repo+":dataplane-smoke-fails"
+	timed("images", func() { images = buildImages(t, env.ProjectDir, broken, blue, green) })
 	var sql enginetest.SQLServer
 	var sqlAddr string
 	timed("cloud sql", func() { sql, sqlAddr = startCloudSQL(ctx, t) })
@@ -96,13 +97,109 @@ func TestSandboxOnRealKubelets(t *testing.T) {
 		assert.Equal(t, "succeeded", up.Summary.Result)
 	})
 	assertServerReady(ctx, t, d.KubeCluster, env, stack, time.Minute)
+
+	prefix := cfg.NamePrefix()
+	public := publicService(t, env, stack, prefix)
+	require.Equal(t, omsruntime.Blue, selectorColor(ctx, t, d.KubeCluster, public))
+	e := newDrillEnv(ctx, t, d, prefix, public.namespace)
+	drill := func(name string, clients int, f func(t *testing.T, load *orderLoad)) {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			load := startOrderLoad(e.api, e.apiKey, clients)
+			time.Sleep(3 * time.Second)
+			f(t, load)
+			time.Sleep(3 * time.Second)
+			ids, failures, phases := load.Stop()
+			t.Logf("%s: %d orders acknowledged, %d failed, requests by phase %v, %.1fs", name, len(ids), len(failures), phases, time.Since(start).Seconds())
+			if !assert.Empty(t, failures, "every order request under the drill answers 201") {
+				t.Logf("first failures: %v", failures[:min(len(failures), 10)])
+			}
+			e.checkOrders(ctx, t, ids)
+		})
+	}
+
+	drill("release switch", 4, func(t *testing.T, load *orderLoad) {
+		load.Phase("failing switch")
+		setConfig(ctx, t, s, "runtime.activeColor", omsruntime.Green)
+		setConfig(ctx, t, s, "runtime.colorImages.green", broken)
+		timed("failing switch", func() {
+			_, err := s.Up(ctx)
+			require.Error(t, err, "up must fail when the green release's smoke test fails")
+			assert.Contains(t, err.Error(), omsruntime.SmokeJobName(prefix, omsruntime.Green, broken), "the smoke Job fails the update")
+		})
+		assert.Equal(t, omsruntime.Blue, selectorColor(ctx, t, d.KubeCluster, public), "a failing smoke test leaves the public Service on blue")
+		load.Phase("switch")
+		setConfig(ctx, t, s, "runtime.colorImages.green", green)
+		timed("switch", func() {
+			up, err := s.Up(ctx)
+			require.NoError(t, err, "switch to green: %s", tail(err))
+			assert.Equal(t, "succeeded", up.Summary.Result)
+		})
+		assert.Equal(t, omsruntime.Green, selectorColor(ctx, t, d.KubeCluster, public), "the public Service selects green")
+		load.Phase("after switch")
+	})
+
+	drill("rabbitmq pod deleted", 4, func(t *testing.T, load *orderLoad) {
+		load.Phase("pod deleted")
+		pod := prefix + "-rabbitmq-1"
+		start := time.Now()
+		_, err := d.Kubectl(ctx, nil, "-n", public.namespace, "delete", "pod", pod, "--timeout=6m")
+		require.NoError(t, err)
+		_, err = d.Kubectl(ctx, nil, "-n", public.namespace, "rollout", "status", "statefulset/"+prefix+"-rabbitmq", "--timeout=5m")
+		require.NoError(t, err)
+		t.Logf("rabbitmq: %s deleted and back ready in %.1fs", pod, time.Since(start).Seconds())
+		load.Phase("after")
+	})
+
+	drill("web node drained", 4, func(t *testing.T, load *orderLoad) {
+		load.Phase("drain")
+		node := nodeOfColor(ctx, t, d, public.namespace, prefix, omsruntime.Green)
+		start := time.Now()
+		_, err := d.Kubectl(ctx, nil, "drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=5m")
+		require.NoError(t, err, "drain %s (the PodDisruptionBudgets must let it finish)", node)
+		t.Logf("drain of %s took %.1fs", node, time.Since(start).Seconds())
+		load.Phase("after")
+		_, err = d.Kubectl(ctx, nil, "uncordon", node)
+		require.NoError(t, err)
+	})
+
+	drill("redis master node cut", 4, func(t *testing.T, load *orderLoad) {
+		master, node := redisMaster(ctx, t, d, e, prefix)
+		load.Phase("cut")
+		start := time.Now()
+		require.NoError(t, d.CutNode(ctx, node))
+		var next string
+		for {
+			if m, _ := redisMasterSeenFrom(ctx, d, e, prefix, node); m != "" && m != master {
+				next = m
+				break
+			}
+			require.Less(t, time.Since(start), 2*time.Minute, "no failover away from %s within 2 minutes", master)
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("redis: master %s on %s cut; sentinels promoted %s after %.1fs", master, node, next, time.Since(start).Seconds())
+		time.Sleep(5 * time.Second)
+		load.Phase("restored")
+		require.NoError(t, d.RestoreNode(ctx, node))
+		_, err := d.Kubectl(ctx, nil, "-n", public.namespace, "rollout", "status", "statefulset/"+prefix+"-redis", "--timeout=5m")
+		require.NoError(t, err)
+		t.Logf("redis: %s back, every replica ready %.1fs after the cut", node, time.Since(start).Seconds())
+		now, err := redisMasterSeenFrom(ctx, d, e, prefix, "")
+		require.NoError(t, err)
+		assert.Equal(t, next, now, "the promoted replica stays master once the old one is back")
+		out, err := d.Kubectl(ctx, nil, "-n", public.namespace, "exec", master, "-c", "redis", "--", "redis-cli", "--no-auth-warning",
+			"-a", e.secrets["OMS_REDIS_PASSWORD"], "INFO", "replication")
+		require.NoError(t, err)
+		assert.Contains(t, out, "role:slave", "the old master rejoins as a replica")
+	})
 }
 
-// buildImages builds the data plane's images (testtools/images-build.sh) with the runtime tagged as each of tags.
-func buildImages(t *testing.T, projectDir string, tags ...string) string {
+// buildImages builds the data plane's images (testtools/images-build.sh) with the runtime tagged as each of tags, and
+// as broken a release that fails its smoke test.
+func buildImages(t *testing.T, projectDir, broken string, tags ...string) string {
 	t.Helper()
 	dir := filepath.Join(enginetest.CacheDir(), "images")
-	args := []string{filepath.Join(projectDir, "testtools", "images-build.sh"), dir}
+	args := []string{filepath.Join(projectDir, "testtools", "images-build.sh"), dir, "--oms-broken-tag", broken}
 	for _, tag := range tags {
 		args = append(args, "--oms-tag", tag)
 	}

@@ -9,7 +9,10 @@
 # module proxy once; k8s-images skips an image whose inputs (files by content, its spec) have not changed and prints
 # the time and size of each.
 #
-#   testtools/images-build.sh [OUT_DIR] [--oms-tag TAG]... [--force]
+#   testtools/images-build.sh [OUT_DIR] [--oms-tag TAG]... [--oms-broken-tag TAG]... [--force]
+#
+# --oms-broken-tag: the same runtime as a release that turns ready but fails the smoke test (the drills' failing
+# switch).
 #
 # OUT_DIR defaults to ${OMSCLOUD_CACHE:-~/.cache/omscloud}/images. Needs the Debian packages redis-server,
 # redis-sentinel, rabbitmq-server (scripts/install-services.sh), curl, busybox-static and ca-certificates.
@@ -20,11 +23,12 @@ REDIS_EXPORTER_COMMIT=620cb9964b0d7d7033fe5f9858e0952b7269de4d
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${OMSCLOUD_CACHE:-$HOME/.cache/omscloud}"
-out="" oms_tags=() force=()
+out="" oms_tags=() broken_tags=() force=()
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--oms-tag) oms_tags+=("$2"); shift 2 ;;
 	--oms-tag=*) oms_tags+=("${1#*=}"); shift ;;
+	--oms-broken-tag) broken_tags+=("$2"); shift 2 ;;
 	--force) force=(-force); shift ;;
 	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
 	-*) echo "images-build: unknown flag $1" >&2; exit 2 ;;
@@ -115,6 +119,7 @@ EOF
 	fi
 fi
 
-"$bin/k8s-images" -out "$out" -oms-bin "$bin/oms" -oms-tag "$(IFS=,; echo "${oms_tags[*]:-omscloud.test/oms:local}")" -pause-bin "$bin/pause" \
+"$bin/k8s-images" -out "$out" -oms-bin "$bin/oms" -oms-tag "$(IFS=,; echo "${oms_tags[*]:-omscloud.test/oms:local}")" \
+	-oms-broken-tag "$(IFS=,; echo "${broken_tags[*]:-}")" -pause-bin "$bin/pause" \
 	${exporter:+-redis-exporter-bin "$exporter"} ${force[@]+"${force[@]}"}
 log "done in $(took "$total"), tarballs in $out"

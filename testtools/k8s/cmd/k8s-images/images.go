@@ -109,8 +109,10 @@ func Busybox(bin string) Item {
 
 // Options are the inputs that are not on this machine's fixed paths.
 type Options struct {
-	OMSBin             string
-	OMSRefs            []string
+	OMSBin  string
+	OMSRefs []string
+	// OMSBrokenRefs name a release that starts and turns ready but fails the smoke test (omsBrokenEntrypoint).
+	OMSBrokenRefs      []string
 	PauseBin           string
 	RedisExporterBin   string
 	BusyboxBin         string
@@ -254,6 +256,24 @@ func Images(o Options) []Image {
 				User:       "65532:65532",
 				Env:        []string{stdPath, "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"},
 				Entrypoint: []string{"/usr/local/bin/oms"},
+				WorkingDir: "/home/nonroot",
+			},
+		},
+		{
+			Name:   "oms-broken",
+			Refs:   o.OMSBrokenRefs,
+			Binary: "oms-bin",
+			// The same runtime behind a shell that replaces the admin token: a release that is ready (database and
+			// Redis answer) but refuses the real admin token, which the smoke test catches (its 400 check gets 403).
+			Layers: []Layer{shell, {Name: "oms-broken", Items: []Item{
+				passwd("root:0:0:/root:/sbin/nologin", "nonroot:65532:65532:/home/nonroot:/sbin/nologin"),
+				HostAs(o.OMSBin, "/usr/local/bin/oms"),
+				Dir("/home/nonroot", 0o700, 65532, 65532),
+			}}},
+			Config: Config{
+				User:       "65532:65532",
+				Env:        []string{stdPath, "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"},
+				Entrypoint: []string{"/bin/sh", "-c", `OMS_ADMIN_TOKEN=release-bug exec /usr/local/bin/oms "$@"`, "oms"},
 				WorkingDir: "/home/nonroot",
 			},
 		},

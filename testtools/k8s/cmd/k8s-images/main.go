@@ -28,6 +28,7 @@ func main() {
 	out := flag.String("out", "", "directory for the tarballs (created if missing)")
 	flag.StringVar(&o.OMSBin, "oms-bin", "", "the oms binary (CGO off); without it the oms image is skipped")
 	omsRefs := flag.String("oms-tag", "omscloud.test/oms:local", "comma-separated references of the oms image (one per color a test stages)")
+	omsBroken := flag.String("oms-broken-tag", "", "comma-separated references of a release that fails the smoke test (empty: not built)")
 	flag.StringVar(&o.PauseBin, "pause-bin", "", "the static pause program; without it the pause image is skipped")
 	pauseRefs := flag.String("pause-refs", "registry.k8s.io/pause:3.10,registry.k8s.io/pause:3.6", "comma-separated references of the pause image (containerd's sandbox_image must be one)")
 	flag.StringVar(&o.RedisExporterBin, "redis-exporter-bin", "", "the redis_exporter binary; without it that image is skipped")
@@ -39,6 +40,7 @@ func main() {
 	flag.Parse()
 	o.PauseRefs = splitList(*pauseRefs)
 	o.OMSRefs = splitList(*omsRefs)
+	o.OMSBrokenRefs = splitList(*omsBroken)
 
 	imgs := Images(o)
 	if *list {
@@ -92,6 +94,10 @@ func run(out string, imgs []Image, o Options, only []string, force bool) error {
 		}
 		if img.Binary != "" && inputs[img.Binary] == "" {
 			fmt.Printf("%-15s skipped: no -%s\n", img.Name, img.Binary)
+			continue
+		}
+		if len(img.Refs) == 0 {
+			fmt.Printf("%-15s skipped: no reference asked for\n", img.Name)
 			continue
 		}
 		if err := build(out, img, ldd, salt, force); err != nil {
