@@ -66,10 +66,33 @@ launch() { # name netns|- args...: starts a component in the background, records
 	if [[ "$ns" == - ]]; then
 		setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
 	else
-		# nsenter --net only: kubelet and containerd must share the host's mount namespace (the kubelet's tmpfs
-		# volume mounts are what containerd bind-mounts into containers); `ip netns exec` would give each its own.
+		# nsenter --net only (`ip netns exec` would also remount /sys in a mount namespace of its own).
 		setsid nsenter --net="/run/netns/$ns" "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
 	fi
+	echo "$name $!" >>"$state/pids"
+}
+
+# The kubelet sets six kernel-wide sysctls to the values it wants (container_manager_linux.go, setupKernelTunables)
+# unless protectKernelDefaults, which refuses to start when they differ instead: the host keeps its values because
+# each node's processes share a mount namespace of their own, where those files are private copies. containerd must
+# share the kubelet's mount namespace anyway: the kubelet's tmpfs volume mounts are what it bind-mounts into containers.
+kernel_tunables=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys
+	kernel/keys/root_maxbytes)
+node_mounts() { # i dir: starts the holder of node i's mount namespace
+	local i="$1" d="$2"
+	mkdir -p "$d/sysctl"
+	# unshare execs (no fork), so $! is the holder whose /proc/PID/ns/mnt the node's processes enter.
+	setsid unshare --mount --propagation private -- bash -c 'set -e; d="$1"; shift
+		for f in "$@"; do c="$d/sysctl/${f//\//.}"; cat "/proc/sys/$f" >"$c"; mount --bind "$c" "/proc/sys/$f"; done
+		touch "$d/sysctl/ready"; exec sleep infinity' node-mounts "$d" "${kernel_tunables[@]}" \
+		>"$state/logs/mounts-$i.log" 2>&1 </dev/null &
+	echo "mounts-$i $!" >>"$state/pids"
+}
+launch_node() { # name i netns args...: a node component, in the node's network and mount namespaces
+	local name="$1" i="$2" ns="$3" holder
+	shift 3
+	holder=$(awk -v n="mounts-$i" '$1 == n {print $2}' "$state/pids")
+	setsid nsenter --net="/run/netns/$ns" --mount="/proc/$holder/ns/mnt" "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
 	echo "$name $!" >>"$state/pids"
 }
 
@@ -327,7 +350,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = "$cni_bin"
     conf_dir = "$d/cni"
 EOF
-	launch "containerd-$i" "$ns" containerd --config "$d/containerd.toml"
+	node_mounts "$i" "$d"
+	wait_for "mounts-$i" test -e "$d/sysctl/ready"
+	launch_node "containerd-$i" "$i" "$ns" containerd --config "$d/containerd.toml"
 	cat >"$d/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -402,10 +427,10 @@ for line in "${nodes[@]}"; do
 	d="$state/nodes/$i"
 	taint_flag=()
 	[[ "$taints" == - || -z "$taints" ]] || taint_flag=(--register-with-taints "$taints")
-	launch "kubelet-$i" "$ns" "$bin/kubelet" --config "$d/kubelet.yaml" --kubeconfig "$state/ns.kubeconfig" \
+	launch_node "kubelet-$i" "$i" "$ns" "$bin/kubelet" --config "$d/kubelet.yaml" --kubeconfig "$state/ns.kubeconfig" \
 		--root-dir "$d/kubelet" --hostname-override "$name" --node-ip "10.250.0.$((10 + i))" \
 		--node-labels "$labels" "${taint_flag[@]}" -v 1
-	launch "kube-proxy-$i" "$ns" "$bin/kube-proxy" --config "$d/kube-proxy.yaml"
+	launch_node "kube-proxy-$i" "$i" "$ns" "$bin/kube-proxy" --config "$d/kube-proxy.yaml"
 done
 
 deadline=$(($(date +%s) + timeout_s))
