@@ -2,9 +2,9 @@
 STACK ?= prod
 GO    ?= go
 # Two packages at a time: each test binary that links the Pulumi SDKs needs ~5 GB and a core. enginetest runs every
-# stack on the stand-ins, the day-2 matrix and every stack on the real Kubernetes provider: more than go test's
-# default 10 minutes per package on a loaded 2-core machine.
-GOTEST_FLAGS ?= -p 2 -timeout 30m
+# stack on the stand-ins, the day-2 matrix, every stack on the real Kubernetes provider and the sandbox on real
+# kubelets with its drills: about 20 minutes on a loaded 2-core machine.
+GOTEST_FLAGS ?= -p 2 -timeout 45m
 
 .PHONY: plan test test-infra test-runtime vet fmt-check inventories tools bench
 

@@ -57,7 +57,7 @@ func DataPlaneNodes(inv *inventory.Inventory, perZone int) ([]DataPlaneNode, err
 		meta := o["metadata"].(map[string]any)
 		n := DataPlaneNode{Name: meta["name"].(string), Labels: map[string]string{}}
 		for k, v := range meta["labels"].(map[string]any) {
-			// The kubelet sets the well-known node labels itself and refuses to set kubernetes.io/hostname.
+			// The kubelet sets these itself (the hostname from --hostname-override); "type: kwok" marks kwok's nodes.
 			if k == "type" || k == "kubernetes.io/hostname" || k == "kubernetes.io/os" || k == "kubernetes.io/arch" {
 				continue
 			}

@@ -218,7 +218,7 @@ func startCloudSQL(ctx context.Context, t *testing.T) (enginetest.SQLServer, str
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, pg.Stop()) })
 	admin := pg.PrimaryURL("postgres")
-	exec := func(format string, idents ...any) error {
+	ddl := func(format string, idents ...any) error {
 		conn, err := pgx.Connect(ctx, admin)
 		if err != nil {
 			return err
@@ -231,20 +231,20 @@ func startCloudSQL(ctx context.Context, t *testing.T) (enginetest.SQLServer, str
 		_, err = conn.Exec(ctx, stmt)
 		return err
 	}
-	require.NoError(t, exec("CREATE ROLE cloudsqlsuperuser NOLOGIN CREATEDB CREATEROLE"))
+	require.NoError(t, ddl("CREATE ROLE cloudsqlsuperuser NOLOGIN CREATEDB CREATEROLE"))
 	return enginetest.SQLServer{
 		PrivateIP: cloudSQLIP,
 		CACertPEM: string(caPEM),
 		CreateUser: func(name, password string) error {
 			// A user created through the API has CREATEROLE and CREATEDB itself (attributes are not inherited from
 			// cloudsqlsuperuser): https://cloud.google.com/sql/docs/postgres/users#other_postgresql_users
-			if err := exec("CREATE ROLE %I LOGIN CREATEROLE CREATEDB IN ROLE cloudsqlsuperuser", name); err != nil && !strings.Contains(err.Error(), "already exists") {
+			if err := ddl("CREATE ROLE %I LOGIN CREATEROLE CREATEDB IN ROLE cloudsqlsuperuser", name); err != nil && !strings.Contains(err.Error(), "already exists") {
 				return err
 			}
-			return exec("ALTER ROLE %I PASSWORD %L", name, password)
+			return ddl("ALTER ROLE %I PASSWORD %L", name, password)
 		},
 		CreateDatabase: func(name string) error {
-			err := exec("CREATE DATABASE %I OWNER cloudsqlsuperuser", name)
+			err := ddl("CREATE DATABASE %I OWNER cloudsqlsuperuser", name)
 			if err != nil && strings.Contains(err.Error(), "already exists") {
 				return nil
 			}
