@@ -259,3 +259,24 @@ func (d *DataPlane) RestoreNode(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// HostSysctlChanges lists the kernel-wide sysctls the kubelet wants to set whose host value differs from the one
+// dataplane-up.sh found before any node started: the cluster must leave the host's kernel settings alone.
+func (d *DataPlane) HostSysctlChanges() ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(d.Dir, "host-sysctls"))
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		name, before, _ := strings.Cut(line, " ")
+		now, err := os.ReadFile(filepath.Join("/proc/sys", name))
+		if err != nil {
+			return nil, err
+		}
+		if strings.TrimSpace(string(now)) != before {
+			changed = append(changed, fmt.Sprintf("%s: %s -> %s", name, before, strings.TrimSpace(string(now))))
+		}
+	}
+	return changed, nil
+}

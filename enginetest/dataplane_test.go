@@ -97,6 +97,9 @@ func TestSandboxOnRealKubelets(t *testing.T) {
 		assert.Equal(t, "succeeded", up.Summary.Result)
 	})
 	assertServerReady(ctx, t, d.KubeCluster, env, stack, time.Minute)
+	changed, err := d.HostSysctlChanges()
+	require.NoError(t, err)
+	require.Empty(t, changed, "the kubelets changed the host's kernel settings")
 
 	prefix := cfg.NamePrefix()
 	public := publicService(t, env, stack, prefix)

@@ -78,6 +78,8 @@ launch() { # name netns|- args...: starts a component in the background, records
 # share the kubelet's mount namespace anyway: the kubelet's tmpfs volume mounts are what it bind-mounts into containers.
 kernel_tunables=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys
 	kernel/keys/root_maxbytes)
+# The host's values, for the harness to check they never change (enginetest.DataPlane.HostSysctlChanges).
+for f in "${kernel_tunables[@]}"; do echo "$f $(cat "/proc/sys/$f")"; done >"$state/host-sysctls"
 node_mounts() { # i dir: starts the holder of node i's mount namespace
 	local i="$1" d="$2"
 	mkdir -p "$d/sysctl"
