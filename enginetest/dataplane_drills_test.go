@@ -176,11 +176,11 @@ func (l *orderLoad) Stop() (ids, failures []string, byPhase map[string]int) {
 
 // drillEnv is what every drill uses: the public Service through a web node, the admin token, a seeded account.
 type drillEnv struct {
-	api     *omsAPI
-	apiKey  string
-	prefix  string
-	ns      string
-	d       *enginetest.DataPlane
+	api    *omsAPI
+	apiKey string
+	prefix string
+	ns     string
+	d      *enginetest.DataPlane
 	// secrets and config are the runtime's Secret and ConfigMap as deployed.
 	secrets, config map[string]string
 }
