@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a real Kubernetes data plane needs (real kubelets in network namespaces, see
-# testtools/README.md): containerd + runc as the container runtime, the CNI plugins (bridge, host-local, loopback,
+# testtools/README.md): containerd + runc as the container runtime, the CNI plugins (ptp, host-local, loopback,
 # portmap in /usr/lib/cni), iptables + conntrack for kube-proxy, iproute2 for the namespaces and veths, and
 # busybox-static as the userland of the locally built test images. kubelet, kube-proxy and CoreDNS are built from
 # Go modules by testtools/k8s-build.sh, not installed here.
@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
   containerd                   # the CRI runtime each test node runs with its own config and socket; ships ctr
   runc
-  containernetworking-plugins  # /usr/lib/cni: bridge, host-local, loopback, portmap
+  containernetworking-plugins  # /usr/lib/cni: ptp, host-local, loopback, portmap
   iptables                     # kube-proxy's iptables mode (nft backend)
   conntrack                    # kube-proxy clears stale UDP conntrack entries with it
   iproute2                     # ip netns / ip link: the node namespaces and their veths
