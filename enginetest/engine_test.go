@@ -19,14 +19,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestShippedStacksOnEngine runs every shipped stack through the real engine: preview and up succeed, a second
-// preview changes nothing, raising the web pool's maximum updates exactly the web node pool, generated secrets
-// never reach the state in plain text and the kubeconfig output is a secret.
+// TestShippedStacksOnEngine runs every shipped stack, and every test-only one (two database cells), through the real
+// engine: preview and up succeed, a second preview changes nothing, raising the web pool's maximum updates exactly
+// the web node pool, generated secrets never reach the state in plain text and the kubeconfig output is a secret.
 func TestShippedStacksOnEngine(t *testing.T) {
 	env := enginetest.New(t)
 	names, err := stacks.ListStacks(env.ProjectDir)
 	require.NoError(t, err)
 	require.NotEmpty(t, names)
+	names = append(names, env.AddTestStacks(t)...)
 
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {

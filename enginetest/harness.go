@@ -120,7 +120,26 @@ func New(t testing.TB) *Env {
 
 // CopyProject copies Pulumi.yaml and every Pulumi.<stack>.yaml of projectDir into dir.
 func CopyProject(projectDir, dir string) error {
-	files, err := filepath.Glob(filepath.Join(projectDir, "Pulumi*.yaml"))
+	return copyFiles(filepath.Join(projectDir, "Pulumi*.yaml"), dir)
+}
+
+// AddTestStacks copies the test-only stack files (stacks.TestStacksDir) beside the shipped ones in the scratch
+// project, for a test that runs them too, and returns their names.
+func (e *Env) AddTestStacks(t testing.TB) []string {
+	t.Helper()
+	dir := filepath.Join(e.ProjectDir, stacks.TestStacksDir)
+	if err := copyFiles(filepath.Join(dir, "Pulumi.*.yaml"), e.WorkDir); err != nil {
+		t.Fatal(err)
+	}
+	names, err := stacks.ListStacks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func copyFiles(pattern, dir string) error {
+	files, err := filepath.Glob(pattern)
 	if err != nil {
 		return err
 	}

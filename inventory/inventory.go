@@ -106,6 +106,16 @@ func (inv *Inventory) Find(typ, name string) (Resource, bool) {
 	return Resource{}, false
 }
 
+// Object returns the Kubernetes object of this type whose metadata.name is name.
+func (inv *Inventory) Object(typ, name string) (Resource, bool) {
+	for _, r := range inv.OfType(typ) {
+		if r.String("metadata.name") == name {
+			return r, true
+		}
+	}
+	return Resource{}, false
+}
+
 // Roots returns the resources parented to the stack itself.
 func (inv *Inventory) Roots() []Resource { return inv.Children(Resource{}) }
 

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"regexp"
 	"slices"
+	"strconv"
 
 	"github.com/omscloud/omscloud/components/observability/rules"
 	"github.com/omscloud/omscloud/inventory"
@@ -38,7 +40,11 @@ func alerting() Policy {
 			for _, r := range inv.OfType(alertPolicyType) {
 				for _, c := range asList(r.Inputs["conditions"]) {
 					cond := asMap(asMap(c)["conditionPrometheusQueryLanguage"])
-					classes[stringMap(cond["labels"])["class"]] = true
+					class := stringMap(cond["labels"])["class"]
+					classes[class] = true
+					if class == rules.ClassDatabase {
+						out = append(out, unwatchedInstances(r, cond["query"], inv)...)
+					}
 				}
 				if len(asList(r.Inputs["notificationChannels"])) == 0 {
 					out = append(out, finding(r, "notificationChannels is empty: the alert reaches no one; set observability.notifications"))
@@ -71,4 +77,43 @@ func alerting() Policy {
 			return out
 		},
 	}
+}
+
+// databaseIDMatcher is a PromQL matcher on Cloud SQL's database_id ("<project>:<instance>"), its value quoted as Go
+// quotes strings (components/observability).
+var databaseIDMatcher = regexp.MustCompile(`database_id(=~|=)("(?:[^"\\]|\\.)*")`)
+
+// unwatchedInstances: a database alert whose database_id matcher misses a Cloud SQL instance of the stack (a
+// database cell added, a name changed) would page no one about it.
+func unwatchedInstances(alert inventory.Resource, query any, inv *inventory.Inventory) []Finding {
+	q, _ := query.(string)
+	m := databaseIDMatcher.FindStringSubmatch(q)
+	if m == nil {
+		return nil
+	}
+	value, err := strconv.Unquote(m[2])
+	if err != nil {
+		return []Finding{finding(alert, "the database_id matcher %s cannot be read: %v", m[2], err)}
+	}
+	pattern := regexp.QuoteMeta(value)
+	if m[1] == "=~" {
+		pattern = value
+	}
+	// Prometheus anchors regular-expression matchers.
+	re, err := regexp.Compile("^(?:" + pattern + ")$")
+	if err != nil {
+		return []Finding{finding(alert, "the database_id matcher %s is not a regular expression: %v", m[2], err)}
+	}
+	var out []Finding
+	for _, db := range inv.OfType(sqlInstanceType) {
+		project, name := db.String("project"), db.String("name")
+		if isReplica(db) || !known(project) || !known(name) {
+			continue
+		}
+		if !re.MatchString(project + ":" + name) {
+			out = append(out, finding(alert, "database_id%s%s misses the Cloud SQL instance %s: its trouble would page no one; select every instance (every database cell: postgres.InstancePattern)",
+				m[1], m[2], name))
+		}
+	}
+	return out
 }

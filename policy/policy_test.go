@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -273,6 +274,14 @@ func policyCases() []policyCase {
 		{name: "deletion protection off on both levels", policy: "postgres-ha", ctx: prodUS,
 			resources: []inventory.Resource{sql(with(goodSQL(), "deletionProtection", false, "settings.deletionProtectionEnabled", nil))},
 			errors:    []string{"deletionProtection is false", "deletionProtectionEnabled is not true"}},
+		{name: "every database cell is held to it", policy: "postgres-ha", ctx: prodUS,
+			resources: []inventory.Resource{sql(goodSQL()), res(sqlT, "pg-b", with(goodSQL(), "name", "oms-prod-us-b-pg"))}},
+		{name: "a second cell without HA, PITR or protection", policy: "postgres-ha", ctx: prodUS,
+			resources: []inventory.Resource{sql(goodSQL()), res(sqlT, "pg-b", with(goodSQL(), "name", "oms-prod-us-b-pg",
+				"settings.availabilityType", "ZONAL", "settings.backupConfiguration.pointInTimeRecoveryEnabled", false,
+				"settings.deletionProtectionEnabled", false))},
+			errors: []string{`pg-b: settings.availabilityType is "ZONAL"`, "pg-b: settings.backupConfiguration.pointInTimeRecoveryEnabled is not true",
+				"pg-b: settings.deletionProtectionEnabled is not true"}},
 
 		// postgres-private-encrypted
 		{name: "private CMEK TLS instance passes in production", policy: "postgres-private-encrypted", ctx: prodUS, resources: []inventory.Resource{sql(goodSQL())}},
@@ -295,6 +304,10 @@ func policyCases() []policyCase {
 		{name: "no TLS setting at all", policy: "postgres-private-encrypted", ctx: prodUS,
 			resources: []inventory.Resource{sql(with(goodSQL(), "settings.ipConfiguration.sslMode", nil))},
 			errors:    []string{`sslMode is "unset"`}},
+		{name: "a second cell without CMEK on a public IP", policy: "postgres-private-encrypted", ctx: prodUS,
+			resources: []inventory.Resource{sql(goodSQL()), res(sqlT, "pg-b", with(goodSQL(), "name", "oms-prod-us-b-pg",
+				"encryptionKeyName", nil, "settings.ipConfiguration.ipv4Enabled", true))},
+			errors: []string{"pg-b: encryptionKeyName is not set", "pg-b: settings.ipConfiguration.ipv4Enabled is not false"}},
 
 		// stateful-ha
 		{name: "3 replicas over zones with a PDB", policy: "stateful-ha", ctx: prodUS,
@@ -643,6 +656,18 @@ func policyCases() []policyCase {
 		{name: "production without DR needs no DR-readiness alert", policy: "alerting",
 			ctx:       policy.Context{Environment: policy.Production, PrimaryRegion: "asia-southeast1"},
 			resources: goodMonitoring(slices.DeleteFunc(slices.Clone(rules.Classes), func(c string) bool { return c == rules.ClassDR })...)},
+		{name: "the database alerts watch every cell's instance, of any DR generation", policy: "alerting", ctx: prodUS,
+			resources: append(databaseAlert(`max by (database_id) (cloudsql_googleapis_com:database_up{database_id=~"p:(oms-prod-us-pg|oms-prod-us-b-pg)(-[0-9a-f]+)?"}) < 1`),
+				res(sqlT, "pg", with(goodSQL(), "project", "p")), res(sqlT, "pg-b", with(goodSQL(), "project", "p", "name", "oms-prod-us-b-pg")),
+				res(sqlT, "pg-dr", with(goodSQL(), "project", "p", "name", "oms-prod-us-b-pg-0a1b2c")))},
+		{name: "a database alert that misses a cell", policy: "alerting", ctx: prodUS,
+			resources: append(databaseAlert(`min(cloudsql_googleapis_com:database_up{database_id=~"p:oms-prod-us-pg(-[0-9a-f]+)?"}) < 1`),
+				res(sqlT, "pg", with(goodSQL(), "project", "p")), res(sqlT, "pg-b", with(goodSQL(), "project", "p", "name", "oms-prod-us-b-pg"))),
+			errors: []string{"alert-database: database_id=~" + `"p:oms-prod-us-pg(-[0-9a-f]+)?"` + " misses the Cloud SQL instance oms-prod-us-b-pg"}},
+		{name: "an exact database_id that misses the other project's instance", policy: "alerting", ctx: prodUS,
+			resources: append(databaseAlert(`min(cloudsql_googleapis_com:database_up{database_id="q:oms-prod-us-pg"}) < 1`),
+				res(sqlT, "pg", with(goodSQL(), "project", "p"))),
+			errors: []string{"misses the Cloud SQL instance oms-prod-us-pg"}},
 		{name: "missing classes, an alert to no one, no uptime check, a lax SLO", policy: "alerting", ctx: prodUS,
 			resources: func() []inventory.Resource {
 				var out []inventory.Resource
@@ -683,6 +708,21 @@ func goodMonitoring(classes ...string) []inventory.Resource {
 		}))
 	}
 	return out
+}
+
+// databaseAlert is goodMonitoring whose database alert runs query.
+func databaseAlert(query string) []inventory.Resource {
+	out := goodMonitoring(rules.Classes...)
+	for _, r := range out {
+		if r.Name == "alert-"+rules.ClassDatabase {
+			asCondition(r)["query"] = query
+		}
+	}
+	return out
+}
+
+func asCondition(r inventory.Resource) obj {
+	return r.Inputs["conditions"].([]any)[0].(obj)["conditionPrometheusQueryLanguage"].(obj)
 }
 
 // dependsOn makes r wait for deps.
@@ -805,21 +845,33 @@ func TestReport(t *testing.T) {
 
 func planStack(t *testing.T, stack string) (*stacks.Config, *inventory.Inventory) {
 	t.Helper()
-	sf, err := stacks.LoadStackFile("..", stack)
+	return planStackIn(t, "..", stack)
+}
+
+func planStackIn(t *testing.T, dir, stack string) (*stacks.Config, *inventory.Inventory) {
+	t.Helper()
+	sf, err := stacks.LoadStackFileFrom("..", dir, stack)
 	require.NoError(t, err)
 	cfg, inv, err := stacks.Plan(sf)
 	require.NoError(t, err)
 	return cfg, inv
 }
 
-// TestShippedStacksPass: a violation in any shipped stack fails the build.
+// TestShippedStacksPass: a violation in any shipped or test-only stack fails the build.
 func TestShippedStacksPass(t *testing.T) {
-	names, err := stacks.ListStacks("..")
-	require.NoError(t, err)
-	require.NotEmpty(t, names)
-	for _, stack := range names {
+	testDir := filepath.Join("..", stacks.TestStacksDir)
+	dirOf := map[string]string{}
+	for _, dir := range []string{"..", testDir} {
+		names, err := stacks.ListStacks(dir)
+		require.NoError(t, err)
+		require.NotEmpty(t, names)
+		for _, n := range names {
+			dirOf[n] = dir
+		}
+	}
+	for _, stack := range slices.Sorted(maps.Keys(dirOf)) {
 		t.Run(stack, func(t *testing.T) {
-			cfg, inv := planStack(t, stack)
+			cfg, inv := planStackIn(t, dirOf[stack], stack)
 			ctx := cfg.PolicyContext()
 			require.NotEmpty(t, ctx.PrimaryRegion)
 			// The policies must have something to judge, or passing means nothing.
@@ -864,4 +916,22 @@ func TestShippedStackRegressionsAreCaught(t *testing.T) {
 	for _, p := range []string{"firewall-ingress", "gke-private-cluster", "node-pool-spread", "dr-region-cold", "alerting"} {
 		assert.True(t, failed[p], "%s did not catch the regression:\n%s", p, rep.Text())
 	}
+}
+
+// TestACellTheAlertsMissIsCaught: a refactor that selects only the first instance leaves the two-cell test stack's
+// second cell unwatched.
+func TestACellTheAlertsMissIsCaught(t *testing.T) {
+	cfg, inv := planStackIn(t, filepath.Join("..", stacks.TestStacksDir), "prod-eu-cells")
+	for _, r := range inv.OfType("gcp:monitoring/alertPolicy:AlertPolicy") {
+		cond := asCondition(r)
+		cond["query"] = strings.Replace(cond["query"].(string), "(oms-prod-eu-pg|oms-prod-eu-b-pg)", "oms-prod-eu-pg", 1)
+	}
+	rep := policy.Evaluate(cfg.PolicyContext(), inv)
+	var missed []string
+	for _, f := range rep.Errors() {
+		if f.Policy == "alerting" && strings.Contains(f.Message, "misses the Cloud SQL instance oms-prod-eu-b-pg") {
+			missed = append(missed, f.Resource)
+		}
+	}
+	assert.Len(t, missed, 4, "every database alert misses cell b:\n%s", rep.Text())
 }

@@ -68,27 +68,44 @@ func clusterArgs(cfg *Config, ov Overrides) gke.Args {
 	}
 }
 
-func databaseArgs(cfg *Config, ov Overrides) postgres.Args {
+// databases are the main cell's instance and the other cells' by name (none without database.cells): each cell has
+// everything the one instance had, with its own size and accounts.
+func databases(cfg *Config, ov Overrides) (main postgres.Args, others map[string]postgres.Args) {
+	for _, cell := range cfg.cells() {
+		a := databaseArgs(cfg, ov, cell)
+		if cell.Name == postgres.MainCell {
+			main = a
+			continue
+		}
+		if others == nil {
+			others = map[string]postgres.Args{}
+		}
+		others[cell.Name] = a
+	}
+	return main, others
+}
+
+func databaseArgs(cfg *Config, ov Overrides, cell Cell) postgres.Args {
 	// Validation guarantees at least one valid maintenance day.
 	maintenanceDay, _ := postgres.Weekday(cfg.Maintenance.Days[0])
 	return postgres.Args{
-		Name:               cfg.NamePrefix(),
+		Name:               postgres.CellName(cfg.NamePrefix(), cell.Name),
 		Project:            cfg.Project,
 		Region:             cfg.Region.Primary.GCPRegion,
 		Zones:              cfg.Zones,
 		Version:            cfg.Database.Version,
-		Tier:               cfg.Sizing.Database.Tier,
-		DiskSizeGB:         cfg.Sizing.Database.DiskSizeGB,
+		Tier:               cell.Size.Tier,
+		DiskSizeGB:         cell.Size.DiskSizeGB,
 		Availability:       cfg.Database.Availability,
 		Backup:             postgres.BackupArgs{Location: cfg.Database.BackupLocation, RetainedBackups: cfg.Database.RetainedBackups},
 		Maintenance:        postgres.MaintenanceArgs{Day: maintenanceDay, HourUTC: cfg.Maintenance.StartHourUTC},
 		DeletionProtection: cfg.DeletionProtection,
 		Labels:             cfg.ResourceLabels(),
 		AdoptKeys:          ov.AdoptKeys,
-		InstanceSuffix:     ov.DatabaseSuffix,
+		InstanceSuffix:     ov.DatabaseSuffixes[cell.Name],
 		Teardown:           ov.Teardown,
-		Accounts:           cfg.Accounts,
-		RetiredAccounts:    cfg.Database.RetiredAccounts,
+		Accounts:           cell.Accounts,
+		RetiredAccounts:    cell.RetiredAccounts,
 	}
 }
 

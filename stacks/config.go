@@ -118,6 +118,97 @@ type DatabaseConfig struct {
 	// account in two reviewed steps — move it here, `pulumi up`, then delete it from this list — so that no edit
 	// to the accounts list alone can drop a customer's database.
 	RetiredAccounts []string `json:"retiredAccounts"`
+	// Cells are the environment's Cloud SQL instances when it has more than one (README, "Adding a cell and placing
+	// an account"); unset, the environment has one instance, cell main, which hosts every account. Cell main is
+	// that first instance: it keeps its names and the runtime's control database, wherever it is in the list.
+	Cells []DatabaseCell `json:"cells"`
+	// Placement lists each cell's accounts (cell → account ids), active and retired. With cells every account is
+	// placed explicitly: none ever falls to a default, so that no edit of the default or of another cell's list
+	// points an account at an instance without its data.
+	Placement map[string][]string `json:"placement"`
+	// DefaultCell is the cell of the accounts the runtime creates itself (default main, with cells).
+	DefaultCell string `json:"defaultCell"`
+}
+
+// DatabaseCell is one Cloud SQL instance of database.cells; unset sizes are sizing.database's.
+type DatabaseCell struct {
+	Name       string `json:"name"`
+	Tier       string `json:"tier"`
+	DiskSizeGB int    `json:"diskSizeGb"`
+}
+
+// Cell is one Cloud SQL instance of the environment with the accounts it hosts, after defaults and placement: the
+// one table the database builders, the DR spin-up and the runtime's wiring read.
+type Cell struct {
+	Name string
+	Size DatabaseSize
+	// Accounts and RetiredAccounts placed on the cell, in the order of accounts and database.retiredAccounts.
+	Accounts, RetiredAccounts []string
+}
+
+// cells are the environment's Cloud SQL instances, main first, then in the order of database.cells. Without
+// database.cells it is main alone, hosting every account. Valid configs only: every account is placed.
+func (c *Config) cells() []Cell {
+	if len(c.Database.Cells) == 0 {
+		return []Cell{{Name: postgres.MainCell, Size: c.Sizing.Database,
+			Accounts: slices.Clone(c.Accounts), RetiredAccounts: slices.Clone(c.Database.RetiredAccounts)}}
+	}
+	cellOf := map[string]string{}
+	for cell, accounts := range c.Database.Placement {
+		for _, a := range accounts {
+			cellOf[a] = cell
+		}
+	}
+	var out []Cell
+	for _, dc := range c.Database.Cells {
+		cell := Cell{Name: dc.Name, Size: c.Sizing.Database}
+		if dc.Tier != "" {
+			cell.Size.Tier = dc.Tier
+		}
+		if dc.DiskSizeGB != 0 {
+			cell.Size.DiskSizeGB = dc.DiskSizeGB
+		}
+		for _, a := range c.Accounts {
+			if cellOf[a] == dc.Name {
+				cell.Accounts = append(cell.Accounts, a)
+			}
+		}
+		for _, a := range c.Database.RetiredAccounts {
+			if cellOf[a] == dc.Name {
+				cell.RetiredAccounts = append(cell.RetiredAccounts, a)
+			}
+		}
+		if dc.Name == postgres.MainCell {
+			out = append([]Cell{cell}, out...)
+		} else {
+			out = append(out, cell)
+		}
+	}
+	return out
+}
+
+// accountCells places each active account on its cell (account → cell); nil without database.cells. The stack
+// exports it, and the DR spin-up places the accounts as the primary's last state did.
+func (c *Config) accountCells() map[string]string {
+	if len(c.Database.Cells) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for _, cell := range c.cells() {
+		for _, a := range cell.Accounts {
+			out[a] = cell.Name
+		}
+	}
+	return out
+}
+
+// cellNames are the names of cells(), main first.
+func (c *Config) cellNames() []string {
+	var out []string
+	for _, cell := range c.cells() {
+		out = append(out, cell.Name)
+	}
+	return out
 }
 
 // NodePoolSize bounds a node pool's autoscaling, per zone.
@@ -243,6 +334,7 @@ func (c *Config) thresholds() rules.Params {
 	p.BackupMaxAge = time.Duration(o.BackupMaxAgeMinutes) * time.Minute
 	// Only a REGIONAL instance has a standby to fail over to; only a production stack with DR has a DR site.
 	p.Regional = c.Database.Availability == "REGIONAL"
+	p.Cells = len(c.cells()) > 1
 	p.DR = c.Environment == Production && c.DR.Enabled
 	return p
 }
@@ -509,6 +601,6 @@ func (c *Config) AlertParams() rules.Params {
 	prefix := c.NamePrefix()
 	return observability.ParamsOf(observability.Args{
 		Name: prefix, Project: c.Project, Namespace: omsruntime.DefaultNamespace, Hostnames: c.Edge.Hostnames,
-		DatabaseInstance: postgres.InstancePattern(prefix), Thresholds: c.thresholds(),
+		DatabaseInstance: postgres.InstancePattern(prefix, c.cellNames()...), Thresholds: c.thresholds(),
 	})
 }

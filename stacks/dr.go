@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/omscloud/omscloud/components/edge"
+	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/omscloud/omscloud/components/restore"
 	"github.com/omscloud/omscloud/regions"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
@@ -63,10 +65,12 @@ const (
 	OutputBackupURL       = "backupUrl"
 	OutputBackupKeySecret = "backupKeySecretId"
 	OutputAccounts        = "accounts"
-	OutputRuntimeImage    = "runtimeImage"
-	OutputDRAddress       = "drIpAddress"
-	OutputDRTunnelToken   = "drTunnelToken"
-	OutputCertificateMap  = "certificateMap"
+	// OutputAccountCells places each account on its database cell; only stacks with database.cells export it.
+	OutputAccountCells   = "accountCells"
+	OutputRuntimeImage   = "runtimeImage"
+	OutputDRAddress      = "drIpAddress"
+	OutputDRTunnelToken  = "drTunnelToken"
+	OutputCertificateMap = "certificateMap"
 )
 
 // DRStackName is the name of a primary stack's DR stack.
@@ -89,6 +93,8 @@ type PrimaryOutputs struct {
 	KeySecretID string
 	// Accounts are the accounts the primary hosted at its last update.
 	Accounts []string
+	// AccountCells are those accounts' cells (account → cell); nil when the primary had no database cells then.
+	AccountCells map[string]string
 	// RuntimeImage is the release (image by digest) the primary ran; empty when the primary does not export it yet.
 	RuntimeImage string
 	// DRAddress is the reserved DR IP address customers whitelist; empty for stacks without one.
@@ -132,6 +138,12 @@ func DRConfigFor(primary *Config) (*Config, error) {
 	dr.Backup = BackupConfig{}
 	dr.Accounts = slices.Clone(primary.Accounts)
 	dr.Database.RetiredAccounts = slices.Clone(primary.Database.RetiredAccounts)
+	// Every cell has its DR counterpart, "<prefix>-dr-<cell>", holding the same accounts.
+	dr.Database.Cells = slices.Clone(primary.Database.Cells)
+	dr.Database.Placement = maps.Clone(primary.Database.Placement)
+	for cell, accounts := range dr.Database.Placement {
+		dr.Database.Placement[cell] = slices.Clone(accounts)
+	}
 	// Backups of the DR database must not land in the region that was lost.
 	if dr.Database.BackupLocation == primary.Region.Primary.GCPRegion {
 		dr.Database.BackupLocation = site.GCPRegion
@@ -150,15 +162,49 @@ func DRConfigFor(primary *Config) (*Config, error) {
 	return &dr, nil
 }
 
-// applyPrimaryOutputs takes the accounts and release from the primary's last state: they are what customers were
-// using when the region was lost, even if the stack file has moved on since.
-func applyPrimaryOutputs(cfg *Config, out PrimaryOutputs) {
+// applyPrimaryOutputs takes the accounts, their cells and the release from the primary's last state: they are what
+// customers were using when the region was lost, even if the stack file has moved on since. The restored registry
+// finds each account on the cell it had.
+func applyPrimaryOutputs(cfg *Config, out PrimaryOutputs) error {
 	if len(out.Accounts) > 0 {
 		cfg.Accounts = slices.Clone(out.Accounts)
 	}
 	if out.RuntimeImage != "" {
 		cfg.Runtime.Image = out.RuntimeImage
 	}
+	if len(cfg.Database.Cells) == 0 {
+		return nil
+	}
+	declared, configCell := map[string]bool{}, map[string]string{}
+	for _, c := range cfg.Database.Cells {
+		declared[c.Name] = true
+	}
+	for cell, accounts := range cfg.Database.Placement {
+		for _, a := range accounts {
+			configCell[a] = cell
+		}
+	}
+	placement := map[string][]string{}
+	for _, a := range cfg.Accounts {
+		cell := configCell[a]
+		if len(out.Accounts) > 0 {
+			// A state without accountCells predates the cells: every account was on the one instance, cell main.
+			cell = cmp.Or(out.AccountCells[a], postgres.MainCell)
+		}
+		if !declared[cell] {
+			return fmt.Errorf("DR: the primary's last state places account %s on cell %s, which its config no longer declares in omscloud:database.cells: run `pulumi up` on the primary first",
+				a, cell)
+		}
+		placement[cell] = append(placement[cell], a)
+	}
+	// Retired accounts are not in the state's outputs: their databases are where the config places them.
+	for _, a := range cfg.Database.RetiredAccounts {
+		if !slices.Contains(cfg.Accounts, a) {
+			placement[configCell[a]] = append(placement[configCell[a]], a)
+		}
+	}
+	cfg.Database.Placement = placement
+	return nil
 }
 
 // drSettings are the DR stack's own settings (DRNamespace).
@@ -225,19 +271,29 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 		if err != nil {
 			return err
 		}
-		applyPrimaryOutputs(cfg, out)
+		if err := applyPrimaryOutputs(cfg, out); err != nil {
+			return err
+		}
 
 		// The DR edge answers on the address customers whitelisted in advance with the primary's certificates (gcp),
 		// or runs the connector of the DR tunnel the primary declared in advance (cloudflare): the primary keeps
 		// owning DNS, the certificates and the Cloudflare load balancer.
-		// A generation names the Cloud SQL instance: Cloud SQL keeps a deleted instance's name for up to a week, so
-		// each activation after a teardown needs a new one. It lives exactly as long as the instance (destroyed after
-		// it), so a re-run keeps the instance.
-		generation, err := random.NewRandomId(ctx, cfg.NamePrefix()+"-generation", &random.RandomIdArgs{ByteLength: pulumi.Int(3)})
-		if err != nil {
-			return fmt.Errorf("DR generation: %w", err)
+		// A generation names each cell's Cloud SQL instance: Cloud SQL keeps a deleted instance's name for up to a
+		// week, so each activation after a teardown needs a new one. It lives exactly as long as its instance
+		// (destroyed after it), so a re-run keeps the instance, and a cell added or removed has its own.
+		suffixes := map[string]pulumi.StringInput{}
+		var generation pulumi.StringOutput
+		for _, cell := range cfg.cells() {
+			id, err := random.NewRandomId(ctx, postgres.CellName(cfg.NamePrefix(), cell.Name)+"-generation", &random.RandomIdArgs{ByteLength: pulumi.Int(3)})
+			if err != nil {
+				return fmt.Errorf("DR generation of cell %s: %w", cell.Name, err)
+			}
+			suffixes[cell.Name] = id.Hex
+			if cell.Name == postgres.MainCell {
+				generation = id.Hex
+			}
 		}
-		ov := Overrides{EdgeAddress: out.DRAddress, CertificateMap: out.CertificateMap, DatabaseSuffix: generation.Hex,
+		ov := Overrides{EdgeAddress: out.DRAddress, CertificateMap: out.CertificateMap, DatabaseSuffixes: suffixes,
 			AdoptKeys: true, Teardown: settings.teardown}
 		switch {
 		case cfg.Edge.Provider == edge.Cloudflare:
@@ -254,7 +310,7 @@ func DRProgram(primaryStack string) pulumi.RunFunc {
 
 		ctx.Export("primaryStack", pulumi.String(ref))
 		ctx.Export(OutputPrimaryBackup, pulumi.String(out.BackupURL))
-		ctx.Export(OutputDRGeneration, generation.Hex)
+		ctx.Export(OutputDRGeneration, generation)
 		ctx.Export(OutputDatabase, env.Database.InstanceName)
 		ctx.Export(OutputDRAddress, pulumi.String(out.DRAddress))
 		ctx.Export(OutputRuntimeImage, pulumi.String(cfg.Runtime.Image))
@@ -323,6 +379,15 @@ func readPrimaryOutputs(ref *pulumi.StackReference, name string) (PrimaryOutputs
 			if s, ok := a.(string); ok {
 				out.Accounts = append(out.Accounts, s)
 			}
+		}
+	}
+	if v, err = get(OutputAccountCells); err != nil {
+		return out, err
+	}
+	if m, ok := v.(map[string]any); ok {
+		out.AccountCells = map[string]string{}
+		for a, cell := range m {
+			out.AccountCells[a], _ = cell.(string)
 		}
 	}
 	if v, err = get(OutputRuntimeImage); err != nil {

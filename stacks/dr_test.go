@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -200,21 +201,9 @@ func TestDRProgramDeclaresOnlyInTheDRRegion(t *testing.T) {
 	// The database alerts watch this generation's instance: their selector is not the primary's fixed name.
 	instance := only(t, inv, "gcp:sql/databaseInstance:DatabaseInstance")
 	databaseID := instance.String("project") + ":" + instance.String("name")
-	watched := 0
-	for _, p := range inv.OfType("gcp:monitoring/alertPolicy:AlertPolicy") {
-		query := p.String("conditions[0].conditionPrometheusQueryLanguage.query")
-		m := regexp.MustCompile(`database_id(=~?)"([^"]*)"`).FindStringSubmatch(query)
-		if m == nil {
-			continue
-		}
-		watched++
-		pattern := regexp.QuoteMeta(m[2])
-		if m[1] == "=~" {
-			pattern = strings.ReplaceAll(m[2], `\\`, `\`) // the query quotes the expression like a Go string
-		}
-		assert.Regexp(t, "^(?:"+pattern+")$", databaseID, "%s watches the instance of this generation", p.Name)
+	for _, sel := range databaseSelectors(t, inv) {
+		assert.Regexp(t, sel, databaseID, "the database alerts watch the instance of this generation")
 	}
-	assert.Positive(t, watched, "the database alerts are declared")
 
 	restore, ok := inv.Find("kubernetes:batch/v1:Job", "oms-prod-eu-dr-restore-1")
 	require.True(t, ok, "restore run 1 is declared")
@@ -249,13 +238,21 @@ const prodEUCertificateMap = "projects/omscloud-prod-eu/locations/global/certifi
 // runDR runs the DR program of prod-eu with the primary's outputs, and returns its mocks and error.
 func runDR(t *testing.T, outputs resource.PropertyMap) (drMocks, error) {
 	t.Helper()
-	dir, err := FindProjectDir(".")
-	require.NoError(t, err)
-	sf, err := LoadStackFile(dir, "prod-eu")
-	require.NoError(t, err)
-	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: "prod-eu-dr"}, outputs: outputs}
-	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = sf.Values, sf.SecretKeys }
-	return mocks, pulumi.RunErr(DRProgram("prod-eu"), pulumi.WithMocks(Project, "prod-eu-dr", mocks), withConfig)
+	return runDROf(t, "prod-eu", outputs, nil)
+}
+
+// runDROf runs the DR program of a shipped or test-only stack with the primary's outputs and DR settings
+// (DRNamespace keys).
+func runDROf(t *testing.T, stack string, outputs resource.PropertyMap, settings map[string]string) (drMocks, error) {
+	t.Helper()
+	sf := stackFile(t, stack)
+	values := maps.Clone(sf.Values)
+	for k, v := range settings {
+		values[DRNamespace+":"+k] = v
+	}
+	mocks := drMocks{Mocks: &inventory.Mocks{Project: Project, Stack: DRStackName(stack)}, outputs: outputs}
+	withConfig := func(info *pulumi.RunInfo) { info.Config, info.ConfigSecretKeys = values, sf.SecretKeys }
+	return mocks, pulumi.RunErr(DRProgram(stack), pulumi.WithMocks(Project, DRStackName(stack), mocks), withConfig)
 }
 
 func TestDRProgramNeedsThePrimarysCertificateMap(t *testing.T) {

@@ -54,23 +54,36 @@ func ListStacks(dir string) ([]string, error) {
 	return out, nil
 }
 
+// TestStacksDir, under the project directory, holds stack files that the tests plan and check like the shipped
+// ones but that no workflow deploys: examples of what no shipped stack needs yet (database cells).
+const TestStacksDir = "stacks/testdata/stacks"
+
 // LoadStackFile reads the project defaults from Pulumi.yaml and the stack's own Pulumi.<stack>.yaml (which wins).
 func LoadStackFile(dir, stack string) (*StackFile, error) {
-	path := filepath.Join(dir, "Pulumi."+stack+".yaml")
+	return LoadStackFileFrom(dir, dir, stack)
+}
+
+// LoadStackFileFrom is LoadStackFile with the stack's file in stackDir (TestStacksDir) rather than in projectDir.
+func LoadStackFileFrom(projectDir, stackDir, stack string) (*StackFile, error) {
+	path := filepath.Join(stackDir, "Pulumi."+stack+".yaml")
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		stacks, _ := ListStacks(dir)
+		stacks, _ := ListStacks(stackDir)
 		return nil, fmt.Errorf("stack %q has no %s: known stacks are %s (create one with `omsctl tenant new` or copy a file)", stack, filepath.Base(path), strings.Join(stacks, ", "))
 	}
 	if err != nil {
 		return nil, err
 	}
-	return parseStackFile(dir, stack, data)
+	return parseStackFileAt(projectDir, path, stack, data)
 }
 
 // parseStackFile is LoadStackFile with the stack file's content given.
 func parseStackFile(dir, stack string, data []byte) (*StackFile, error) {
-	sf := &StackFile{Stack: stack, Path: filepath.Join(dir, "Pulumi."+stack+".yaml"), Values: map[string]string{}}
+	return parseStackFileAt(dir, filepath.Join(dir, "Pulumi."+stack+".yaml"), stack, data)
+}
+
+func parseStackFileAt(dir, path, stack string, data []byte) (*StackFile, error) {
+	sf := &StackFile{Stack: stack, Path: path, Values: map[string]string{}}
 	secret := map[string]bool{}
 
 	var project struct {

@@ -37,8 +37,9 @@ type Overrides struct {
 	// TunnelToken, for a Cloudflare edge, makes the edge run only the connector of the primary's pre-declared DR
 	// tunnel (secret); the primary keeps the DNS records and the load balancer, whose DR pool it enables.
 	TunnelToken pulumi.StringInput
-	// DatabaseSuffix names the Cloud SQL instance of this generation of a DR environment (postgres.Args.InstanceSuffix).
-	DatabaseSuffix pulumi.StringInput
+	// DatabaseSuffixes name each cell's Cloud SQL instance in this generation of a DR environment, by cell
+	// (postgres.Args.InstanceSuffix).
+	DatabaseSuffixes map[string]pulumi.StringInput
 	// AdoptKeys keeps the CMEK keys when the stack is destroyed and adopts them when they exist (cmek.Args.Adopt).
 	AdoptKeys bool
 	// Teardown releases what a production config protects for good — the accounts' and the runtime's databases — and
@@ -69,10 +70,13 @@ func Deploy(ctx *pulumi.Context, cfg *Config, ov Overrides) (*Deployment, error)
 	if err != nil {
 		return nil, err
 	}
+	mainDB, cells := databases(cfg, ov)
 	env, err := environment.New(ctx, cfg.NamePrefix(), &environment.Args{
 		Network:            networkArgs(cfg),
 		Cluster:            clusterArgs(cfg, ov),
-		Database:           databaseArgs(cfg, ov),
+		Database:           mainDB,
+		Cells:              cells,
+		DefaultCell:        cfg.Database.DefaultCell,
 		Redis:              redisArgs(cfg),
 		RabbitMQ:           rabbitmqArgs(cfg),
 		Runtime:            runtimeArgs(cfg, ov),
@@ -110,6 +114,9 @@ func exportOutputs(ctx *pulumi.Context, cfg *Config, env *environment.Environmen
 	ctx.Export("zones", pulumi.ToStringArray(cfg.Zones))
 	ctx.Export("drRegion", pulumi.String(cfg.DR.GCPRegion))
 	ctx.Export("accounts", pulumi.ToStringArray(cfg.Accounts))
+	if placement := cfg.accountCells(); placement != nil {
+		ctx.Export(OutputAccountCells, pulumi.ToStringMap(placement))
+	}
 	ctx.Export("network", env.Network.Network)
 	ctx.Export("clusterName", env.Cluster.ClusterName)
 	ctx.Export("kubeconfig", env.Cluster.Kubeconfig)

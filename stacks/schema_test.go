@@ -38,6 +38,8 @@ func TestBothDoorsRefuseTheSameConfig(t *testing.T) {
 		{"retired key", map[string]string{"omscloud:projectNumber": "123456789012"}, nil},
 		{"secret in a structured value", map[string]string{"omscloud:edge": `{"provider":"gcp","domain":"a.example.com","dns":{"managedZone":"example-com"},"cloudflare":{"apiToken":"abc"}}`}, nil},
 		{"not a boolean", map[string]string{"omscloud:deletionProtection": "yes"}, nil},
+		{"account in an unknown cell", map[string]string{"omscloud:database": `{"cells":[{"name":"main"}],"placement":{"main":["tailspin"],"b":["tailspin"]}}`}, nil},
+		{"account in no cell", map[string]string{"omscloud:accounts": `["tailspin","northwind"]`, "omscloud:database": `{"cells":[{"name":"main"},{"name":"b"}],"placement":{"b":["tailspin"]}}`}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package stacks
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/mail"
 	"net/netip"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"github.com/omscloud/omscloud/components/gke"
 	"github.com/omscloud/omscloud/components/observability"
 	"github.com/omscloud/omscloud/components/observability/rules"
+	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/omscloud/omscloud/regions"
 )
 
@@ -313,6 +315,7 @@ func (c *Config) validateDatabase(v *validator, regionOK bool) {
 			v.add(field, "%q is also in accounts: an account is either active or retired, remove it from one list", a)
 		}
 	}
+	c.validateCells(v)
 	for _, w := range []struct {
 		field string
 		size  WorkloadSize
@@ -325,6 +328,127 @@ func (c *Config) validateDatabase(v *validator, regionOK bool) {
 		}
 		if w.size.StorageGB < 1 {
 			v.add(w.field+".storageGb", "is %d: each replica needs a persistent volume of at least 1 GB", w.size.StorageGB)
+		}
+	}
+}
+
+// cellNamePattern keeps the names derived from a cell's unambiguous: without a hyphen, "<prefix>-<cell>-…" never
+// reads as another cell's names, and 9 characters fit the postgres component's 30-character Name after any prefix.
+var cellNamePattern = regexp.MustCompile(`^[a-z][a-z0-9]{0,8}$`)
+
+// reservedCells would name a cell's resources like others of the project: why, with the stack's name prefix.
+var reservedCells = map[string]string{
+	"dr": "the DR environment's resources are named %s-dr-…",
+	"db": "the accounts' password secrets are named %s-db-<account>",
+}
+
+// validateCells checks database.cells, database.defaultCell (defaulting it) and database.placement.
+func (c *Config) validateCells(v *validator) {
+	d := &c.Database
+	prefix := c.NamePrefix()
+	if len(d.Cells) == 0 {
+		if len(d.Placement) > 0 {
+			v.add("database.placement", "is set without database.cells: every account is on the environment's one instance; declare the cells first, e.g. database: {cells: [{name: main}, {name: b}]} (README, \"Adding a cell and placing an account\")")
+		}
+		if d.DefaultCell != "" {
+			v.add("database.defaultCell", "is set without database.cells: the environment's one instance takes every new account; remove it")
+		}
+		return
+	}
+	declared := map[string]bool{}
+	var names []string
+	for i, cell := range d.Cells {
+		field := fmt.Sprintf("database.cells[%d]", i)
+		why, reserved := reservedCells[cell.Name]
+		switch {
+		case cell.Name == "":
+			v.add(field+".name", "is required: name the cell, e.g. b")
+		case !cellNamePattern.MatchString(cell.Name):
+			v.add(field+".name", "%q is not a cell name: 1-9 lowercase letters and digits, starting with a letter (it names the cell's instance, %s-<cell>-pg)", cell.Name, prefix)
+		case reserved:
+			v.add(field+".name", "%q is reserved: "+why+"; pick another name", cell.Name, prefix)
+		case declared[cell.Name]:
+			v.add(field+".name", "%q is listed twice: each cell is one Cloud SQL instance: merge the two entries", cell.Name)
+		default:
+			names = append(names, cell.Name)
+		}
+		declared[cell.Name] = true
+		if cell.Tier != "" && !dbTierPattern.MatchString(cell.Tier) {
+			v.add(field+".tier", "%q is not a Cloud SQL tier (e.g. db-custom-8-32768): remove it to use sizing.database.tier (%s)", cell.Tier, c.Sizing.Database.Tier)
+		}
+		if cell.DiskSizeGB != 0 && cell.DiskSizeGB < 10 {
+			v.add(field+".diskSizeGb", "is %d: Cloud SQL needs at least 10 GB; remove it to use sizing.database.diskSizeGb (%d)", cell.DiskSizeGB, c.Sizing.Database.DiskSizeGB)
+		}
+	}
+	if !declared[postgres.MainCell] {
+		v.add("database.cells", "has no cell %q: main is the environment's first instance (%s), which holds the runtime's control database and every account placed before cells existed; add {name: main} to the list",
+			postgres.MainCell, postgres.InstanceName(prefix))
+	}
+	known := strings.Join(names, ", ")
+	switch {
+	case d.DefaultCell == "":
+		d.DefaultCell = postgres.MainCell
+	case !declared[d.DefaultCell]:
+		v.add("database.defaultCell", "%q is not in database.cells (%s): the accounts the runtime creates would have no instance; name one of them, or remove the setting for main", d.DefaultCell, known)
+	}
+	c.validatePlacement(v, declared, known)
+}
+
+// validatePlacement checks that database.placement puts every account the stack hosts, active or retired, on
+// exactly one declared cell, and nothing else.
+func (c *Config) validatePlacement(v *validator, declared map[string]bool, known string) {
+	d := &c.Database
+	example := postgres.MainCell
+	if declared[d.DefaultCell] {
+		example = d.DefaultCell
+	}
+	// hosted names where the stack lists each account it hosts; every one is placed explicitly.
+	hosted := map[string]string{}
+	var order []string
+	for i, a := range c.Accounts {
+		if hosted[a] == "" {
+			hosted[a] = fmt.Sprintf("accounts[%d]", i)
+			order = append(order, a)
+		}
+	}
+	for i, a := range d.RetiredAccounts {
+		if hosted[a] == "" {
+			hosted[a] = fmt.Sprintf("database.retiredAccounts[%d]", i)
+			order = append(order, a)
+		}
+	}
+	placedIn := map[string]string{}
+	for _, cell := range slices.Sorted(maps.Keys(d.Placement)) {
+		accounts := d.Placement[cell]
+		switch {
+		case declared[cell]:
+		case len(accounts) == 0:
+			v.add("database.placement."+cell, "cell %q is not in database.cells (%s): remove the entry", cell, known)
+		default:
+			v.add("database.placement."+cell, "cell %q is not in database.cells (%s). If you removed cell %s, its accounts' databases are still on it: put it back in database.cells (moving an account to another cell is not built yet); if the name is a typo, list its accounts (%s) under a cell of database.cells",
+				cell, known, cell, strings.Join(accounts, ", "))
+		}
+		for i, a := range accounts {
+			field := fmt.Sprintf("database.placement.%s[%d]", cell, i)
+			switch {
+			case !accountPattern.MatchString(a):
+				v.add(field, "%q is not a valid account id: 3-31 characters, lowercase letters, digits and hyphens, starting with a letter", a)
+			case placedIn[a] == cell:
+				v.add(field, "%q is listed twice: remove one", a)
+			case placedIn[a] != "":
+				v.add(field, "%q is also placed in cell %s: its database is on exactly one cell: remove it from the cell that does not hold it", a, placedIn[a])
+			case hosted[a] == "":
+				v.add(field, "%q is in neither accounts nor database.retiredAccounts: remove it from the placement, or add it to accounts", a)
+			}
+			if placedIn[a] == "" {
+				placedIn[a] = cell
+			}
+		}
+	}
+	for _, a := range order {
+		if placedIn[a] == "" && accountPattern.MatchString(a) {
+			v.add("database.placement", "account %q (%s) is in no cell: list it under the cell that holds its database, e.g. database: {placement: {%s: [..., %s]}}. Accounts are never moved by default: database.defaultCell places only the accounts the runtime creates itself, so that neither changing it nor emptying a cell's list points an account at an instance without its data",
+				a, hosted[a], example, a)
 		}
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/omscloud/omscloud/stacks"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -138,4 +140,29 @@ func TestPlanFailsOnPolicyViolation(t *testing.T) {
 	assert.Contains(t, err.Error(), "violates 1 policy rule")
 	assert.Contains(t, stdout, "FAIL  gke-private-cluster")
 	assert.Contains(t, stdout, "authorizes 0.0.0.0/0")
+}
+
+// The two-cell test stack plans with both instances, and a wrong placement change fails the plan naming the key and
+// the fix, before anything is declared.
+func TestPlanChecksDatabaseCells(t *testing.T) {
+	dir := t.TempDir()
+	project, err := os.ReadFile("../../Pulumi.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi.yaml"), project, 0o644))
+	cells, err := os.ReadFile(filepath.Join("../..", stacks.TestStacksDir, "Pulumi.prod-eu-cells.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi.cells.yaml"), cells, 0o644))
+	stdout, _, err := omsctl(t, "plan", "--dir", dir, "--stack", "cells")
+	require.NoError(t, err)
+	assert.Contains(t, stdout, "europe-west1-b  stateful 1-2, web 1-5, oms-prod-eu-b-pg primary, oms-prod-eu-pg primary")
+
+	// northwind's cell b dropped from the cells while the placement still holds it.
+	wrong := strings.Replace(string(cells), "      - name: b\n        tier: db-custom-8-32768\n        diskSizeGb: 200\n", "", 1)
+	require.NotEqual(t, string(cells), wrong)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi.wrong.yaml"), []byte(wrong), 0o644))
+	stdout, stderr, err := omsctl(t, "plan", "--dir", dir, "--stack", "wrong")
+	require.Error(t, err)
+	assert.Empty(t, stdout, "nothing is planned for a bad config")
+	assert.Contains(t, stderr, `omscloud:database.placement.b: cell "b" is not in database.cells (main). If you removed cell b, its accounts' databases are still on it: put it back in database.cells`)
+	assert.Contains(t, stderr, `omscloud:database.defaultCell: "b" is not in database.cells (main)`)
 }

@@ -3,6 +3,9 @@
 package environment
 
 import (
+	"cmp"
+	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/omscloud/omscloud/components/apis"
@@ -26,8 +29,15 @@ type Args struct {
 	Network network.Args
 	// Cluster's Network, Subnetwork and range names come from the network component.
 	Cluster gke.Args
-	// Database's Network and PrivateServices come from the network component.
+	// Database is the instance of cell postgres.MainCell, which also holds the runtime's control database; its
+	// Network and PrivateServices come from the network component.
 	Database postgres.Args
+	// Cells are the environment's further Cloud SQL instances by cell name (database cells), each with the accounts
+	// placed on it; their Name (postgres.CellName of Database.Name), Network, PrivateServices and ServiceAgent are
+	// set by New.
+	Cells map[string]postgres.Args
+	// DefaultCell is the cell of the accounts the runtime creates itself, with Cells (default postgres.MainCell).
+	DefaultCell string
 	// Redis and RabbitMQ run in the cluster; Namespace and ClientSelector are set by New.
 	Redis    redis.Args
 	RabbitMQ rabbitmq.Args
@@ -52,6 +62,8 @@ type Environment struct {
 	Network  *network.Network
 	Cluster  *gke.Cluster
 	Database *postgres.Postgres
+	// Cells are the instances of Args.Cells by cell name.
+	Cells    map[string]*postgres.Postgres
 	Redis    *redis.Redis
 	RabbitMQ *rabbitmq.RabbitMQ
 	Runtime  *omsruntime.Runtime
@@ -101,6 +113,10 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if err != nil {
 		return nil, err
 	}
+	cells, err := newCells(ctx, name, args, net, db, gcpOpts)
+	if err != nil {
+		return nil, err
+	}
 
 	ns, err := corev1.NewNamespace(ctx, name+"-ns", &corev1.NamespaceArgs{
 		Metadata: metav1.ObjectMetaArgs{
@@ -143,8 +159,20 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	rtArgs.Database.Host, rtArgs.Database.Instance, rtArgs.Database.ServerCA = db.PrivateIP, db.InstanceName, db.ServerCA
 	rtArgs.Database.AccountPrefix = postgres.AccountPrefix
 	rtArgs.Database.Accounts = map[string]pulumi.StringInput{}
-	for id, acct := range db.Accounts {
-		rtArgs.Database.Accounts[id] = acct.Password
+	accountSecrets := map[string]pulumi.StringInput{}
+	every := maps.Clone(cells)
+	every[postgres.MainCell] = db
+	for _, p := range every {
+		for id, acct := range p.Accounts {
+			rtArgs.Database.Accounts[id], accountSecrets[id] = acct.Password, acct.PasswordSecret
+		}
+	}
+	if len(cells) > 0 {
+		rtArgs.Database.Cells = map[string]omsruntime.Cell{}
+		for cell, p := range every {
+			rtArgs.Database.Cells[cell] = omsruntime.Cell{Host: p.PrivateIP, ServerCA: p.ServerCA, Accounts: slices.Sorted(maps.Keys(p.Accounts))}
+		}
+		rtArgs.Database.DefaultCell = cmp.Or(args.DefaultCell, postgres.MainCell)
 	}
 	rtArgs.Redis = omsruntime.RedisArgs{
 		SentinelAddress: cache.SentinelAddress, MasterName: pulumi.String(cache.MasterName), Password: cache.Password,
@@ -170,10 +198,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	backupArgs := args.Backup
 	backupArgs.Runtime = rt.Wiring
-	backupArgs.AccountSecrets = map[string]pulumi.StringInput{}
-	for id, acct := range db.Accounts {
-		backupArgs.AccountSecrets[id] = acct.PasswordSecret
-	}
+	backupArgs.AccountSecrets = accountSecrets
 	backupArgs.Media.Writers = append(backupArgs.Media.Writers, rt.ServiceAccountEmail)
 	// The worker lists the archives' names for the freshness alerts.
 	backupArgs.Bucket.Listers = append(backupArgs.Bucket.Listers, rt.ServiceAccountEmail)
@@ -227,7 +252,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	obsArgs := args.Observability
 	obsArgs.Namespace, obsArgs.ClusterName = omsruntime.DefaultNamespace, args.Cluster.Name
-	obsArgs.DatabaseInstance = postgres.InstancePattern(args.Database.Name)
+	obsArgs.DatabaseInstance = postgres.InstancePattern(args.Database.Name, append([]string{postgres.MainCell}, slices.Sorted(maps.Keys(cells))...)...)
 	obsArgs.Hostnames = args.Edge.Hostnames
 	obsArgs.Targets = observability.Targets{
 		Web:      observability.Target{Selector: omsruntime.WebSelector(runtimeName), Port: omsruntime.MetricsPortName},
@@ -242,11 +267,32 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		return nil, err
 	}
 
-	e.Network, e.Cluster, e.Database, e.Redis, e.RabbitMQ, e.Runtime, e.Edge = net, cluster, db, cache, mq, rt, front
+	e.Network, e.Cluster, e.Database, e.Cells, e.Redis, e.RabbitMQ, e.Runtime, e.Edge = net, cluster, db, cells, cache, mq, rt, front
 	e.Backup, e.DR, e.Observability = backups, site, watch
 	return e, ctx.RegisterResourceOutputs(e, pulumi.Map{
 		"network":          net.Network,
 		"clusterName":      cluster.ClusterName,
 		"databaseInstance": db.InstanceName,
 	})
+}
+
+// newCells declares the instance of each of args.Cells like the main one, under the cell's names; the main one's
+// Cloud SQL service agent, the project's, is granted each cell's key.
+func newCells(ctx *pulumi.Context, name string, args *Args, net *network.Network, main *postgres.Postgres,
+	opts []pulumi.ResourceOption) (map[string]*postgres.Postgres, error) {
+	out := map[string]*postgres.Postgres{}
+	for _, cell := range slices.Sorted(maps.Keys(args.Cells)) {
+		if cell == postgres.MainCell {
+			return nil, fmt.Errorf("environment: Cells[%q] is Database, the main cell's instance: remove it from Cells", cell)
+		}
+		a := args.Cells[cell]
+		a.Name, a.Network, a.PrivateServices = postgres.CellName(args.Database.Name, cell), net.Network, net.PrivateServices
+		a.ServiceAgent = main.ServiceAgent
+		p, err := postgres.New(ctx, postgres.CellName(name, cell)+"-postgres", &a, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("cell %s: %w", cell, err)
+		}
+		out[cell] = p
+	}
+	return out, nil
 }

@@ -160,6 +160,12 @@ type DatabaseArgs struct {
 	// AccountSecrets are Secret Manager secret ids the runtime's service account may read
 	// (postgres.Accounts[id].PasswordSecret): secretAccessor on exactly these, nothing project-wide.
 	AccountSecrets map[string]pulumi.StringInput
+	// Cells are the Cloud SQL instances holding the accounts' databases, by cell name, Host's among them, when the
+	// environment has several (database cells); empty when every account is on Host. The pods get each cell's host
+	// and CA, the migrate Job each account's cell (README, "Database cells").
+	Cells map[string]Cell
+	// DefaultCell is the cell of the accounts the runtime creates itself; required with Cells.
+	DefaultCell string
 }
 
 // RedisArgs locate Redis Sentinel.
@@ -480,6 +486,7 @@ func (a *Args) Validate() error {
 	if !databaseName.MatchString(d.Database.Name) {
 		add("Database.Name %q: 1-24 lowercase letters, digits and '_', starting with a letter (it prefixes account databases)", d.Database.Name)
 	}
+	d.Database.validateCells(add)
 	for id, s := range d.Database.AccountSecrets {
 		if s == nil {
 			add("Database.AccountSecrets[%q] is nil: give the secret id (postgres.Accounts[id].PasswordSecret)", id)

@@ -107,6 +107,9 @@ func (d *deployer) migrateJob(image string, ready []pulumi.Resource) (*batchv1.J
 		args = append(args, "--accounts", strings.Join(ids, ","), "--account-passwords-dir", AccountPasswordsDir)
 	}
 	c := d.w.Container("migrate", image, args, []string{EnvDatabaseURL}, a.Worker.Resources)
+	if placement := a.Database.accountCells(); placement != "" {
+		c.Env = append(c.Env.(corev1.EnvVarArray), kube.Env(EnvAccountCells, placement))
+	}
 	if len(ids) > 0 {
 		c.VolumeMounts = append(c.VolumeMounts.(corev1.VolumeMountArray), corev1.VolumeMountArgs{
 			Name: pulumi.String("account-passwords"), MountPath: pulumi.String(AccountPasswordsDir), ReadOnly: pulumi.Bool(true),

@@ -2,6 +2,7 @@ package omsruntime_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -134,6 +135,7 @@ func evaluateAs(args omsruntime.Args, preview bool) (*result, error) {
 		if ca == nil {
 			ca = pulumi.String(serverCA)
 		}
+		// A test may give its own accounts and cells.
 		args.Database = omsruntime.DatabaseArgs{
 			Host:     pulumi.String("10.30.0.3"),
 			Instance: pulumi.String("oms-test-pg"),
@@ -142,6 +144,7 @@ func evaluateAs(args omsruntime.Args, preview bool) (*result, error) {
 				"acme":   pulumi.String("projects/omscloud-test/secrets/oms-test-db-acme"),
 				"globex": pulumi.String("projects/omscloud-test/secrets/oms-test-db-globex"),
 			},
+			Accounts: args.Database.Accounts, Cells: args.Database.Cells, DefaultCell: args.Database.DefaultCell,
 		}
 		args.Redis = omsruntime.RedisArgs{
 			SentinelAddress: pulumi.String("oms-test-redis-sentinel.oms.svc.cluster.local:26379"),
@@ -183,13 +186,9 @@ func find(t *testing.T, inv *inventory.Inventory, typ, name string) inventory.Re
 // byObjectName finds a Kubernetes object by its metadata.name.
 func byObjectName(t *testing.T, inv *inventory.Inventory, typ, name string) inventory.Resource {
 	t.Helper()
-	for _, r := range inv.OfType(typ) {
-		if r.String("metadata.name") == name {
-			return r
-		}
-	}
-	require.Failf(t, "missing object", "no %s named %s", typ, name)
-	return inventory.Resource{}
+	r, ok := inv.Object(typ, name)
+	require.True(t, ok, "no %s named %s", typ, name)
+	return r
 }
 
 func TestWebAndWorkerSpreadOverZonesWithPDBs(t *testing.T) {
@@ -730,6 +729,26 @@ func TestValidate(t *testing.T) {
 		{"cpu limit", func(a *omsruntime.Args) { a.Web.Resources = omsruntime.Resources{CPU: "2", CPULimit: "1"} }, "Web.Resources.CPULimit 1 is below"},
 		{"color label", func(a *omsruntime.Args) { a.Labels = map[string]string{"omscloud.io/color": "x"} }, "omscloud.io/color"},
 		{"bad cidr", func(a *omsruntime.Args) { a.Ingress.LoadBalancerCIDRs = []string{"35.191.0.0"} }, "LoadBalancerCIDRs[0]"},
+		{"account in no cell", func(a *omsruntime.Args) {
+			a.Database = withCells()
+			a.Database.Cells["b"] = omsruntime.Cell{Host: pulumi.String("10.30.0.7"), ServerCA: pulumi.String("b CA")}
+		}, `Database.Accounts["globex"] is in no cell`},
+		{"account in two cells", func(a *omsruntime.Args) {
+			a.Database = withCells()
+			a.Database.Cells["main"] = omsruntime.Cell{Host: pulumi.String("10.30.0.3"), ServerCA: pulumi.String(serverCA), Accounts: []string{"acme", "globex"}}
+		}, `account "globex" is also in cell "b"`},
+		{"cell of an unknown account", func(a *omsruntime.Args) {
+			a.Database = withCells()
+			delete(a.Database.Accounts, "globex")
+		}, `account "globex" is not in Database.Accounts`},
+		{"unknown default cell", func(a *omsruntime.Args) { a.Database = withCells(); a.Database.DefaultCell = "c" }, `Database.DefaultCell "c" is not one of Database.Cells [b main]`},
+		{"default cell without cells", func(a *omsruntime.Args) { a.Database.DefaultCell = "main" }, "set without Database.Cells"},
+		{"cell name", func(a *omsruntime.Args) {
+			a.Database = withCells()
+			a.Database.Cells["cell/b"] = a.Database.Cells["b"]
+			delete(a.Database.Cells, "b")
+			a.Database.DefaultCell = "cell/b"
+		}, `Database.Cells["cell/b"]: a cell name is letters, digits`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := prodArgs()
@@ -847,4 +866,64 @@ func TestSecretsRollTheirConsumers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withCells places acme on cell main and globex on cell b, which takes new accounts.
+func withCells() omsruntime.DatabaseArgs {
+	return omsruntime.DatabaseArgs{
+		Accounts: map[string]pulumi.StringInput{"acme": pulumi.String("pw-acme"), "globex": pulumi.String("pw-globex")},
+		Cells: map[string]omsruntime.Cell{
+			"main": {Host: pulumi.String("10.30.0.3"), ServerCA: pulumi.String(serverCA), Accounts: []string{"acme"}},
+			"b":    {Host: pulumi.String("10.30.0.7"), ServerCA: pulumi.String("cell b's CA"), Accounts: []string{"globex"}},
+		},
+		DefaultCell: "b",
+	}
+}
+
+// TestDatabaseCells: with cells, every pod of the oms image reads each cell's host and CA file, and the cell of the
+// accounts it creates (README, "Database cells"); the migrate Job alone reads each account's cell, so that placing an
+// account never rolls the web and worker pods, while a new cell or CA does.
+func TestDatabaseCells(t *testing.T) {
+	args := prodArgs()
+	args.Database = withCells()
+	res := evaluate(t, args)
+	cfg := kubetest.Map(t, byObjectName(t, res.inv, kubetest.ConfigMap, "oms-test-runtime"), "data")
+	assert.JSONEq(t, `{"main":{"host":"10.30.0.3","caFile":"/etc/oms/db-ca/server-ca-main.pem"},`+
+		`"b":{"host":"10.30.0.7","caFile":"/etc/oms/db-ca/server-ca-b.pem"}}`, cfg[omsruntime.EnvDatabaseCells].(string))
+	assert.Equal(t, "b", cfg[omsruntime.EnvDefaultCell])
+	assert.Equal(t, "/etc/oms/db-ca/server-ca-b.pem", omsruntime.CellCAFile("b"))
+	assert.Equal(t, map[string]any{"server-ca.pem": serverCA, "server-ca-main.pem": serverCA, "server-ca-b.pem": "cell b's CA"},
+		kubetest.Map(t, byObjectName(t, res.inv, kubetest.ConfigMap, "oms-test-db-ca"), "data"), "mounted at /etc/oms/db-ca in every pod")
+
+	placement := func(res *result) any {
+		for _, j := range res.inv.OfType(job) {
+			if strings.HasPrefix(j.Name, "rt-migrate-") {
+				for _, e := range kubetest.Container(t, j, "migrate")["env"].([]any) {
+					if e := e.(map[string]any); e["name"] == omsruntime.EnvAccountCells {
+						return e["value"]
+					}
+				}
+			}
+		}
+		return nil
+	}
+	assert.Equal(t, `{"acme":"main","globex":"b"}`, placement(res))
+	for _, d := range []string{"rt-web-blue", "rt-web-green", "rt-worker"} {
+		assert.NotContains(t, fmt.Sprint(find(t, res.inv, kubetest.Deployment, d).Inputs), omsruntime.EnvAccountCells, d)
+	}
+
+	checksum := func(res *result) any {
+		return kubetest.Map(t, find(t, res.inv, kubetest.Deployment, "rt-worker"), "spec.template.metadata.annotations")[omsruntime.ConfigChecksumAnnotation]
+	}
+	moved := prodArgs()
+	moved.Database = withCells()
+	moved.Database.Cells["main"] = omsruntime.Cell{Host: pulumi.String("10.30.0.3"), ServerCA: pulumi.String(serverCA), Accounts: []string{"acme", "globex"}}
+	moved.Database.Cells["b"] = omsruntime.Cell{Host: pulumi.String("10.30.0.7"), ServerCA: pulumi.String("cell b's CA")}
+	movedRes := evaluate(t, moved)
+	assert.Equal(t, checksum(res), checksum(movedRes), "a placement does not roll the pods")
+	assert.Equal(t, `{"acme":"main","globex":"main"}`, placement(movedRes))
+	rotated := prodArgs()
+	rotated.Database = withCells()
+	rotated.Database.Cells["b"] = omsruntime.Cell{Host: pulumi.String("10.30.0.7"), ServerCA: pulumi.String("cell b's new CA"), Accounts: []string{"globex"}}
+	assert.NotEqual(t, checksum(res), checksum(evaluate(t, rotated)), "a cell's new CA restarts the pods")
 }

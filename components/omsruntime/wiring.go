@@ -158,6 +158,8 @@ func (d *deployer) wire(r *Runtime, id *identity, db *controlDB) error {
 	if a.BackupURL != "" {
 		config["OMS_BACKUP_URL"] = pulumi.String(a.BackupURL)
 	}
+	cellsConfig, cellCAs := a.Database.cellsConfig()
+	maps.Copy(config, cellsConfig)
 	if err := d.accountPasswords(baseLabels); err != nil {
 		return err
 	}
@@ -170,14 +172,16 @@ func (d *deployer) wire(r *Runtime, id *identity, db *controlDB) error {
 	}
 	// The CA gets a ConfigMap of its own (envFrom would turn its key into a variable). It counts in the checksum:
 	// the runtime reads the file at start, so a new CA must restart the pods.
+	cas := pulumi.StringMap{dbCAKey: a.Database.ServerCA}
+	maps.Copy(cas, cellCAs)
 	caMap, err := corev1.NewConfigMap(d.ctx, d.name+"-db-ca", &corev1.ConfigMapArgs{
 		Metadata: d.meta(a.Name+"-db-ca", baseLabels),
-		Data:     pulumi.StringMap{dbCAKey: a.Database.ServerCA},
+		Data:     cas,
 	}, d.opts()...)
 	if err != nil {
 		return fmt.Errorf("database CA config map: %w", err)
 	}
-	fingerprint := pulumi.StringMap{dbCAKey: a.Database.ServerCA}
+	fingerprint := maps.Clone(cas)
 	maps.Copy(fingerprint, config)
 	d.checksum = fingerprint.ToStringMapOutput().ApplyT(func(m map[string]string) string { return kube.Checksum(m) }).(pulumi.StringOutput)
 	d.w = Wiring{

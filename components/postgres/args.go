@@ -34,6 +34,9 @@ type Args struct {
 	Network pulumi.StringInput
 	// PrivateServices is the private services access connection of Network; the instance waits for it.
 	PrivateServices pulumi.Resource
+	// ServiceAgent is Cloud SQL's service agent (Postgres.ServiceAgent of another instance of the project), granted
+	// the CMEK key; unset, the component looks it up itself.
+	ServiceAgent pulumi.StringInput
 
 	// Version is the engine version (default POSTGRES_16).
 	Version string

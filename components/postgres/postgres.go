@@ -33,6 +33,8 @@ type Postgres struct {
 	ServerCA pulumi.StringOutput `pulumi:"serverCa"`
 	// EncryptionKey is the CMEK key's id.
 	EncryptionKey pulumi.StringOutput `pulumi:"encryptionKey"`
+	// ServiceAgent is Cloud SQL's service agent of the project (Args.ServiceAgent of the environment's other cells).
+	ServiceAgent pulumi.StringOutput
 	// Accounts maps each active account id to its database, user and password secret.
 	Accounts map[string]Account
 }
@@ -64,10 +66,33 @@ const cloudSQLService = "sqladmin.googleapis.com"
 // of a DR environment appends "-<suffix>" (Args.InstanceSuffix).
 func InstanceName(name string) string { return name + "-pg" }
 
-// InstancePattern is a regular expression for the name of every generation of the instance, so that what watches
-// it (alert selectors) need not know the generation.
-func InstancePattern(name string) string {
-	return regexp.QuoteMeta(InstanceName(name)) + "(-[0-9a-f]+)?"
+// MainCell is the cell of an environment's first instance: it keeps the names an environment without cells has, and
+// the runtime's control database.
+const MainCell = "main"
+
+// CellName is the Name (and the logical name prefix) of an environment's cell: name itself for MainCell,
+// "<name>-<cell>" for another ("oms-prod-eu-b": instance "oms-prod-eu-b-pg", key ring "oms-prod-eu-b-sql").
+func CellName(name, cell string) string {
+	if cell == MainCell || cell == "" {
+		return name
+	}
+	return name + "-" + cell
+}
+
+// InstancePattern is a regular expression for the name of every generation of the instance of every cell given
+// (none: the one instance), so that what watches them (alert selectors) need not know the generation.
+func InstancePattern(name string, cells ...string) string {
+	if len(cells) == 0 {
+		cells = []string{MainCell}
+	}
+	names := make([]string, len(cells))
+	for i, cell := range cells {
+		names[i] = regexp.QuoteMeta(InstanceName(CellName(name, cell)))
+	}
+	if len(names) == 1 {
+		return names[0] + "(-[0-9a-f]+)?"
+	}
+	return "(" + strings.Join(names, "|") + ")(-[0-9a-f]+)?"
 }
 
 // New declares the instance and the accounts' databases.
@@ -90,17 +115,22 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 	// CMEK: the key must live in the instance's region, and Cloud SQL's service agent must be able to use it
 	// before the instance is created.
-	agent, err := projects.NewServiceIdentity(ctx, name+"-sql-agent", &projects.ServiceIdentityArgs{
-		Project: project,
-		Service: pulumi.String(cloudSQLService),
-	}, parent)
-	if err != nil {
-		return nil, err
+	if a.ServiceAgent != nil {
+		p.ServiceAgent = a.ServiceAgent.ToStringOutput()
+	} else {
+		agent, err := projects.NewServiceIdentity(ctx, name+"-sql-agent", &projects.ServiceIdentityArgs{
+			Project: project,
+			Service: pulumi.String(cloudSQLService),
+		}, parent)
+		if err != nil {
+			return nil, err
+		}
+		p.ServiceAgent = agent.Email
 	}
 	cmk, err := cmek.New(ctx, cmek.Args{
 		RingLogical: name + "-keyring", KeyLogical: name + "-key", GrantLogical: name + "-key-sql-agent",
 		Project: a.Project, Location: a.Region, Name: a.Name + "-sql", RotationDays: a.KeyRotationDays,
-		Labels: a.Labels, Agent: agent.Email, Protect: a.DeletionProtection, Adopt: a.AdoptKeys, Parent: p,
+		Labels: a.Labels, Agent: p.ServiceAgent, Protect: a.DeletionProtection, Adopt: a.AdoptKeys, Parent: p,
 	}, parent)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"encoding/json"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -442,4 +443,36 @@ func evaluateErr(t *testing.T, args postgres.Args) *inventory.Inventory {
 	mocks := &inventory.Mocks{Project: "omscloud", Stack: "test"}
 	require.Error(t, pulumi.RunErr(program(args), pulumi.WithMocks("omscloud", "test", mocks)))
 	return inventory.New("test", mocks.Resources())
+}
+
+// A database cell is another instance of the component: cell main keeps the names of an environment without cells,
+// another cell's names carry it, and the alert pattern selects every cell's instances of every DR generation.
+func TestCellNames(t *testing.T) {
+	assert.Equal(t, "oms-prod-eu", postgres.CellName("oms-prod-eu", postgres.MainCell))
+	assert.Equal(t, "oms-prod-eu-b", postgres.CellName("oms-prod-eu", "b"))
+	assert.Equal(t, "oms-prod-eu-b-pg", postgres.InstanceName(postgres.CellName("oms-prod-eu", "b")))
+
+	assert.Equal(t, postgres.InstancePattern("oms-prod-eu"), postgres.InstancePattern("oms-prod-eu", postgres.MainCell),
+		"cell main alone is the one instance")
+	assert.Equal(t, `oms-prod-eu-pg(-[0-9a-f]+)?`, postgres.InstancePattern("oms-prod-eu"))
+	cells := regexp.MustCompile("^(?:" + postgres.InstancePattern("oms-prod-eu", postgres.MainCell, "b") + ")$")
+	for _, name := range []string{"oms-prod-eu-pg", "oms-prod-eu-b-pg", "oms-prod-eu-pg-0a1b2c", "oms-prod-eu-b-pg-0a1b2c"} {
+		assert.Regexp(t, cells, name)
+	}
+	for _, name := range []string{"oms-prod-eu-c-pg", "oms-prod-eu-dr-pg-0a1b2c", "oms-prod-eu-dr-b-pg-0a1b2c", "xoms-prod-eu-pg"} {
+		assert.NotRegexp(t, cells, name)
+	}
+}
+
+// The cells of an environment share the project's one Cloud SQL service agent: given, it is granted the cell's key
+// and not looked up again.
+func TestServiceAgentGiven(t *testing.T) {
+	args := production()
+	args.Name = "oms-prod-us-b"
+	args.ServiceAgent = pulumi.String("service-42@gcp-sa-cloud-sql.iam.gserviceaccount.com")
+	inv := evaluate(t, args)
+	assert.Empty(t, inv.OfType(agentType), "no second service identity")
+	assert.Equal(t, "serviceAccount:service-42@gcp-sa-cloud-sql.iam.gserviceaccount.com", one(t, inv, grantType).String("member"))
+	assert.Equal(t, "oms-prod-us-b-pg", one(t, inv, instanceType).String("name"))
+	assert.Equal(t, "oms-prod-us-b-sql", one(t, inv, ringType).String("name"))
 }

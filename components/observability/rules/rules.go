@@ -94,6 +94,10 @@ type Params struct {
 	CertificateDays int
 	// Regional adds the failover-readiness alert (a REGIONAL Cloud SQL instance has a standby).
 	Regional bool
+	// Cells: Database selects several instances (database cells). The database alerts then aggregate by
+	// database_id, so that one cell's trouble fires on its own (max() would hide one standby that cannot take
+	// over behind another that can) and the alert names the instance.
+	Cells bool
 	// DR adds the DR-readiness alert (production stacks with a DR site).
 	DR bool
 	// Quorum is the number of Redis and RabbitMQ pods that must be up (a majority: 2 of 3).
@@ -327,22 +331,29 @@ func For(p Params) ([]Group, error) {
 			Summary: "webhook deliveries were dead-lettered after their last retry: a customer's endpoint missed events"},
 	}}
 	sql := fmt.Sprintf(`{%s,monitored_resource="cloudsql_database"}`, p.Database)
+	// byInstance aggregates per instance where there are several (Params.Cells).
+	byInstance := func(op string) string {
+		if p.Cells {
+			return op + " by (database_id) "
+		}
+		return op
+	}
 	database := Group{Name: "omscloud-database", Rules: []Rule{
 		{Name: "OMSDatabaseDown", Class: ClassDatabase, Severity: Page, For: 3 * time.Minute,
-			Expr:    fmt.Sprintf(`min(%s%s) < 1`, sqlUp, sql),
+			Expr:    fmt.Sprintf(`%s(%s%s) < 1`, byInstance("min"), sqlUp, sql),
 			Summary: "Cloud SQL reports the database instance down"},
 		{Name: "OMSDatabaseCPUHigh", Class: ClassDatabase, Severity: Ticket, For: 15 * time.Minute,
-			Expr:    fmt.Sprintf(`max(%s%s) > %s`, sqlCPU, sql, num(p.DatabaseCPU)),
+			Expr:    fmt.Sprintf(`%s(%s%s) > %s`, byInstance("max"), sqlCPU, sql, num(p.DatabaseCPU)),
 			Summary: fmt.Sprintf("Cloud SQL CPU above %s%% for 15 minutes", num(p.DatabaseCPU*100))},
 		{Name: "OMSDatabaseDiskFull", Class: ClassDatabase, Severity: Page, For: 15 * time.Minute,
-			Expr:    fmt.Sprintf(`max(%s%s) > %s`, sqlDisk, sql, num(p.DatabaseDisk)),
+			Expr:    fmt.Sprintf(`%s(%s%s) > %s`, byInstance("max"), sqlDisk, sql, num(p.DatabaseDisk)),
 			Summary: fmt.Sprintf("Cloud SQL disk above %s%% although it grows automatically", num(p.DatabaseDisk*100))},
 	}}
 	if p.Regional {
 		// available_for_failover is > 0 while the synchronous standby can take over
 		// (https://cloud.google.com/sql/docs/postgres/admin-api/metrics: database/available_for_failover).
 		database.Rules = append(database.Rules, Rule{Name: "OMSDatabaseFailoverUnavailable", Class: ClassDatabase, Severity: Page,
-			For: 15 * time.Minute, Expr: fmt.Sprintf(`max(%s%s) < 1`, sqlFailover, sql),
+			For: 15 * time.Minute, Expr: fmt.Sprintf(`%s(%s%s) < 1`, byInstance("max"), sqlFailover, sql),
 			Summary: "the Cloud SQL standby cannot take over: replication to it is broken or a failover is under way"})
 	}
 	// Redis' exporter and RabbitMQ's prometheus plugin run in each pod: a pod that is down stops reporting.

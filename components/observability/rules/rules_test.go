@@ -326,6 +326,50 @@ func TestRulesOnPromtool(t *testing.T) {
 	promtool := requirePromtool(t)
 	groups, err := rules.For(testParams(rules.Production()))
 	require.NoError(t, err)
+	tested := testOnPromtool(t, promtool, groups, cases)
+	for _, g := range groups {
+		for _, r := range g.Rules {
+			assert.True(t, tested[r.Name], "%s has a promtool case that makes it fire", r.Name)
+		}
+	}
+}
+
+// cellCases: with several instances (database cells), one instance's trouble fires, named, whatever the others do.
+var cellCases = []alertCase{
+	{name: "one cell's standby that cannot take over pages, though the other's can", alert: "OMSDatabaseFailoverUnavailable",
+		series: map[string]string{
+			`cloudsql_googleapis_com:database_available_for_failover{database_id="p:oms-pg",monitored_resource="cloudsql_database"}`:   "1x50",
+			`cloudsql_googleapis_com:database_available_for_failover{database_id="p:oms-b-pg",monitored_resource="cloudsql_database"}`: "1x10 0x30 1x10",
+		},
+		checks: []check{quiet("20m"), fires("30m", "database_id", "p:oms-b-pg"), quiet("45m")}},
+	{name: "one cell down pages and names it", alert: "OMSDatabaseDown",
+		series: map[string]string{
+			`cloudsql_googleapis_com:database_up{database_id="p:oms-pg",monitored_resource="cloudsql_database"}`:   "1x30",
+			`cloudsql_googleapis_com:database_up{database_id="p:oms-b-pg",monitored_resource="cloudsql_database"}`: "1x10 0x10 1x10",
+		},
+		checks: []check{quiet("10m"), fires("15m", "database_id", "p:oms-b-pg"), quiet("25m")}},
+	{name: "one cell's full disk pages and names it", alert: "OMSDatabaseDiskFull",
+		series: map[string]string{
+			`cloudsql_googleapis_com:database_disk_utilization{database_id="p:oms-pg",monitored_resource="cloudsql_database"}`:   "0.5x50",
+			`cloudsql_googleapis_com:database_disk_utilization{database_id="p:oms-b-pg",monitored_resource="cloudsql_database"}`: "0.5x10 0.9x30 0.5x10",
+		},
+		checks: []check{quiet("20m"), fires("30m", "database_id", "p:oms-b-pg"), quiet("45m")}},
+}
+
+func TestDatabaseAlertsWatchEveryCell(t *testing.T) {
+	promtool := requirePromtool(t)
+	p := testParams(rules.Production())
+	// Two instances, cells main and b, as postgres.InstancePattern selects them.
+	p.Database, p.Cells = `database_id=~"p:(oms-pg|oms-b-pg)(-[0-9a-f]+)?"`, true
+	groups, err := rules.For(p)
+	require.NoError(t, err)
+	testOnPromtool(t, promtool, groups, cellCases)
+}
+
+// testOnPromtool runs `promtool check rules` on the groups and `promtool test rules` with the cases; it returns the
+// alerts some case made fire.
+func testOnPromtool(t *testing.T, promtool string, groups []rules.Group, cases []alertCase) map[string]bool {
+	t.Helper()
 	groupOf := map[string]rules.Group{}
 	byName := map[string]rules.Rule{}
 	for _, g := range groups {
@@ -374,9 +418,6 @@ func TestRulesOnPromtool(t *testing.T) {
 		}
 		files[key].Tests = append(files[key].Tests, tc)
 	}
-	for name := range byName {
-		assert.True(t, tested[name], "%s has a promtool case that makes it fire", name)
-	}
 	for _, key := range slices.Sorted(maps.Keys(files)) {
 		t.Run(key, func(t *testing.T) {
 			t.Parallel()
@@ -392,6 +433,7 @@ func TestRulesOnPromtool(t *testing.T) {
 			require.NoError(t, err, "promtool test rules %s:\n%s", name, out)
 		})
 	}
+	return tested
 }
 
 // TestEveryAlertHasARunbook: each alert's documentation links a section of the component's README.
