@@ -24,6 +24,9 @@ nodes_file="${2:?usage: dataplane-up.sh STATE_DIR NODES_FILE}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${K8S_BIN_DIR:-${OMSCLOUD_CACHE:-$HOME/.cache/omscloud}/k8s/v1.33.13/bin}"
 timeout_s="${K8S_UP_TIMEOUT:-120}"
+me=dataplane-up down="$here/dataplane-down.sh"
+# shellcheck source=testtools/cluster-lib.sh
+source "$here/cluster-lib.sh"
 cni_bin=/usr/lib/cni
 
 for b in k8s-pki etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy coredns k8s-nsproxy; do
@@ -98,25 +101,6 @@ launch_node() { # name i netns args...: a node component, in the node's network 
 	echo "$name $!" >>"$state/pids"
 }
 
-fail() {
-	echo "dataplane-up: $1; last lines of $state/logs/$2.log:" >&2
-	tail -n 30 "$state/logs/$2.log" >&2 || true
-	"$here/dataplane-down.sh" "$state" --keep >&2 || true
-	exit 1
-}
-
-wait_for() { # name cmd...: polls cmd until it succeeds; fails once the component has exited
-	local name="$1" pid deadline
-	shift
-	pid=$(awk -v n="$name" '$1 == n {print $2}' "$state/pids")
-	deadline=$(($(date +%s) + timeout_s))
-	until "$@" >/dev/null 2>&1; do
-		kill -0 "$pid" 2>/dev/null || fail "$name exited" "$name"
-		(($(date +%s) < deadline)) || fail "$name not ready after ${timeout_s}s" "$name"
-		sleep 0.2
-	done
-}
-
 in_ns() { local ns="$1"; shift; nsenter --net="/run/netns/$ns" "$@"; }
 sysctls() { # ns: a router that does not drop asymmetric paths
 	in_ns "$1" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
@@ -187,11 +171,7 @@ EOF
 # Inside the namespaces every component uses the admin identity: the cluster is the test's own.
 kubeconfig "$state/ns.kubeconfig" https://10.250.0.1:6443
 
-if [[ -n "${DATAPLANE_OWNER_PID:-}" ]]; then
-	setsid bash -c 'while kill -0 "$1" 2>/dev/null && [[ -f "$2/pids" ]]; do sleep 1; done
-		if [[ -f "$2/pids" ]]; then "$3" "$2"; fi' dataplane-watch "$DATAPLANE_OWNER_PID" "$state" \
-		"$here/dataplane-down.sh" >/dev/null 2>&1 </dev/null &
-fi
+[[ -z "${DATAPLANE_OWNER_PID:-}" ]] || watch_owner "$DATAPLANE_OWNER_PID"
 
 mkdir -p -m 700 "$state/etcd"
 launch etcd "$cp_ns" "$bin/etcd" --name omscloud-test --data-dir "$state/etcd" --unsafe-no-fsync \

@@ -20,6 +20,9 @@ set -euo pipefail
 state="${1:?usage: k8s-up.sh STATE_DIR}"
 bin="${K8S_BIN_DIR:-${OMSCLOUD_CACHE:-$HOME/.cache/omscloud}/k8s/v1.33.13/bin}"
 timeout_s="${K8S_UP_TIMEOUT:-120}"
+me=k8s-up down="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/k8s-down.sh"
+# shellcheck source=testtools/cluster-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
 for b in k8s-pki etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl; do
 	if [[ ! -x "$bin/$b" ]]; then
@@ -91,39 +94,13 @@ launch() { # name args...
 	echo "$name $!" >>"$state/pids"
 }
 
-fail() {
-	echo "k8s-up: $1; last lines of $state/logs/$2.log:" >&2
-	tail -n 30 "$state/logs/$2.log" >&2 || true
-	"$(dirname "${BASH_SOURCE[0]}")/k8s-down.sh" "$state" --keep >&2 || true
-	exit 1
-}
-
-# wait_for NAME CMD...: polls CMD until it succeeds; fails as soon as the component's process has exited.
-wait_for() {
-	local name="$1" pid deadline
-	shift
-	pid=$(awk -v n="$name" '$1 == n {print $2}' "$state/pids")
-	deadline=$(($(date +%s) + timeout_s))
-	until "$@" >/dev/null 2>&1; do
-		kill -0 "$pid" 2>/dev/null || fail "$name exited" "$name"
-		(($(date +%s) < deadline)) || fail "$name not ready after ${timeout_s}s" "$name"
-		sleep 0.1
-	done
-}
-
 launch etcd "$bin/etcd" --name omscloud-test --data-dir "$state/etcd" --unsafe-no-fsync \
 	--listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
 	--listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
 	--initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
 	--initial-cluster "omscloud-test=http://127.0.0.1:$etcd_peer_port" --log-level warn
 
-if [[ -n "${K8S_OWNER_PID:-}" ]]; then
-	# A test binary that owns the cluster may be killed (go test -timeout) before it can stop it: stop the cluster
-	# when the owner is gone. The watcher ends by itself once k8s-down.sh has removed the pids file.
-	setsid bash -c 'while kill -0 "$1" 2>/dev/null && [[ -f "$2/pids" ]]; do sleep 1; done
-		if [[ -f "$2/pids" ]]; then "$3" "$2"; fi' k8s-watch "$K8S_OWNER_PID" "$state" \
-		"$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/k8s-down.sh" >/dev/null 2>&1 </dev/null &
-fi
+[[ -z "${K8S_OWNER_PID:-}" ]] || watch_owner "$K8S_OWNER_PID"
 wait_for etcd curl -sf "http://127.0.0.1:$etcd_port/health"
 
 launch kube-apiserver "$bin/kube-apiserver" \
