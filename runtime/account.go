@@ -13,8 +13,11 @@ var accountIDPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{2,30}$`)
 
 // Account is a tenant. Its data lives in its own database.
 type Account struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Cell is the database server holding the account's database (postgres.Cells); "" on create means the
+	// environment's default cell.
+	Cell      string    `json:"cell,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 }
 

@@ -1,13 +1,13 @@
 package backup
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +26,9 @@ type Options struct {
 	// DatabaseURL is the control database (the registry); its user must be able
 	// to create databases and roles (restore) and read the registry.
 	DatabaseURL string
+	// Cells are the database servers of the accounts (OMS_DB_CELLS; empty: all on the control database's). The
+	// control login reaches each; an account is dumped from its cell and restored onto it.
+	Cells postgres.Cells
 	// NamePrefix of account databases for accounts restore has to create (default: the control database name).
 	NamePrefix string
 	// Bucket holds the archives (file:///dir or gs://bucket).
@@ -84,13 +87,15 @@ func pgMajor(path string) int {
 // accountRow is a registry row; the archive keeps the role's password (it is
 // encrypted there) so a DR restore into an empty cluster can recreate the role.
 type accountRow struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	DBName     string    `json:"dbName"`
-	DBRole     string    `json:"dbRole"`
-	DBPassword string    `json:"dbPassword"`
-	Ready      bool      `json:"ready"`
-	CreatedAt  time.Time `json:"createdAt"`
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	DBName     string `json:"dbName"`
+	DBRole     string `json:"dbRole"`
+	DBPassword string `json:"dbPassword"`
+	// Cell holds the database ("" in archives from before cells: postgres.MainCell).
+	Cell      string    `json:"cell,omitempty"`
+	Ready     bool      `json:"ready"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 // apiKeyRow is an API key hash: restoring it keeps customers' integrations working after DR.
@@ -108,14 +113,14 @@ type registryDump struct {
 const registryEntry = "registry.json"
 
 func readRegistry(ctx context.Context, conn *pgx.Conn) (*registryDump, error) {
-	rows, err := conn.Query(ctx, `SELECT id, name, db_name, db_role, db_password, ready, created_at FROM accounts
+	rows, err := conn.Query(ctx, `SELECT id, name, db_name, db_role, db_password, cell, ready, created_at FROM accounts
 		WHERE ready ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("read accounts: %w", err)
 	}
 	accts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (accountRow, error) {
 		var a accountRow
-		return a, r.Scan(&a.ID, &a.Name, &a.DBName, &a.DBRole, &a.DBPassword, &a.Ready, &a.CreatedAt)
+		return a, r.Scan(&a.ID, &a.Name, &a.DBName, &a.DBRole, &a.DBPassword, &a.Cell, &a.Ready, &a.CreatedAt)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read accounts: %w", err)
@@ -135,16 +140,8 @@ func readRegistry(ctx context.Context, conn *pgx.Conn) (*registryDump, error) {
 	return &registryDump{Accounts: accts, APIKeys: keys}, nil
 }
 
-// accountURL is the control URL pointed at another database as another role; the
-// password goes to PGPASSWORD, never into argv.
-func accountURL(control, db, role string) (string, error) {
-	u, err := url.Parse(control)
-	if err != nil {
-		return "", errors.New("database URL: not a valid URL")
-	}
-	u.Path, u.User = "/"+db, url.User(role)
-	return u.String(), nil
-}
+// cellOf is the cell of a registry row.
+func (a accountRow) cellOf() string { return cmp.Or(a.Cell, postgres.MainCell) }
 
 // Result summarises a backup.
 type Result struct {
@@ -264,7 +261,8 @@ func Backup(ctx context.Context, tier string, o Options) (*Result, error) {
 // exported by a transaction that also counts every table, so the counts match
 // the dump exactly and restore can check them.
 func dumpAccount(ctx context.Context, o Options, pgDump string, a accountRow, aw *Writer, entry string) (map[string]int64, error) {
-	u, err := accountURL(o.DatabaseURL, a.DBName, a.DBRole)
+	// The password goes to PGPASSWORD, never into argv.
+	u, err := o.Cells.URL(o.DatabaseURL, a.cellOf(), a.DBName, a.DBRole)
 	if err != nil {
 		return nil, err
 	}

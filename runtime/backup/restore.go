@@ -46,8 +46,43 @@ var hexPassword = regexp.MustCompile(`^[0-9a-f]{16,128}$`)
 // restoreTarget is where one account is restored.
 type restoreTarget struct {
 	id, dbName, role, password string
-	tmp                        string // the fresh database
+	cell                       string
+	admin                      *pgx.Conn // the control login on cell
+	tmp                        string    // the fresh database
 	rows                       map[string]int64
+}
+
+// cellConns are the control login's connections to the cells, opened on first use; MainCell's is the control
+// database's own.
+type cellConns struct {
+	o       Options
+	control *pgx.Conn
+	open    map[string]*pgx.Conn
+}
+
+func (c *cellConns) get(ctx context.Context, cell string) (*pgx.Conn, error) {
+	if cell == postgres.MainCell {
+		return c.control, nil
+	}
+	if conn := c.open[cell]; conn != nil {
+		return conn, nil
+	}
+	u, err := c.o.Cells.AdminURL(c.o.DatabaseURL, cell)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("connect to cell %s: %w", cell, err)
+	}
+	c.open[cell] = conn
+	return conn, nil
+}
+
+func (c *cellConns) close(ctx context.Context) {
+	for _, conn := range c.open {
+		conn.Close(ctx)
+	}
 }
 
 // Restore restores archive id (the newest when empty) from the bucket. It
@@ -115,10 +150,12 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 	if o.NamePrefix == "" {
 		o.NamePrefix = strings.ReplaceAll(conn.Config().Database, "-", "_")
 	}
-	if err := resumeSwitch(ctx, conn, o); err != nil {
+	cells := &cellConns{o: o, control: conn, open: map[string]*pgx.Conn{}}
+	defer cells.close(context.WithoutCancel(ctx))
+	if err := resumeSwitch(ctx, cells, o); err != nil {
 		return nil, err
 	}
-	if err := refuseWritten(ctx, conn, o, trailer.Accounts); err != nil {
+	if err := refuseWritten(ctx, conn, cells, o, trailer.Accounts); err != nil {
 		return nil, err
 	}
 
@@ -127,7 +164,7 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		for _, t := range targets {
-			if _, err := conn.Exec(cctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{t.tmp}.Sanitize()+` WITH (FORCE)`); err != nil {
+			if _, err := t.admin.Exec(cctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{t.tmp}.Sanitize()+` WITH (FORCE)`); err != nil {
 				o.Logger.Error("drop unfinished restore database", "database", t.tmp, "err", err)
 			}
 		}
@@ -161,12 +198,15 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 			if err := reg.validate(); err != nil {
 				return undo(fmt.Errorf("%s: %w", obj.Key, err))
 			}
+			if err := checkCells(ctx, conn, o, reg); err != nil {
+				return undo(err)
+			}
 		case strings.HasPrefix(name, "accounts/"):
 			ae, ok := expect[name]
 			if !ok || reg == nil {
 				return undo(fmt.Errorf("%s: %w: unexpected entry %s", obj.Key, ErrCorrupt, name))
 			}
-			t, err := prepareTarget(ctx, conn, o, reg, ae)
+			t, err := prepareTarget(ctx, conn, cells, o, reg, ae)
 			if t != nil {
 				targets = append(targets, t)
 			}
@@ -192,7 +232,7 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 		rows += n
 	}
 	for _, t := range targets {
-		if err := comment(ctx, conn, t.tmp, commentVerified+t.dbName); err != nil {
+		if err := comment(ctx, t.admin, t.tmp, commentVerified+t.dbName); err != nil {
 			return undo(err)
 		}
 	}
@@ -201,7 +241,7 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 	// The switch. From here a crash leaves verified databases that the next run finishes switching.
 	stamp := strconv.FormatInt(o.Now().Unix(), 10)
 	for _, t := range targets {
-		old, err := switchDatabase(ctx, conn, t.tmp, t.dbName, stamp)
+		old, err := switchDatabase(ctx, t.admin, t.tmp, t.dbName, stamp)
 		if err != nil {
 			return nil, fmt.Errorf("account %s: switch: %w (run oms restore again to finish)", t.id, err)
 		}
@@ -213,7 +253,7 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 		return nil, err
 	}
 	// Bring the restored databases to this release's schema; it also proves every role's password.
-	pg, err := postgres.Open(ctx, postgres.Options{URL: o.DatabaseURL, NamePrefix: o.NamePrefix, Logger: o.Logger})
+	pg, err := postgres.Open(ctx, postgres.Options{URL: o.DatabaseURL, NamePrefix: o.NamePrefix, Cells: o.Cells, Logger: o.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +264,7 @@ func Restore(ctx context.Context, id string, o Options) (*RestoreResult, error) 
 	}
 	// The restored databases are the new baselines: the next restore replaces them only until they take a write.
 	for _, t := range targets {
-		if err := withAccountDB(ctx, o, t.dbName, func(acct *pgx.Conn) error {
+		if err := withAccountDB(ctx, o, t.cell, t.dbName, func(acct *pgx.Conn) error {
 			return postgres.SaveBaseline(ctx, conn, acct, postgres.BaselineRestored+obj.ID)
 		}); err != nil {
 			return nil, fmt.Errorf("account %s: %w", t.id, err)
@@ -245,32 +285,49 @@ var ErrWritten = errors.New("refused: restoring would replace writes made since 
 
 // refuseWritten fails with ErrWritten, before anything is touched, when an account database the archive would replace
 // has taken writes since its restore baseline. With o.Force it checks nothing (the check reads every table).
-func refuseWritten(ctx context.Context, conn *pgx.Conn, o Options, accounts []AccountEntry) error {
+func refuseWritten(ctx context.Context, conn *pgx.Conn, cells *cellConns, o Options, accounts []AccountEntry) error {
 	if o.Force {
 		return nil
 	}
 	var written []string
 	for _, a := range accounts {
 		db := o.NamePrefix + "_" + strings.ReplaceAll(a.ID, "-", "_")
-		if err := conn.QueryRow(ctx, `SELECT db_name FROM accounts WHERE id = $1`, a.ID).Scan(&db); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		// A registered account is restored on its cell; a new one on the archive's, not known yet: look on every cell.
+		on := o.Cells.Names()
+		var cell string
+		err := conn.QueryRow(ctx, `SELECT db_name, cell FROM accounts WHERE id = $1`, a.ID).Scan(&db, &cell)
+		switch {
+		case err == nil:
+			on = []string{cell}
+		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("look up account %s: %w", a.ID, err)
 		}
-		exists, err := databaseExists(ctx, conn, db)
-		if err != nil {
-			return err
-		}
-		if !exists {
-			continue // nothing to replace
-		}
-		var why string
-		if err := withAccountDB(ctx, o, db, func(acct *pgx.Conn) error {
-			why, err = postgres.WrittenSince(ctx, conn, acct)
-			return err
-		}); err != nil {
-			return fmt.Errorf("account %s: %w", a.ID, err)
-		}
-		if why != "" {
-			written = append(written, fmt.Sprintf("account %s (database %s): %s", a.ID, db, why))
+		for _, cell := range on {
+			admin, err := cells.get(ctx, cell)
+			if err != nil {
+				return fmt.Errorf("account %s: %w", a.ID, err)
+			}
+			exists, err := databaseExists(ctx, admin, db)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				continue // nothing to replace
+			}
+			var why string
+			if err := withAccountDB(ctx, o, cell, db, func(acct *pgx.Conn) error {
+				why, err = postgres.WrittenSince(ctx, conn, acct)
+				return err
+			}); err != nil {
+				return fmt.Errorf("account %s: %w", a.ID, err)
+			}
+			if why != "" {
+				where := db
+				if len(o.Cells) > 0 {
+					where += " on cell " + cell
+				}
+				written = append(written, fmt.Sprintf("account %s (database %s): %s", a.ID, where, why))
+			}
 		}
 	}
 	if len(written) == 0 {
@@ -280,14 +337,36 @@ func refuseWritten(ctx context.Context, conn *pgx.Conn, o Options, accounts []Ac
 		ErrWritten, strings.Join(written, "; "))
 }
 
-// withAccountDB runs f on a connection to an account database as the control database's user (the owner's
-// member, or superuser).
-func withAccountDB(ctx context.Context, o Options, db string, f func(*pgx.Conn) error) error {
-	cfg, err := pgx.ParseConfig(o.DatabaseURL)
+// checkCells refuses, before anything is created, an archive that has an account the target does not know on a
+// cell the target lacks (a known account is restored on its registered cell).
+func checkCells(ctx context.Context, conn *pgx.Conn, o Options, reg *registryDump) error {
+	for _, a := range reg.Accounts {
+		if o.Cells.Has(a.cellOf()) {
+			continue
+		}
+		var known bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1)`, a.ID).Scan(&known); err != nil {
+			return fmt.Errorf("look up account %s: %w", a.ID, err)
+		}
+		if !known {
+			return fmt.Errorf("account %s: the archive has it on cell %q, which --db-cells/OMS_DB_CELLS lacks %v: declare the cell (a DR stack declares the primary's)",
+				a.ID, a.cellOf(), o.Cells.Names())
+		}
+	}
+	return nil
+}
+
+// withAccountDB runs f on a connection to an account database on its cell as the control database's user (the
+// owner's member, or superuser).
+func withAccountDB(ctx context.Context, o Options, cell, db string, f func(*pgx.Conn) error) error {
+	u, err := o.Cells.URL(o.DatabaseURL, cell, db, "")
+	if err != nil {
+		return err
+	}
+	cfg, err := pgx.ParseConfig(u)
 	if err != nil {
 		return errors.New("database URL: invalid")
 	}
-	cfg.Database = db
 	acct, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", db, err)
@@ -298,7 +377,7 @@ func withAccountDB(ctx context.Context, o Options, db string, f func(*pgx.Conn) 
 
 // ensureControlSchema migrates a control database that has never been migrated (a DR spin-up's).
 func ensureControlSchema(ctx context.Context, o Options) error {
-	pg, err := postgres.Open(ctx, postgres.Options{URL: o.DatabaseURL, NamePrefix: o.NamePrefix, Logger: o.Logger})
+	pg, err := postgres.Open(ctx, postgres.Options{URL: o.DatabaseURL, NamePrefix: o.NamePrefix, Cells: o.Cells, Logger: o.Logger})
 	if err != nil {
 		return err
 	}
@@ -339,7 +418,7 @@ func comment(ctx context.Context, conn *pgx.Conn, db, text string) error {
 }
 
 // prepareTarget creates the account's role if missing and a fresh, empty database owned by it.
-func prepareTarget(ctx context.Context, conn *pgx.Conn, o Options, reg *registryDump, ae AccountEntry) (*restoreTarget, error) {
+func prepareTarget(ctx context.Context, conn *pgx.Conn, cells *cellConns, o Options, reg *registryDump, ae AccountEntry) (*restoreTarget, error) {
 	var src *accountRow
 	for i := range reg.Accounts {
 		if reg.Accounts[i].ID == ae.ID {
@@ -350,16 +429,20 @@ func prepareTarget(ctx context.Context, conn *pgx.Conn, o Options, reg *registry
 		return nil, fmt.Errorf("%w: account %s is not in the registry entry", ErrCorrupt, ae.ID)
 	}
 	t := &restoreTarget{id: ae.ID, rows: ae.Rows}
-	// An account the target already knows keeps its names and password (the
-	// infrastructure may have provisioned them); a new one gets this registry's names.
-	err := conn.QueryRow(ctx, `SELECT db_name, db_role, db_password FROM accounts WHERE id = $1`, ae.ID).
-		Scan(&t.dbName, &t.role, &t.password)
+	// An account the target already knows keeps its names, password and cell (the infrastructure may have
+	// provisioned them); a new one gets this registry's names on the archive's cell.
+	err := conn.QueryRow(ctx, `SELECT db_name, db_role, db_password, cell FROM accounts WHERE id = $1`, ae.ID).
+		Scan(&t.dbName, &t.role, &t.password, &t.cell)
 	if errors.Is(err, pgx.ErrNoRows) {
 		n := o.NamePrefix + "_" + strings.ReplaceAll(ae.ID, "-", "_")
-		t.dbName, t.role, t.password = n, n, src.DBPassword
+		t.dbName, t.role, t.password, t.cell = n, n, src.DBPassword, src.cellOf()
 	} else if err != nil {
 		return nil, fmt.Errorf("look up account: %w", err)
 	}
+	if t.admin, err = cells.get(ctx, t.cell); err != nil {
+		return nil, err
+	}
+	conn = t.admin // the role and the database are made on the account's cell
 	qRole := pgx.Identifier{t.role}.Sanitize()
 	var roleExists, super bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), current_setting('is_superuser') = 'on'`,
@@ -417,7 +500,7 @@ func (e *entryReader) Read(p []byte) (int, error) {
 
 // runRestore feeds the current entry to pg_restore, as the account's role, into the fresh database.
 func runRestore(ctx context.Context, o Options, pgRestore string, t *restoreTarget, ar *Reader) error {
-	u, err := accountURL(o.DatabaseURL, t.tmp, t.role)
+	u, err := o.Cells.URL(o.DatabaseURL, t.cell, t.tmp, t.role)
 	if err != nil {
 		return err
 	}
@@ -444,7 +527,7 @@ func runRestore(ctx context.Context, o Options, pgRestore string, t *restoreTarg
 
 // verifyTarget re-counts every table of the restored database against the dump's own counts.
 func verifyTarget(ctx context.Context, o Options, t *restoreTarget) (int64, error) {
-	u, err := accountURL(o.DatabaseURL, t.tmp, t.role)
+	u, err := o.Cells.URL(o.DatabaseURL, t.cell, t.tmp, t.role)
 	if err != nil {
 		return 0, err
 	}
@@ -532,10 +615,10 @@ func restoreRegistry(ctx context.Context, conn *pgx.Conn, reg *registryDump, tar
 					name, created = a.Name, a.CreatedAt
 				}
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, name, db_name, db_role, db_password, ready, created_at)
-				VALUES ($1, $2, $3, $4, $5, true, $6)
+			if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, name, db_name, db_role, db_password, cell, ready, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, true, $7)
 				ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, ready = true`,
-				t.id, name, t.dbName, t.role, t.password, created); err != nil {
+				t.id, name, t.dbName, t.role, t.password, t.cell, created); err != nil {
 				return fmt.Errorf("restore account row %s: %w", t.id, err)
 			}
 		}
@@ -552,7 +635,20 @@ func restoreRegistry(ctx context.Context, conn *pgx.Conn, reg *registryDump, tar
 // resumeSwitch finishes what a crashed restore left: a verified database whose
 // target name is free takes it; a database still being restored is dropped.
 // Only this registry's databases (by name prefix) are considered.
-func resumeSwitch(ctx context.Context, conn *pgx.Conn, o Options) error {
+func resumeSwitch(ctx context.Context, cells *cellConns, o Options) error {
+	for _, cell := range o.Cells.Names() {
+		conn, err := cells.get(ctx, cell)
+		if err != nil {
+			return err
+		}
+		if err := resumeSwitchOn(ctx, conn, o); err != nil {
+			return fmt.Errorf("cell %s: %w", cell, err)
+		}
+	}
+	return nil
+}
+
+func resumeSwitchOn(ctx context.Context, conn *pgx.Conn, o Options) error {
 	rows, err := conn.Query(ctx, `SELECT d.datname, shobj_description(d.oid, 'pg_database') FROM pg_database d
 		WHERE shobj_description(d.oid, 'pg_database') LIKE 'omsbak %' AND starts_with(d.datname, $1)`, o.NamePrefix+"_")
 	if err != nil {

@@ -13,12 +13,14 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`
+		// Cell is the database server of the account's database; "" is the runtime's default cell.
+		Cell string `json:"cell"`
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	a := &oms.Account{ID: req.ID, Name: req.Name}
+	a := &oms.Account{ID: req.ID, Name: req.Name, Cell: req.Cell}
 	key, err := s.opts.Accounts.CreateAccount(r.Context(), a)
 	if err != nil {
 		s.fail(w, r, err)

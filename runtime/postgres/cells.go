@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+
+	oms "github.com/omscloud/omscloud/runtime"
 )
 
 // MainCell is the cell of the control database. Without Cells every account is on it.
@@ -67,19 +69,31 @@ func (cs Cells) Names() []string {
 	return slices.Sorted(maps.Keys(cs))
 }
 
-// Check reports an error naming field unless cell is one of cs (MainCell always is).
+// Has reports whether cell is one of cs (MainCell always is).
+func (cs Cells) Has(cell string) bool {
+	_, ok := cs[cell]
+	return ok || cell == MainCell && len(cs) == 0
+}
+
+// Check reports an error naming field unless cs has cell.
 func (cs Cells) Check(field, cell string) error {
-	if cell == MainCell && len(cs) == 0 {
-		return nil
-	}
-	if _, ok := cs[cell]; !ok {
+	if !cs.Has(cell) {
 		return fmt.Errorf("%s: cell %q is not one of OMS_DB_CELLS %v", field, cell, cs.Names())
 	}
 	return nil
 }
 
+// invalid is the 4xx error for a cell the registry's Cells lack.
+func (cs Cells) invalid(field, cell string) error {
+	if cs.Has(cell) {
+		return nil
+	}
+	return oms.Invalid(field, "%q is not one of the cells %v", cell, cs.Names())
+}
+
 // URL is the control URL pointed at database db on cell's server, as role (the control login if role is ""),
-// verifying the server against the cell's CA. Without cells, MainCell's server is the control URL's own.
+// verifying the server against the cell's CA. MainCell's server is the control URL's own (its hosts, its CA): the
+// control database is on it, and a standby the URL lists is found after a failover.
 // The password, if any, stays the control URL's: give the account's with the connection config, never in a URL
 // passed to a program (argv shows in ps).
 func (cs Cells) URL(control, cell, db, role string) (string, error) {
@@ -95,11 +109,23 @@ func (cs Cells) URL(control, cell, db, role string) (string, error) {
 		u.User = url.User(role)
 	}
 	c, ok := cs[cell]
-	if !ok {
+	if !ok || cell == MainCell {
 		return u.String(), nil
 	}
 	u.Host = net.JoinHostPort(c.Host, strconv.Itoa(cmpPort(c.Port)))
 	return VerifyServerCA(u.String(), c.CAFile)
+}
+
+// AdminURL is the control login's URL on cell: the control URL itself on MainCell, database cellAdminDatabase on
+// another cell.
+func (cs Cells) AdminURL(control, cell string) (string, error) {
+	if cell == MainCell {
+		if err := cs.Check("cell", cell); err != nil {
+			return "", err
+		}
+		return control, nil
+	}
+	return cs.URL(control, cell, cellAdminDatabase, "")
 }
 
 func cmpPort(p int) int {

@@ -507,7 +507,7 @@ func TestAdoptRefusesWhatIsNotProvisionedOrAWrongPassword(t *testing.T) {
 
 	_, err = reg.AdoptAccount(ctx, &oms.Account{ID: "ghost", Name: "ghost"}, "pw")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "must be provisioned first")
+	assert.Contains(t, err.Error(), "must be provisioned on cell main first")
 
 	provisionLikeCloudSQL(t, url, prefix+"_wrongpw", "right-pw")
 	_, err = reg.AdoptAccount(ctx, &oms.Account{ID: "wrongpw", Name: "wrongpw"}, "wrong-pw")

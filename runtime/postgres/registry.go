@@ -4,6 +4,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -44,6 +45,11 @@ type Options struct {
 	Cache oms.Cache
 	// KeyCacheTTL is how long an authenticated API key is remembered (default 30s).
 	KeyCacheTTL time.Duration
+	// Cells are the database servers holding the accounts' databases (OMS_DB_CELLS); empty: every account is on
+	// the control database's server, MainCell. The control login exists on every cell with URL's password.
+	Cells Cells
+	// DefaultCell is the cell of an account created without one (default MainCell).
+	DefaultCell string
 	Logger      *slog.Logger
 }
 
@@ -59,6 +65,8 @@ type Registry struct {
 	mu     sync.Mutex
 	stores map[string]*Store
 	keys   map[[32]byte]keyEntry
+	// admins are the control login's pools on the cells other than MainCell, opened on first use.
+	admins map[string]*pgxpool.Pool
 }
 
 type keyEntry struct {
@@ -96,6 +104,10 @@ func Open(ctx context.Context, opts Options) (*Registry, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	opts.DefaultCell = cmp.Or(opts.DefaultCell, MainCell)
+	if err := opts.Cells.invalid("default-cell", opts.DefaultCell); err != nil {
+		return nil, err
+	}
 	base := cfg.Copy()
 	control, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -103,7 +115,7 @@ func Open(ctx context.Context, opts Options) (*Registry, error) {
 	}
 	return &Registry{
 		opts: opts, base: base, control: control, log: opts.Logger,
-		stores: map[string]*Store{}, keys: map[[32]byte]keyEntry{},
+		stores: map[string]*Store{}, keys: map[[32]byte]keyEntry{}, admins: map[string]*pgxpool.Pool{},
 	}, nil
 }
 
@@ -115,7 +127,77 @@ func (r *Registry) Close() {
 		s.close()
 		delete(r.stores, id)
 	}
+	for cell, p := range r.admins {
+		p.Close()
+		delete(r.admins, cell)
+	}
 	r.control.Close()
+}
+
+// admin is the control login's pool on a cell: the control pool on MainCell, a small pool on database
+// cellAdminDatabase elsewhere. Accounts' roles and databases are created, adopted and dropped through it.
+func (r *Registry) admin(ctx context.Context, cell string) (*pgxpool.Pool, error) {
+	if cell == MainCell {
+		return r.control, nil
+	}
+	r.mu.Lock()
+	p := r.admins[cell]
+	r.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	u, err := r.opts.Cells.AdminURL(r.opts.URL, cell)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		return nil, oms.Invalid("database-url", "not a valid PostgreSQL URL")
+	}
+	cfg.MaxConns, cfg.MinConns = 2, 0
+	p, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open cell %s: %w", cell, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if q := r.admins[cell]; q != nil { // another caller opened it meanwhile
+		p.Close()
+		return q, nil
+	}
+	r.admins[cell] = p
+	return p, nil
+}
+
+// accountConfig is the pool config of an account's database on its cell, as its own role.
+func (r *Registry) accountConfig(cell, db, role, password string) (*pgxpool.Config, error) {
+	var cfg *pgxpool.Config
+	if cell == MainCell {
+		cfg = r.base.Copy()
+	} else {
+		u, err := r.opts.Cells.URL(r.opts.URL, cell, db, role)
+		if err != nil {
+			return nil, err
+		}
+		if cfg, err = pgxpool.ParseConfig(u); err != nil {
+			return nil, oms.Invalid("database-url", "not a valid PostgreSQL URL")
+		}
+	}
+	cfg.ConnConfig.Database, cfg.ConnConfig.User, cfg.ConnConfig.Password = db, role, password
+	return cfg, nil
+}
+
+// cellOf is the registered cell of an account; ENOTFOUND if it is not registered.
+func (r *Registry) cellOf(ctx context.Context, id string) (string, error) {
+	var cell string
+	err := r.control.QueryRow(ctx, `SELECT cell FROM accounts WHERE id = $1`, id).Scan(&cell)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", oms.Errorf(oms.ENOTFOUND, "account", "account %q not found", id)
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up account %s: %w", id, err)
+	}
+	return cell, nil
 }
 
 // Ping checks the control database.
@@ -192,17 +274,21 @@ func (r *Registry) CreateAccount(ctx context.Context, a *oms.Account) (string, e
 	if err := a.Validate(); err != nil {
 		return "", err
 	}
+	cell := cmp.Or(a.Cell, r.opts.DefaultCell)
+	if err := r.opts.Cells.invalid("cell", cell); err != nil {
+		return "", err
+	}
 	dbName, role := r.names(a.ID)
 	password := randomHex(24)
-	tag, err := r.control.Exec(ctx, `INSERT INTO accounts (id, name, db_name, db_role, db_password)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, a.ID, a.Name, dbName, role, password)
+	tag, err := r.control.Exec(ctx, `INSERT INTO accounts (id, name, db_name, db_role, db_password, cell)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, a.ID, a.Name, dbName, role, password, cell)
 	if err != nil {
 		return "", fmt.Errorf("create account %s: %w", a.ID, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return "", oms.Errorf(oms.ECONFLICT, "id", "account %q already exists", a.ID)
 	}
-	key, err := r.provision(ctx, a, dbName, role, password)
+	key, err := r.provision(ctx, a, cell, dbName, role, password)
 	if err != nil {
 		// Undo with a fresh context: the caller's may be what failed.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -212,18 +298,22 @@ func (r *Registry) CreateAccount(ctx context.Context, a *oms.Account) (string, e
 		}
 		return "", fmt.Errorf("create account %s: %w", a.ID, err)
 	}
-	r.log.Info("account created", "account", a.ID, "database", dbName)
+	r.log.Info("account created", "account", a.ID, "cell", cell, "database", dbName)
 	return key, nil
 }
 
-func (r *Registry) provision(ctx context.Context, a *oms.Account, dbName, role, password string) (string, error) {
+func (r *Registry) provision(ctx context.Context, a *oms.Account, cell, dbName, role, password string) (string, error) {
+	admin, err := r.admin(ctx, cell)
+	if err != nil {
+		return "", err
+	}
 	qRole, qDB := pgx.Identifier{role}.Sanitize(), pgx.Identifier{dbName}.Sanitize()
 	// The password is hex, so quoting it as a literal is safe; DDL takes no parameters.
 	stmts := []string{
 		fmt.Sprintf(`CREATE ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '%s'`, qRole, password),
 	}
 	var super bool
-	if err := r.control.QueryRow(ctx, `SELECT current_setting('is_superuser') = 'on'`).Scan(&super); err != nil {
+	if err := admin.QueryRow(ctx, `SELECT current_setting('is_superuser') = 'on'`).Scan(&super); err != nil {
 		return "", fmt.Errorf("check privileges: %w", err)
 	}
 	if !super {
@@ -236,8 +326,8 @@ func (r *Registry) provision(ctx context.Context, a *oms.Account, dbName, role, 
 		fmt.Sprintf(`REVOKE ALL ON DATABASE %s FROM PUBLIC`, qDB),
 	)
 	for _, s := range stmts {
-		if _, err := r.control.Exec(ctx, s); err != nil {
-			return "", fmt.Errorf("provision database: %s: %w", strings.SplitN(s, " PASSWORD", 2)[0], err)
+		if _, err := admin.Exec(ctx, s); err != nil {
+			return "", fmt.Errorf("provision database on cell %s: %s: %w", cell, strings.SplitN(s, " PASSWORD", 2)[0], err)
 		}
 	}
 	store, err := r.Store(ctx, a.ID)
@@ -265,6 +355,10 @@ func (r *Registry) provision(ctx context.Context, a *oms.Account, dbName, role, 
 // Cloud SQL users and databases declared by omscloud — with that role's password. It makes the role the owner of its
 // database, restricts the role (restrictRole), closes the database to every other role, and migrates it. It issues no API key (IssueKey does), so
 // nothing secret is printed by the deploy job that calls it. It reports false for an account already registered.
+//
+// a.Cell is the cell that holds the database (MainCell if ""). For an account already registered on another cell
+// the registry wins: that is a move the stack has not recorded yet, or a wrong placement. AdoptAccount then changes
+// nothing and returns an ECONFLICT error on "cell" that says which.
 func (r *Registry) AdoptAccount(ctx context.Context, a *oms.Account, password string) (bool, error) {
 	if err := a.Validate(); err != nil {
 		return false, err
@@ -272,29 +366,52 @@ func (r *Registry) AdoptAccount(ctx context.Context, a *oms.Account, password st
 	if password == "" {
 		return false, oms.Invalid("password", "the provisioned database's password is required")
 	}
+	cell := cmp.Or(a.Cell, MainCell)
+	if err := r.opts.Cells.invalid("cell", cell); err != nil {
+		return false, err
+	}
+	registered, err := r.cellOf(ctx, a.ID)
+	switch {
+	case err == nil && registered != cell:
+		return false, oms.Errorf(oms.ECONFLICT, "cell", "account %q is on cell %q in the registry, not %q: "+
+			"if it was moved, record the move in the stack's database.placement; changed nothing", a.ID, registered, cell)
+	case err == nil:
+		admin, err := r.admin(ctx, cell)
+		if err != nil {
+			return false, err
+		}
+		// Already registered: restrict again, for accounts adopted before roles were restricted or changed since.
+		_, role := r.names(a.ID)
+		if err := restrictRole(ctx, admin, r.log, role); err != nil {
+			return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
+		}
+		return false, nil
+	case oms.ErrorCode(err) != oms.ENOTFOUND:
+		return false, err
+	}
+	admin, err := r.admin(ctx, cell)
+	if err != nil {
+		return false, err
+	}
 	dbName, role := r.names(a.ID)
 	var roleExists, dbExists bool
-	err := r.control.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
+	err = admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
 		EXISTS (SELECT 1 FROM pg_database WHERE datname = $2)`, role, dbName).Scan(&roleExists, &dbExists)
 	if err != nil {
 		return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
 	}
 	if !roleExists || !dbExists {
-		return false, oms.Errorf(oms.ENOTFOUND, "id", "account %q: role %s and database %s must be provisioned first (add the account to the stack's omscloud:accounts and run pulumi up)", a.ID, role, dbName)
+		return false, oms.Errorf(oms.ENOTFOUND, "id", "account %q: role %s and database %s must be provisioned on cell %s first (add the account to the stack's omscloud:accounts and run pulumi up)", a.ID, role, dbName, cell)
 	}
-	tag, err := r.control.Exec(ctx, `INSERT INTO accounts (id, name, db_name, db_role, db_password)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, a.ID, a.Name, dbName, role, password)
+	tag, err := r.control.Exec(ctx, `INSERT INTO accounts (id, name, db_name, db_role, db_password, cell)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, a.ID, a.Name, dbName, role, password, cell)
 	if err != nil {
 		return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
 	}
-	if tag.RowsAffected() == 0 {
-		// Already registered: restrict again, for accounts adopted before roles were restricted or changed since.
-		if err := r.restrictRole(ctx, role); err != nil {
-			return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
-		}
+	if tag.RowsAffected() == 0 { // registered meanwhile: the next run restricts it
 		return false, nil
 	}
-	if err := r.adopt(ctx, a.ID, dbName, role); err != nil {
+	if err := r.adopt(ctx, admin, a.ID, dbName, role); err != nil {
 		// Forget the registration only: the database is the customer's and stays.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -304,14 +421,14 @@ func (r *Registry) AdoptAccount(ctx context.Context, a *oms.Account, password st
 		}
 		return false, fmt.Errorf("adopt account %s: %w", a.ID, err)
 	}
-	r.log.Info("account adopted", "account", a.ID, "database", dbName)
+	r.log.Info("account adopted", "account", a.ID, "cell", cell, "database", dbName)
 	return true, nil
 }
 
-func (r *Registry) adopt(ctx context.Context, id, dbName, role string) error {
+func (r *Registry) adopt(ctx context.Context, admin *pgxpool.Pool, id, dbName, role string) error {
 	qRole, qDB := pgx.Identifier{role}.Sanitize(), pgx.Identifier{dbName}.Sanitize()
 	var super bool
-	if err := r.control.QueryRow(ctx, `SELECT current_setting('is_superuser') = 'on'`).Scan(&super); err != nil {
+	if err := admin.QueryRow(ctx, `SELECT current_setting('is_superuser') = 'on'`).Scan(&super); err != nil {
 		return fmt.Errorf("check privileges: %w", err)
 	}
 	var stmts []string
@@ -324,11 +441,11 @@ func (r *Registry) adopt(ctx context.Context, id, dbName, role string) error {
 		fmt.Sprintf(`REVOKE ALL ON DATABASE %s FROM PUBLIC`, qDB),
 	)
 	for _, s := range stmts {
-		if _, err := r.control.Exec(ctx, s); err != nil {
+		if _, err := admin.Exec(ctx, s); err != nil {
 			return fmt.Errorf("take over database: %s: %w", s, err)
 		}
 	}
-	if err := r.restrictRole(ctx, role); err != nil {
+	if err := restrictRole(ctx, admin, r.log, role); err != nil {
 		return err
 	}
 	// Opening the account's pool proves the password; migrating runs as the account's own role.
@@ -345,15 +462,16 @@ func (r *Registry) adopt(ctx context.Context, id, dbName, role string) error {
 
 // restrictRole takes from an adopted role what Cloud SQL gives every user created through its API: CREATEROLE,
 // CREATEDB and membership in cloudsqlsuperuser (https://cloud.google.com/sql/docs/postgres/users), so that an
-// account's own credentials can create neither roles nor databases. It is idempotent.
-func (r *Registry) restrictRole(ctx context.Context, role string) error {
+// account's own credentials can create neither roles nor databases. It is idempotent. admin is the control login
+// on the role's cell.
+func restrictRole(ctx context.Context, admin *pgxpool.Pool, log *slog.Logger, role string) error {
 	qRole := pgx.Identifier{role}.Sanitize()
-	if _, err := r.control.Exec(ctx, fmt.Sprintf(`ALTER ROLE %s NOCREATEDB NOCREATEROLE`, qRole)); err != nil {
+	if _, err := admin.Exec(ctx, fmt.Sprintf(`ALTER ROLE %s NOCREATEDB NOCREATEROLE`, qRole)); err != nil {
 		return fmt.Errorf("restrict role %s: %w", role, err)
 	}
 	member := func() (bool, error) {
 		var m bool
-		err := r.control.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_auth_members m
+		err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_auth_members m
 			JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
 			WHERE g.rolname = 'cloudsqlsuperuser' AND u.rolname = $1)`, role).Scan(&m)
 		return m, err
@@ -367,12 +485,12 @@ func (r *Registry) restrictRole(ctx context.Context, role string) error {
 	}
 	// SET ROLE cloudsqlsuperuser would give back CREATEROLE and CREATEDB. A control login that may not revoke
 	// (PostgreSQL 16 only lets the grantor revoke, and warns instead of failing) leaves it: say so, don't fail.
-	_, err = r.control.Exec(ctx, fmt.Sprintf(`REVOKE cloudsqlsuperuser FROM %s`, qRole))
+	_, err = admin.Exec(ctx, fmt.Sprintf(`REVOKE cloudsqlsuperuser FROM %s`, qRole))
 	if err == nil {
 		m, err = member()
 	}
 	if err != nil || m {
-		r.log.Warn("account role is still a member of cloudsqlsuperuser: revoke it as the instance's admin",
+		log.Warn("account role is still a member of cloudsqlsuperuser: revoke it as the instance's admin",
 			"role", role, "err", err)
 	}
 	return nil
@@ -419,13 +537,24 @@ func (r *Registry) DropAccount(ctx context.Context, id string) error {
 		return err
 	}
 	r.forget(id)
+	cell, err := r.cellOf(ctx, id)
+	if oms.ErrorCode(err) == oms.ENOTFOUND {
+		cell, err = r.opts.DefaultCell, nil // never registered: where CreateAccount would have put it
+	}
+	if err != nil {
+		return err
+	}
+	admin, err := r.admin(ctx, cell)
+	if err != nil {
+		return err
+	}
 	dbName, role := r.names(id)
 	qRole, qDB := pgx.Identifier{role}.Sanitize(), pgx.Identifier{dbName}.Sanitize()
 	for _, s := range []string{
 		fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, qDB),
 		fmt.Sprintf(`DROP ROLE IF EXISTS %s`, qRole),
 	} {
-		if _, err := r.control.Exec(ctx, s); err != nil {
+		if _, err := admin.Exec(ctx, s); err != nil {
 			return fmt.Errorf("drop account %s: %w", id, err)
 		}
 	}
@@ -449,8 +578,8 @@ func (r *Registry) Authenticate(ctx context.Context, apiKey string) (*oms.Accoun
 		return e.account, nil
 	}
 	var a oms.Account
-	err := r.control.QueryRow(ctx, `SELECT a.id, a.name, a.created_at FROM api_keys k
-		JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1 AND a.ready`, hash[:]).Scan(&a.ID, &a.Name, &a.CreatedAt)
+	err := r.control.QueryRow(ctx, `SELECT a.id, a.name, a.cell, a.created_at FROM api_keys k
+		JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1 AND a.ready`, hash[:]).Scan(&a.ID, &a.Name, &a.Cell, &a.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, oms.Errorf(oms.EUNAUTHORIZED, "Authorization", "unknown API key")
 	}
@@ -465,13 +594,13 @@ func (r *Registry) Authenticate(ctx context.Context, apiKey string) (*oms.Accoun
 
 // Accounts lists the ready accounts.
 func (r *Registry) Accounts(ctx context.Context) ([]*oms.Account, error) {
-	rows, err := r.control.Query(ctx, `SELECT id, name, created_at FROM accounts WHERE ready ORDER BY id`)
+	rows, err := r.control.Query(ctx, `SELECT id, name, cell, created_at FROM accounts WHERE ready ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	accounts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*oms.Account, error) {
 		var a oms.Account
-		return &a, row.Scan(&a.ID, &a.Name, &a.CreatedAt)
+		return &a, row.Scan(&a.ID, &a.Name, &a.Cell, &a.CreatedAt)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
@@ -501,17 +630,19 @@ func (r *Registry) Store(ctx context.Context, accountID string) (oms.Store, erro
 	if ok {
 		return s, nil
 	}
-	var dbName, role, password string
-	err := r.control.QueryRow(ctx, `SELECT db_name, db_role, db_password FROM accounts WHERE id = $1`, accountID).
-		Scan(&dbName, &role, &password)
+	var cell, dbName, role, password string
+	err := r.control.QueryRow(ctx, `SELECT cell, db_name, db_role, db_password FROM accounts WHERE id = $1`, accountID).
+		Scan(&cell, &dbName, &role, &password)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, oms.Errorf(oms.ENOTFOUND, "account", "account %q not found", accountID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up account %s: %w", accountID, err)
 	}
-	cfg := r.base.Copy()
-	cfg.ConnConfig.Database, cfg.ConnConfig.User, cfg.ConnConfig.Password = dbName, role, password
+	cfg, err := r.accountConfig(cell, dbName, role, password)
+	if err != nil {
+		return nil, fmt.Errorf("account %s: %w", accountID, err)
+	}
 	cfg.MaxConns = r.opts.MaxConnsPerAccount
 	cfg.MinConns = 0
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

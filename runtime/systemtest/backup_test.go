@@ -40,40 +40,13 @@ func newBackupEnv(t *testing.T) *backupEnv {
 	t.Helper()
 	reg, url := omstest.Registry(t, nil)
 	pg := omstest.Postgres(t)
-	ctx := context.Background()
 	e := &backupEnv{controlURL: url, adminURL: pg.PrimaryURL("postgres"), keys: map[string]string{},
 		bucketDir: t.TempDir(), mediaDir: t.TempDir()}
 	cfg, err := pgx.ParseConfig(url)
 	require.NoError(t, err)
 	e.prefix = cfg.Database
 	for i, id := range []string{"alpha", "bravo-2"} {
-		key, err := reg.CreateAccount(ctx, &oms.Account{ID: id, Name: "Account " + id})
-		require.NoError(t, err)
-		e.keys[id] = key
-		s, err := reg.Store(ctx, id)
-		require.NoError(t, err)
-		lat, lon := 52.0+float64(i), 4.0
-		for _, loc := range []string{"store-1", "dc-1"} {
-			_, err := s.PutLocation(ctx, &oms.Location{Ref: loc, Name: loc, Type: "store", Lat: &lat, Lon: &lon})
-			require.NoError(t, err)
-		}
-		var csv strings.Builder
-		csv.WriteString("sku,location,on_hand\n")
-		for n := range 300 {
-			fmt.Fprintf(&csv, "SKU-%d,store-1,%d\nSKU-%d,dc-1,%d\n", n, n+5, n, n+7)
-		}
-		_, err = s.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader(csv.String())))
-		require.NoError(t, err)
-		for n := range 40 {
-			o, _, err := s.CreateOrder(ctx, fmt.Sprintf("k-%d", n), &oms.OrderRequest{Ref: fmt.Sprintf("o-%d", n),
-				Items:    []oms.Item{{SKU: fmt.Sprintf("SKU-%d", n), Qty: 2}},
-				Delivery: oms.Delivery{Type: "CC", Location: "store-1"}})
-			require.NoError(t, err)
-			if n%7 == 0 {
-				_, err = s.CancelOrder(ctx, o.ID)
-				require.NoError(t, err)
-			}
-		}
+		e.keys[id] = fillAccount(t, reg, &oms.Account{ID: id, Name: "Account " + id}, i)
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(e.mediaDir, "logo.png"), []byte("not really a png"), 0o644))
 	require.NoError(t, os.MkdirAll(filepath.Join(e.mediaDir, "labels"), 0o755))
@@ -88,6 +61,40 @@ func newBackupEnv(t *testing.T) *backupEnv {
 		"OMS_PG_BIN_DIR":      pg.BinDir(),
 	}
 	return e
+}
+
+// fillAccount creates an account and gives it two locations, 600 stock lines, 40 orders (some cancelled) and
+// their events; it returns the account's API key.
+func fillAccount(t *testing.T, reg *postgres.Registry, a *oms.Account, i int) string {
+	t.Helper()
+	ctx := context.Background()
+	key, err := reg.CreateAccount(ctx, a)
+	require.NoError(t, err)
+	s, err := reg.Store(ctx, a.ID)
+	require.NoError(t, err)
+	lat, lon := 52.0+float64(i), 4.0
+	for _, loc := range []string{"store-1", "dc-1"} {
+		_, err := s.PutLocation(ctx, &oms.Location{Ref: loc, Name: loc, Type: "store", Lat: &lat, Lon: &lon})
+		require.NoError(t, err)
+	}
+	var csv strings.Builder
+	csv.WriteString("sku,location,on_hand\n")
+	for n := range 300 {
+		fmt.Fprintf(&csv, "SKU-%d,store-1,%d\nSKU-%d,dc-1,%d\n", n, n+5, n, n+7)
+	}
+	_, err = s.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader(csv.String())))
+	require.NoError(t, err)
+	for n := range 40 {
+		o, _, err := s.CreateOrder(ctx, fmt.Sprintf("k-%d", n), &oms.OrderRequest{Ref: fmt.Sprintf("o-%d", n),
+			Items:    []oms.Item{{SKU: fmt.Sprintf("SKU-%d", n), Qty: 2}},
+			Delivery: oms.Delivery{Type: "CC", Location: "store-1"}})
+		require.NoError(t, err)
+		if n%7 == 0 {
+			_, err = s.CancelOrder(ctx, o.ID)
+			require.NoError(t, err)
+		}
+	}
+	return key
 }
 
 func writeKey(t *testing.T) string {
@@ -132,8 +139,14 @@ type snapshot struct {
 
 func takeSnapshot(t *testing.T, controlURL, id string) snapshot {
 	t.Helper()
+	return takeSnapshotWith(t, postgres.Options{URL: controlURL}, id)
+}
+
+// takeSnapshotWith is takeSnapshot through a registry opened with opts (its cells).
+func takeSnapshotWith(t *testing.T, opts postgres.Options, id string) snapshot {
+	t.Helper()
 	ctx := context.Background()
-	reg, err := postgres.Open(ctx, postgres.Options{URL: controlURL})
+	reg, err := postgres.Open(ctx, opts)
 	require.NoError(t, err)
 	defer reg.Close()
 	s, err := reg.Store(ctx, id)

@@ -15,7 +15,7 @@ import (
 )
 
 func backupOptions(cfg *config, log *slog.Logger, bucket string, needKey bool) (backup.Options, error) {
-	o := backup.Options{DatabaseURL: cfg.DatabaseURL, NamePrefix: cfg.AccountDBPrefix, Bucket: bucket,
+	o := backup.Options{DatabaseURL: cfg.DatabaseURL, Cells: cfg.Cells, NamePrefix: cfg.AccountDBPrefix, Bucket: bucket,
 		MediaURL: cfg.MediaURL, Release: cfg.Release, PGBinDir: cfg.PGBinDir, Force: cfg.Force, Logger: log}
 	if needKey {
 		k, err := backup.LoadKey(cfg.KeyFile, cfg.BackupKey)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -23,14 +24,27 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
+	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
-// flagsSinceCobra are the flags added after the move, by issue 14: serve's metrics on a listener of their own (the
-// API port serves no /metrics) and serve checking webhook URLs at registration by the worker's rule.
+// flagsSinceCobra are the flags added after the move: by issue 14, serve's metrics on a listener of their own (the
+// API port serves no /metrics) and serve checking webhook URLs at registration by the worker's rule; by issue 17,
+// the database cells.
 var flagsSinceCobra = [][4]string{
 	{"dev", "metrics-listen", "OMS_METRICS_LISTEN", ""},
 	{"serve", "metrics-listen", "OMS_METRICS_LISTEN", "127.0.0.1:9090"},
 	{"serve", "webhook-allow-private-networks", "OMS_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "false"},
+	{"account create", "db-cells", "OMS_DB_CELLS", ""},
+	{"account create", "default-cell", "OMS_DB_DEFAULT_CELL", ""},
+	{"migrate", "db-cells", "OMS_DB_CELLS", ""},
+	{"migrate", "default-cell", "OMS_DB_DEFAULT_CELL", ""},
+	{"serve", "db-cells", "OMS_DB_CELLS", ""},
+	{"serve", "default-cell", "OMS_DB_DEFAULT_CELL", ""},
+	{"worker", "db-cells", "OMS_DB_CELLS", ""},
+	{"worker", "default-cell", "OMS_DB_DEFAULT_CELL", ""},
+	{"backup", "db-cells", "OMS_DB_CELLS", ""},
+	{"restore", "db-cells", "OMS_DB_CELLS", ""},
+	{"migrate", "account-cells", "OMS_ACCOUNT_CELLS", ""},
 }
 
 // flagsBeforeCobra is every flag of every command as the flag-based CLI declared them (command, flag, variable,
@@ -341,6 +355,9 @@ func TestTheArgsTheStacksRenderParse(t *testing.T) {
 			if _, ok := env["OMS_DB_CA_FILE"]; ok {
 				env["OMS_DB_CA_FILE"] = ca.File // the mounted ConfigMap's file, here
 			}
+			if env["OMS_DB_CELLS"] != "" {
+				env["OMS_DB_CELLS"] = cellsHere(t, path, env["OMS_DB_CELLS"], configMaps, ca.File)
+			}
 			if env["OMS_BACKUP_KEY_FILE"] != "" {
 				env["OMS_BACKUP_KEY_FILE"] = filepath.Join(t.TempDir(), "key") // read when the command runs, not before
 			}
@@ -359,6 +376,27 @@ func TestTheArgsTheStacksRenderParse(t *testing.T) {
 	for _, want := range []string{"serve", "worker", "migrate --accounts", "backup --tier", "backup prune"} {
 		assert.True(t, seen[want], "the inventories have an oms %s container", want)
 	}
+}
+
+// cellsHere is a rendered OMS_DB_CELLS with every cell's CA file replaced by caFile, once the rendered file is found
+// to be a key of the CA ConfigMap mounted beside OMS_DB_CA_FILE's.
+func cellsHere(t *testing.T, path, rendered string, configMaps map[string]map[string]string, caFile string) string {
+	cells, err := postgres.ParseCells("OMS_DB_CELLS", rendered)
+	require.NoError(t, err, path)
+	var caKeys map[string]string
+	for name, data := range configMaps {
+		if strings.HasSuffix(name, "-db-ca") {
+			caKeys = data
+		}
+	}
+	for name, c := range cells {
+		assert.Contains(t, caKeys, filepath.Base(c.CAFile), "%s: cell %s's CA file is a key of the CA ConfigMap", path, name)
+		c.CAFile = caFile
+		cells[name] = c
+	}
+	b, err := json.Marshal(cells)
+	require.NoError(t, err)
+	return string(b)
 }
 
 type renderedContainer struct {

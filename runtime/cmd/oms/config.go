@@ -3,9 +3,12 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,14 +24,21 @@ type config struct {
 	AdminToken    string
 	DatabaseURL   string
 	// DBCAFile is the database server's CA (PEM); validate makes DatabaseURL verify against it.
-	DBCAFile        string
+	DBCAFile string
+	// DBCells (OMS_DB_CELLS) is parsed by validate into Cells; DefaultCell is where new accounts go.
+	DBCells         string
+	Cells           postgres.Cells
+	DefaultCell     string
 	AccountDBPrefix string
 	// AdoptAccounts and AccountPasswordsDir let migrate register accounts provisioned by the infrastructure.
 	AdoptAccounts       string
 	AccountPasswordsDir string
-	RedisSentinels      string
-	RedisMaster         string
-	RedisPassword       string
+	// AccountCells (OMS_ACCOUNT_CELLS) is parsed by validate into AccountCell.
+	AccountCells   string
+	AccountCell    map[string]string
+	RedisSentinels string
+	RedisMaster    string
+	RedisPassword  string
 	// RedisSentinelPassword is empty for "the Redis password" (redis.Options.SentinelPassword).
 	RedisSentinelPassword string
 	RedisKeyPrefix        string
@@ -80,6 +90,7 @@ func (c *config) validate(cmd string) error {
 			}
 			c.DatabaseURL = u
 		}
+		errs = append(errs, c.validateCells(cmd)...)
 	}
 	if cmd == "migrate" && c.AdoptAccounts != "" {
 		if c.AccountPasswordsDir == "" {
@@ -116,6 +127,45 @@ func (c *config) validate(cmd string) error {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// validateCells parses OMS_DB_CELLS (checking every cell's CA file), OMS_DB_DEFAULT_CELL and OMS_ACCOUNT_CELLS.
+func (c *config) validateCells(cmd string) []string {
+	var errs []string
+	cells, err := postgres.ParseCells("--db-cells/OMS_DB_CELLS", c.DBCells)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	c.Cells = cells
+	for _, name := range cells.Names() {
+		if cell, ok := cells[name]; ok {
+			if _, err := postgres.VerifyServerCA("postgres://x/y", cell.CAFile); err != nil {
+				errs = append(errs, fmt.Sprintf("--db-cells/OMS_DB_CELLS: cell %q: caFile: %v", name, err))
+			}
+		}
+	}
+	if c.DefaultCell != "" {
+		if err := cells.Check("--default-cell/OMS_DB_DEFAULT_CELL", c.DefaultCell); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if cmd != "migrate" || c.AccountCells == "" {
+		return errs
+	}
+	if err := json.Unmarshal([]byte(c.AccountCells), &c.AccountCell); err != nil {
+		return append(errs, `--account-cells/OMS_ACCOUNT_CELLS: not a JSON object of account id → cell name`)
+	}
+	for _, id := range strings.Split(c.AdoptAccounts, ",") {
+		if id = strings.TrimSpace(id); id != "" && c.AccountCell[id] == "" {
+			errs = append(errs, fmt.Sprintf("--account-cells/OMS_ACCOUNT_CELLS: places no --accounts id %q: give its cell", id))
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.AccountCell)) {
+		if err := cells.Check(fmt.Sprintf("--account-cells/OMS_ACCOUNT_CELLS: account %q", id), c.AccountCell[id]); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	return errs
 }
 
 // redactURL hides the password of a URL for logging.

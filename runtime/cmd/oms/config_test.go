@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omscloud/omscloud/runtime/internal/omstest"
 )
 
 func TestConfigurationErrorsNameTheFlagAndVariable(t *testing.T) {
@@ -27,6 +29,21 @@ func TestConfigurationErrorsNameTheFlagAndVariable(t *testing.T) {
 			[]string{"--drain-delay/OMS_DRAIN_DELAY must be shorter"}},
 		{"migrate accounts without their passwords", []string{"migrate", "--accounts", "north,Bad Id"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y"},
 			[]string{"--accounts/OMS_ACCOUNTS needs --account-passwords-dir/OMS_ACCOUNT_PASSWORDS_DIR", `"Bad Id" is not a valid account id`}},
+		{"cells not JSON", []string{"serve"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_DB_CELLS": "main=10.0.0.3"},
+			[]string{`--db-cells/OMS_DB_CELLS: not a JSON object`}},
+		{"cells without main", []string{"serve"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y",
+			"OMS_DB_CELLS": `{"b": {"host": "10.0.0.5", "caFile": "/etc/oms/db-ca/server-ca-b.pem"}}`},
+			[]string{`--db-cells/OMS_DB_CELLS: has no cell "main"`}},
+		{"a cell's CA missing, an unknown default", []string{"account", "create", "--id", "acme", "--name", "A"},
+			map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_DB_DEFAULT_CELL": "c",
+				"OMS_DB_CELLS": `{"main": {"host": "10.0.0.3", "caFile": "/nonexistent/main.pem"}, "b": {"host": "10.0.0.5"}}`},
+			[]string{`cell "b" has no caFile`}},
+		{"migrate: an account without a cell, a cell unknown", []string{"migrate", "--accounts", "north,south", "--account-passwords-dir", "/x"},
+			map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_DB_CELLS": cellsMainOnly(t), "OMS_DB_DEFAULT_CELL": "b",
+				"OMS_ACCOUNT_CELLS": `{"north": "main", "east": "c"}`},
+			[]string{`--default-cell/OMS_DB_DEFAULT_CELL: cell "b" is not one of OMS_DB_CELLS [main]`,
+				`--account-cells/OMS_ACCOUNT_CELLS: places no --accounts id "south"`,
+				`--account-cells/OMS_ACCOUNT_CELLS: account "east": cell "c" is not one of OMS_DB_CELLS [main]`}},
 		{"account create without id", []string{"account", "create", "--name", "A"}, map[string]string{"OMS_DATABASE_URL": "postgres://x/y"},
 			[]string{"--id/OMS_ACCOUNT_ID is required"}},
 	}
@@ -77,4 +94,10 @@ func TestWebhookFlagsAreValidatedByName(t *testing.T) {
 		"--webhook-max-delay/OMS_WEBHOOK_MAX_DELAY must not be shorter"} {
 		assert.Contains(t, err.Error(), want)
 	}
+}
+
+// cellsMainOnly is an OMS_DB_CELLS with cell main alone, its CA a real file.
+func cellsMainOnly(t *testing.T) string {
+	ca := omstest.NewCA(t, "cell main")
+	return `{"main": {"host": "127.0.0.1", "caFile": "` + ca.File + `"}}`
 }

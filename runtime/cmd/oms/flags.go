@@ -40,6 +40,12 @@ var (
 	optAccountDBPrefix = option{"account-db-prefix", "OMS_ACCOUNT_DB_PREFIX", "",
 		"prefix of account database and role names (default: the control database name)",
 		func(c *config) any { return &c.AccountDBPrefix }}
+	optDBCells = option{"db-cells", "OMS_DB_CELLS", "",
+		`database servers ("cells") holding the accounts' databases, JSON: {"<cell>": {"host": "<ip>", "caFile": "<PEM>"}, …} ` +
+			`with "main", the control database's; empty: every account is on the control database's server`,
+		func(c *config) any { return &c.DBCells }}
+	optDefaultCell = option{"default-cell", "OMS_DB_DEFAULT_CELL", "",
+		"cell of the accounts created here or through the API (default main)", func(c *config) any { return &c.DefaultCell }}
 	optMaxConns = option{"max-conns-per-account", "OMS_MAX_CONNS_PER_ACCOUNT", 8, "connection pool size per account database",
 		func(c *config) any { return &c.MaxConns }}
 
@@ -101,6 +107,9 @@ var (
 		func(c *config) any { return &c.AdoptAccounts }}
 	optAccountPasswordsDir = option{"account-passwords-dir", "OMS_ACCOUNT_PASSWORDS_DIR", "",
 		"directory with one file per --accounts id holding its database password", func(c *config) any { return &c.AccountPasswordsDir }}
+	optAccountCells = option{"account-cells", "OMS_ACCOUNT_CELLS", "",
+		`cell of each --accounts id, JSON {"<id>": "<cell>", …} (with --db-cells; default: main)`,
+		func(c *config) any { return &c.AccountCells }}
 	optAccountID   = option{"id", "OMS_ACCOUNT_ID", "", "account id: [a-z][a-z0-9-]{2,30}", func(c *config) any { return &c.AccountID }}
 	optAccountName = option{"name", "OMS_ACCOUNT_NAME", "", "account display name", func(c *config) any { return &c.AccountName }}
 
@@ -137,12 +146,12 @@ var (
 
 // Groups of options that several commands share.
 var (
-	databaseOptions = []option{optDatabaseURL, optDBCAFile, optAccountDBPrefix, optMaxConns}
+	databaseOptions = []option{optDatabaseURL, optDBCAFile, optDBCells, optDefaultCell, optAccountDBPrefix, optMaxConns}
 	redisOptions    = []option{optRedisSentinels, optRedisMaster, optRedisPassword, optRedisSentinelPassword, optRedisKeyPrefix}
 	webhookOptions  = []option{optWebhookConcurrency, optWebhookTimeout, optWebhookBaseDelay, optWebhookMaxDelay,
 		optWebhookMaxAttempts, optWebhookRetention}
 	// archiveDatabaseOptions are what backup and restore read and write.
-	archiveDatabaseOptions = []option{optDatabaseURL.withHelp("control database URL"), optDBCAFile, optAccountDBPrefix,
+	archiveDatabaseOptions = []option{optDatabaseURL.withHelp("control database URL"), optDBCAFile, optDBCells, optAccountDBPrefix,
 		optKeyFile, optMediaURL, optPGBinDir}
 )
 

@@ -54,7 +54,7 @@ func commands() []command {
 				return work(ctx, cfg, log)
 			}},
 		{name: "migrate", short: "Migrate the control database and every account database",
-			options: concat(databaseOptions, []option{optAdoptAccounts, optAccountPasswordsDir}),
+			options: concat(databaseOptions, []option{optAdoptAccounts, optAccountPasswordsDir, optAccountCells}),
 			run: func(ctx context.Context, cfg *config, log *slog.Logger, _ io.Writer) error {
 				return migrateAll(ctx, cfg, log)
 			}},

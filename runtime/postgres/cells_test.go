@@ -1,0 +1,176 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	oms "github.com/omscloud/omscloud/runtime"
+	"github.com/omscloud/omscloud/runtime/internal/omstest"
+	"github.com/omscloud/omscloud/runtime/localenv"
+	"github.com/omscloud/omscloud/runtime/postgres"
+)
+
+// twoCells is an environment of two database servers: cell main, the shared cluster holding the control database,
+// and cell b, a server of its own that refuses connections without TLS, as a second Cloud SQL instance does, with
+// the control login's password (the component creates that login on every cell).
+type twoCells struct {
+	control string // control database URL
+	b       *localenv.Postgres
+	bCA     *omstest.CA
+	cells   postgres.Cells
+}
+
+func newTwoCells(t *testing.T) *twoCells {
+	t.Helper()
+	ctx := context.Background()
+	control := omstest.ControlDB(t)
+	ca := omstest.NewCA(t, "cell b")
+	b := omstest.TLSPostgres(t, ca)
+	require.NoError(t, b.Exec(ctx, b.PrimaryURL("postgres"),
+		fmt.Sprintf(`ALTER ROLE postgres PASSWORD '%s'`, omstest.Postgres(t).Password())))
+	return &twoCells{control: control, b: b, bCA: ca, cells: postgres.Cells{
+		postgres.MainCell: {Host: "127.0.0.1", CAFile: "/main-is-reached-through-the-control-url"},
+		"b":               {Host: "127.0.0.1", Port: b.PrimaryPort(), CAFile: ca.File},
+	}}
+}
+
+// bURL is a superuser URL of database db on cell b (TLS, not verified: the test's own set-up and checks).
+func (tc *twoCells) bURL(t *testing.T, db string) string {
+	return fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/%s?sslmode=require", omstest.Postgres(t).Password(), tc.b.PrimaryPort(), db)
+}
+
+func (tc *twoCells) open(t *testing.T, opts postgres.Options) *postgres.Registry {
+	t.Helper()
+	opts.URL = tc.control
+	reg, err := postgres.Open(context.Background(), opts)
+	require.NoError(t, err)
+	t.Cleanup(reg.Close)
+	return reg
+}
+
+// databases lists the account databases (those named prefix_*) on a server.
+func databases(t *testing.T, url, prefix string) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE $1 || '\_%' ORDER BY 1`, prefix)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
+}
+
+func TestAccountsLiveOnTheirCell(t *testing.T) {
+	ctx := context.Background()
+	tc := newTwoCells(t)
+	prefix := fmt.Sprintf("cell%d", os.Getpid()%100000)
+	reg := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: tc.cells, DefaultCell: "b"})
+	require.NoError(t, reg.Migrate(ctx))
+	t.Cleanup(func() {
+		for _, id := range []string{"alpha", "beta", "gamma"} {
+			assert.NoError(t, reg.DropAccount(context.Background(), id))
+		}
+	})
+
+	// Created without a cell: on the default cell. With one: on it.
+	newAccount(t, reg, "alpha")
+	_, err := reg.CreateAccount(ctx, &oms.Account{ID: "beta", Name: "Beta", Cell: postgres.MainCell})
+	require.NoError(t, err)
+	_, err = reg.CreateAccount(ctx, &oms.Account{ID: "delta", Name: "Delta", Cell: "c"})
+	assert.Equal(t, oms.EINVALID, oms.ErrorCode(err), "an unknown cell: %v", err)
+	assert.Equal(t, "cell", oms.ErrorField(err))
+
+	// Adopted: provisioned on cell b as Cloud SQL does it there.
+	provisionLikeCloudSQL(t, tc.bURL(t, "postgres"), prefix+"_gamma", "gamma-pw")
+	adopted, err := reg.AdoptAccount(ctx, &oms.Account{ID: "gamma", Name: "gamma", Cell: "b"}, "gamma-pw")
+	require.NoError(t, err)
+	assert.True(t, adopted)
+
+	main := omstest.Postgres(t).PrimaryURL("postgres")
+	assert.Equal(t, []string{prefix + "_beta"}, databases(t, main, prefix), "cell main holds beta's database only")
+	assert.Equal(t, []string{prefix + "_alpha", prefix + "_gamma"}, databases(t, tc.bURL(t, "postgres"), prefix),
+		"cell b holds alpha's and gamma's")
+
+	accounts, err := reg.Accounts(ctx)
+	require.NoError(t, err)
+	cellOf := map[string]string{}
+	for _, a := range accounts {
+		cellOf[a.ID] = a.Cell
+	}
+	assert.Equal(t, map[string]string{"alpha": "b", "beta": postgres.MainCell, "gamma": "b"}, cellOf)
+
+	// Each account's store writes to its own cell, over TLS verified against that cell's CA.
+	for _, id := range []string{"alpha", "beta", "gamma"} {
+		s, err := reg.Store(ctx, id)
+		require.NoError(t, err)
+		putLocation(t, s.(*postgres.Store), "wh-"+id, oms.LocationWarehouse, 52, 4)
+	}
+	var ref string
+	require.NoError(t, pgxQueryRow(t, tc.bURL(t, prefix+"_gamma"), `SELECT ref FROM locations`, &ref))
+	assert.Equal(t, "wh-gamma", ref)
+	require.NoError(t, pgxQueryRow(t, omstest.Postgres(t).PrimaryURL(prefix+"_beta"), `SELECT ref FROM locations`, &ref))
+	assert.Equal(t, "wh-beta", ref)
+
+	// Migrate reaches every cell: a later run finds every account's schema current, wherever it is.
+	require.NoError(t, reg.Migrate(ctx))
+
+	// The stack placing gamma on main while the registry has it on b (a move not recorded yet) changes nothing.
+	again, err := reg.AdoptAccount(ctx, &oms.Account{ID: "gamma", Name: "gamma", Cell: postgres.MainCell}, "gamma-pw")
+	assert.False(t, again)
+	assert.Equal(t, oms.ECONFLICT, oms.ErrorCode(err), "%v", err)
+	assert.Contains(t, oms.ErrorMessage(err), `on cell "b" in the registry, not "main"`)
+	s, err := reg.Store(ctx, "gamma")
+	require.NoError(t, err)
+	_, err = s.(*postgres.Store).PutLocation(ctx, &oms.Location{Ref: "wh-2", Name: "wh-2", Type: oms.LocationWarehouse, Lat: ptr(1), Lon: ptr(1)})
+	require.NoError(t, err, "gamma still works on cell b")
+}
+
+func TestCellServerIsVerifiedAgainstItsOwnCA(t *testing.T) {
+	ctx := context.Background()
+	tc := newTwoCells(t)
+	prefix := fmt.Sprintf("cellca%d", os.Getpid()%100000)
+	reg := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: tc.cells, DefaultCell: "b"})
+	require.NoError(t, reg.Migrate(ctx))
+	t.Cleanup(func() { assert.NoError(t, reg.DropAccount(context.Background(), "alpha")) })
+	newAccount(t, reg, "alpha")
+
+	// The same cell given another CA: the server is not trusted, for the account's pool as for the control login.
+	other := omstest.NewCA(t, "not cell b's")
+	wrong := postgres.Cells{postgres.MainCell: tc.cells[postgres.MainCell], "b": tc.cells["b"]}
+	wrong["b"] = postgres.Cell{Host: "127.0.0.1", Port: tc.b.PrimaryPort(), CAFile: other.File}
+	bad := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: wrong, DefaultCell: "b"})
+	s, err := bad.Store(ctx, "alpha")
+	if err == nil {
+		_, err = s.(*postgres.Store).PutLocation(ctx, &oms.Location{Ref: "x", Name: "x", Type: oms.LocationWarehouse, Lat: ptr(1), Lon: ptr(1)})
+	}
+	require.Error(t, err)
+	assert.True(t, postgres.IsServerCertificateError(err), "a certificate error: %v", err)
+	_, err = bad.CreateAccount(ctx, &oms.Account{ID: "beta", Name: "Beta"})
+	require.Error(t, err)
+	assert.True(t, postgres.IsServerCertificateError(err), "a certificate error: %v", err)
+
+	// A runtime not told of cell b says which cell it lacks instead of reaching another server.
+	none := tc.open(t, postgres.Options{NamePrefix: prefix})
+	_, err = none.Store(ctx, "alpha")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `cell "b" is not one of OMS_DB_CELLS [main]`)
+}
+
+func pgxQueryRow(t *testing.T, url, sql string, dest ...any) error {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, sql).Scan(dest...)
+}
