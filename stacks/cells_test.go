@@ -12,6 +12,7 @@ import (
 	"github.com/omscloud/omscloud/components/omsruntime"
 	"github.com/omscloud/omscloud/components/postgres"
 	"github.com/omscloud/omscloud/inventory"
+	runtimepg "github.com/omscloud/omscloud/runtime/postgres"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -262,9 +263,9 @@ func TestEveryCellIsTheOneInstanceAgain(t *testing.T) {
 func TestTheRuntimeFindsEveryCell(t *testing.T) {
 	_, inv := plan(t, "prod-eu-cells")
 	config := kubeObject(t, inv, "kubernetes:core/v1:ConfigMap", "oms-prod-eu-runtime")
-	var cells map[string]omsruntime.CellEndpoint
+	var cells map[string]runtimepg.Cell
 	require.NoError(t, json.Unmarshal([]byte(config.String("data.OMS_DB_CELLS")), &cells))
-	assert.Equal(t, map[string]omsruntime.CellEndpoint{
+	assert.Equal(t, map[string]runtimepg.Cell{
 		"main": {Host: "10.30.0.3", CAFile: "/etc/oms/db-ca/server-ca-main.pem"},
 		"b":    {Host: "10.30.0.3", CAFile: "/etc/oms/db-ca/server-ca-b.pem"}, // the mocks give every instance one IP
 	}, cells)
@@ -299,6 +300,55 @@ func TestTheRuntimeFindsEveryCell(t *testing.T) {
 	}
 }
 
+// TestTheControlLoginIsOnEveryCell: the runtime's control login (omscloud:runtime's database name, "oms") is on
+// every cell's instance, with the control password, protected and abandoned like main's (README of
+// components/omsruntime, "Database cells"): the runtime connects as it to database postgres on cell b. The runtime's
+// Secret, and with it the roll of the pods, waits for every cell's login, and rotation.database updates each in place:
+// one password is regenerated and no login changes an input that replaces a Cloud SQL user.
+func TestTheControlLoginIsOnEveryCell(t *testing.T) {
+	sf := stackFile(t, "prod-eu-cells")
+	_, inv, err := Plan(sf)
+	require.NoError(t, err)
+	logins := map[string]inventory.Resource{}
+	for _, u := range inv.OfType("gcp:sql/user:User") {
+		if u.String("name") == "oms" {
+			logins[u.String("instance")] = u
+		}
+	}
+	require.Len(t, logins, 2, "one login per cell")
+	assert.Equal(t, "oms-prod-eu-runtime-db-user", logins["oms-prod-eu-pg"].Name, "main's keeps its name")
+	assert.Equal(t, "oms-prod-eu-runtime-db-user-b", logins["oms-prod-eu-b-pg"].Name)
+	secret := kubeObject(t, inv, "kubernetes:core/v1:Secret", "oms-prod-eu-runtime")
+	for _, u := range logins {
+		assert.Equal(t, inventory.Secret, u.String("password"), u.Name)
+		assert.Equal(t, "BUILT_IN", u.String("type"), u.Name)
+		assert.Equal(t, "ABANDON", u.String("deletionPolicy"), u.Name)
+		assert.True(t, u.Protected, "%s: protected in production", u.Name)
+		assert.True(t, secret.Waits(inv, u.Type, u.Name), "the runtime's Secret waits for %s", u.Name)
+	}
+
+	sf.Values["omscloud:rotation"] = `{"database":1}`
+	_, rotated, err := Plan(sf)
+	require.NoError(t, err)
+	var regenerated []string
+	for _, r := range rotated.OfType("random:index/randomPassword:RandomPassword") {
+		if k, ok := r.Get("keepers"); ok && k != nil {
+			regenerated = append(regenerated, r.Name)
+		}
+	}
+	assert.Equal(t, []string{"oms-prod-eu-runtime-db-password"}, regenerated, "one control password for every cell")
+	for _, u := range logins {
+		after, ok := rotated.Find(u.Type, u.Name)
+		require.True(t, ok, u.Name)
+		for _, path := range []string{"name", "instance", "host", "project", "type"} { // enginetest's replace table
+			was, _ := u.Get(path)
+			is, _ := after.Get(path)
+			assert.Equal(t, was, is, "%s: %s is kept, so the rotation updates it in place", u.Name, path)
+		}
+		assert.True(t, after.Protected, u.Name)
+	}
+}
+
 // TestAddingACellKeepsTheFirstInstance: a stack that declares cells keeps every resource it had, under the same
 // name (a renamed instance would be replaced, and its data lost); cell main alone changes nothing at all, and a
 // new cell only adds its own resources and tells the runtime.
@@ -318,7 +368,9 @@ func TestAddingACellKeepsTheFirstInstance(t *testing.T) {
 	change := changeOf(before, after)
 	assert.Empty(t, change.removed, "every resource is kept under its name")
 	for _, r := range change.added {
-		assert.True(t, strings.HasPrefix(r.Name, "oms-prod-eu-b-"), "only cell b's resources are new: %s %s", r.Type, r.Name)
+		// The runtime's control login on cell b is the runtime's (omsruntime.CellLoginName).
+		assert.True(t, strings.HasPrefix(r.Name, "oms-prod-eu-b-") || r.Name == omsruntime.CellLoginName("oms-prod-eu-runtime", "b"),
+			"only cell b's resources are new: %s %s", r.Type, r.Name)
 	}
 	var changed []string
 	for _, r := range change.changed {
@@ -445,7 +497,15 @@ func TestDRRestoresEveryCell(t *testing.T) {
 	}
 	assert.Equal(t, "oms-prod-eu-dr-runtime", restore.String("spec.template.spec.containers[0].envFrom[0].configMapRef.name"))
 	assert.Equal(t, "oms-prod-eu-dr-db-ca", restore.String("spec.template.spec.volumes[1].configMap.name"))
-	var cells map[string]omsruntime.CellEndpoint
+	logins := map[string]string{}
+	for _, u := range inv.OfType("gcp:sql/user:User") {
+		if u.String("name") == "oms" {
+			logins[u.String("instance")] = u.Name
+		}
+	}
+	assert.Equal(t, map[string]string{"oms-prod-eu-dr-pg-" + hex: "oms-prod-eu-dr-runtime-db-user",
+		"oms-prod-eu-dr-b-pg-" + hex: "oms-prod-eu-dr-runtime-db-user-b"}, logins, "the restore reaches every cell as the control login")
+	var cells map[string]runtimepg.Cell
 	config := kubeObject(t, inv, "kubernetes:core/v1:ConfigMap", "oms-prod-eu-dr-runtime")
 	require.NoError(t, json.Unmarshal([]byte(config.String("data.OMS_DB_CELLS")), &cells))
 	assert.ElementsMatch(t, []string{"main", "b"}, slices.Collect(maps.Keys(cells)))

@@ -170,7 +170,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	if len(cells) > 0 {
 		rtArgs.Database.Cells = map[string]omsruntime.Cell{}
 		for cell, p := range every {
-			rtArgs.Database.Cells[cell] = omsruntime.Cell{Host: p.PrivateIP, ServerCA: p.ServerCA, Accounts: slices.Sorted(maps.Keys(p.Accounts))}
+			rtArgs.Database.Cells[cell] = omsruntime.Cell{Host: p.PrivateIP, ServerCA: p.ServerCA, Instance: p.InstanceName, Accounts: slices.Sorted(maps.Keys(p.Accounts))}
 		}
 		rtArgs.Database.DefaultCell = cmp.Or(args.DefaultCell, postgres.MainCell)
 	}

@@ -162,7 +162,8 @@ type DatabaseArgs struct {
 	AccountSecrets map[string]pulumi.StringInput
 	// Cells are the Cloud SQL instances holding the accounts' databases, by cell name, Host's among them, when the
 	// environment has several (database cells); empty when every account is on Host. The pods get each cell's host
-	// and CA, the migrate Job each account's cell (README, "Database cells").
+	// and CA, the migrate Job each account's cell, and each cell but "main" (Host's) the control login (README,
+	// "Database cells").
 	Cells map[string]Cell
 	// DefaultCell is the cell of the accounts the runtime creates itself; required with Cells.
 	DefaultCell string

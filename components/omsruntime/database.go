@@ -21,8 +21,9 @@ type controlDB struct {
 	ready []pulumi.Resource
 }
 
-// controlDatabase creates the control database and its login on the Cloud SQL instance. Cloud SQL makes the login a
-// member of cloudsqlsuperuser, so it may create the accounts' roles and databases, as `oms account create` does.
+// controlDatabase creates the control database and its login on the Cloud SQL instance, and the same login on every
+// other cell (cellLogins). Cloud SQL makes the login a member of cloudsqlsuperuser, so it may create the accounts'
+// roles and databases, as `oms account create` does.
 func (d *deployer) controlDatabase() (*controlDB, error) {
 	a := d.a
 	// Customer data: never dropped by Pulumi in production, and abandoned rather than dropped if unprotected. The
@@ -52,6 +53,10 @@ func (d *deployer) controlDatabase() (*controlDB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database user: %w", err)
 	}
+	cellUsers, err := d.cellLogins(password, protect)
+	if err != nil {
+		return nil, err
+	}
 	db, err := sql.NewDatabase(d.ctx, d.name+"-db", &sql.DatabaseArgs{
 		Project:        pulumi.String(a.Project),
 		Instance:       a.Database.Instance,
@@ -66,13 +71,19 @@ func (d *deployer) controlDatabase() (*controlDB, error) {
 	// The private IP of a REGIONAL instance moves with failover, so one host suffices; read-write makes a client
 	// that lands on a read-only node during failover retry. Cloud SQL enforces TLS (ENCRYPTED_ONLY); verify-ca
 	// checks the server against OMS_DB_CA_FILE (why not verify-full: runtime/postgres.VerifyServerCA).
-	// Cloud SQL holds one password per user: the URL (and with it the pods' roll) follows the user's update, so the
-	// new pods start with a password the server already accepts.
-	url := pulumi.All(user.Name, password, a.Database.Host).ApplyT(func(v []any) string {
+	// Cloud SQL holds one password per user: the URL (and with it the pods' roll) follows the update of the user on
+	// every cell, so the new pods start with a password every server already accepts.
+	inputs := []any{user.Name, password, a.Database.Host}
+	ready := []pulumi.Resource{user, db}
+	for _, u := range cellUsers {
+		inputs = append(inputs, u.Name)
+		ready = append(ready, u)
+	}
+	url := pulumi.All(inputs...).ApplyT(func(v []any) string {
 		return fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=verify-ca&target_session_attrs=read-write",
 			v[0].(string), v[1].(string), v[2].(string), a.Database.Name)
 	}).(pulumi.StringOutput)
-	return &controlDB{url: pulumi.ToSecret(url).(pulumi.StringOutput), ready: []pulumi.Resource{user, db}}, nil
+	return &controlDB{url: pulumi.ToSecret(url).(pulumi.StringOutput), ready: ready}, nil
 }
 
 // accountPasswords keeps the provisioned account databases' passwords in a Secret of their own, mounted only into

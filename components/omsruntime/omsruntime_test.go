@@ -62,6 +62,13 @@ type recorder struct {
 	deps map[string][]string // "type::name" → "type::name" of the resources it depends on
 	// secrets are the Kubernetes Secrets' stringData in plain text, by object name, for asserting on their values.
 	secrets map[string]map[string]string
+	// logins are the Cloud SQL users' passwords by resource name, in plain text, and whether they came as secrets.
+	logins map[string]login
+}
+
+type login struct {
+	password string
+	secret   bool
 }
 
 func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
@@ -82,6 +89,13 @@ func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		}
 		r.mu.Lock()
 		r.secrets[reveal(args.Inputs["metadata"]).ObjectValue()["name"].StringValue()] = data
+		r.mu.Unlock()
+	}
+	if args.TypeToken == "gcp:sql/user:User" {
+		pw := args.Inputs["password"]
+		l := login{password: reveal(pw).StringValue(), secret: pw.ContainsSecrets()}
+		r.mu.Lock()
+		r.logins[args.Name] = l
 		r.mu.Unlock()
 	}
 	return r.Mocks.NewResource(args)
@@ -105,6 +119,7 @@ type result struct {
 	inv     *inventory.Inventory
 	deps    map[string][]string
 	secrets map[string]map[string]string
+	logins  map[string]login
 	rt      struct {
 		adminTokenSecret           bool
 		email, public, activeReady string
@@ -125,7 +140,7 @@ func tryEvaluate(args omsruntime.Args) (*result, error) { return evaluateAs(args
 func evaluateAs(args omsruntime.Args, preview bool) (*result, error) {
 	res := &result{}
 	rec := &recorder{Mocks: &inventory.Mocks{Project: "omscloud", Stack: "test"}, deps: map[string][]string{},
-		secrets: map[string]map[string]string{}}
+		secrets: map[string]map[string]string{}, logins: map[string]login{}}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		k8s, err := kubernetes.NewProvider(ctx, "k8s", &kubernetes.ProviderArgs{})
 		if err != nil {
@@ -145,6 +160,7 @@ func evaluateAs(args omsruntime.Args, preview bool) (*result, error) {
 				"globex": pulumi.String("projects/omscloud-test/secrets/oms-test-db-globex"),
 			},
 			Accounts: args.Database.Accounts, Cells: args.Database.Cells, DefaultCell: args.Database.DefaultCell,
+			PasswordRotation: args.Database.PasswordRotation,
 		}
 		args.Redis = omsruntime.RedisArgs{
 			SentinelAddress: pulumi.String("oms-test-redis-sentinel.oms.svc.cluster.local:26379"),
@@ -173,6 +189,7 @@ func evaluateAs(args omsruntime.Args, preview bool) (*result, error) {
 	res.inv = inventory.New("test", rec.Resources())
 	res.deps = rec.deps
 	res.secrets = rec.secrets
+	res.logins = rec.logins
 	return res, nil
 }
 
@@ -731,11 +748,11 @@ func TestValidate(t *testing.T) {
 		{"bad cidr", func(a *omsruntime.Args) { a.Ingress.LoadBalancerCIDRs = []string{"35.191.0.0"} }, "LoadBalancerCIDRs[0]"},
 		{"account in no cell", func(a *omsruntime.Args) {
 			a.Database = withCells()
-			a.Database.Cells["b"] = omsruntime.Cell{Host: pulumi.String("10.30.0.7"), ServerCA: pulumi.String("b CA")}
+			a.Database.Cells["b"] = omsruntime.Cell{Host: pulumi.String("10.30.0.7"), Instance: pulumi.String("oms-test-b-pg"), ServerCA: pulumi.String("b CA")}
 		}, `Database.Accounts["globex"] is in no cell`},
 		{"account in two cells", func(a *omsruntime.Args) {
 			a.Database = withCells()
-			a.Database.Cells["main"] = omsruntime.Cell{Host: pulumi.String("10.30.0.3"), ServerCA: pulumi.String(serverCA), Accounts: []string{"acme", "globex"}}
+			a.Database.Cells["main"] = omsruntime.Cell{Host: pulumi.String("10.30.0.3"), Instance: pulumi.String("oms-test-pg"), ServerCA: pulumi.String(serverCA), Accounts: []string{"acme", "globex"}}
 		}, `account "globex" is also in cell "b"`},
 		{"cell of an unknown account", func(a *omsruntime.Args) {
 			a.Database = withCells()
@@ -749,6 +766,19 @@ func TestValidate(t *testing.T) {
 			delete(a.Database.Cells, "b")
 			a.Database.DefaultCell = "cell/b"
 		}, `Database.Cells["cell/b"]: a cell name is letters, digits`},
+		{"cell without its instance", func(a *omsruntime.Args) {
+			a.Database = withCells()
+			b := a.Database.Cells["b"]
+			b.Instance = nil
+			a.Database.Cells["b"] = b
+		}, `Database.Cells["b"]: Host, ServerCA and Instance are required`},
+		{"no main cell", func(a *omsruntime.Args) {
+			a.Database = withCells()
+			delete(a.Database.Cells, "main")
+			b := a.Database.Cells["b"]
+			b.Accounts = []string{"acme", "globex"}
+			a.Database.Cells["b"] = b
+		}, `Database.Cells [b] has no cell "main": add the control database's instance`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := prodArgs()
@@ -873,8 +903,8 @@ func withCells() omsruntime.DatabaseArgs {
 	return omsruntime.DatabaseArgs{
 		Accounts: map[string]pulumi.StringInput{"acme": pulumi.String("pw-acme"), "globex": pulumi.String("pw-globex")},
 		Cells: map[string]omsruntime.Cell{
-			"main": {Host: pulumi.String("10.30.0.3"), ServerCA: pulumi.String(serverCA), Accounts: []string{"acme"}},
-			"b":    {Host: pulumi.String("10.30.0.7"), ServerCA: pulumi.String("cell b's CA"), Accounts: []string{"globex"}},
+			"main": {Host: pulumi.String("10.30.0.3"), Instance: pulumi.String("oms-test-pg"), ServerCA: pulumi.String(serverCA), Accounts: []string{"acme"}},
+			"b":    {Host: pulumi.String("10.30.0.7"), Instance: pulumi.String("oms-test-b-pg"), ServerCA: pulumi.String("cell b's CA"), Accounts: []string{"globex"}},
 		},
 		DefaultCell: "b",
 	}
@@ -917,13 +947,98 @@ func TestDatabaseCells(t *testing.T) {
 	}
 	moved := prodArgs()
 	moved.Database = withCells()
-	moved.Database.Cells["main"] = omsruntime.Cell{Host: pulumi.String("10.30.0.3"), ServerCA: pulumi.String(serverCA), Accounts: []string{"acme", "globex"}}
-	moved.Database.Cells["b"] = omsruntime.Cell{Host: pulumi.String("10.30.0.7"), ServerCA: pulumi.String("cell b's CA")}
+	moved.Database.Cells["main"] = omsruntime.Cell{Host: pulumi.String("10.30.0.3"), Instance: pulumi.String("oms-test-pg"), ServerCA: pulumi.String(serverCA), Accounts: []string{"acme", "globex"}}
+	moved.Database.Cells["b"] = omsruntime.Cell{Host: pulumi.String("10.30.0.7"), Instance: pulumi.String("oms-test-b-pg"), ServerCA: pulumi.String("cell b's CA")}
 	movedRes := evaluate(t, moved)
 	assert.Equal(t, checksum(res), checksum(movedRes), "a placement does not roll the pods")
 	assert.Equal(t, `{"acme":"main","globex":"main"}`, placement(movedRes))
 	rotated := prodArgs()
 	rotated.Database = withCells()
-	rotated.Database.Cells["b"] = omsruntime.Cell{Host: pulumi.String("10.30.0.7"), ServerCA: pulumi.String("cell b's new CA"), Accounts: []string{"globex"}}
+	rotated.Database.Cells["b"] = omsruntime.Cell{Host: pulumi.String("10.30.0.7"), Instance: pulumi.String("oms-test-b-pg"), ServerCA: pulumi.String("cell b's new CA"), Accounts: []string{"globex"}}
 	assert.NotEqual(t, checksum(res), checksum(evaluate(t, rotated)), "a cell's new CA restarts the pods")
+}
+
+// TestTheControlLoginIsOnEveryCell: with cells, the runtime's control login exists on every cell's instance with the
+// control database's password (README, "Database cells"): the runtime connects as it to database postgres on a cell
+// other than main to create, adopt, back up, restore and drop the accounts' databases there. Each is kept like main's
+// (ABANDON; protected in production), and what waits for main's login waits for every cell's: the migrate Jobs, and
+// the Secret whose URL rolls the pods.
+func TestTheControlLoginIsOnEveryCell(t *testing.T) {
+	for _, production := range []bool{true, false} {
+		t.Run(fmt.Sprintf("production=%v", production), func(t *testing.T) {
+			args := prodArgs()
+			if !production {
+				args.Production = false
+				args.Image = "europe-docker.pkg.dev/p/oms/oms:1.4.2"
+			}
+			args.Database = withCells()
+			res := evaluate(t, args)
+			instances := map[string]string{}
+			for _, u := range res.inv.OfType("gcp:sql/user:User") {
+				instances[u.Name] = u.String("instance")
+				assert.Equal(t, "oms", u.String("name"), u.Name)
+				assert.Equal(t, "BUILT_IN", u.String("type"), u.Name)
+				assert.Equal(t, "ABANDON", u.String("deletionPolicy"), u.Name)
+				assert.Equal(t, "omscloud-test", u.String("project"), u.Name)
+				assert.Equal(t, production, u.Protected, "%s: protected in production only, as main's", u.Name)
+				assert.Equal(t, login{password: "mock-generated-rt-db-password", secret: true}, res.logins[u.Name],
+					"%s: the control password, a secret", u.Name)
+			}
+			assert.Equal(t, map[string]string{"rt-db-user": "oms-test-pg", "rt-db-user-b": "oms-test-b-pg"}, instances,
+				"one login per cell; main's keeps its name")
+			assert.Equal(t, "rt-db-user-b", omsruntime.CellLoginName("rt", "b"))
+
+			cellLogin := "gcp:sql/user:User::rt-db-user-b"
+			assert.Contains(t, res.deps[kubetest.Secret+"::rt-env"], cellLogin,
+				"the URL follows every cell's login: new pods start with a password every cell accepts")
+			var migrations int
+			for _, j := range res.inv.OfType(job) {
+				if strings.HasPrefix(j.Name, "rt-migrate-") {
+					migrations++
+					assert.Contains(t, res.deps[job+"::"+j.Name], cellLogin, "%s adopts accounts on cell b as the login", j.Name)
+				}
+			}
+			assert.Positive(t, migrations)
+		})
+	}
+
+	single := evaluate(t, prodArgs())
+	var users []string
+	for _, u := range single.inv.OfType("gcp:sql/user:User") {
+		users = append(users, u.Name)
+	}
+	assert.Equal(t, []string{"rt-db-user"}, users, "without cells, main's login alone")
+}
+
+// TestRotationUpdatesTheLoginOnEveryCellInPlace: raising Database.PasswordRotation regenerates the one control
+// password, and no login changes an input whose change replaces a Cloud SQL user (enginetest's replace table: name,
+// instance, host, project, type): every cell's login takes the new password in place, as main's does.
+func TestRotationUpdatesTheLoginOnEveryCellInPlace(t *testing.T) {
+	args := prodArgs()
+	args.Database = withCells()
+	before := evaluate(t, args)
+	args.Database = withCells()
+	args.Database.PasswordRotation = 1
+	after := evaluate(t, args)
+
+	var regenerated []string
+	for _, pw := range after.inv.OfType("random:index/randomPassword:RandomPassword") {
+		if k, ok := pw.Get("keepers"); ok && k != nil {
+			regenerated = append(regenerated, pw.Name)
+		}
+	}
+	assert.Equal(t, []string{"rt-db-password"}, regenerated, "one control password, no password per cell")
+
+	logins := before.inv.OfType("gcp:sql/user:User")
+	require.Len(t, logins, 2)
+	for _, old := range logins {
+		rotated := find(t, after.inv, old.Type, old.Name)
+		for _, path := range []string{"name", "instance", "host", "project", "type", "deletionPolicy"} {
+			was, _ := old.Get(path)
+			is, _ := rotated.Get(path)
+			assert.Equal(t, was, is, "%s: %s is kept", old.Name, path)
+		}
+		assert.Equal(t, old.Protected, rotated.Protected, old.Name)
+		assert.Equal(t, after.logins["rt-db-user"], after.logins[old.Name], "%s takes the control password", old.Name)
+	}
 }

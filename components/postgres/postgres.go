@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/omscloud/omscloud/components/internal/child"
 	"github.com/omscloud/omscloud/components/internal/cmek"
+	runtimepg "github.com/omscloud/omscloud/runtime/postgres"
 	"regexp"
 	"strconv"
 	"strings"
@@ -67,8 +68,8 @@ const cloudSQLService = "sqladmin.googleapis.com"
 func InstanceName(name string) string { return name + "-pg" }
 
 // MainCell is the cell of an environment's first instance: it keeps the names an environment without cells has, and
-// the runtime's control database.
-const MainCell = "main"
+// the runtime's control database. It is the runtime's name for that cell (a key of OMS_DB_CELLS).
+const MainCell = runtimepg.MainCell
 
 // CellName is the Name (and the logical name prefix) of an environment's cell: name itself for MainCell,
 // "<name>-<cell>" for another ("oms-prod-eu-b": instance "oms-prod-eu-b-pg", key ring "oms-prod-eu-b-sql").
