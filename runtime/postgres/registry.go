@@ -643,6 +643,23 @@ func (r *Registry) Store(ctx context.Context, accountID string) (oms.Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("account %s: %w", accountID, err)
 	}
+	var opened *Store // the store these pools serve, once made
+	if len(r.opts.Cells) > 0 {
+		// A move (MoveAccount, maybe in another process) switches the registry, then closes the source database and
+		// ends its sessions: a pool reconnecting is how a pool learns. Checking the registry then costs one control
+		// query per new connection, and only with cells.
+		cfg.BeforeConnect = func(ctx context.Context, _ *pgx.ConnConfig) error {
+			var now string
+			if err := r.control.QueryRow(ctx, `SELECT cell FROM accounts WHERE id = $1`, accountID).Scan(&now); err != nil {
+				return fmt.Errorf("look up account %s: %w", accountID, err)
+			}
+			if now != cell {
+				r.drop(accountID, opened)
+				return fmt.Errorf("account %s, cell %s: %w", accountID, cell, ErrAccountMoved)
+			}
+			return nil
+		}
+	}
 	cfg.MaxConns = r.opts.MaxConnsPerAccount
 	cfg.MinConns = 0
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -667,8 +684,29 @@ func (r *Registry) Store(ctx context.Context, accountID string) (oms.Store, erro
 		return s, nil
 	}
 	s = &Store{account: accountID, pool: pool, batch: batch, cache: r.opts.Cache, log: r.log.With("account", accountID)}
+	opened = s
 	r.stores[accountID] = s
 	return s, nil
+}
+
+// movedPoolGrace is how long the pools of an account that moved stay open after the registry forgot them: requests
+// that took the store before still get ErrAccountMoved (retry) from them, not a closed pool (a failure). Their
+// connections to the source are gone already: the move ended them.
+const movedPoolGrace = time.Minute
+
+// drop forgets a store whose account moved, if it is still the registry's, and closes its pools after
+// movedPoolGrace. It is called from inside one of them (BeforeConnect), whose Close would wait for the connection
+// being made.
+func (r *Registry) drop(id string, s *Store) {
+	if s == nil {
+		return
+	}
+	r.mu.Lock()
+	if r.stores[id] == s {
+		delete(r.stores, id)
+		time.AfterFunc(movedPoolGrace, s.close)
+	}
+	r.mu.Unlock()
 }
 
 func randomBytes(n int) []byte {

@@ -29,7 +29,7 @@ import (
 
 // flagsSinceCobra are the flags added after the move: by issue 14, serve's metrics on a listener of their own (the
 // API port serves no /metrics) and serve checking webhook URLs at registration by the worker's rule; by issue 17,
-// the database cells.
+// the database cells and oms account move.
 var flagsSinceCobra = [][4]string{
 	{"dev", "metrics-listen", "OMS_METRICS_LISTEN", ""},
 	{"serve", "metrics-listen", "OMS_METRICS_LISTEN", "127.0.0.1:9090"},
@@ -45,6 +45,16 @@ var flagsSinceCobra = [][4]string{
 	{"backup", "db-cells", "OMS_DB_CELLS", ""},
 	{"restore", "db-cells", "OMS_DB_CELLS", ""},
 	{"migrate", "account-cells", "OMS_ACCOUNT_CELLS", ""},
+	{"account move", "account-db-prefix", "OMS_ACCOUNT_DB_PREFIX", ""},
+	{"account move", "database-url", "OMS_DATABASE_URL", ""},
+	{"account move", "db-ca-file", "OMS_DB_CA_FILE", ""},
+	{"account move", "db-cells", "OMS_DB_CELLS", ""},
+	{"account move", "default-cell", "OMS_DB_DEFAULT_CELL", ""},
+	{"account move", "id", "OMS_ACCOUNT_ID", ""},
+	{"account move", "log-level", "OMS_LOG_LEVEL", "info"},
+	{"account move", "max-conns-per-account", "OMS_MAX_CONNS_PER_ACCOUNT", "8"},
+	{"account move", "max-pause", "OMS_ACCOUNT_MOVE_MAX_PAUSE", "10s"},
+	{"account move", "to", "OMS_ACCOUNT_MOVE_TO", ""},
 }
 
 // flagsBeforeCobra is every flag of every command as the flag-based CLI declared them (command, flag, variable,

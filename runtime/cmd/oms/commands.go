@@ -287,3 +287,23 @@ func createAccount(ctx context.Context, cfg *config, log *slog.Logger, stdout io
 	// The key goes to stdout only, once: it is stored hashed and never logged.
 	return json.NewEncoder(stdout).Encode(map[string]string{"id": cfg.AccountID, "apiKey": key})
 }
+
+func moveAccount(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
+	reg, err := openRegistry(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	if err := reg.CheckMigrated(ctx); err != nil {
+		return err
+	}
+	res, err := reg.MoveAccount(ctx, cfg.AccountID, cfg.MoveTo, postgres.MoveOptions{PauseTimeout: cfg.MoveMaxPause})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "moved account %s from cell %s to %s: %d bytes, copy %s, catch-up %s, writes paused %s, %s in all\n"+
+		"record it in the stack: database.placement.%s gets %s, then pulumi up\n",
+		res.Account, res.From, res.To, res.Bytes, res.Copy.Round(time.Millisecond), res.CatchUp.Round(time.Millisecond),
+		res.Pause.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond), res.To, res.Account)
+	return nil
+}

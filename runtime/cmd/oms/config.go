@@ -49,6 +49,8 @@ type config struct {
 	Concurrency           int
 	MaxConns              int
 	AccountID             string
+	MoveTo                string
+	MoveMaxPause          time.Duration
 	AccountName           string
 	DevDir                string
 	Webhooks              webhookConfig
@@ -100,6 +102,19 @@ func (c *config) validate(cmd string) error {
 			if err := oms.ValidateAccountID(strings.TrimSpace(id)); err != nil {
 				errs = append(errs, fmt.Sprintf("--accounts/OMS_ACCOUNTS: %q is not a valid account id", id))
 			}
+		}
+	}
+	if cmd == "account move" {
+		if c.AccountID == "" {
+			errs = append(errs, "--id/OMS_ACCOUNT_ID is required")
+		}
+		if c.MoveTo == "" {
+			errs = append(errs, "--to/OMS_ACCOUNT_MOVE_TO is required: the cell to move to")
+		} else if err := c.Cells.Check("--to/OMS_ACCOUNT_MOVE_TO", c.MoveTo); err != nil {
+			errs = append(errs, err.Error())
+		}
+		if c.MoveMaxPause <= 0 {
+			errs = append(errs, "--max-pause/OMS_ACCOUNT_MOVE_MAX_PAUSE must be positive")
 		}
 	}
 	if cmd == "account create" {

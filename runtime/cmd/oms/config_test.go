@@ -101,3 +101,15 @@ func cellsMainOnly(t *testing.T) string {
 	ca := omstest.NewCA(t, "cell main")
 	return `{"main": {"host": "127.0.0.1", "caFile": "` + ca.File + `"}}`
 }
+
+func TestAccountMoveNamesWhatIsMissing(t *testing.T) {
+	env := map[string]string{"OMS_DATABASE_URL": "postgres://x/y", "OMS_DB_CELLS": cellsMainOnly(t)}
+	err := run(t.Context(), []string{"account", "move", "--to", "b", "--max-pause", "0s"}, io.Discard, io.Discard,
+		func(k string) string { return env[k] })
+	require.Error(t, err)
+	for _, want := range []string{"--id/OMS_ACCOUNT_ID is required",
+		`--to/OMS_ACCOUNT_MOVE_TO: cell "b" is not one of OMS_DB_CELLS [main]`,
+		"--max-pause/OMS_ACCOUNT_MOVE_MAX_PAUSE must be positive"} {
+		assert.Contains(t, err.Error(), want)
+	}
+}

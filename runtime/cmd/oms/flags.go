@@ -112,6 +112,11 @@ var (
 		func(c *config) any { return &c.AccountCells }}
 	optAccountID   = option{"id", "OMS_ACCOUNT_ID", "", "account id: [a-z][a-z0-9-]{2,30}", func(c *config) any { return &c.AccountID }}
 	optAccountName = option{"name", "OMS_ACCOUNT_NAME", "", "account display name", func(c *config) any { return &c.AccountName }}
+	optMoveTo      = option{"to", "OMS_ACCOUNT_MOVE_TO", "", "the cell to move the account's database to (one of --db-cells)",
+		func(c *config) any { return &c.MoveTo }}
+	optMovePause = option{"max-pause", "OMS_ACCOUNT_MOVE_MAX_PAUSE", 10 * time.Second,
+		"longest pause of the account's writes: a copy not caught up by then resumes writes on the source and fails the move, changing nothing",
+		func(c *config) any { return &c.MoveMaxPause }}
 
 	// Dev.
 	optDevDir = option{"dir", "OMS_DEV_DIR", "",

@@ -29,7 +29,8 @@ var (
 	pgDir  string
 )
 
-var settings = map[string]string{"max_connections": "400", "fsync": "off", "full_page_writes": "off"}
+// settings of every test server; wal_level=logical lets any of them be the source of an account move.
+var settings = map[string]string{"max_connections": "400", "fsync": "off", "full_page_writes": "off", "wal_level": "logical"}
 
 // Postgres returns the test binary's shared cluster (primary + streaming standby),
 // starting it on first use. Call Stop from TestMain.
