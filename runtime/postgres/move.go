@@ -25,6 +25,9 @@ type MoveOptions struct {
 	// PauseTimeout bounds the pause: if the copy has not caught up within it, writes resume on the source, the copy
 	// is dropped and the move fails, changing nothing (default 10s).
 	PauseTimeout time.Duration
+	// TargetPassword is the password of the account's role on the target cell when the stack provisioned it there
+	// (database.moving); the registry takes it at the switch. Empty: the role is created with the current password.
+	TargetPassword string
 }
 
 // MoveResult reports a move.
@@ -77,7 +80,7 @@ func (r *Registry) MoveAccount(ctx context.Context, id, to string, o MoveOptions
 	if from == to {
 		return nil, oms.Errorf(oms.ECONFLICT, "to", "account %q is already on cell %q", id, to)
 	}
-	m := &mover{r: r, id: id, from: from, to: to, db: db, role: role, password: password, o: o,
+	m := &mover{r: r, id: id, from: from, to: to, db: db, role: role, password: password, newPassword: password, o: o,
 		res: &MoveResult{Account: id, From: from, To: to}, log: r.log.With("account", id, "from", from, "to", to)}
 	defer m.close(ctx)
 	if err := m.prepare(ctx); err != nil {
@@ -107,6 +110,8 @@ type mover struct {
 	src, dst               *pgx.Conn // the account's database on each cell, as the control login
 	tables                 []string
 	createdRole, createdDB bool
+	tookOver               bool   // the target database was the stack's, empty: undo empties it again
+	newPassword            string // the account role's password on the target
 	published, subscribed  bool
 	switched               bool
 }
@@ -164,12 +169,29 @@ func (m *mover) prepare(ctx context.Context) error {
 				"(%v): run ALTER ROLE <login> WITH REPLICATION as the instance's admin", m.from, err)
 		}
 	}
-	var exists bool
-	if err := m.dstAdmin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, m.db).Scan(&exists); err != nil {
+	var dbExists, roleExists, super bool
+	if err := m.dstAdmin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1),
+		EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2), current_setting('is_superuser') = 'on'`,
+		m.db, m.role).Scan(&dbExists, &roleExists, &super); err != nil {
 		return fmt.Errorf("cell %s: %w", m.to, err)
 	}
-	if exists {
-		return oms.Errorf(oms.ECONFLICT, "to", "cell %q already has a database %s: drop it if it holds nothing of the account's, then move again", m.to, m.db)
+	// The stack may have provisioned the role (with its own password) and an empty database on the target
+	// (database.moving): the move takes them over, as migrate adopts; anything else there is refused.
+	if roleExists && m.o.TargetPassword == "" {
+		return oms.Errorf(oms.EINVALID, "password", "cell %q already has the role %s (provisioned by the stack's database.moving): "+
+			"give its password (--password-file, from its Secret Manager secret)", m.to, m.role)
+	}
+	if m.o.TargetPassword != "" {
+		m.newPassword = m.o.TargetPassword
+	}
+	if dbExists {
+		empty, err := m.emptyOnTarget(ctx)
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return oms.Errorf(oms.ECONFLICT, "to", "cell %q already has a database %s with tables: drop it if it holds nothing of the account's, then move again", m.to, m.db)
+		}
 	}
 	// The source's schema must be this release's, which the target gets by migrating.
 	store, err := m.r.Store(ctx, m.id)
@@ -183,39 +205,41 @@ func (m *mover) prepare(ctx context.Context) error {
 		return fmt.Errorf("cell %s: %w", m.from, err)
 	}
 
-	var roleExists, super bool
-	if err := m.dstAdmin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), current_setting('is_superuser') = 'on'`,
-		m.role).Scan(&roleExists, &super); err != nil {
-		return fmt.Errorf("cell %s: %w", m.to, err)
-	}
 	qRole, qDB := pgx.Identifier{m.role}.Sanitize(), pgx.Identifier{m.db}.Sanitize()
 	if !roleExists {
 		// DDL takes no parameters: the password is quoted as a literal.
 		if _, err := m.dstAdmin.Exec(ctx, fmt.Sprintf(`CREATE ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '%s'`,
-			qRole, strings.ReplaceAll(m.password, "'", "''"))); err != nil {
+			qRole, strings.ReplaceAll(m.newPassword, "'", "''"))); err != nil {
 			return fmt.Errorf("cell %s: create role %s: %w", m.to, m.role, err)
 		}
 		m.createdRole = true
 	}
-	var stmts []string
 	if !super {
-		stmts = append(stmts, fmt.Sprintf(`GRANT %s TO CURRENT_USER`, qRole))
+		// Creating or handing over a database owned by the role requires membership in it.
+		if _, err := m.dstAdmin.Exec(ctx, fmt.Sprintf(`GRANT %s TO CURRENT_USER`, qRole)); err != nil {
+			return fmt.Errorf("cell %s: grant %s: %w", m.to, m.role, err)
+		}
 	}
-	stmts = append(stmts, fmt.Sprintf(`CREATE DATABASE %s OWNER %s`, qDB, qRole),
-		fmt.Sprintf(`REVOKE ALL ON DATABASE %s FROM PUBLIC`, qDB))
-	for i, s := range stmts {
-		if _, err := m.dstAdmin.Exec(ctx, s); err != nil {
-			return fmt.Errorf("cell %s: %s: %w", m.to, s, err)
+	if dbExists {
+		m.tookOver = true
+		if _, err := m.dstAdmin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s OWNER TO %s`, qDB, qRole)); err != nil {
+			return fmt.Errorf("cell %s: take over %s: %w", m.to, m.db, err)
 		}
-		if i == len(stmts)-2 {
-			m.createdDB = true
+	} else {
+		if _, err := m.dstAdmin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s OWNER %s`, qDB, qRole)); err != nil {
+			return fmt.Errorf("cell %s: create %s: %w", m.to, m.db, err)
 		}
+		m.createdDB = true
+	}
+	if _, err := m.dstAdmin.Exec(ctx, fmt.Sprintf(`REVOKE ALL ON DATABASE %s FROM PUBLIC`, qDB)); err != nil {
+		return fmt.Errorf("cell %s: close %s to other roles: %w", m.to, m.db, err)
 	}
 	if err := restrictRole(ctx, m.dstAdmin, m.r.log, m.role); err != nil {
 		return err
 	}
-	// The schema, as the account's own role; then empty, for the copy to fill (migrations insert defaults).
-	cfg, err := m.r.accountConfig(m.to, m.db, m.role, m.password)
+	// The schema, as the account's own role (which proves its password); then empty, for the copy to fill
+	// (migrations insert defaults).
+	cfg, err := m.r.accountConfig(m.to, m.db, m.role, m.newPassword)
 	if err != nil {
 		return err
 	}
@@ -245,6 +269,35 @@ func (m *mover) prepare(ctx context.Context) error {
 		return fmt.Errorf("cell %s: empty the copy: %w", m.to, err)
 	}
 	return nil
+}
+
+// emptyOnTarget reports whether the account's database on the target has no table: as the stack provisions it.
+func (m *mover) emptyOnTarget(ctx context.Context) (bool, error) {
+	conn, err := m.connect(ctx, m.to)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&n); err != nil {
+		return false, fmt.Errorf("cell %s: %w", m.to, err)
+	}
+	return n == 0, nil
+}
+
+// emptyTarget drops what the move created in the stack's database on the target: every object of the account's role.
+func (m *mover) emptyTarget(ctx context.Context) error {
+	conn := m.dst
+	if conn == nil {
+		c, err := m.connect(ctx, m.to)
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		conn = c
+	}
+	_, err := conn.Exec(ctx, `DROP OWNED BY `+pgx.Identifier{m.role}.Sanitize())
+	return err
 }
 
 func (m *mover) tableList() string {
@@ -385,7 +438,8 @@ func (m *mover) switchOver(ctx context.Context) error {
 			return fmt.Errorf("cell %s: set sequence %s: %w", m.to, s.name, err)
 		}
 	}
-	tag, err := m.r.control.Exec(ctx, `UPDATE accounts SET cell = $1 WHERE id = $2 AND cell = $3`, m.to, m.id, m.from)
+	tag, err := m.r.control.Exec(ctx, `UPDATE accounts SET cell = $1, db_password = $4 WHERE id = $2 AND cell = $3`,
+		m.to, m.id, m.from, m.newPassword)
 	if err != nil {
 		return fmt.Errorf("switch the registry: %w", err)
 	}
@@ -493,13 +547,18 @@ func (m *mover) undo(ctx context.Context, cause error) error {
 			m.r.log.Error("undo move: drop the publication", "account", m.id, "err", err)
 		}
 	}
-	if m.dst != nil {
+	if m.dst != nil && !m.tookOver {
 		m.dst.Close(cctx)
 		m.dst = nil
 	}
 	if m.createdDB {
 		if _, err := m.dstAdmin.Exec(cctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{m.db}.Sanitize()+` WITH (FORCE)`); err != nil {
 			m.r.log.Error("undo move: drop the copy", "account", m.id, "err", err)
+		}
+	}
+	if m.tookOver { // the stack's database: leave it as empty as it was, for the next attempt
+		if err := m.emptyTarget(cctx); err != nil {
+			m.r.log.Error("undo move: empty the stack's database", "account", m.id, "err", err)
 		}
 	}
 	if m.createdRole {

@@ -281,3 +281,42 @@ func TestMoveNeedsLogicalDecodingOnTheSource(t *testing.T) {
 	assert.Contains(t, err.Error(), "nothing changed")
 	assert.Empty(t, databases(t, omstest.Postgres(t).PrimaryURL("postgres"), prefix), "nothing created on the target")
 }
+
+// TestMoveIntoTheStacksProvisionedDatabase: with database.moving the stack provisions the account's role (its own
+// password) and an empty database on the target, as Cloud SQL does; the move takes them over, and the registry
+// takes the target's password.
+func TestMoveIntoTheStacksProvisionedDatabase(t *testing.T) {
+	ctx := context.Background()
+	tc := newTwoCells(t)
+	prefix := fmt.Sprintf("mvp%d", os.Getpid()%100000)
+	reg := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: tc.cells, DefaultCell: "b"})
+	require.NoError(t, reg.Migrate(ctx))
+	t.Cleanup(func() { assert.NoError(t, reg.DropAccount(context.Background(), "alpha")) })
+	s := newAccount(t, reg, "alpha")
+	putLocation(t, s, "wh-1", oms.LocationWarehouse, 52, 4)
+	main := omstest.Postgres(t)
+	role := prefix + "_alpha"
+	provisionLikeCloudSQL(t, main.PrimaryURL("postgres"), role, "target-pw")
+
+	_, err := reg.MoveAccount(ctx, "alpha", postgres.MainCell, postgres.MoveOptions{})
+	assert.Equal(t, oms.EINVALID, oms.ErrorCode(err), "the provisioned role's password is required: %v", err)
+	_, err = reg.MoveAccount(ctx, "alpha", postgres.MainCell, postgres.MoveOptions{TargetPassword: "wrong"})
+	require.Error(t, err, "a wrong password is refused")
+	var n int
+	require.NoError(t, pgxQueryRow(t, main.PrimaryURL(role), `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`, &n))
+	assert.Zero(t, n, "the failed attempt left the stack's database empty")
+
+	res, err := reg.MoveAccount(ctx, "alpha", postgres.MainCell, postgres.MoveOptions{TargetPassword: "target-pw"})
+	require.NoError(t, err)
+	assert.Equal(t, "b", res.From)
+	var owner string
+	require.NoError(t, pgxQueryRow(t, main.PrimaryURL("postgres"),
+		fmt.Sprintf(`SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '%s'`, role), &owner))
+	assert.Equal(t, role, owner, "the account's role owns its database on the target")
+	fresh := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: tc.cells})
+	s2, err := fresh.Store(ctx, "alpha")
+	require.NoError(t, err)
+	created, err := s2.(*postgres.Store).PutLocation(ctx, &oms.Location{Ref: "wh-1", Name: "wh-1", Type: oms.LocationWarehouse, Lat: ptr(52), Lon: ptr(4)})
+	require.NoError(t, err, "the account works on the target, with the target's password from the registry")
+	assert.False(t, created, "its location came along")
+}

@@ -55,6 +55,7 @@ var flagsSinceCobra = [][4]string{
 	{"account move", "max-conns-per-account", "OMS_MAX_CONNS_PER_ACCOUNT", "8"},
 	{"account move", "max-pause", "OMS_ACCOUNT_MOVE_MAX_PAUSE", "10s"},
 	{"account move", "to", "OMS_ACCOUNT_MOVE_TO", ""},
+	{"account move", "password-file", "OMS_ACCOUNT_MOVE_PASSWORD_FILE", ""},
 }
 
 // flagsBeforeCobra is every flag of every command as the flag-based CLI declared them (command, flag, variable,

@@ -297,7 +297,15 @@ func moveAccount(ctx context.Context, cfg *config, log *slog.Logger, stdout io.W
 	if err := reg.CheckMigrated(ctx); err != nil {
 		return err
 	}
-	res, err := reg.MoveAccount(ctx, cfg.AccountID, cfg.MoveTo, postgres.MoveOptions{PauseTimeout: cfg.MoveMaxPause})
+	o := postgres.MoveOptions{PauseTimeout: cfg.MoveMaxPause}
+	if cfg.MovePasswordFile != "" {
+		pw, err := os.ReadFile(cfg.MovePasswordFile)
+		if err != nil {
+			return fmt.Errorf("--password-file: %w", err)
+		}
+		o.TargetPassword = strings.TrimSpace(string(pw))
+	}
+	res, err := reg.MoveAccount(ctx, cfg.AccountID, cfg.MoveTo, o)
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,7 @@ type config struct {
 	AccountID             string
 	MoveTo                string
 	MoveMaxPause          time.Duration
+	MovePasswordFile      string
 	AccountName           string
 	DevDir                string
 	Webhooks              webhookConfig

@@ -114,6 +114,9 @@ var (
 	optAccountName = option{"name", "OMS_ACCOUNT_NAME", "", "account display name", func(c *config) any { return &c.AccountName }}
 	optMoveTo      = option{"to", "OMS_ACCOUNT_MOVE_TO", "", "the cell to move the account's database to (one of --db-cells)",
 		func(c *config) any { return &c.MoveTo }}
+	optMovePasswordFile = option{"password-file", "OMS_ACCOUNT_MOVE_PASSWORD_FILE", "",
+		"file holding the password of the account's role on the target cell, when the stack provisioned it there (database.moving)",
+		func(c *config) any { return &c.MovePasswordFile }}
 	optMovePause = option{"max-pause", "OMS_ACCOUNT_MOVE_MAX_PAUSE", 10 * time.Second,
 		"longest pause of the account's writes: a copy not caught up by then resumes writes on the source and fails the move, changing nothing",
 		func(c *config) any { return &c.MoveMaxPause }}
