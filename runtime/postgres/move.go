@@ -114,6 +114,7 @@ type mover struct {
 	newPassword            string // the account role's password on the target
 	published, subscribed  bool
 	switched               bool
+	closed                 bool // the source takes no new connections
 }
 
 func (m *mover) name() string { return "mv_" + m.db } // publication, subscription and slot: ≤ 63 bytes
@@ -177,10 +178,8 @@ func (m *mover) prepare(ctx context.Context) error {
 	}
 	// The stack may have provisioned the role (with its own password) and an empty database on the target
 	// (database.moving): the move takes them over, as migrate adopts; anything else there is refused.
-	if roleExists && m.o.TargetPassword == "" {
-		return oms.Errorf(oms.EINVALID, "password", "cell %q already has the role %s (provisioned by the stack's database.moving): "+
-			"give its password (--password-file, from its Secret Manager secret)", m.to, m.role)
-	}
+	// A role already there (the stack's, or left by an earlier move away) is used with TargetPassword, else with the
+	// account's current one; migrating the copy as the role proves which.
 	if m.o.TargetPassword != "" {
 		m.newPassword = m.o.TargetPassword
 	}
@@ -250,6 +249,10 @@ func (m *mover) prepare(ctx context.Context) error {
 	}
 	_, err = migrateAccount(ctx, pool)
 	pool.Close()
+	if pgCode(err) == "28P01" && roleExists {
+		return oms.Errorf(oms.EINVALID, "password", "cell %q has the role %s with another password (the stack's database.moving "+
+			"provisions it with its own): give it with --password-file, from the role's Secret Manager secret", m.to, m.role)
+	}
 	if err != nil {
 		return fmt.Errorf("cell %s: migrate the copy: %w", m.to, err)
 	}
@@ -387,19 +390,39 @@ func (m *mover) lag(ctx context.Context, target string) (int64, error) {
 	return *lag, nil
 }
 
-// switchOver is the pause: lock the account's tables on the source against writes, let the copy reach the last
-// commit, carry the sequences over, switch the registry, close the source.
+// switchOver is the pause: close the source database to new connections and end the sessions on it (a request
+// in flight fails without committing, as unavailable, and its client retries), let the copy reach the last commit,
+// carry the sequences over, switch the registry. No lock is taken: a fence of table locks would queue behind the
+// account's busy writers, or deadlock with one holding a table it needs.
 func (m *mover) switchOver(ctx context.Context) error {
 	begin := time.Now()
 	deadline := begin.Add(m.o.PauseTimeout)
-	fence, err := m.lockWrites(ctx, deadline)
-	if err != nil {
-		return err
+	qDB := pgx.Identifier{m.db}.Sanitize()
+	if _, err := m.srcAdmin.Exec(ctx, `ALTER DATABASE `+qDB+` ALLOW_CONNECTIONS false`); err != nil {
+		return fmt.Errorf("cell %s: close %s to new connections: %w", m.from, m.db, err)
 	}
-	defer fence.Rollback(context.WithoutCancel(ctx))
+	m.closed = true
+	// Every client session but the mover's own; the copy's walsender stays.
+	for {
+		var left int
+		if err := m.srcAdmin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = $1 AND backend_type = 'client backend' AND pid <> $2`, m.db, m.src.PgConn().PID()).Scan(&left); err != nil {
+			return fmt.Errorf("cell %s: end the sessions of %s: %w", m.from, m.db, err)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cell %s: %d sessions of %s did not end within %s", m.from, left, m.db, m.o.PauseTimeout)
+		}
+		if err := sleep(ctx, 5*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	// Nothing of the account can commit on the source any more: the copy must reach the WAL's end.
 	var lsn string
-	if err := fence.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
-		return err
+	if err := m.srcAdmin.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+		return fmt.Errorf("cell %s: %w", m.from, err)
 	}
 	for {
 		lag, err := m.lag(ctx, fmt.Sprintf("'%s'::pg_lsn", lsn))
@@ -410,14 +433,14 @@ func (m *mover) switchOver(ctx context.Context) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the copy did not catch up within %s (%d bytes behind): writes resumed on cell %s", m.o.PauseTimeout, lag, m.from)
+			return fmt.Errorf("the copy did not catch up within %s (%d bytes behind)", m.o.PauseTimeout, lag)
 		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+		if err := sleep(ctx, 5*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	// Logical replication carries rows, not sequences.
-	rows, err := fence.Query(ctx, `SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences
+	rows, err := m.src.Query(ctx, `SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences
 		WHERE schemaname = 'public' AND last_value IS NOT NULL`)
 	if err != nil {
 		return fmt.Errorf("cell %s: read sequences: %w", m.from, err)
@@ -447,52 +470,9 @@ func (m *mover) switchOver(ctx context.Context) error {
 		return fmt.Errorf("switch the registry: account %s is no longer on cell %s", m.id, m.from)
 	}
 	m.switched = true
-	// From here the account is on the target: what follows only closes the source, and cannot undo the switch.
-	if _, err := m.srcAdmin.Exec(ctx, `ALTER DATABASE `+pgx.Identifier{m.db}.Sanitize()+` ALLOW_CONNECTIONS false`); err != nil {
-		return fmt.Errorf("cell %s: close %s (the account is on cell %s already; close it by hand): %w", m.from, m.db, m.to, err)
-	}
-	if _, err := m.srcAdmin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE datname = $1 AND pid <> $2`, m.db, m.src.PgConn().PID()); err != nil {
-		return fmt.Errorf("cell %s: end the sessions of %s: %w", m.from, m.db, err)
-	}
-	_ = fence.Commit(ctx)
 	m.res.Pause = time.Since(begin)
 	m.r.forget(m.id)
 	return nil
-}
-
-// lockWrites takes every table of the account on the source in EXCLUSIVE mode in one transaction: writers queue,
-// plain reads go on. A writer holding one table while it waits for another that the fence already has would
-// deadlock with it, and PostgreSQL would notice only after deadlock_timeout (1s): each attempt waits lockAttempt at
-// most for any table, then lets go of everything and tries again, until deadline.
-func (m *mover) lockWrites(ctx context.Context, deadline time.Time) (pgx.Tx, error) {
-	const lockAttempt = 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		fence, err := m.src.Begin(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("cell %s: %w", m.from, err)
-		}
-		_, err = fence.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, lockAttempt.Milliseconds()))
-		if err == nil {
-			_, err = fence.Exec(ctx, `LOCK TABLE `+m.tableList()+` IN EXCLUSIVE MODE`)
-		}
-		if err == nil {
-			if attempt > 1 {
-				m.log.Info("move: writes paused", "attempts", attempt)
-			}
-			return fence, nil
-		}
-		_ = fence.Rollback(ctx)
-		if c := pgCode(err); c != "55P03" && c != "40P01" { // lock_not_available, deadlock_detected
-			return nil, fmt.Errorf("cell %s: pause writes: %w", m.from, err)
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("cell %s: could not pause the account's writes within %s (%d attempts): writes resumed", m.from, m.o.PauseTimeout, attempt)
-		}
-		if err := sleep(ctx, time.Duration(attempt%5)*time.Millisecond); err != nil {
-			return nil, err
-		}
-	}
 }
 
 // finish drops the replication: the subscription (detached from its slot, as the source takes no more connections)
@@ -536,6 +516,11 @@ func (m *mover) undo(ctx context.Context, cause error) error {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
+	if m.closed { // writes resume on the source
+		if _, err := m.srcAdmin.Exec(cctx, `ALTER DATABASE `+pgx.Identifier{m.db}.Sanitize()+` ALLOW_CONNECTIONS true`); err != nil {
+			m.r.log.Error("undo move: reopen the source: run ALTER DATABASE … ALLOW_CONNECTIONS true", "account", m.id, "cell", m.from, "err", err)
+		}
+	}
 	name := pgx.Identifier{m.name()}.Sanitize()
 	if m.subscribed && m.dst != nil {
 		if _, err := m.dst.Exec(cctx, `DROP SUBSCRIPTION IF EXISTS `+name); err != nil {

@@ -236,13 +236,14 @@ func TestMoveRefusesWhatItCannotDoAndChangesNothing(t *testing.T) {
 	_, err = reg.MoveAccount(ctx, "nobody", postgres.MainCell, postgres.MoveOptions{})
 	assert.Equal(t, oms.ENOTFOUND, oms.ErrorCode(err), "no such account: %v", err)
 
-	// A database of that name on the target (an earlier copy, someone's data) is never overwritten.
+	// A database of that name with tables on the target (an earlier copy, someone's data) is never overwritten.
 	db := prefix + "_alpha"
 	require.NoError(t, main.Exec(ctx, main.PrimaryURL("postgres"), `CREATE DATABASE `+db))
 	t.Cleanup(func() { _ = main.Exec(ctx, main.PrimaryURL("postgres"), `DROP DATABASE IF EXISTS `+db+` WITH (FORCE)`) })
+	require.NoError(t, main.Exec(ctx, main.PrimaryURL(db), `CREATE TABLE someones (data text)`))
 	_, err = reg.MoveAccount(ctx, "alpha", postgres.MainCell, postgres.MoveOptions{})
 	assert.Equal(t, oms.ECONFLICT, oms.ErrorCode(err), "%v", err)
-	assert.Contains(t, oms.ErrorMessage(err), `cell "main" already has a database `+db)
+	assert.Contains(t, oms.ErrorMessage(err), `cell "main" already has a database `+db+` with tables`)
 
 	require.NoError(t, main.Exec(ctx, main.PrimaryURL("postgres"), `DROP DATABASE `+db))
 
@@ -300,8 +301,9 @@ func TestMoveIntoTheStacksProvisionedDatabase(t *testing.T) {
 
 	_, err := reg.MoveAccount(ctx, "alpha", postgres.MainCell, postgres.MoveOptions{})
 	assert.Equal(t, oms.EINVALID, oms.ErrorCode(err), "the provisioned role's password is required: %v", err)
+	assert.Contains(t, oms.ErrorMessage(err), "give it with --password-file")
 	_, err = reg.MoveAccount(ctx, "alpha", postgres.MainCell, postgres.MoveOptions{TargetPassword: "wrong"})
-	require.Error(t, err, "a wrong password is refused")
+	assert.Equal(t, oms.EINVALID, oms.ErrorCode(err), "a wrong password is refused: %v", err)
 	var n int
 	require.NoError(t, pgxQueryRow(t, main.PrimaryURL(role), `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`, &n))
 	assert.Zero(t, n, "the failed attempt left the stack's database empty")

@@ -32,6 +32,8 @@ func IsUnavailable(err error) bool {
 			return true
 		case pe.Code == "53300": // too many connections
 			return true
+		case pe.Code == "55000" && strings.Contains(pe.Message, "not currently accepting connections"):
+			return true // closed for an account move's pause (MoveAccount)
 		case pe.Code == "40P01", pe.Code == "40001": // lost a deadlock or a serialization race: retry
 			return true
 		}

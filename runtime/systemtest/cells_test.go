@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -136,4 +139,179 @@ func pgxQueryRow(ctx context.Context, url, sql string, args []any, dest ...any) 
 	}
 	defer conn.Close(ctx)
 	return conn.QueryRow(ctx, sql, args...).Scan(dest...)
+}
+
+// twoCellEnv is a control database on the shared cluster (cell main) and a second server (cell b, TLS, verified
+// against its own CA), with the control login's password on both, as the component provisions them; the oms
+// environment of every process, and a registry on it for set-up and clean-up.
+type twoCellEnv struct {
+	env   map[string]string
+	cells postgres.Cells
+	opts  postgres.Options
+}
+
+func newTwoCellEnv(t *testing.T) *twoCellEnv {
+	t.Helper()
+	ctx := context.Background()
+	main := omstest.Postgres(t)
+	control := omstest.ControlDB(t)
+	ca := omstest.NewCA(t, "cell b")
+	b := omstest.TLSPostgres(t, ca)
+	require.NoError(t, b.Exec(ctx, b.PrimaryURL("postgres"), fmt.Sprintf(`ALTER ROLE postgres PASSWORD '%s'`, main.Password())))
+	cells := postgres.Cells{
+		postgres.MainCell: {Host: "127.0.0.1", CAFile: ca.File},
+		"b":               {Host: "127.0.0.1", Port: b.PrimaryPort(), CAFile: ca.File},
+	}
+	cellsJSON, err := json.Marshal(cells)
+	require.NoError(t, err)
+	e := &twoCellEnv{cells: cells, opts: postgres.Options{URL: control, Cells: cells},
+		env: map[string]string{"OMS_DATABASE_URL": control, "OMS_DB_CELLS": string(cellsJSON), "OMS_DB_DEFAULT_CELL": "b",
+			"OMS_ADMIN_TOKEN": adminToken, "OMS_LISTEN": "127.0.0.1:0", "OMS_DRAIN_DELAY": "0s", "OMS_LOG_LEVEL": "info"}}
+	t.Cleanup(func() { // every account, on whichever cell it ended
+		reg, err := postgres.Open(context.Background(), e.opts)
+		require.NoError(t, err)
+		defer reg.Close()
+		ids, _ := reg.AllAccountIDs(context.Background())
+		for _, id := range ids {
+			assert.NoError(t, reg.DropAccount(context.Background(), id))
+		}
+	})
+	return e
+}
+
+// TestDrillAccountMovedUnderOrderLoad: `oms account move` moves an account's database from cell b to main while
+// four clients place its orders and one places another account's, through `oms serve`, with `oms worker`
+// processing them. Every failed request failed loudly (503 with Retry-After, or a broken connection) and only
+// during the move; retried with its idempotency key it yields exactly one order; every acknowledged order is on
+// main once, processed by the worker with its whole event history; the other account never saw a failure.
+func TestDrillAccountMovedUnderOrderLoad(t *testing.T) {
+	ctx := t.Context()
+	e := newTwoCellEnv(t)
+	MustRun(t, e.env, "migrate")
+	api := Start(t, "serve", e.env, "serve")
+	wrk := Start(t, "worker", e.env, "worker")
+	base := api.URL()
+	key := drillAccount(t, base, "acme") // the default cell, b
+	var other struct{ ID, APIKey string }
+	mustCall(t, "POST", base+"/v1/accounts", adminToken, map[string]string{"id": "bystander", "name": "Bystander", "cell": "main"},
+		http.StatusCreated, &other)
+	seedDrill(t, base, key, 4, drillSKUs, 100000)
+	seedDrill(t, base, other.APIKey, 4, drillSKUs, 100000)
+
+	placed, bystander := &ordersPlaced{}, &ordersPlaced{}
+	l := startLoad(4, 1_000_000, func(seq int) {
+		if a := placed.place(ctx, base, key, seq, drillSKUs); a.Status != http.StatusCreated {
+			time.Sleep(20 * time.Millisecond) // a client backing off
+		}
+	})
+	defer l.Stop()
+	lb := startLoad(1, 1_000_000, func(seq int) { bystander.place(ctx, base, other.APIKey, seq, drillSKUs) })
+	defer lb.Stop()
+	eventually(t, 30*time.Second, "200 orders acknowledged before the move", func() bool { return acknowledged(placed.snapshot()) >= 200 })
+
+	moveStart := time.Now()
+	out := MustRun(t, e.env, "account", "move", "--id", "acme", "--to", "main")
+	moveEnd := time.Now()
+	require.Contains(t, out, "moved account acme from cell b to main")
+	time.Sleep(2 * time.Second) // writes keep going on main
+	l.Stop()
+	lb.Stop()
+
+	attempts := placed.snapshot()
+	var failed []orderAttempt
+	orderOf := map[string]string{}
+	var lastAckBefore, firstAckAfter time.Time
+	for _, a := range attempts {
+		switch {
+		case a.Status == http.StatusCreated:
+			checkAcknowledged(t, a)
+			orderOf[a.Key] = a.Order.ID
+			if a.End.Before(moveStart) && a.End.After(lastAckBefore) {
+				lastAckBefore = a.End
+			}
+			continue
+		case a.Status == http.StatusServiceUnavailable:
+			assert.NotEmpty(t, a.RetryAfter, "order %s: 503 without Retry-After", a.Ref)
+		case isTransportErr(a.Reply):
+		default:
+			t.Errorf("order %s: answered %d %s during the move; want 201, 503 or a connection error", a.Ref, a.Status, a.Body)
+		}
+		assert.True(t, a.End.After(moveStart) && a.Start.Before(moveEnd.Add(5*time.Second)),
+			"order %s failed outside the move: %d %v", a.Ref, a.Status, a.Err)
+		failed = append(failed, a)
+	}
+	// The longest the account's writes waited: from the last acknowledgement before the switch to the first after.
+	var pause time.Duration
+	var prev time.Time
+	acks := []time.Time{}
+	for _, a := range attempts {
+		if a.Status == http.StatusCreated {
+			acks = append(acks, a.End)
+		}
+	}
+	slices.SortFunc(acks, func(a, b time.Time) int { return a.Compare(b) })
+	for _, at := range acks {
+		if !prev.IsZero() && at.After(moveStart) && at.Before(moveEnd.Add(5*time.Second)) && at.Sub(prev) > pause {
+			pause = at.Sub(prev)
+		}
+		prev = at
+	}
+	for _, at := range acks {
+		if at.After(moveEnd) {
+			firstAckAfter = at
+			break
+		}
+	}
+	require.False(t, firstAckAfter.IsZero(), "orders acknowledged after the move")
+	acked := len(orderOf)
+	for _, a := range failed {
+		var r Reply
+		for range 50 {
+			if r = call(ctx, "POST", base+"/v1/orders", key, orderBody(a.Ref, a.Seq, drillSKUs), "Idempotency-Key", a.Key); r.Status == http.StatusCreated {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		require.Equal(t, http.StatusCreated, r.Status, "retry of order %s: %v %s", a.Ref, r.Err, r.Body)
+		var o oms.Order
+		require.NoError(t, json.Unmarshal(r.Body, &o))
+		orderOf[a.Key] = o.ID
+	}
+
+	eventually(t, 60*time.Second, "the worker to process every order", func() bool { return countCreated(t, base, key) == 0 })
+	orders := allOrders(t, base, key)
+	ids := map[string]bool{}
+	for k, id := range orderOf {
+		ids[id] = true
+		_, ok := orders[id]
+		require.True(t, ok, "order %s (key %s) was acknowledged but is gone", id, k)
+	}
+	require.Len(t, orders, len(orderOf), "exactly one order per idempotency key")
+	checkOrderEvents(t, allEvents(t, base, key), ids)
+
+	// The other account: never a failure, and its slowest answer.
+	var slowest time.Duration
+	others := bystander.snapshot()
+	for _, a := range others {
+		assert.Equal(t, http.StatusCreated, a.Status, "bystander order %s: %d %v %s", a.Ref, a.Status, a.Err, a.Body)
+		slowest = max(slowest, a.End.Sub(a.Start))
+	}
+	reg, err := postgres.Open(ctx, e.opts)
+	require.NoError(t, err)
+	defer reg.Close()
+	accounts, err := reg.Accounts(ctx)
+	require.NoError(t, err)
+	for _, a := range accounts {
+		assert.Equal(t, postgres.MainCell, a.Cell, "account %s", a.ID)
+	}
+	for _, p := range []*Proc{api, wrk} {
+		select {
+		case <-p.Exited:
+			t.Fatalf("%s exited during the move: %v", p.Name, p.ExitErr)
+		default:
+		}
+	}
+	t.Logf("DRILL account-move: %s; acknowledged %d orders, failed %d (each retried to exactly one order), longest gap "+
+		"between acknowledgements during the move %s; bystander %d orders, 0 failed, slowest %s",
+		strings.TrimSpace(strings.SplitN(out, "\n", 2)[0]), acked, len(failed), secs(pause), len(others), secs(slowest))
 }
