@@ -119,6 +119,18 @@ func TestAccountsLiveOnTheirCell(t *testing.T) {
 	require.NoError(t, pgxQueryRow(t, omstest.Postgres(t).PrimaryURL(prefix+"_beta"), `SELECT ref FROM locations`, &ref))
 	assert.Equal(t, "wh-beta", ref)
 
+	// Isolation holds on every cell: an account's role reaches its own database only, and exists on its cell only.
+	var alphaPW string
+	require.NoError(t, pgxQueryRow(t, tc.control, `SELECT db_password FROM accounts WHERE id = 'alpha'`, &alphaPW))
+	asAlpha := func(port int, db string) error {
+		return pgxQueryRow(t, fmt.Sprintf("postgres://%s_alpha:%s@127.0.0.1:%d/%s?sslmode=require", prefix, alphaPW, port, db), `SELECT 1`, new(int))
+	}
+	require.NoError(t, asAlpha(tc.b.PrimaryPort(), prefix+"_alpha"), "alpha reaches its own database")
+	assert.ErrorContains(t, asAlpha(tc.b.PrimaryPort(), prefix+"_gamma"), "permission denied", "not gamma's, on the same cell")
+	mainPort := omstest.Postgres(t).PrimaryPort()
+	err = pgxQueryRow(t, fmt.Sprintf("postgres://%s_alpha:%s@127.0.0.1:%d/%s_beta?sslmode=disable", prefix, alphaPW, mainPort, prefix), `SELECT 1`, new(int))
+	assert.ErrorContains(t, err, "authentication failed", "nor anything on cell main, where alpha has no role")
+
 	// Migrate reaches every cell: a later run finds every account's schema current, wherever it is.
 	require.NoError(t, reg.Migrate(ctx))
 
