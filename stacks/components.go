@@ -96,6 +96,7 @@ func databaseArgs(cfg *Config, ov Overrides, cell Cell) postgres.Args {
 		Version:            cfg.Database.Version,
 		Tier:               cell.Size.Tier,
 		DiskSizeGB:         cell.Size.DiskSizeGB,
+		LogicalDecoding:    cell.LogicalDecoding,
 		Availability:       cfg.Database.Availability,
 		Backup:             postgres.BackupArgs{Location: cfg.Database.BackupLocation, RetainedBackups: cfg.Database.RetainedBackups},
 		Maintenance:        postgres.MaintenanceArgs{Day: maintenanceDay, HourUTC: cfg.Maintenance.StartHourUTC},
@@ -106,6 +107,7 @@ func databaseArgs(cfg *Config, ov Overrides, cell Cell) postgres.Args {
 		Teardown:           ov.Teardown,
 		Accounts:           cell.Accounts,
 		RetiredAccounts:    cell.RetiredAccounts,
+		IncomingAccounts:   cell.Incoming,
 	}
 }
 

@@ -128,6 +128,14 @@ type DatabaseConfig struct {
 	Placement map[string][]string `json:"placement"`
 	// DefaultCell is the cell of the accounts the runtime creates itself (default main, with cells).
 	DefaultCell string `json:"defaultCell"`
+	// Moving prepares moves (account → the cell it moves to; README, "Moving an account to another cell"): the
+	// account stays placed where it is, and its database, user and password secret are also declared on the target
+	// cell, exactly as placing it there would declare them, for `oms account move` to copy into.
+	Moving map[string]string `json:"moving"`
+	// Moved records finished moves (account → the cell it left), once placement has the account on its new cell:
+	// the database, user and password secret it left behind stay declared on the old cell, retired (unprotected).
+	// Removing the entry deletes them, as removing a retired account does.
+	Moved map[string]string `json:"moved"`
 }
 
 // DatabaseCell is one Cloud SQL instance of database.cells; unset sizes are sizing.database's.
@@ -135,6 +143,9 @@ type DatabaseCell struct {
 	Name       string `json:"name"`
 	Tier       string `json:"tier"`
 	DiskSizeGB int    `json:"diskSizeGb"`
+	// LogicalDecoding sets the Cloud SQL flag cloudsql.logical_decoding=on on the cell's instance, which an account
+	// moving away from it needs (README, "Moving an account to another cell"); changing it restarts the instance.
+	LogicalDecoding bool `json:"logicalDecoding"`
 }
 
 // Cell is one Cloud SQL instance of the environment with the accounts it hosts, after defaults and placement: the
@@ -142,8 +153,14 @@ type DatabaseCell struct {
 type Cell struct {
 	Name string
 	Size DatabaseSize
-	// Accounts and RetiredAccounts placed on the cell, in the order of accounts and database.retiredAccounts.
+	// LogicalDecoding is database.cells[].logicalDecoding.
+	LogicalDecoding bool
+	// Accounts and RetiredAccounts placed on the cell, in the order of accounts and database.retiredAccounts;
+	// RetiredAccounts then has the accounts that moved away from the cell (database.moved), in the same order.
 	Accounts, RetiredAccounts []string
+	// Incoming are the accounts moving onto the cell (database.moving), in the order of accounts: declared there like
+	// Accounts, but placed, for the runtime's wiring, on the cell they are still on.
+	Incoming []string
 }
 
 // cells are the environment's Cloud SQL instances, main first, then in the order of database.cells. Without
@@ -161,7 +178,7 @@ func (c *Config) cells() []Cell {
 	}
 	var out []Cell
 	for _, dc := range c.Database.Cells {
-		cell := Cell{Name: dc.Name, Size: c.Sizing.Database}
+		cell := Cell{Name: dc.Name, Size: c.Sizing.Database, LogicalDecoding: dc.LogicalDecoding}
 		if dc.Tier != "" {
 			cell.Size.Tier = dc.Tier
 		}
@@ -176,6 +193,16 @@ func (c *Config) cells() []Cell {
 		for _, a := range c.Database.RetiredAccounts {
 			if cellOf[a] == dc.Name {
 				cell.RetiredAccounts = append(cell.RetiredAccounts, a)
+			}
+		}
+		for _, a := range slices.Concat(c.Accounts, c.Database.RetiredAccounts) {
+			if from, ok := c.Database.Moved[a]; ok && from == dc.Name && !slices.Contains(cell.RetiredAccounts, a) {
+				cell.RetiredAccounts = append(cell.RetiredAccounts, a)
+			}
+		}
+		for _, a := range c.Accounts {
+			if to, ok := c.Database.Moving[a]; ok && to == dc.Name {
+				cell.Incoming = append(cell.Incoming, a)
 			}
 		}
 		if dc.Name == postgres.MainCell {

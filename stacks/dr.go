@@ -144,6 +144,9 @@ func DRConfigFor(primary *Config) (*Config, error) {
 	for cell, accounts := range dr.Database.Placement {
 		dr.Database.Placement[cell] = slices.Clone(accounts)
 	}
+	// A move in progress or recorded is the primary's: the DR environment declares each account on its placement
+	// cell only — no empty database prepared for a move, no retired copy left behind by one.
+	dr.Database.Moving, dr.Database.Moved = nil, nil
 	// Backups of the DR database must not land in the region that was lost.
 	if dr.Database.BackupLocation == primary.Region.Primary.GCPRegion {
 		dr.Database.BackupLocation = site.GCPRegion

@@ -245,7 +245,13 @@ func runDR(t *testing.T, outputs resource.PropertyMap) (drMocks, error) {
 // (DRNamespace keys).
 func runDROf(t *testing.T, stack string, outputs resource.PropertyMap, settings map[string]string) (drMocks, error) {
 	t.Helper()
-	sf := stackFile(t, stack)
+	return runDROfStackFile(t, stackFile(t, stack), outputs, settings)
+}
+
+// runDROfStackFile is runDROf with the primary's stack file as given (a test may have changed its values).
+func runDROfStackFile(t *testing.T, sf *StackFile, outputs resource.PropertyMap, settings map[string]string) (drMocks, error) {
+	t.Helper()
+	stack := sf.Stack
 	values := maps.Clone(sf.Values)
 	for k, v := range settings {
 		values[DRNamespace+":"+k] = v

@@ -353,6 +353,13 @@ func (c *Config) validateCells(v *validator) {
 		if d.DefaultCell != "" {
 			v.add("database.defaultCell", "is set without database.cells: the environment's one instance takes every new account; remove it")
 		}
+		const noCells = "is set without database.cells: an account moves between cells, and the environment has one instance; declare the cells first (README, \"Adding a cell and placing an account\"), or remove it"
+		if len(d.Moving) > 0 {
+			v.add("database.moving", noCells)
+		}
+		if len(d.Moved) > 0 {
+			v.add("database.moved", noCells)
+		}
 		return
 	}
 	declared := map[string]bool{}
@@ -391,12 +398,53 @@ func (c *Config) validateCells(v *validator) {
 	case !declared[d.DefaultCell]:
 		v.add("database.defaultCell", "%q is not in database.cells (%s): the accounts the runtime creates would have no instance; name one of them, or remove the setting for main", d.DefaultCell, known)
 	}
-	c.validatePlacement(v, declared, known)
+	placedIn := c.validatePlacement(v, declared, known)
+	c.validateMoves(v, declared, known, placedIn)
+}
+
+// validateMoves checks database.moving and database.moved against the placement (README, "Moving an account to
+// another cell"): an active account moves to another declared cell, and a moved account has left a declared cell
+// other than the one it is placed on; one move at a time.
+func (c *Config) validateMoves(v *validator, declared map[string]bool, known string, placedIn map[string]string) {
+	d := &c.Database
+	for _, a := range slices.Sorted(maps.Keys(d.Moving)) {
+		to, key := d.Moving[a], "database.moving."+a
+		_, moved := d.Moved[a]
+		switch {
+		case !accountPattern.MatchString(a):
+			v.add(key, "%q is not a valid account id: 3-31 characters, lowercase letters, digits and hyphens, starting with a letter", a)
+		case slices.Contains(d.RetiredAccounts, a):
+			v.add(key, "%q is in database.retiredAccounts: a retired account is not moved, its database is deleted once you remove it; remove the entry", a)
+		case !slices.Contains(c.Accounts, a):
+			v.add(key, "%q is not in accounts: only an active account moves; remove the entry, or fix the id", a)
+		case moved:
+			v.add(key, "%q is also in database.moved: one move at a time: remove its database.moved entry (the copy it left on cell %s is deleted) and `pulumi up` first, then prepare the next move", a, d.Moved[a])
+		case !declared[to]:
+			v.add(key, "cell %q is not in database.cells (%s): name the cell the account moves to", to, known)
+		case placedIn[a] == to:
+			v.add(key, "%q is already placed on cell %s: a move goes to another cell; name it, or remove the entry. After `oms account move`, record the move: place the account on %s, and replace this entry with database: {moved: {%s: <the cell it left>}}", a, to, to, a)
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(d.Moved)) {
+		from, key := d.Moved[a], "database.moved."+a
+		_, placed := placedIn[a]
+		switch {
+		case !accountPattern.MatchString(a):
+			v.add(key, "%q is not a valid account id: 3-31 characters, lowercase letters, digits and hyphens, starting with a letter", a)
+		case !placed && !slices.Contains(c.Accounts, a) && !slices.Contains(d.RetiredAccounts, a):
+			// A hosted account without a placement is reported by validatePlacement.
+			v.add(key, "%q is placed on no cell: it is in neither accounts nor database.retiredAccounts; database.moved keeps the copy a placed account left behind: remove the entry", a)
+		case !declared[from]:
+			v.add(key, "cell %q is not in database.cells (%s): name the cell the account left, whose copy is retired until you remove the entry", from, known)
+		case placedIn[a] == from:
+			v.add(key, "%q is placed on cell %s, the cell it left: place it in database.placement on the cell it moved to (the registry's, after `oms account move`); if it has not moved, remove the entry", a, from)
+		}
+	}
 }
 
 // validatePlacement checks that database.placement puts every account the stack hosts, active or retired, on
-// exactly one declared cell, and nothing else.
-func (c *Config) validatePlacement(v *validator, declared map[string]bool, known string) {
+// exactly one declared cell, and nothing else; it returns the cell of each account placed (account → cell).
+func (c *Config) validatePlacement(v *validator, declared map[string]bool, known string) map[string]string {
 	d := &c.Database
 	example := postgres.MainCell
 	if declared[d.DefaultCell] {
@@ -425,7 +473,7 @@ func (c *Config) validatePlacement(v *validator, declared map[string]bool, known
 		case len(accounts) == 0:
 			v.add("database.placement."+cell, "cell %q is not in database.cells (%s): remove the entry", cell, known)
 		default:
-			v.add("database.placement."+cell, "cell %q is not in database.cells (%s). If you removed cell %s, its accounts' databases are still on it: put it back in database.cells (moving an account to another cell is not built yet); if the name is a typo, list its accounts (%s) under a cell of database.cells",
+			v.add("database.placement."+cell, "cell %q is not in database.cells (%s). If you removed cell %s, its accounts' databases are still on it: put it back in database.cells (to empty a cell, move its accounts first: README, \"Moving an account to another cell\"); if the name is a typo, list its accounts (%s) under a cell of database.cells",
 				cell, known, cell, strings.Join(accounts, ", "))
 		}
 		for i, a := range accounts {
@@ -451,6 +499,7 @@ func (c *Config) validatePlacement(v *validator, declared map[string]bool, known
 				a, hosted[a], example, a)
 		}
 	}
+	return placedIn
 }
 
 func (c *Config) validateEdge(v *validator) {

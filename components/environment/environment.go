@@ -162,8 +162,16 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	accountSecrets := map[string]pulumi.StringInput{}
 	every := maps.Clone(cells)
 	every[postgres.MainCell] = db
-	for _, p := range every {
-		for id, acct := range p.Accounts {
+	// An account's password and secret are those of the one cell it is placed on: an account moving to another cell
+	// is declared there too (postgres.Args.IncomingAccounts), but is none of that cell's Accounts until the move is
+	// recorded.
+	placedOn := map[string]string{}
+	for _, cell := range slices.Sorted(maps.Keys(every)) {
+		for id, acct := range every[cell].Accounts {
+			if placedOn[id] != "" {
+				return nil, fmt.Errorf("environment: account %q is an active account of cells %s and %s: place it on one, and declare it on the cell it moves to as an incoming account", id, placedOn[id], cell)
+			}
+			placedOn[id] = cell
 			rtArgs.Database.Accounts[id], accountSecrets[id] = acct.Password, acct.PasswordSecret
 		}
 	}

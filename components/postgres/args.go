@@ -59,6 +59,10 @@ type Args struct {
 	// text carries customer data into Cloud Logging. Query Insights shows slow queries with literals removed.
 	LogSlowStatementsMs int
 
+	// LogicalDecoding sets the flag cloudsql.logical_decoding=on (wal_level=logical), which `oms account move` needs
+	// on the instance an account moves away from; turning it on or off restarts the instance once.
+	LogicalDecoding bool
+
 	// KeyRotationDays is the CMEK key's rotation period, at most 90 (default 90).
 	KeyRotationDays int
 	// DeletionProtection guards the instance at the API and in Pulumi, and the CMEK key in Pulumi.
@@ -79,6 +83,11 @@ type Args struct {
 	// RetiredAccounts keep their resources but unprotected, so that removing them afterwards really deletes
 	// them. See README "Removing an account".
 	RetiredAccounts []string
+	// IncomingAccounts are accounts being moved onto this instance from another (the root README, "Moving an account
+	// to another cell"): declared exactly as Accounts are (same logical names, protected, ABANDON), so that the
+	// account moving into Accounts later changes nothing of them, but left out of Postgres.Accounts: until the move
+	// is recorded, the runtime's wiring takes the account's password from the instance it is still on.
+	IncomingAccounts []string
 }
 
 // BackupArgs configures automated backups and point-in-time recovery.
@@ -227,7 +236,7 @@ func (a *Args) Validate() error {
 	for _, list := range []struct {
 		field string
 		ids   []string
-	}{{"Accounts", d.Accounts}, {"RetiredAccounts", d.RetiredAccounts}} {
+	}{{"Accounts", d.Accounts}, {"RetiredAccounts", d.RetiredAccounts}, {"IncomingAccounts", d.IncomingAccounts}} {
 		for i, id := range list.ids {
 			switch {
 			case !accountPattern.MatchString(id):
@@ -235,7 +244,7 @@ func (a *Args) Validate() error {
 			case seen[id] == list.field:
 				add("%s[%d] %q is listed twice: each account has exactly one database", list.field, i, id)
 			case seen[id] != "":
-				add("%s[%d] %q is also in %s: an account is either active or retired", list.field, i, id, seen[id])
+				add("%s[%d] %q is also in %s: an account is in one list of Accounts, RetiredAccounts and IncomingAccounts", list.field, i, id, seen[id])
 			}
 			if seen[id] == "" {
 				seen[id] = list.field

@@ -36,7 +36,7 @@ type Postgres struct {
 	EncryptionKey pulumi.StringOutput `pulumi:"encryptionKey"`
 	// ServiceAgent is Cloud SQL's service agent of the project (Args.ServiceAgent of the environment's other cells).
 	ServiceAgent pulumi.StringOutput
-	// Accounts maps each active account id to its database, user and password secret.
+	// Accounts maps each active account id to its database, user and password secret (not Args.IncomingAccounts).
 	Accounts map[string]Account
 }
 
@@ -168,6 +168,12 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 		}
 		p.Accounts[id] = acct
 	}
+	// An incoming account is declared as an active one, under the same names; it is not the instance's yet.
+	for _, id := range a.IncomingAccounts {
+		if _, err := newAccount(ctx, name, &a, id, instance, true, parent); err != nil {
+			return nil, err
+		}
+	}
 	for _, id := range a.RetiredAccounts {
 		if _, err := newAccount(ctx, name, &a, id, instance, false, parent); err != nil {
 			return nil, err
@@ -286,6 +292,9 @@ func databaseFlags(a *Args) sql.DatabaseInstanceSettingsDatabaseFlagArray {
 		// pgAudit records schema and role changes (not data) once the extension is created by migrate.
 		{"cloudsql.enable_pgaudit", "on"},
 		{"pgaudit.log", "ddl,role"},
+	}
+	if a.LogicalDecoding {
+		flags = append(flags, [2]string{"cloudsql.logical_decoding", "on"})
 	}
 	out := make(sql.DatabaseInstanceSettingsDatabaseFlagArray, len(flags))
 	for i, f := range flags {

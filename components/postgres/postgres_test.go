@@ -2,7 +2,9 @@ package postgres_test
 
 import (
 	"encoding/json"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,6 +253,11 @@ func TestSettings(t *testing.T) {
 	assert.Equal(t, "500", f["max_connections"], "16 GB tier")
 	assert.Equal(t, "-1", f["log_min_duration_statement"], "no statement text in the logs by default")
 	assert.Equal(t, "on", f["cloudsql.enable_pgaudit"])
+	_, logical := f["cloudsql.logical_decoding"]
+	assert.False(t, logical, "logical decoding only for a move")
+	moving := production()
+	moving.LogicalDecoding = true
+	assert.Equal(t, "on", flags(one(t, evaluate(t, moving), instanceType))["cloudsql.logical_decoding"])
 	assert.Equal(t, "PD_SSD", db.String("settings.diskType"))
 	assert.True(t, db.Bool("settings.diskAutoresize"))
 	assert.True(t, db.Bool("settings.insightsConfig.queryInsightsEnabled"))
@@ -359,6 +366,43 @@ func TestAccountChangesStayWithTheAccount(t *testing.T) {
 			assert.Equal(t, inputs, after[urn], "retiring bravo changed %s", urn)
 		}
 	}
+}
+
+// TestIncomingAccountsAreDeclaredAsActiveOnes: an account moving onto the instance has exactly the resources,
+// inputs and protection it will have once placed there, so recording the move changes nothing of them; it is not one
+// of the instance's Accounts yet, whose passwords the runtime's wiring reads.
+func TestIncomingAccountsAreDeclaredAsActiveOnes(t *testing.T) {
+	placed := production()
+	placed.Accounts = []string{"alpha", "bravo"}
+	incoming := production()
+	incoming.Accounts, incoming.IncomingAccounts = []string{"alpha"}, []string{"bravo"}
+	invPlaced, recPlaced := evaluateRecorded(t, placed)
+	invIncoming, recIncoming := evaluateRecorded(t, incoming)
+	assert.Equal(t, byURN(t, invPlaced), byURN(t, invIncoming))
+	assert.Equal(t, recPlaced.protect, recIncoming.protect)
+	for _, name := range []string{"db-db-bravo", "db-user-bravo", "db-password-bravo", "db-secret-bravo"} {
+		assert.True(t, recIncoming.protect[name], name)
+	}
+
+	var ids []string
+	require.NoError(t, pulumi.RunErr(func(ctx *pulumi.Context) error {
+		psa, err := privateServices(ctx)
+		if err != nil {
+			return err
+		}
+		incoming.PrivateServices = psa
+		p, err := postgres.New(ctx, "db", &incoming)
+		if err != nil {
+			return err
+		}
+		ids = slices.Sorted(maps.Keys(p.Accounts))
+		return nil
+	}, pulumi.WithMocks("omscloud", "test", &inventory.Mocks{Project: "omscloud", Stack: "test"})))
+	assert.Equal(t, []string{"alpha"}, ids, "bravo is not the instance's yet")
+
+	both := production()
+	both.IncomingAccounts = []string{"contoso"}
+	assert.ErrorContains(t, both.Validate(), `IncomingAccounts[0] "contoso" is also in Accounts`)
 }
 
 func TestOutputs(t *testing.T) {
