@@ -12,39 +12,23 @@ import (
 
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
-	"github.com/omscloud/omscloud/runtime/localenv"
 	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
-// twoCells is an environment of two database servers: cell main, the shared cluster holding the control database,
-// and cell b, a server of its own that refuses connections without TLS, as a second Cloud SQL instance does, with
-// the control login's password (the component creates that login on every cell).
+// twoCells is a control database on the shared cluster (cell main) and omstest's cell b.
 type twoCells struct {
+	*omstest.CellB
 	control string // control database URL
-	b       *localenv.Postgres
-	bCA     *omstest.CA
 	cells   postgres.Cells
 }
 
 func newTwoCells(t *testing.T) *twoCells {
 	t.Helper()
-	ctx := context.Background()
-	control := omstest.ControlDB(t)
-	ca := omstest.NewCA(t, "cell b")
-	b := omstest.TLSPostgres(t, ca)
-	require.NoError(t, b.Exec(ctx, b.PrimaryURL("postgres"),
-		fmt.Sprintf(`ALTER ROLE postgres PASSWORD '%s'`, omstest.Postgres(t).Password())))
-	return &twoCells{control: control, b: b, bCA: ca, cells: postgres.Cells{
-		postgres.MainCell: {Host: "127.0.0.1", CAFile: "/main-is-reached-through-the-control-url"},
-		"b":               {Host: "127.0.0.1", Port: b.PrimaryPort(), CAFile: ca.File},
-	}}
+	b := omstest.NewCellB(t)
+	return &twoCells{CellB: b, control: omstest.ControlDB(t), cells: b.Cells}
 }
 
-// bURL is a superuser URL of database db on cell b (TLS, not verified: the test's own set-up and checks).
-func (tc *twoCells) bURL(t *testing.T, db string) string {
-	return fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/%s?sslmode=require", omstest.Postgres(t).Password(), tc.b.PrimaryPort(), db)
-}
-
+// open opens a registry on the control database with opts, closed at cleanup.
 func (tc *twoCells) open(t *testing.T, opts postgres.Options) *postgres.Registry {
 	t.Helper()
 	opts.URL = tc.control
@@ -54,18 +38,16 @@ func (tc *twoCells) open(t *testing.T, opts postgres.Options) *postgres.Registry
 	return reg
 }
 
-// databases lists the account databases (those named prefix_*) on a server.
-func databases(t *testing.T, url, prefix string) []string {
+// withAccountOnB is a migrated registry (default cell b) with account alpha on cell b holding one location,
+// dropped at cleanup.
+func (tc *twoCells) withAccountOnB(t *testing.T, prefix string) (*postgres.Registry, *postgres.Store) {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE $1 || '\_%' ORDER BY 1`, prefix)
-	require.NoError(t, err)
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	return names
+	reg := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: tc.cells, DefaultCell: "b"})
+	require.NoError(t, reg.Migrate(context.Background()))
+	t.Cleanup(func() { assert.NoError(t, reg.DropAccount(context.Background(), "alpha")) })
+	s := newAccount(t, reg, "alpha")
+	putLocation(t, s, "wh-1", oms.LocationWarehouse, 52, 4)
+	return reg, s
 }
 
 func TestAccountsLiveOnTheirCell(t *testing.T) {
@@ -89,14 +71,14 @@ func TestAccountsLiveOnTheirCell(t *testing.T) {
 	assert.Equal(t, "cell", oms.ErrorField(err))
 
 	// Adopted: provisioned on cell b as Cloud SQL does it there.
-	provisionLikeCloudSQL(t, tc.bURL(t, "postgres"), prefix+"_gamma", "gamma-pw")
+	provisionLikeCloudSQL(t, tc.URL(t, "postgres"), prefix+"_gamma", "gamma-pw")
 	adopted, err := reg.AdoptAccount(ctx, &oms.Account{ID: "gamma", Name: "gamma", Cell: "b"}, "gamma-pw")
 	require.NoError(t, err)
 	assert.True(t, adopted)
 
 	main := omstest.Postgres(t).PrimaryURL("postgres")
-	assert.Equal(t, []string{prefix + "_beta"}, databases(t, main, prefix), "cell main holds beta's database only")
-	assert.Equal(t, []string{prefix + "_alpha", prefix + "_gamma"}, databases(t, tc.bURL(t, "postgres"), prefix),
+	assert.Equal(t, []string{prefix + "_beta"}, omstest.Databases(t, main, prefix), "cell main holds beta's database only")
+	assert.Equal(t, []string{prefix + "_alpha", prefix + "_gamma"}, omstest.Databases(t, tc.URL(t, "postgres"), prefix),
 		"cell b holds alpha's and gamma's")
 
 	accounts, err := reg.Accounts(ctx)
@@ -114,7 +96,7 @@ func TestAccountsLiveOnTheirCell(t *testing.T) {
 		putLocation(t, s.(*postgres.Store), "wh-"+id, oms.LocationWarehouse, 52, 4)
 	}
 	var ref string
-	require.NoError(t, pgxQueryRow(t, tc.bURL(t, prefix+"_gamma"), `SELECT ref FROM locations`, &ref))
+	require.NoError(t, pgxQueryRow(t, tc.URL(t, prefix+"_gamma"), `SELECT ref FROM locations`, &ref))
 	assert.Equal(t, "wh-gamma", ref)
 	require.NoError(t, pgxQueryRow(t, omstest.Postgres(t).PrimaryURL(prefix+"_beta"), `SELECT ref FROM locations`, &ref))
 	assert.Equal(t, "wh-beta", ref)
@@ -125,8 +107,8 @@ func TestAccountsLiveOnTheirCell(t *testing.T) {
 	asAlpha := func(port int, db string) error {
 		return pgxQueryRow(t, fmt.Sprintf("postgres://%s_alpha:%s@127.0.0.1:%d/%s?sslmode=require", prefix, alphaPW, port, db), `SELECT 1`, new(int))
 	}
-	require.NoError(t, asAlpha(tc.b.PrimaryPort(), prefix+"_alpha"), "alpha reaches its own database")
-	assert.ErrorContains(t, asAlpha(tc.b.PrimaryPort(), prefix+"_gamma"), "permission denied", "not gamma's, on the same cell")
+	require.NoError(t, asAlpha(tc.PG.PrimaryPort(), prefix+"_alpha"), "alpha reaches its own database")
+	assert.ErrorContains(t, asAlpha(tc.PG.PrimaryPort(), prefix+"_gamma"), "permission denied", "not gamma's, on the same cell")
 	mainPort := omstest.Postgres(t).PrimaryPort()
 	err = pgxQueryRow(t, fmt.Sprintf("postgres://%s_alpha:%s@127.0.0.1:%d/%s_beta?sslmode=disable", prefix, alphaPW, mainPort, prefix), `SELECT 1`, new(int))
 	assert.ErrorContains(t, err, "authentication failed", "nor anything on cell main, where alpha has no role")
@@ -149,15 +131,12 @@ func TestCellServerIsVerifiedAgainstItsOwnCA(t *testing.T) {
 	ctx := context.Background()
 	tc := newTwoCells(t)
 	prefix := fmt.Sprintf("cellca%d", os.Getpid()%100000)
-	reg := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: tc.cells, DefaultCell: "b"})
-	require.NoError(t, reg.Migrate(ctx))
-	t.Cleanup(func() { assert.NoError(t, reg.DropAccount(context.Background(), "alpha")) })
-	newAccount(t, reg, "alpha")
+	tc.withAccountOnB(t, prefix)
 
 	// The same cell given another CA: the server is not trusted, for the account's pool as for the control login.
 	other := omstest.NewCA(t, "not cell b's")
 	wrong := postgres.Cells{postgres.MainCell: tc.cells[postgres.MainCell], "b": tc.cells["b"]}
-	wrong["b"] = postgres.Cell{Host: "127.0.0.1", Port: tc.b.PrimaryPort(), CAFile: other.File}
+	wrong["b"] = postgres.Cell{Host: "127.0.0.1", Port: tc.PG.PrimaryPort(), CAFile: other.File}
 	bad := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: wrong, DefaultCell: "b"})
 	s, err := bad.Store(ctx, "alpha")
 	if err == nil {

@@ -25,6 +25,10 @@ type MoveOptions struct {
 	// PauseTimeout bounds the pause: if the copy has not caught up within it, writes resume on the source, the copy
 	// is dropped and the move fails, changing nothing (default 10s).
 	PauseTimeout time.Duration
+	// CatchUpTimeout bounds the wait for the copy to come within CatchUpBytes of the source before the pause: an
+	// account that writes faster than the target applies is never caught up, and the move fails, changing nothing
+	// (default 5 minutes).
+	CatchUpTimeout time.Duration
 	// TargetPassword is the password of the account's role on the target cell when the stack provisioned it there
 	// (database.moving); the registry takes it at the switch. Empty: the role is created with the current password.
 	TargetPassword string
@@ -64,6 +68,9 @@ func (r *Registry) MoveAccount(ctx context.Context, id, to string, o MoveOptions
 	}
 	if o.PauseTimeout <= 0 {
 		o.PauseTimeout = 10 * time.Second
+	}
+	if o.CatchUpTimeout <= 0 {
+		o.CatchUpTimeout = 5 * time.Minute
 	}
 	if err := r.opts.Cells.invalid("to", to); err != nil {
 		return nil, err
@@ -359,6 +366,11 @@ func (m *mover) copy(ctx context.Context) error {
 		}
 	}
 	m.res.Copy = time.Since(begin)
+	// The copy brings rows, not the planner's statistics: without them the first queries on the new cell may
+	// choose plans that make the account slow until autovacuum analyzes it.
+	if _, err := m.dst.Exec(ctx, `ANALYZE`); err != nil {
+		return fmt.Errorf("cell %s: analyze the copy: %w", m.to, err)
+	}
 	begin = time.Now()
 	for {
 		lag, err := m.lag(ctx, "pg_current_wal_lsn()")
@@ -367,6 +379,10 @@ func (m *mover) copy(ctx context.Context) error {
 		}
 		if lag <= m.o.CatchUpBytes {
 			break
+		}
+		if time.Since(begin) > m.o.CatchUpTimeout {
+			return fmt.Errorf("the copy still trails cell %s by %d bytes of WAL after %s: the account writes faster than cell %s "+
+				"applies; move it at a quieter time (or allow more: --max-catch-up)", m.from, lag, m.o.CatchUpTimeout, m.to)
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
@@ -391,9 +407,10 @@ func (m *mover) lag(ctx context.Context, target string) (int64, error) {
 }
 
 // switchOver is the pause: close the source database to new connections and end the sessions on it (a request
-// in flight fails without committing, as unavailable, and its client retries), let the copy reach the last commit,
-// carry the sequences over, switch the registry. No lock is taken: a fence of table locks would queue behind the
-// account's busy writers, or deadlock with one holding a table it needs.
+// in flight fails without committing, as unavailable, and its client retries); then, with no writer left to queue
+// behind or deadlock with, lock the account's tables against writes, which holds off a session that connected as
+// the database closed and escaped the sweep; let the copy reach the WAL's end, carry the sequences over, switch the
+// registry, and end every session again before the locks go.
 func (m *mover) switchOver(ctx context.Context) error {
 	begin := time.Now()
 	deadline := begin.Add(m.o.PauseTimeout)
@@ -402,22 +419,19 @@ func (m *mover) switchOver(ctx context.Context) error {
 		return fmt.Errorf("cell %s: close %s to new connections: %w", m.from, m.db, err)
 	}
 	m.closed = true
-	// Every client session but the mover's own; the copy's walsender stays.
-	for {
-		var left int
-		if err := m.srcAdmin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = $1 AND backend_type = 'client backend' AND pid <> $2`, m.db, m.src.PgConn().PID()).Scan(&left); err != nil {
-			return fmt.Errorf("cell %s: end the sessions of %s: %w", m.from, m.db, err)
-		}
-		if left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cell %s: %d sessions of %s did not end within %s", m.from, left, m.db, m.o.PauseTimeout)
-		}
-		if err := sleep(ctx, 5*time.Millisecond); err != nil {
-			return err
-		}
+	if err := m.endSessions(ctx, deadline); err != nil {
+		return err
+	}
+	fence, err := m.src.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("cell %s: %w", m.from, err)
+	}
+	defer fence.Rollback(context.WithoutCancel(ctx))
+	if _, err := fence.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, max(1, time.Until(deadline).Milliseconds()))); err != nil {
+		return err
+	}
+	if _, err := fence.Exec(ctx, `LOCK TABLE `+m.tableList()+` IN EXCLUSIVE MODE`); err != nil {
+		return fmt.Errorf("cell %s: lock the account's tables: %w", m.from, err)
 	}
 	// Nothing of the account can commit on the source any more: the copy must reach the WAL's end.
 	var lsn string
@@ -440,7 +454,7 @@ func (m *mover) switchOver(ctx context.Context) error {
 		}
 	}
 	// Logical replication carries rows, not sequences.
-	rows, err := m.src.Query(ctx, `SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences
+	rows, err := fence.Query(ctx, `SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences
 		WHERE schemaname = 'public' AND last_value IS NOT NULL`)
 	if err != nil {
 		return fmt.Errorf("cell %s: read sequences: %w", m.from, err)
@@ -470,9 +484,37 @@ func (m *mover) switchOver(ctx context.Context) error {
 		return fmt.Errorf("switch the registry: account %s is no longer on cell %s", m.id, m.from)
 	}
 	m.switched = true
+	// A session that escaped the sweep waits on the locks: end it before they go, so nothing commits on the source.
+	if err := m.endSessions(ctx, time.Now().Add(m.o.PauseTimeout)); err != nil {
+		return err
+	}
+	if err := fence.Commit(ctx); err != nil {
+		return fmt.Errorf("cell %s: release the locks: %w", m.from, err)
+	}
 	m.res.Pause = time.Since(begin)
 	m.r.forget(m.id)
 	return nil
+}
+
+// endSessions ends every client session of the account's database on the source but the mover's own (the copy's
+// walsender stays), and returns once none is left.
+func (m *mover) endSessions(ctx context.Context, deadline time.Time) error {
+	for {
+		var left int
+		if err := m.srcAdmin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = $1 AND backend_type = 'client backend' AND pid <> $2`, m.db, m.src.PgConn().PID()).Scan(&left); err != nil {
+			return fmt.Errorf("cell %s: end the sessions of %s: %w", m.from, m.db, err)
+		}
+		if left == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cell %s: %d sessions of %s did not end within %s", m.from, left, m.db, m.o.PauseTimeout)
+		}
+		if err := sleep(ctx, 5*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // finish drops the replication: the subscription (detached from its slot, as the source takes no more connections)

@@ -116,11 +116,11 @@ func TestMoveAccountUnderLoad(t *testing.T) {
 		load(t, s, csv.String())
 	}
 	main := omstest.Postgres(t)
-	dbOn := map[string]string{"b": tc.bURL(t, "postgres"), postgres.MainCell: main.PrimaryURL("postgres")}
+	dbOn := map[string]string{"b": tc.URL(t, "postgres"), postgres.MainCell: main.PrimaryURL("postgres")}
 	db := prefix + "_mover"
 
 	// The baseline: pg_dump | pg_restore of the same database, now.
-	dumpRate := dumpRestoreRate(t, main.BinDir(), tc.bURL(t, db), main.PrimaryURL("postgres"), prefix+"_dumpcopy")
+	dumpRate := dumpRestoreRate(t, main.BinDir(), tc.URL(t, db), main.PrimaryURL("postgres"), prefix+"_dumpcopy")
 
 	serving := tc.open(t, opts) // the runtime's own registry: its pools are open on the source when the move starts
 	loadCtx, stop := context.WithCancel(ctx)
@@ -222,11 +222,7 @@ func TestMoveRefusesWhatItCannotDoAndChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	tc := newTwoCells(t)
 	prefix := fmt.Sprintf("mvr%d", os.Getpid()%100000)
-	reg := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: tc.cells, DefaultCell: "b"})
-	require.NoError(t, reg.Migrate(ctx))
-	t.Cleanup(func() { assert.NoError(t, reg.DropAccount(context.Background(), "alpha")) })
-	s := newAccount(t, reg, "alpha")
-	putLocation(t, s, "wh-1", oms.LocationWarehouse, 52, 4)
+	reg, s := tc.withAccountOnB(t, prefix)
 	main := omstest.Postgres(t)
 
 	_, err := reg.MoveAccount(ctx, "alpha", "b", postgres.MoveOptions{})
@@ -251,7 +247,7 @@ func TestMoveRefusesWhatItCannotDoAndChangesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, accounts, 1)
 	assert.Equal(t, "b", accounts[0].Cell, "still on its cell")
-	assert.Empty(t, databases(t, main.PrimaryURL("postgres"), prefix), "nothing left on the target")
+	assert.Empty(t, omstest.Databases(t, main.PrimaryURL("postgres"), prefix), "nothing left on the target")
 	_, err = s.PutLocation(ctx, &oms.Location{Ref: "wh-2", Name: "wh-2", Type: oms.LocationWarehouse, Lat: ptr(1), Lon: ptr(1)})
 	require.NoError(t, err, "the account works as before")
 }
@@ -260,7 +256,7 @@ func TestMoveNeedsLogicalDecodingOnTheSource(t *testing.T) {
 	ctx := context.Background()
 	tc := newTwoCells(t)
 	dir := t.TempDir()
-	plain, err := localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: dir, TLS: tc.bCA.ServerTLS(t),
+	plain, err := localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: dir, TLS: tc.CA.ServerTLS(t),
 		Settings: map[string]string{"wal_level": "replica"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = plain.Stop() })
@@ -268,7 +264,7 @@ func TestMoveNeedsLogicalDecodingOnTheSource(t *testing.T) {
 		fmt.Sprintf(`ALTER ROLE postgres PASSWORD '%s'`, omstest.Postgres(t).Password())))
 	prefix := fmt.Sprintf("mvw%d", os.Getpid()%100000)
 	cells := postgres.Cells{postgres.MainCell: tc.cells[postgres.MainCell],
-		"c": {Host: "127.0.0.1", Port: plain.PrimaryPort(), CAFile: tc.bCA.File}}
+		"c": {Host: "127.0.0.1", Port: plain.PrimaryPort(), CAFile: tc.CA.File}}
 	reg := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: cells, DefaultCell: "c"})
 	require.NoError(t, reg.Migrate(ctx))
 	_, err = reg.MoveAccount(ctx, "nobody", postgres.MainCell, postgres.MoveOptions{})
@@ -280,7 +276,7 @@ func TestMoveNeedsLogicalDecodingOnTheSource(t *testing.T) {
 	assert.Contains(t, err.Error(), "cell c runs with wal_level=replica")
 	assert.Contains(t, err.Error(), "cloudsql.logical_decoding=on")
 	assert.Contains(t, err.Error(), "nothing changed")
-	assert.Empty(t, databases(t, omstest.Postgres(t).PrimaryURL("postgres"), prefix), "nothing created on the target")
+	assert.Empty(t, omstest.Databases(t, omstest.Postgres(t).PrimaryURL("postgres"), prefix), "nothing created on the target")
 }
 
 // TestMoveIntoTheStacksProvisionedDatabase: with database.moving the stack provisions the account's role (its own
@@ -290,11 +286,7 @@ func TestMoveIntoTheStacksProvisionedDatabase(t *testing.T) {
 	ctx := context.Background()
 	tc := newTwoCells(t)
 	prefix := fmt.Sprintf("mvp%d", os.Getpid()%100000)
-	reg := tc.open(t, postgres.Options{NamePrefix: prefix, Cells: tc.cells, DefaultCell: "b"})
-	require.NoError(t, reg.Migrate(ctx))
-	t.Cleanup(func() { assert.NoError(t, reg.DropAccount(context.Background(), "alpha")) })
-	s := newAccount(t, reg, "alpha")
-	putLocation(t, s, "wh-1", oms.LocationWarehouse, 52, 4)
+	reg, _ := tc.withAccountOnB(t, prefix)
 	main := omstest.Postgres(t)
 	role := prefix + "_alpha"
 	provisionLikeCloudSQL(t, main.PrimaryURL("postgres"), role, "target-pw")

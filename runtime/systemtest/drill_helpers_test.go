@@ -153,6 +153,24 @@ func checkAcknowledged(t *testing.T, a orderAttempt) {
 	require.Len(t, a.Order.Items, 1, "order %s", a.Ref)
 }
 
+// retryOrder resends a failed attempt with its idempotency key until it is acknowledged (5 s at most), as a client
+// does, and returns the order and whether it was a replay (the failed request had committed).
+func retryOrder(ctx context.Context, t *testing.T, base, key string, a orderAttempt) (oms.Order, bool) {
+	t.Helper()
+	var r Reply
+	for range 50 {
+		if r = call(ctx, "POST", base+"/v1/orders", key, orderBody(a.Ref, a.Seq, drillSKUs), "Idempotency-Key", a.Key); r.Status == http.StatusCreated {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.Equal(t, http.StatusCreated, r.Status, "retry of order %s: %v %s", a.Ref, r.Err, r.Body)
+	var o oms.Order
+	require.NoError(t, json.Unmarshal(r.Body, &o))
+	require.Equal(t, a.Ref, o.Ref)
+	return o, r.Replayed
+}
+
 // allOrders lists every order of the account through the API.
 func allOrders(t *testing.T, base, key string) map[string]oms.Order {
 	t.Helper()

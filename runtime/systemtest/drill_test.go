@@ -141,18 +141,8 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 	// idempotency key it must answer that one order, never a second.
 	ambiguous := 0
 	for _, a := range failed {
-		var r Reply
-		for range 50 {
-			if r = call(ctx, "POST", base+"/v1/orders", key, orderBody(a.Ref, a.Seq, drillSKUs), "Idempotency-Key", a.Key); r.Status == http.StatusCreated {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		require.Equal(t, http.StatusCreated, r.Status, "retry of order %s: %v %s", a.Ref, r.Err, r.Body)
-		var o oms.Order
-		require.NoError(t, json.Unmarshal(r.Body, &o))
-		require.Equal(t, a.Ref, o.Ref)
-		if r.Replayed {
+		o, replayed := retryOrder(ctx, t, base, key, a)
+		if replayed {
 			ambiguous++
 		}
 		orderOf[a.Key] = o.ID

@@ -153,6 +153,9 @@ func Start(t testing.TB, name string, env map[string]string, args ...string) *Pr
 		p.Stop(30 * time.Second)
 		if t.Failed() {
 			t.Logf("%s log (tail):\n%s", name, TailFile(p.LogPath, 40))
+			if errs := ErrorLines(p.LogPath, 20); errs != "" {
+				t.Logf("%s log (its first errors):\n%s", name, errs)
+			}
 		}
 	})
 	select {
@@ -247,6 +250,21 @@ func MustRun(t testing.TB, env map[string]string, args ...string) string {
 	out, stderr, err := Run(t, env, args...)
 	require.NoError(t, err, "oms %v: %s", args, stderr)
 	return out
+}
+
+// ErrorLines is the first n lines of a JSON log at level ERROR: what failed first, which a tail may not reach.
+func ErrorLines(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, `"level":"ERROR"`) && len(out) < n {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TailFile is the last lines of a file.

@@ -56,6 +56,7 @@ var flagsSinceCobra = [][4]string{
 	{"account move", "max-pause", "OMS_ACCOUNT_MOVE_MAX_PAUSE", "10s"},
 	{"account move", "to", "OMS_ACCOUNT_MOVE_TO", ""},
 	{"account move", "password-file", "OMS_ACCOUNT_MOVE_PASSWORD_FILE", ""},
+	{"account move", "max-catch-up", "OMS_ACCOUNT_MOVE_MAX_CATCH_UP", "5m0s"},
 }
 
 // flagsBeforeCobra is every flag of every command as the flag-based CLI declared them (command, flag, variable,

@@ -297,7 +297,7 @@ func moveAccount(ctx context.Context, cfg *config, log *slog.Logger, stdout io.W
 	if err := reg.CheckMigrated(ctx); err != nil {
 		return err
 	}
-	o := postgres.MoveOptions{PauseTimeout: cfg.MoveMaxPause}
+	o := postgres.MoveOptions{PauseTimeout: cfg.MoveMaxPause, CatchUpTimeout: cfg.MoveMaxCatchUp}
 	if cfg.MovePasswordFile != "" {
 		pw, err := os.ReadFile(cfg.MovePasswordFile)
 		if err != nil {

@@ -52,6 +52,7 @@ type config struct {
 	MoveTo                string
 	MoveMaxPause          time.Duration
 	MovePasswordFile      string
+	MoveMaxCatchUp        time.Duration
 	AccountName           string
 	DevDir                string
 	Webhooks              webhookConfig
@@ -116,6 +117,9 @@ func (c *config) validate(cmd string) error {
 		}
 		if c.MoveMaxPause <= 0 {
 			errs = append(errs, "--max-pause/OMS_ACCOUNT_MOVE_MAX_PAUSE must be positive")
+		}
+		if c.MoveMaxCatchUp <= 0 {
+			errs = append(errs, "--max-catch-up/OMS_ACCOUNT_MOVE_MAX_CATCH_UP must be positive")
 		}
 	}
 	if cmd == "account create" {

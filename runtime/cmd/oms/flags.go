@@ -117,6 +117,9 @@ var (
 	optMovePasswordFile = option{"password-file", "OMS_ACCOUNT_MOVE_PASSWORD_FILE", "",
 		"file holding the password of the account's role on the target cell, when the stack provisioned it there (database.moving)",
 		func(c *config) any { return &c.MovePasswordFile }}
+	optMoveCatchUp = option{"max-catch-up", "OMS_ACCOUNT_MOVE_MAX_CATCH_UP", 5 * time.Minute,
+		"longest wait, after the initial copy, for the copy to come within 1 MiB of the source before the pause; past it the move fails, changing nothing",
+		func(c *config) any { return &c.MoveMaxCatchUp }}
 	optMovePause = option{"max-pause", "OMS_ACCOUNT_MOVE_MAX_PAUSE", 10 * time.Second,
 		"longest pause of the account's writes: a copy not caught up by then resumes writes on the source and fails the move, changing nothing",
 		func(c *config) any { return &c.MoveMaxPause }}

@@ -61,7 +61,7 @@ func commands() []command {
 		{name: "account create", short: "Create an account (--id, --name) and print its API key",
 			options: concat(databaseOptions, []option{optAccountID, optAccountName}), run: createAccount},
 		{name: "account move", short: "Move an account's database to another cell (--id, --to) while it takes writes; print what it took",
-			options: concat(databaseOptions, []option{optAccountID, optMoveTo, optMovePause, optMovePasswordFile}), run: moveAccount},
+			options: concat(databaseOptions, []option{optAccountID, optMoveTo, optMovePause, optMoveCatchUp, optMovePasswordFile}), run: moveAccount},
 		{name: "dev", short: "Run everything locally with no configuration (private PostgreSQL)",
 			options: concat(httpOptions("127.0.0.1:8080"), []option{
 				optAdminToken.withHelp("bearer token for the account endpoints; generated and printed when empty"),
