@@ -554,7 +554,7 @@ func (m *mover) srcCloseComment(ctx context.Context) error {
 func (m *mover) undo(ctx context.Context, cause error) error {
 	if m.switched {
 		m.finish(ctx)
-		return cause
+		return fmt.Errorf("account %s is on cell %s now (the registry switched), but closing cell %s's copy failed: %w", m.id, m.to, m.from, cause)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
