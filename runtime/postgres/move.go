@@ -131,14 +131,10 @@ func (m *mover) connect(ctx context.Context, cell string) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cell == MainCell { // the control URL's hosts may list a standby: take the primary the pool found
-		u = m.r.opts.URL
-	}
 	cfg, err := pgx.ParseConfig(u)
 	if err != nil {
 		return nil, oms.Invalid("database-url", "not a valid PostgreSQL URL")
 	}
-	cfg.Database = m.db
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s on cell %s: %w", m.db, cell, err)
@@ -320,7 +316,7 @@ func (m *mover) tableList() string {
 
 // conninfo is how the target's server reaches the source: the control login, TLS if the runtime uses TLS to that
 // cell. The target's server cannot read the runtime's CA file, so it encrypts without verifying.
-func (m *mover) conninfo() (string, error) {
+func (m *mover) conninfo() string {
 	cfg := m.src.Config()
 	ssl := "disable"
 	if cfg.TLSConfig != nil {
@@ -330,7 +326,7 @@ func (m *mover) conninfo() (string, error) {
 		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 	}
 	return fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=%s", quote(cfg.Host), cfg.Port,
-		quote(m.db), quote(cfg.User), quote(cfg.Password), ssl), nil
+		quote(m.db), quote(cfg.User), quote(cfg.Password), ssl)
 }
 
 // copy publishes the account's tables on the source, subscribes on the target, and waits until every table is
@@ -341,10 +337,7 @@ func (m *mover) copy(ctx context.Context) error {
 		return fmt.Errorf("cell %s: publish: %w", m.from, err)
 	}
 	m.published = true
-	ci, err := m.conninfo()
-	if err != nil {
-		return err
-	}
+	ci := m.conninfo()
 	begin := time.Now()
 	// CREATE SUBSCRIPTION takes no parameters: conninfo's values are quoted.
 	if _, err := m.dst.Exec(ctx, fmt.Sprintf(`CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION %s`,

@@ -171,6 +171,21 @@ func retryOrder(ctx context.Context, t *testing.T, base, key string, a orderAtte
 	return o, r.Replayed
 }
 
+// retryFailed retries every failed attempt (retryOrder), records each one's order in orderOf, and returns how many
+// had committed before their answer was lost.
+func retryFailed(ctx context.Context, t *testing.T, base, key string, failed []orderAttempt, orderOf map[string]string) int {
+	t.Helper()
+	ambiguous := 0
+	for _, a := range failed {
+		o, replayed := retryOrder(ctx, t, base, key, a)
+		if replayed {
+			ambiguous++
+		}
+		orderOf[a.Key] = o.ID
+	}
+	return ambiguous
+}
+
 // allOrders lists every order of the account through the API.
 func allOrders(t *testing.T, base, key string) map[string]oms.Order {
 	t.Helper()

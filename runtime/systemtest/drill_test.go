@@ -139,14 +139,7 @@ func TestDrillPostgresPrimaryKilledUnderOrderLoad(t *testing.T) {
 
 	// A failed request may still have committed (the answer died with the primary). Retried with the same
 	// idempotency key it must answer that one order, never a second.
-	ambiguous := 0
-	for _, a := range failed {
-		o, replayed := retryOrder(ctx, t, base, key, a)
-		if replayed {
-			ambiguous++
-		}
-		orderOf[a.Key] = o.ID
-	}
+	ambiguous := retryFailed(ctx, t, base, key, failed, orderOf)
 
 	// Nothing lost, nothing doubled: one order per idempotency key, each fully processed by the worker
 	// (which rode out the failover too) with its whole event history.
