@@ -317,25 +317,31 @@ func nodeOfColor(ctx context.Context, t *testing.T, d *enginetest.DataPlane, nam
 // redisMaster is the current master (a pod name) as the sentinels see it, and its node.
 func redisMaster(ctx context.Context, t *testing.T, d *enginetest.DataPlane, e *drillEnv, prefix string) (string, string) {
 	t.Helper()
-	m, err := redisMasterSeenFrom(ctx, d, e, prefix, "")
+	seen, err := redisMastersSeen(ctx, d, e, prefix)
 	require.NoError(t, err)
+	var m string
+	for _, master := range seen {
+		require.True(t, m == "" || m == master, "the sentinels disagree on the master before the drill: %v", seen)
+		m = master
+	}
 	pod, err := d.Get(ctx, "pod", "-n", e.ns, m)
 	require.NoError(t, err)
 	return m, pod["spec"].(map[string]any)["nodeName"].(string)
 }
 
-// redisMasterSeenFrom asks a sentinel on a node other than skip which pod is the master.
-func redisMasterSeenFrom(ctx context.Context, d *enginetest.DataPlane, e *drillEnv, prefix, skip string) (string, error) {
+// redisMastersSeen asks every sentinel it can reach which pod is the master, and returns the answers by the
+// sentinel's node. A sentinel that was cut off answers what it saw last until it hears the others' newer
+// configuration, so a drill asks each one rather than the first that answers.
+func redisMastersSeen(ctx context.Context, d *enginetest.DataPlane, e *drillEnv, prefix string) (map[string]string, error) {
 	pods, err := d.Get(ctx, "pods", "-n", e.ns, "-l", "app.kubernetes.io/component=cache")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	seen := map[string]string{}
 	var lastErr error
 	for _, p := range pods["items"].([]any) {
 		pm := p.(map[string]any)
-		if pm["spec"].(map[string]any)["nodeName"] == skip {
-			continue
-		}
+		node, _ := pm["spec"].(map[string]any)["nodeName"].(string)
 		name := pm["metadata"].(map[string]any)["name"].(string)
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		out, err := d.Kubectl(cctx, nil, "-n", e.ns, "exec", name, "-c", "sentinel", "--", "redis-cli", "-p", "26379", "--no-auth-warning",
@@ -348,9 +354,13 @@ func redisMasterSeenFrom(ctx context.Context, d *enginetest.DataPlane, e *drillE
 		// Sentinels announce hostnames: <pod>.<headless service>.<namespace>.svc.cluster.local.
 		host, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
 		if pod, _, ok := strings.Cut(host, "."); ok && strings.HasPrefix(pod, prefix+"-redis-") {
-			return pod, nil
+			seen[node] = pod
+			continue
 		}
 		lastErr = fmt.Errorf("sentinel on %s answered %q", name, out)
 	}
-	return "", lastErr
+	if len(seen) == 0 {
+		return nil, lastErr
+	}
+	return seen, nil
 }
