@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -47,6 +48,8 @@ type Options struct {
 	// Unavailable classifies internal errors that mean a dependency is down
 	// (e.g. a database failover): they answer 503 with Retry-After, not 500.
 	Unavailable func(error) bool
+	// Pprof adds Go's profiles (/debug/pprof/) to the operations handler: Ops, or the worker's port.
+	Pprof bool
 }
 
 // Server is the HTTP handler of the runtime.
@@ -88,7 +91,7 @@ func New(opts Options) *Server {
 	if opts.Accounts != nil {
 		s.routeAPI(r)
 	} else {
-		r.Handle("/metrics", s.metrics())
+		s.routeOps(r)
 	}
 	s.router = r
 	return s
@@ -100,8 +103,20 @@ func New(opts Options) *Server {
 func (s *Server) Ops() http.Handler {
 	r := chi.NewRouter()
 	s.routeHealth(r)
-	r.Handle("/metrics", s.metrics())
+	s.routeOps(r)
 	return r
+}
+
+// routeOps adds /metrics and, with Options.Pprof, the profiles.
+func (s *Server) routeOps(r chi.Router) {
+	r.Handle("/metrics", s.metrics())
+	if s.opts.Pprof {
+		r.HandleFunc("/debug/pprof/*", pprof.Index)
+		r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 }
 
 func (s *Server) metrics() http.Handler {

@@ -160,6 +160,21 @@ func TestTheAPIServesNoMetrics(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, do(ops, "GET", "/v1/orders", key, "").Code, "the ops handler serves no API")
 }
 
+// TestProfilesOnlyWhenAskedAndNeverOnTheAPI: Go's profiles show the process's internals, so they are served on the
+// ops handler only with Options.Pprof (the bench's profiling), and never on the API port.
+func TestProfilesOnlyWhenAskedAndNeverOnTheAPI(t *testing.T) {
+	off := newServer(t, &mock.Store{}, nil)
+	assert.Equal(t, http.StatusNotFound, do(off.Ops(), "GET", "/debug/pprof/", "", "").Code)
+	on := omshttp.New(omshttp.Options{Accounts: &mock.AccountService{}, Pprof: true})
+	assert.Equal(t, http.StatusNotFound, do(on, "GET", "/debug/pprof/", "", "").Code, "the API port")
+	w := do(on.Ops(), "GET", "/debug/pprof/", "", "")
+	assert.Equal(t, http.StatusOK, w.Code)
+	assert.Contains(t, w.Body.String(), "goroutine")
+	assert.Equal(t, http.StatusOK, do(on.Ops(), "GET", "/debug/pprof/goroutine?debug=1", "", "").Code)
+	worker := omshttp.New(omshttp.Options{Pprof: true})
+	assert.Equal(t, http.StatusOK, do(worker, "GET", "/debug/pprof/heap", "", "").Code, "the worker's port")
+}
+
 func TestIssueKeyIsAdminOnly(t *testing.T) {
 	srv := newServer(t, &mock.Store{}, nil)
 	w := do(srv, "POST", "/v1/accounts/acme/keys", "admin", "")

@@ -29,7 +29,7 @@ import (
 
 // flagsSinceCobra are the flags added after the move: by issue 14, serve's metrics on a listener of their own (the
 // API port serves no /metrics) and serve checking webhook URLs at registration by the worker's rule; by issue 17,
-// the database cells and oms account move.
+// the database cells and oms account move; by issue 15, Go's profiles for the bench.
 var flagsSinceCobra = [][4]string{
 	{"dev", "metrics-listen", "OMS_METRICS_LISTEN", ""},
 	{"serve", "metrics-listen", "OMS_METRICS_LISTEN", "127.0.0.1:9090"},
@@ -57,6 +57,8 @@ var flagsSinceCobra = [][4]string{
 	{"account move", "to", "OMS_ACCOUNT_MOVE_TO", ""},
 	{"account move", "password-file", "OMS_ACCOUNT_MOVE_PASSWORD_FILE", ""},
 	{"account move", "max-catch-up", "OMS_ACCOUNT_MOVE_MAX_CATCH_UP", "5m0s"},
+	{"serve", "pprof", "OMS_PPROF", "false"},
+	{"worker", "pprof", "OMS_PPROF", "false"},
 }
 
 // flagsBeforeCobra is every flag of every command as the flag-based CLI declared them (command, flag, variable,

@@ -64,7 +64,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	m := metrics.New()
 	cache.register(m.Registry)
 	h := omshttp.New(omshttp.Options{Accounts: reg, AdminToken: cfg.AdminToken, Metrics: m,
-		Checks: checks, Logger: log, Unavailable: postgres.IsUnavailable, DenyPrivateWebhooks: !cfg.Webhooks.AllowPrivate})
+		Checks: checks, Logger: log, Unavailable: postgres.IsUnavailable, DenyPrivateWebhooks: !cfg.Webhooks.AllowPrivate, Pprof: cfg.Pprof})
 	stopMetrics, err := serveMetrics(cfg, log, h)
 	if err != nil {
 		return err
@@ -127,7 +127,7 @@ func work(ctx context.Context, cfg *config, log *slog.Logger) error {
 		log.Info("no --amqp-url: consuming the outbox straight from postgres")
 		publisher = &worker.Local{Processor: proc}
 	}
-	h := omshttp.New(omshttp.Options{Metrics: m, Checks: checks, Logger: log})
+	h := omshttp.New(omshttp.Options{Metrics: m, Checks: checks, Logger: log, Pprof: cfg.Pprof})
 	return listenAndServe(ctx, cfg, log, h, nil, func(ctx context.Context) error {
 		if cfg.BackupURL != "" {
 			go func() {

@@ -21,8 +21,10 @@ type config struct {
 	Listen string
 	// MetricsListen serves /metrics (and the probes) apart from the API; empty serves no metrics.
 	MetricsListen string
-	AdminToken    string
-	DatabaseURL   string
+	// Pprof serves Go's profiles beside the metrics.
+	Pprof       bool
+	AdminToken  string
+	DatabaseURL string
 	// DBCAFile is the database server's CA (PEM); validate makes DatabaseURL verify against it.
 	DBCAFile string
 	// DBCells (OMS_DB_CELLS) is parsed by validate into Cells; DefaultCell is where new accounts go.

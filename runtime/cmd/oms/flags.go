@@ -66,6 +66,9 @@ var (
 	optMetricsListen = option{"metrics-listen", "OMS_METRICS_LISTEN", "127.0.0.1:9090",
 		"listen address of /metrics (and /healthz, /readyz), apart from the API, which serves no metrics; empty serves none",
 		func(c *config) any { return &c.MetricsListen }}
+	optPprof = option{"pprof", "OMS_PPROF", false,
+		"serve Go's profiles (/debug/pprof/) beside /metrics (serve: --metrics-listen; worker: its port), for profiling; off as deployed",
+		func(c *config) any { return &c.Pprof }}
 	optShutdownGrace = option{"shutdown-grace", "OMS_SHUTDOWN_GRACE", 25 * time.Second,
 		"on SIGTERM, the longest wait for in-flight work before exiting", func(c *config) any { return &c.ShutdownGrace }}
 	optDrainDelay = option{"drain-delay", "OMS_DRAIN_DELAY", 5 * time.Second,

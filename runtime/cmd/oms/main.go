@@ -43,12 +43,12 @@ func commands() []command {
 	return []command{
 		{name: "serve", short: "Run the HTTP API",
 			options: concat(databaseOptions, redisOptions, httpOptions("127.0.0.1:8080"),
-				[]option{optMetricsListen, optAdminToken, optWebhookAllowPrivate}),
+				[]option{optMetricsListen, optPprof, optAdminToken, optWebhookAllowPrivate}),
 			run: func(ctx context.Context, cfg *config, log *slog.Logger, _ io.Writer) error {
 				return serve(ctx, cfg, log)
 			}},
 		{name: "worker", short: "Relay the outbox, process events and send webhooks",
-			options: concat(databaseOptions, redisOptions, httpOptions("127.0.0.1:8081"), []option{optAMQPURL, optConcurrency},
+			options: concat(databaseOptions, redisOptions, httpOptions("127.0.0.1:8081"), []option{optAMQPURL, optConcurrency, optPprof},
 				webhookOptions, []option{optWebhookAllowPrivate, optWatchBackups}),
 			run: func(ctx context.Context, cfg *config, log *slog.Logger, _ io.Writer) error {
 				return work(ctx, cfg, log)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,6 +39,7 @@ type options struct {
 	standby      bool
 	omsBin       string
 	jsonOut      string
+	profile      string
 }
 
 func main() {
@@ -52,6 +54,7 @@ func main() {
 	flag.BoolVar(&o.standby, "standby", false, "add a synchronous streaming standby (every commit waits for it)")
 	flag.StringVar(&o.omsBin, "oms-bin", "", "oms binary (default: go build ./cmd/oms)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the JSON result to this file")
+	flag.StringVar(&o.profile, "profile", "", "write each phase's CPU profiles of oms serve and worker and PostgreSQL's top statements to this directory")
 	flag.Parse()
 	if err := o.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "omsbench:", err)
@@ -135,8 +138,12 @@ func run(ctx context.Context, o options) error {
 	defer os.RemoveAll(dir)
 
 	say("starting PostgreSQL (standby=%v), Redis + Sentinel, RabbitMQ", o.standby)
+	settings := map[string]string{"max_connections": "300", "shared_buffers": "512MB"}
+	if o.profile != "" {
+		maps.Copy(settings, pgProfileSettings)
+	}
 	pg, err := localenv.StartPostgres(ctx, localenv.PostgresOptions{Dir: filepath.Join(dir, "pg"), Standby: o.standby, Logger: log,
-		Settings: map[string]string{"max_connections": "300", "shared_buffers": "512MB"}})
+		Settings: settings})
 	if err != nil {
 		return err
 	}
@@ -187,6 +194,9 @@ func run(ctx context.Context, o options) error {
 		"OMS_AMQP_URL="+rmq.URL(), "OMS_REDIS_SENTINELS="+strings.Join(rds.SentinelAddrs(), ","), "OMS_REDIS_MASTER="+rds.MasterName(),
 		"OMS_REDIS_PASSWORD="+rds.Password(), "OMS_REDIS_SENTINEL_PASSWORD="+rds.Password(), "OMS_DRAIN_DELAY=0s", "OMS_LOG_LEVEL=warn", "OMS_MAX_CONNS_PER_ACCOUNT=32",
 		"OMS_METRICS_LISTEN=127.0.0.1:0") // serve's default metrics port may be taken
+	if o.profile != "" {
+		env = append(env, "OMS_PPROF=true")
+	}
 	migrate := exec.CommandContext(ctx, bin, "migrate")
 	migrate.Env = env
 	if out, err := migrate.CombinedOutput(); err != nil {
@@ -214,12 +224,28 @@ func run(ctx context.Context, o options) error {
 	for _, g := range cpu.groups {
 		rep.cpuGroupNames = append(rep.cpuGroupNames, g.name)
 	}
-	phase := func(name string, run func() error) error {
+	var prof *profiler
+	if o.profile != "" {
+		if prof, err = newProfiler(ctx, o.profile, pg, map[string]*process{"serve": api, "worker": wrk}); err != nil {
+			return err
+		}
+	}
+	// phase measures run, which takes about d (the length of the profiles with -profile).
+	phase := func(name string, d time.Duration, run func() error) error {
+		if prof != nil {
+			if err := prof.begin(ctx, name, d); err != nil {
+				return err
+			}
+		}
 		cpu.begin()
 		err := run()
 		rep.CPUSplit = append(rep.CPUSplit, cpu.end(name))
+		if prof != nil && err == nil {
+			err = prof.end(ctx, name)
+		}
 		return err
 	}
+	batchTime := time.Duration(o.lines/200_000+1) * time.Second
 
 	c := &client{base: "http://" + api.addr, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 5 * time.Minute}}
 	var acct struct{ APIKey string }
@@ -237,26 +263,26 @@ func run(ctx context.Context, o options) error {
 
 	say("inventory batch of %d new lines through the API", o.lines)
 	var newRate float64
-	if err := phase("inventory batch, new lines", func() (err error) { newRate, err = inventoryBatch(ctx, c, o, 0); return err }); err != nil {
+	if err := phase("inventory batch, new lines", batchTime, func() (err error) { newRate, err = inventoryBatch(ctx, c, o, 0); return err }); err != nil {
 		return err
 	}
 	rep.add("inventory batch, new lines (CSV, API)", newRate, "lines/s", "raw COPY", copyRate, "rows/s", true)
 	say("inventory batch of the same %d lines, every quantity changed", o.lines)
 	var reloadRate float64
-	if err := phase("inventory batch, reload", func() (err error) { reloadRate, err = inventoryBatch(ctx, c, o, 1); return err }); err != nil {
+	if err := phase("inventory batch, reload", batchTime, func() (err error) { reloadRate, err = inventoryBatch(ctx, c, o, 1); return err }); err != nil {
 		return err
 	}
 	rep.add("inventory batch, reload, every line changed", reloadRate, "lines/s", "raw COPY", copyRate, "rows/s", true)
 
 	say("availability at %d clients: the query on PostgreSQL, then the API (cached mix, then all misses)", o.clients)
 	var sql, hit, miss latency
-	if err := phase("availability, SQL baseline", func() (err error) { sql, err = availabilitySQL(ctx, pg, o); return err }); err != nil {
+	if err := phase("availability, SQL baseline", o.duration, func() (err error) { sql, err = availabilitySQL(ctx, pg, o); return err }); err != nil {
 		return err
 	}
-	if err := phase("availability, cached mix", func() (err error) { hit, err = availabilityAPI(ctx, c, o, false); return err }); err != nil {
+	if err := phase("availability, cached mix", o.duration, func() (err error) { hit, err = availabilityAPI(ctx, c, o, false); return err }); err != nil {
 		return err
 	}
-	if err := phase("availability, cache misses", func() (err error) { miss, err = availabilityAPI(ctx, c, o, true); return err }); err != nil {
+	if err := phase("availability, cache misses", o.duration, func() (err error) { miss, err = availabilityAPI(ctx, c, o, true); return err }); err != nil {
 		return err
 	}
 	const onPG = "same query on PostgreSQL"
@@ -270,7 +296,7 @@ func run(ctx context.Context, o options) error {
 	say("orders for %s at %d clients, worker allocating alongside", o.duration, o.orderClients)
 	var created int
 	var createdRate, e2eRate float64
-	if err := phase("orders, created and allocated", func() (err error) {
+	if err := phase("orders, created and allocated", o.duration, func() (err error) {
 		created, createdRate, e2eRate, err = orders(ctx, c, o)
 		return err
 	}); err != nil {
@@ -294,6 +320,9 @@ func run(ctx context.Context, o options) error {
 	rep.add("restore (oms restore: verify, pg_restore, count, switch)", br.restore, "MB/s", "pg_restore", br.pgRestore, "MB/s", true)
 
 	rep.Seconds = time.Since(rep.Started).Seconds()
+	if o.profile != "" {
+		say("profiles in %s: go tool pprof -top <file>.pprof; PostgreSQL's statements in <file>.pg.txt", o.profile)
+	}
 	printTable(os.Stdout, rep)
 	printCPU(os.Stdout, rep)
 	b, err := json.MarshalIndent(rep, "", "  ")

@@ -14,8 +14,10 @@ import (
 
 // process is an oms subcommand running as a child process.
 type process struct {
-	cmd      *exec.Cmd
-	addr     string
+	cmd  *exec.Cmd
+	addr string
+	// opsAddr serves /metrics (and, with OMS_PPROF, Go's profiles): serve's --metrics-listen, else addr.
+	opsAddr  string
 	stopOnce sync.Once
 }
 
@@ -30,7 +32,7 @@ func startProcess(ctx context.Context, bin string, env []string, sub string) (*p
 		return nil, err
 	}
 	p := &process{cmd: cmd}
-	addrc := make(chan string, 1)
+	addrc, opsc := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -38,8 +40,11 @@ func startProcess(ctx context.Context, bin string, env []string, sub string) (*p
 				Msg, Addr, Level string
 			}
 			if json.Unmarshal(sc.Bytes(), &rec) == nil {
-				if rec.Msg == "listening" {
+				switch rec.Msg {
+				case "listening":
 					addrc <- rec.Addr
+				case "metrics listening": // logged before "listening"
+					opsc <- rec.Addr
 				}
 				if rec.Level == "WARN" || rec.Level == "ERROR" {
 					fmt.Fprintf(os.Stderr, "  oms %s: %s\n", sub, sc.Bytes())
@@ -49,6 +54,11 @@ func startProcess(ctx context.Context, bin string, env []string, sub string) (*p
 	}()
 	select {
 	case p.addr = <-addrc:
+		select {
+		case p.opsAddr = <-opsc:
+		default:
+			p.opsAddr = p.addr
+		}
 		return p, nil
 	case <-time.After(60 * time.Second):
 		p.stop()
