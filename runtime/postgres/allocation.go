@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	oms "github.com/omscloud/omscloud/runtime"
 )
@@ -73,13 +74,6 @@ func (x *execution) allocate(ctx context.Context, a *oms.AllocateAction) error {
 // remaining lists the order's lines not covered by active fulfilments, in SKU
 // order, and the locations of its released (rejected) fulfilments.
 func (x *execution) remaining(ctx context.Context) ([]oms.Item, []int64, error) {
-	if err := x.flush(ctx); err != nil {
-		return nil, nil, err
-	}
-	rows, err := x.tx.Query(ctx, `SELECT location_id, stock, items FROM fulfilments WHERE order_id = $1`, x.order.id)
-	if err != nil {
-		return nil, nil, err
-	}
 	covered := map[string]int64{}
 	var excluded []int64
 	var (
@@ -87,7 +81,7 @@ func (x *execution) remaining(ctx context.Context) ([]oms.Item, []int64, error) 
 		stock string
 		items []byte
 	)
-	_, err = pgx.ForEachRow(rows, []any{&loc, &stock, &items}, func() error {
+	err := x.query(ctx, []any{&loc, &stock, &items}, func() error {
 		if stock == oms.StockReleased {
 			excluded = append(excluded, loc)
 			return nil
@@ -100,7 +94,7 @@ func (x *execution) remaining(ctx context.Context) ([]oms.Item, []int64, error) 
 			covered[it.SKU] += it.Qty
 		}
 		return nil
-	})
+	}, `SELECT location_id, stock, items FROM fulfilments WHERE order_id = $1`, x.order.id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -129,16 +123,6 @@ func (x *execution) candidates(ctx context.Context, need []oms.Item, excluded []
 	if excluded == nil {
 		excluded = []int64{}
 	}
-	if err := x.flush(ctx); err != nil {
-		return nil, nil, err
-	}
-	rows, err := x.tx.Query(ctx, `SELECT l.id, l.ref, l.lat, l.lon, s.sku, s.on_hand - s.reserved
-		FROM stock s JOIN locations l ON l.id = s.location_id
-		WHERE s.sku = ANY($1) AND s.on_hand > s.reserved AND l.id <> ALL($2) AND ($3::text IS NULL OR l.ref = $3)`,
-		skus, excluded, only)
-	if err != nil {
-		return nil, nil, err
-	}
 	var (
 		candidates    []oms.AllocationCandidate
 		ids           = map[string]int64{}
@@ -151,7 +135,7 @@ func (x *execution) candidates(ctx context.Context, need []oms.Item, excluded []
 		haveAddress   = addr != nil && addr.Lat != nil && addr.Lon != nil
 		roundedMetres = func(km float64) float64 { return math.Round(km*1000) / 1000 }
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &ref, &lat, &lon, &sku, &available}, func() error {
+	err := x.query(ctx, []any{&id, &ref, &lat, &lon, &sku, &available}, func() error {
 		i, seen := index[id]
 		if !seen {
 			c := oms.AllocationCandidate{Location: ref, Available: map[string]int64{}}
@@ -164,7 +148,10 @@ func (x *execution) candidates(ctx context.Context, need []oms.Item, excluded []
 		}
 		candidates[i].Available[sku] = available
 		return nil
-	})
+	}, `SELECT l.id, l.ref, l.lat, l.lon, s.sku, s.on_hand - s.reserved
+		FROM stock s JOIN locations l ON l.id = s.location_id
+		WHERE s.sku = ANY($1) AND s.on_hand > s.reserved AND l.id <> ALL($2) AND ($3::text IS NULL OR l.ref = $3)`,
+		skus, excluded, only)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -192,25 +179,50 @@ func (x *execution) reserve(ctx context.Context, plan []oms.PlannedFulfilment, i
 		}
 		return int(a.loc - b.loc)
 	})
-	if err := x.flush(ctx); err != nil {
-		return false, err
+	// The queued writes, a savepoint and every line's UPDATE go in one round trip, run in this order. A line that
+	// does not fit rolls back to the savepoint, which also releases the rows the later lines locked.
+	b := x.batch
+	x.batch = nil
+	if b == nil {
+		b = &pgx.Batch{}
 	}
-	sp, err := x.tx.Begin(ctx)
+	writes := b.Len()
+	b.Queue(`SAVEPOINT reserve`)
+	for _, l := range lines {
+		b.Queue(`UPDATE stock SET reserved = reserved + $3, updated_at = now()
+			WHERE sku = $1 AND location_id = $2 AND on_hand - reserved >= $3`, l.sku, l.loc, l.qty)
+	}
+	br := x.tx.SendBatch(ctx, b)
+	err := execAll(br, writes+1)
+	fits := true
+	for range lines {
+		if err != nil {
+			break
+		}
+		var tag pgconn.CommandTag
+		tag, err = br.Exec()
+		fits = fits && tag.RowsAffected() == 1
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return false, err
 	}
-	for _, l := range lines {
-		tag, err := sp.Exec(ctx, `UPDATE stock SET reserved = reserved + $3, updated_at = now()
-			WHERE sku = $1 AND location_id = $2 AND on_hand - reserved >= $3`, l.sku, l.loc, l.qty)
-		if err != nil {
-			_ = sp.Rollback(ctx)
-			return false, err
-		}
-		if tag.RowsAffected() == 0 {
-			return false, sp.Rollback(ctx)
-		}
+	if !fits {
+		return false, x.tx.SendBatch(ctx, rollbackReserve()).Close()
 	}
-	return true, sp.Commit(ctx)
+	x.queue(`RELEASE SAVEPOINT reserve`) // with the writes that record the plan
+	return true, nil
+}
+
+// rollbackReserve undoes a reservation that did not fit and ends its savepoint (a new batch each time: sending
+// one records the statements' descriptions in it).
+func rollbackReserve() *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue(`ROLLBACK TO SAVEPOINT reserve`)
+	b.Queue(`RELEASE SAVEPOINT reserve`)
+	return b
 }
 
 // singleLocation is the order's allocatedLocation: the one location all its

@@ -258,7 +258,7 @@ func (x *execution) event(entity, typ string, data any) error {
 	return nil
 }
 
-// flush sends the queued writes; call it before every read.
+// flush sends the queued writes; call it before every read (or read with query).
 func (x *execution) flush(ctx context.Context) error {
 	if x.batch == nil || x.batch.Len() == 0 {
 		return nil
@@ -266,6 +266,40 @@ func (x *execution) flush(ctx context.Context) error {
 	b := x.batch
 	x.batch = nil
 	return x.tx.SendBatch(ctx, b).Close()
+}
+
+// query sends the queued writes and then sql in one round trip, and reads sql's rows with each (pgx.ForEachRow's
+// scans). The statements run in the order queued, so a read sees the writes before it.
+func (x *execution) query(ctx context.Context, scans []any, each func() error, sql string, args ...any) error {
+	b := x.batch
+	x.batch = nil
+	if b == nil {
+		b = &pgx.Batch{}
+	}
+	writes := b.Len()
+	b.Queue(sql, args...)
+	br := x.tx.SendBatch(ctx, b)
+	err := execAll(br, writes)
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			_, err = pgx.ForEachRow(rows, scans, each)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// execAll reads the results of the next n statements of a batch, stopping at the first error.
+func execAll(br pgx.BatchResults, n int) error {
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // because adds what caused a step to its event data.

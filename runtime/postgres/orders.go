@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -68,48 +69,7 @@ func (s *Store) CreateOrder(ctx context.Context, key string, r *oms.OrderRequest
 	items, _ := json.Marshal(r.Items)
 	delivery, _ := json.Marshal(r.Delivery)
 
-	var (
-		order    *oms.Order
-		replayed bool
-	)
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if o, err := s.replay(ctx, tx, key, hash[:]); err != nil || o != nil {
-			order, replayed = o, o != nil
-			return err
-		}
-		if err := checkOrderRefs(ctx, tx, r); err != nil {
-			return err
-		}
-		id := newUUID()
-		// ON CONFLICT waits for a concurrent insert of the same key to commit;
-		// then no row comes back and the committed order is replayed. A trigger
-		// gives the order the latest version of the workflow for its delivery type.
-		row := tx.QueryRow(ctx, `WITH o AS (
-				INSERT INTO orders (id, ref, status, items, delivery, idempotency_key, request_hash)
-				VALUES ($1, $2, 'CREATED', $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING
-				RETURNING *)
-			SELECT `+orderColumns+` FROM o LEFT JOIN locations l ON l.id = o.location_id`,
-			id, r.Ref, items, delivery, key, hash[:])
-		o, err := scanOrder(row)
-		if errors.Is(err, pgx.ErrNoRows) {
-			o, err := s.replay(ctx, tx, key, hash[:])
-			order, replayed = o, true
-			return err
-		}
-		switch pgCode(err) {
-		case "23505":
-			return oms.Errorf(oms.ECONFLICT, "ref", "an order with ref %q already exists", r.Ref)
-		case "23502": // workflow IS NULL
-			return oms.Errorf(oms.ECONFLICT, "delivery.type", "no workflow runs %s orders in this account: PUT /v1/workflows/{name} with appliesTo.deliveryType %s",
-				r.Delivery.Type, r.Delivery.Type)
-		}
-		if err != nil {
-			return err
-		}
-		order = o
-		_, err = appendEvent(ctx, tx, "order:"+o.ID, oms.EventOrderCreated, o)
-		return err
-	})
+	order, replayed, err := s.createOrder(ctx, key, hash[:], r, items, delivery)
 	if err != nil {
 		var oe *oms.Error
 		if errors.As(err, &oe) {
@@ -120,11 +80,103 @@ func (s *Store) CreateOrder(ctx context.Context, key string, r *oms.OrderRequest
 	return order, replayed, nil
 }
 
+// insertOrderSQL inserts an order ($1 id, $2 ref, $3 items, $4 delivery, $5 key, $6 request hash) and returns it.
+// ON CONFLICT waits for a concurrent insert of the same key to commit; then no row comes back and the committed
+// order is replayed. A trigger gives the order the latest version of the workflow for its delivery type.
+const insertOrderSQL = `WITH o AS (
+		INSERT INTO orders (id, ref, status, items, delivery, idempotency_key, request_hash)
+		VALUES ($1, $2, 'CREATED', $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING
+		RETURNING *)
+	SELECT ` + orderColumns + ` FROM o LEFT JOIN locations l ON l.id = o.location_id`
+
+// createOrder writes the order and its order.created event in one transaction of two round trips: BEGIN, the
+// reference checks and the insert go together, then the event and COMMIT. A failed check rolls the insert back; a
+// key already used replays what it recorded, which wins over the checks as it did when the replay came first.
+func (s *Store) createOrder(ctx context.Context, key string, hash []byte, r *oms.OrderRequest, items, delivery []byte) (*oms.Order, bool, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	// A connection released inside a transaction (an error before COMMIT or ROLLBACK) is closed by the pool.
+	defer conn.Release()
+	rollback := func(err error) (*oms.Order, bool, error) {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		return nil, false, err
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	checkRefs := queueOrderRefs(b, r)
+	b.Queue(insertOrderSQL, newUUID(), r.Ref, items, delivery, key, hash)
+	br := conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return rollback(err)
+	}
+	refsErr := checkRefs(br)
+	o, err := scanOrder(br.QueryRow())
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	var oe *oms.Error
+	if refsErr != nil && !errors.As(refsErr, &oe) {
+		return rollback(refsErr)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		o, err := s.replay(ctx, conn, key, hash)
+		if err != nil {
+			return rollback(err)
+		}
+		_, err = conn.Exec(ctx, "COMMIT") // nothing was written
+		return o, true, err
+	}
+	if refsErr != nil {
+		return rollback(refsErr)
+	}
+	switch pgCode(err) {
+	case "23505":
+		return rollback(oms.Errorf(oms.ECONFLICT, "ref", "an order with ref %q already exists", r.Ref))
+	case "23502": // workflow IS NULL
+		return rollback(oms.Errorf(oms.ECONFLICT, "delivery.type", "no workflow runs %s orders in this account: PUT /v1/workflows/{name} with appliesTo.deliveryType %s",
+			r.Delivery.Type, r.Delivery.Type))
+	}
+	if err != nil {
+		return rollback(err)
+	}
+	data, err := json.Marshal(o)
+	if err != nil {
+		return rollback(fmt.Errorf("encode event %s: %w", oms.EventOrderCreated, err))
+	}
+	b = &pgx.Batch{}
+	b.Queue(insertEventSQL, newUUID(), "order:"+o.ID, oms.EventOrderCreated, data, oms.MatchingEventPatterns(oms.EventOrderCreated))
+	b.Queue("COMMIT")
+	br = conn.SendBatch(ctx, b)
+	var seq int64
+	var at time.Time
+	err = br.QueryRow().Scan(&seq, &at)
+	if err != nil {
+		err = fmt.Errorf("append event %s: %w", oms.EventOrderCreated, err)
+	} else {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return rollback(err)
+	}
+	return o, false, nil
+}
+
+// querier is what reads a row: a transaction, or a connection inside one.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // replay returns the order recorded under key, nil if none, or ECONFLICT if
 // the key was used for a different request.
-func (s *Store) replay(ctx context.Context, tx pgx.Tx, key string, hash []byte) (*oms.Order, error) {
+func (s *Store) replay(ctx context.Context, q querier, key string, hash []byte) (*oms.Order, error) {
 	var stored []byte
-	o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+`, o.request_hash FROM orders o
+	o, err := scanOrder(q.QueryRow(ctx, `SELECT `+orderColumns+`, o.request_hash FROM orders o
 		LEFT JOIN locations l ON l.id = o.location_id WHERE o.idempotency_key = $1`, key), &stored)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
@@ -138,45 +190,57 @@ func (s *Store) replay(ctx context.Context, tx pgx.Tx, key string, hash []byte) 
 	return o, nil
 }
 
-// checkOrderRefs rejects SKUs no location stocks and a CC location that is not a store.
-func checkOrderRefs(ctx context.Context, tx pgx.Tx, r *oms.OrderRequest) error {
+// queueOrderRefs queues the checks that reject SKUs no location stocks and a CC location that is not a store, and
+// returns what reads their results from the batch: an *oms.Error for a bad reference.
+func queueOrderRefs(b *pgx.Batch, r *oms.OrderRequest) func(pgx.BatchResults) error {
 	skus := make([]string, len(r.Items))
 	for i, it := range r.Items {
 		skus[i] = it.SKU
 	}
-	rows, err := tx.Query(ctx, `SELECT DISTINCT sku FROM stock WHERE sku = ANY($1)`, skus)
-	if err != nil {
-		return err
+	b.Queue(`SELECT DISTINCT sku FROM stock WHERE sku = ANY($1)`, skus)
+	cc := r.Delivery.Type == oms.DeliveryCC
+	if cc {
+		b.Queue(`SELECT type FROM locations WHERE ref = $1`, r.Delivery.Location)
 	}
-	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	if len(known) < len(skus) {
-		set := make(map[string]bool, len(known))
-		for _, k := range known {
-			set[k] = true
-		}
-		for i, sku := range skus {
-			if !set[sku] {
-				return oms.Invalid(fmt.Sprintf("items[%d].sku", i), "unknown SKU %q: no location has a stock record for it", sku)
-			}
-		}
-	}
-	if r.Delivery.Type == oms.DeliveryCC {
-		var typ string
-		err := tx.QueryRow(ctx, `SELECT type FROM locations WHERE ref = $1`, r.Delivery.Location).Scan(&typ)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return oms.Invalid("delivery.location", "unknown location %q", r.Delivery.Location)
-		}
+	return func(br pgx.BatchResults) error {
+		rows, err := br.Query()
 		if err != nil {
 			return err
 		}
-		if typ != oms.LocationStore {
+		known, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		var bad error
+		if len(known) < len(skus) {
+			set := make(map[string]bool, len(known))
+			for _, k := range known {
+				set[k] = true
+			}
+			for i, sku := range skus {
+				if !set[sku] {
+					bad = oms.Invalid(fmt.Sprintf("items[%d].sku", i), "unknown SKU %q: no location has a stock record for it", sku)
+					break
+				}
+			}
+		}
+		if !cc {
+			return bad
+		}
+		var typ string
+		err = br.QueryRow().Scan(&typ)
+		switch {
+		case bad != nil:
+			return bad
+		case errors.Is(err, pgx.ErrNoRows):
+			return oms.Invalid("delivery.location", "unknown location %q", r.Delivery.Location)
+		case err != nil:
+			return err
+		case typ != oms.LocationStore:
 			return oms.Invalid("delivery.location", "%q is a %s: click & collect needs a store", r.Delivery.Location, typ)
 		}
+		return nil
 	}
-	return nil
 }
 
 // Order implements oms.OrderService.

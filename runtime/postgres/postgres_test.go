@@ -182,6 +182,70 @@ func TestAllocationPicksNearestCompleteLocationAndCancelReleases(t *testing.T) {
 	assert.Equal(t, []string{oms.EventOrderCreated, oms.EventWorkflowRuleApplied, oms.EventOrderAllocated, oms.EventOrderCancelled}, types)
 }
 
+// TestMultiLineReservationsAreAllOrNothing: an order's lines are reserved together, and a line that no longer fits
+// when its turn comes undoes the lines reserved before it. Two SKUs with little stock at one location each, orders
+// wanting both from 10 goroutines at once: every allocated order holds both lines, a waiting order holds none, and
+// no SKU is reserved beyond its stock.
+func TestMultiLineReservationsAreAllOrNothing(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "wh-1", oms.LocationWarehouse, 52.0, 4.0)
+	load(t, s, "sku,location,on_hand\nA,wh-1,40\nB,wh-1,25\n")
+	var events []*oms.Event
+	for i := range 60 {
+		// A wants 1 or 2; B wants 1: B runs out first for most orders, A first for some.
+		o, _, err := s.CreateOrder(ctx, fmt.Sprintf("key-%d", i), hd(fmt.Sprintf("o-%d", i), 51, 4,
+			oms.Item{SKU: "A", Qty: int64(1 + i%2)}, oms.Item{SKU: "B", Qty: 1}))
+		require.NoError(t, err)
+		events = append(events, createdEvent(t, s, "acme", o.ID))
+	}
+	var wg sync.WaitGroup
+	work := make(chan *oms.Event)
+	for range 10 {
+		wg.Go(func() {
+			for e := range work {
+				_, err := s.ApplyEvent(ctx, e)
+				assert.NoError(t, err)
+			}
+		})
+	}
+	for _, e := range events {
+		work <- e
+	}
+	close(work)
+	wg.Wait()
+
+	rows, err := s.Pool().Query(ctx, `SELECT o.status, count(r.sku), coalesce(sum(r.qty) FILTER (WHERE r.sku = 'A'), 0)
+		FROM orders o LEFT JOIN reservations r ON r.order_id = o.id GROUP BY o.id, o.status`)
+	require.NoError(t, err)
+	allocated := 0
+	var reservedA int64
+	for rows.Next() {
+		var status string
+		var lines, a int64
+		require.NoError(t, rows.Scan(&status, &lines, &a))
+		switch status {
+		case oms.StatusAllocated:
+			allocated++
+			assert.EqualValues(t, 2, lines, "an allocated order holds both lines")
+		case oms.StatusPendingStock:
+			assert.EqualValues(t, 0, lines, "a waiting order holds nothing")
+		default:
+			t.Errorf("order in status %s", status)
+		}
+		reservedA += a
+	}
+	require.NoError(t, rows.Err())
+	var stockA, stockB int64
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT sum(reserved) FILTER (WHERE sku = 'A'), sum(reserved) FILTER (WHERE sku = 'B') FROM stock`).Scan(&stockA, &stockB))
+	assert.Equal(t, reservedA, stockA, "stock.reserved of A is what the reservations hold")
+	assert.EqualValues(t, allocated, stockB, "one B per allocated order")
+	assert.LessOrEqual(t, stockA, int64(40))
+	assert.LessOrEqual(t, stockB, int64(25))
+	assert.GreaterOrEqual(t, allocated, 20, "most of B went out")
+}
+
 func TestCreateOrderIdempotencyAndValidation(t *testing.T) {
 	reg, _ := omstest.Registry(t, nil)
 	s := newAccount(t, reg, "acme")

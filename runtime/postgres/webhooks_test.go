@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -246,28 +245,5 @@ func BenchmarkAppendEventZeroWebhooks(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// BenchmarkCreateOrderZeroWebhooks is the whole order create path of an account without webhooks.
-func BenchmarkCreateOrderZeroWebhooks(b *testing.B) {
-	reg, _ := omstest.Registry(b, nil)
-	ctx := context.Background()
-	_, err := reg.CreateAccount(ctx, &oms.Account{ID: "bench", Name: "Bench"})
-	require.NoError(b, err)
-	st, err := reg.Store(ctx, "bench")
-	require.NoError(b, err)
-	s := st.(*postgres.Store)
-	lat, lon := 52.0, 4.0
-	_, err = s.PutLocation(ctx, &oms.Location{Ref: "st-1", Name: "st", Type: oms.LocationStore, Lat: &lat, Lon: &lon})
-	require.NoError(b, err)
-	_, err = s.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader("sku,location,on_hand\nA,st-1,1000000\n")))
-	require.NoError(b, err)
-	for i := 0; b.Loop(); i++ {
-		req := &oms.OrderRequest{Ref: fmt.Sprintf("o-%d", i), Items: []oms.Item{{SKU: "A", Qty: 1}},
-			Delivery: oms.Delivery{Type: oms.DeliveryCC, Location: "st-1"}}
-		if _, _, err := s.CreateOrder(ctx, fmt.Sprintf("k-%d", i), req); err != nil {
-			b.Fatal(err)
-		}
 	}
 }
