@@ -135,12 +135,25 @@ func (s *Store) LoadInventory(ctx context.Context, r oms.LineReader) (*oms.Batch
 		// by plain statements: about 1.3x the lines/s of INSERT ... ON CONFLICT for
 		// 1M new or changed lines (omsbench). The location check on the inserted
 		// rows runs once per statement (migration 004), not once per row.
+		//
+		// k locks the rows to change, before u changes them, in the order reserve
+		// and releaseReservations lock stock rows (sku bytewise, location_id), so
+		// the merge cannot deadlock with them: u alone locks rows in whatever order
+		// its join meets them (the database's collation, the physical order of
+		// stock, hash batches). The sort runs before the locks ("ORDER BY is
+		// applied first", https://www.postgresql.org/docs/15/sql-select.html#SQL-FOR-UPDATE-SHARE),
+		// and FOR NO KEY UPDATE is the lock the UPDATE takes. A row changed since
+		// the statement's snapshot (a release that consumes) is locked in its latest
+		// version and k's condition checked again; u then updates that version.
 		err = tx.QueryRow(ctx, `WITH m AS MATERIALIZED (
 				SELECT DISTINCT ON (st.sku, l.id) st.sku, l.id AS location_id, st.on_hand
 				FROM inventory_staging st JOIN locations l ON l.ref = st.location
 				ORDER BY st.sku, l.id, st.line DESC),
-			u AS (UPDATE stock s SET on_hand = m.on_hand, updated_at = now() FROM m
-				WHERE s.sku = m.sku AND s.location_id = m.location_id AND s.on_hand <> m.on_hand RETURNING 1),
+			k AS MATERIALIZED (SELECT s.sku, s.location_id, m.on_hand FROM stock s
+				JOIN m ON s.sku = m.sku AND s.location_id = m.location_id WHERE s.on_hand <> m.on_hand
+				ORDER BY s.sku COLLATE "C", s.location_id FOR NO KEY UPDATE OF s),
+			u AS (UPDATE stock s SET on_hand = k.on_hand, updated_at = now() FROM k
+				WHERE s.sku = k.sku AND s.location_id = k.location_id AND s.on_hand <> k.on_hand RETURNING 1),
 			i AS (INSERT INTO stock (sku, location_id, on_hand) SELECT m.sku, m.location_id, m.on_hand FROM m
 				WHERE NOT EXISTS (SELECT 1 FROM stock s WHERE s.sku = m.sku AND s.location_id = m.location_id) RETURNING 1)
 			SELECT (SELECT count(*) FROM u) + (SELECT count(*) FROM i)`).Scan(&changed)
