@@ -99,6 +99,7 @@ type execution struct {
 	stockChanged bool
 	created      []string // entities of the fulfilments created
 	batch        *pgx.Batch
+	events       []pendingEvent
 }
 
 // runWorkflow applies an order or fulfilment event: the first rule of the
@@ -248,18 +249,60 @@ func (x *execution) queue(sql string, args ...any) {
 	x.batch.Queue(sql, args...)
 }
 
-// event queues an event for the log, the outbox and matching webhooks.
+// event records an event for the log, the outbox and matching webhooks. Nothing an execution reads depends on its
+// own events, so they wait for the next flush and go in one statement (the rule that ran, the fulfilment and the
+// outcome of an allocation; every order a stock event wakes), in the order recorded.
 func (x *execution) event(entity, typ string, data any) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", typ, err)
 	}
-	x.queue(insertEventSQL, newUUID(), entity, typ, b, oms.MatchingEventPatterns(typ))
+	x.events = append(x.events, pendingEvent{id: newUUID(), entity: entity, typ: typ, data: string(b)})
 	return nil
 }
 
-// flush sends the queued writes; call it before every read (or read with query).
+// pendingEvent is an event recorded and not yet written.
+type pendingEvent struct{ id, entity, typ, data string }
+
+// insertEventsSQL is insertEventSQL for several events: $1-$4 their ids, entities, types and data (JSON text), in
+// the order their seqs follow; $5 and $6 pair each event's number (from 1) with a pattern that matches its type.
+const insertEventsSQL = `WITH v AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+		WITH ORDINALITY AS v(id, entity, type, data, n)),
+	e AS (INSERT INTO events (id, entity, type, data) SELECT id, entity, type, data::jsonb FROM v ORDER BY n
+		RETURNING id, seq, created_at),
+	d AS (INSERT INTO webhook_deliveries (webhook_id, event_seq)
+		SELECT w.id, e.seq FROM e JOIN v USING (id) JOIN webhooks w ON w.enabled
+			AND w.events && ARRAY(SELECT p.pattern FROM unnest($5::int[], $6::text[]) AS p(n, pattern) WHERE p.n = v.n))
+	INSERT INTO outbox (event_seq, created_at) SELECT seq, created_at FROM e`
+
+// queueEvents queues the recorded events' write.
+func (x *execution) queueEvents() {
+	switch len(x.events) {
+	case 0:
+		return
+	case 1:
+		e := x.events[0]
+		x.queue(insertEventSQL, e.id, e.entity, e.typ, []byte(e.data), oms.MatchingEventPatterns(e.typ))
+	default:
+		n := len(x.events)
+		ids, entities, types, data := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		var nums []int32
+		var patterns []string
+		for i, e := range x.events {
+			ids[i], entities[i], types[i], data[i] = e.id, e.entity, e.typ, e.data
+			for _, p := range oms.MatchingEventPatterns(e.typ) {
+				nums, patterns = append(nums, int32(i+1)), append(patterns, p)
+			}
+		}
+		x.queue(insertEventsSQL, ids, entities, types, data, nums, patterns)
+	}
+	x.events = nil
+}
+
+// flush sends the queued writes and the recorded events; call it before every read (or read with query) that
+// needs them, and last.
 func (x *execution) flush(ctx context.Context) error {
+	x.queueEvents()
 	if x.batch == nil || x.batch.Len() == 0 {
 		return nil
 	}
@@ -269,7 +312,7 @@ func (x *execution) flush(ctx context.Context) error {
 }
 
 // query sends the queued writes and then sql in one round trip, and reads sql's rows with each (pgx.ForEachRow's
-// scans). The statements run in the order queued, so a read sees the writes before it.
+// scans). The statements run in the order queued, so a read sees the writes before it; recorded events wait.
 func (x *execution) query(ctx context.Context, scans []any, each func() error, sql string, args ...any) error {
 	b := x.batch
 	x.batch = nil

@@ -247,3 +247,62 @@ func BenchmarkAppendEventZeroWebhooks(b *testing.B) {
 		})
 	}
 }
+
+// TestAWorkflowWritesItsEventsInOrderWithTheirOutboxRowsAndDeliveries: the events one rule records (here an
+// allocation's: the rule that ran, the fulfilment, the outcome) are written together in one statement; each keeps
+// its place in the log, its outbox row and exactly the deliveries its own type matches.
+func TestAWorkflowWritesItsEventsInOrderWithTheirOutboxRowsAndDeliveries(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "wh-1", oms.LocationWarehouse, 52.0, 4.0)
+	load(t, s, "sku,location,on_hand\nA,wh-1,5\n")
+	putHook(t, s, "exact", true, "order.allocated")
+	putHook(t, s, "fulfilments", true, "fulfilment.*")
+	putHook(t, s, "all", true, "*")
+	var relayed []*oms.Event
+	relay := func() {
+		relayed = nil
+		_, err := s.RelayOutbox(ctx, 100, func(_ context.Context, es []*oms.Event) error { relayed = es; return nil })
+		require.NoError(t, err)
+	}
+	relay() // the location's and the inventory's events
+	o, _, err := s.CreateOrder(ctx, "k", hd("o", 52, 4, oms.Item{SKU: "A", Qty: 1}))
+	require.NoError(t, err)
+	created := createdEvent(t, s, "acme", o.ID)
+	relay()
+	require.Len(t, relayed, 1)
+	ok, err := s.ApplyEvent(ctx, created)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	evs, err := s.Events(ctx, oms.EventFilter{After: created.Seq, Limit: 10})
+	require.NoError(t, err)
+	var types []string
+	for i, e := range evs {
+		types = append(types, e.Type)
+		if i > 0 {
+			assert.Greater(t, e.Seq, evs[i-1].Seq)
+		}
+	}
+	require.Equal(t, []string{oms.EventWorkflowRuleApplied, oms.EventFulfilmentCreated, oms.EventOrderAllocated}, types)
+	relay()
+	assert.Equal(t, evs, relayed, "every event has its outbox row, with its own data")
+
+	bySeq := map[int64]string{}
+	for _, e := range append(evs, created) {
+		bySeq[e.Seq] = e.Type
+	}
+	for hook, want := range map[string][]string{
+		"exact":       {oms.EventOrderAllocated},
+		"fulfilments": {oms.EventFulfilmentCreated},
+		"all":         {oms.EventOrderAllocated, oms.EventFulfilmentCreated, oms.EventWorkflowRuleApplied, oms.EventOrderCreated},
+	} {
+		var got []string
+		for _, d := range hookDeliveries(t, s, hook, oms.DeliveryFilter{}) {
+			assert.Equal(t, bySeq[d.EventSeq], d.EventType, "%s: the delivery names its own event", hook)
+			got = append(got, d.EventType)
+		}
+		assert.Equal(t, want, got, "%s: newest first", hook)
+	}
+}

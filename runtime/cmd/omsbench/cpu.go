@@ -111,4 +111,8 @@ func printCPU(w io.Writer, r *report) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\npeak RSS: oms serve %.0f MB, oms worker %.0f MB\n", r.PeakRSSMB["serve"], r.PeakRSSMB["worker"])
+	if c := r.PostgreSQLCPUms; c != nil && c["pgbenchTx"] > 0 {
+		fmt.Fprintf(w, "PostgreSQL CPU: %.2f ms per order (created and allocated), %.2f ms per pgbench -N transaction: an order is %.1f of them\n",
+			c["order"], c["pgbenchTx"], c["order"]/c["pgbenchTx"])
+	}
 }

@@ -26,26 +26,53 @@ import (
 	"github.com/omscloud/omscloud/runtime/localenv"
 )
 
-var tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+var (
+	tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	txRe  = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
+)
 
-func pgbench(ctx context.Context, pg *localenv.Postgres, d time.Duration) (float64, error) {
+// pgbenchResult is the baseline's rate and what PostgreSQL spent on each of its transactions.
+type pgbenchResult struct {
+	tps float64
+	// pgCPUPerTx is PostgreSQL's CPU seconds over the run divided by the transactions it committed.
+	pgCPUPerTx float64
+}
+
+func pgbench(ctx context.Context, pg *localenv.Postgres, d time.Duration) (pgbenchResult, error) {
 	bin := pg.BinDir() + "/pgbench"
 	if err := exec.CommandContext(ctx, pg.BinDir()+"/psql", pg.PrimaryURL("postgres"), "-qc", "CREATE DATABASE pgbench").Run(); err != nil {
-		return 0, fmt.Errorf("create pgbench database: %w", err)
+		return pgbenchResult{}, fmt.Errorf("create pgbench database: %w", err)
 	}
 	url := pg.PrimaryURL("pgbench")
 	if out, err := exec.CommandContext(ctx, bin, "-i", "-s", "10", "-q", url).CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("pgbench -i: %v\n%s", err, out)
+		return pgbenchResult{}, fmt.Errorf("pgbench -i: %v\n%s", err, out)
 	}
+	pgCPU := func() (s float64) {
+		for _, pid := range pg.Processes() {
+			s += procCPU(pid)
+		}
+		return s
+	}
+	before := pgCPU()
 	out, err := exec.CommandContext(ctx, bin, "-N", "-c", "8", "-j", "2", "-T", strconv.Itoa(int(d.Seconds())), url).CombinedOutput()
+	time.Sleep(300 * time.Millisecond) // pgbench's backends exit with it: their CPU counts once the postmaster reaps them
+	cpu := pgCPU() - before
 	if err != nil {
-		return 0, fmt.Errorf("pgbench: %v\n%s", err, out)
+		return pgbenchResult{}, fmt.Errorf("pgbench: %v\n%s", err, out)
 	}
-	m := tpsRe.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("no tps in pgbench output:\n%s", out)
+	m, n := tpsRe.FindSubmatch(out), txRe.FindSubmatch(out)
+	if m == nil || n == nil {
+		return pgbenchResult{}, fmt.Errorf("no tps or transaction count in pgbench output:\n%s", out)
 	}
-	return strconv.ParseFloat(string(m[1]), 64)
+	tps, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		return pgbenchResult{}, err
+	}
+	txs, err := strconv.ParseFloat(string(n[1]), 64)
+	if err != nil || txs == 0 {
+		return pgbenchResult{}, fmt.Errorf("pgbench processed %q transactions", n[1])
+	}
+	return pgbenchResult{tps: tps, pgCPUPerTx: cpu / txs}, nil
 }
 
 // line returns inventory line i of batch generation gen: SKUs × locations, quantities that leave every SKU

@@ -113,9 +113,12 @@ type report struct {
 	Phase     string    `json:"phase"`
 	Results   []result  `json:"results"`
 	// CPUSplit is each timed phase's CPU seconds per process group; PeakRSSMB is serve's and worker's VmHWM.
-	CPUSplit      []cpuSplit         `json:"cpuSplit"`
-	PeakRSSMB     map[string]float64 `json:"peakRSSMB"`
-	cpuGroupNames []string
+	CPUSplit  []cpuSplit         `json:"cpuSplit"`
+	PeakRSSMB map[string]float64 `json:"peakRSSMB"`
+	// PostgreSQLCPUms is PostgreSQL's CPU milliseconds per pgbench -N transaction and per order (created and
+	// allocated): how many baseline transactions' worth of database work one order is.
+	PostgreSQLCPUms map[string]float64 `json:"postgresCPUms"`
+	cpuGroupNames   []string
 }
 
 func (r *report) add(figure string, v float64, unit, baseline string, base float64, baseUnit string, higherIsBetter bool) {
@@ -176,10 +179,11 @@ func run(ctx context.Context, o options) error {
 	}
 
 	say("baseline: pgbench -N -c 8 -j 2 -T %s", o.duration)
-	tps, err := pgbench(ctx, pg, o.duration)
+	pgb, err := pgbench(ctx, pg, o.duration)
 	if err != nil {
 		return err
 	}
+	tps := pgb.tps
 	say("baseline: raw COPY of %d lines", o.lines)
 	copyRate, err := rawCopy(ctx, pg, o)
 	if err != nil {
@@ -304,6 +308,10 @@ func run(ctx context.Context, o options) error {
 	}
 	rep.PeakRSSMB = map[string]float64{"serve": peakRSSMB(api.cmd.Process.Pid), "worker": peakRSSMB(wrk.cmd.Process.Pid)}
 	rep.Orders = created
+	if created > 0 {
+		last := rep.CPUSplit[len(rep.CPUSplit)-1]
+		rep.PostgreSQLCPUms = map[string]float64{"pgbenchTx": 1000 * pgb.pgCPUPerTx, "order": 1000 * last.CPU["PostgreSQL"] / float64(created)}
+	}
 	rep.add("orders created/s (POST /v1/orders, 201)", createdRate, "orders/s", "pgbench -N -c 8 -j 2", tps, "tx/s", true)
 	rep.add("orders allocated/s end to end (create → relay → RabbitMQ → reserve)", e2eRate, "orders/s", "pgbench -N -c 8 -j 2", tps, "tx/s", true)
 
