@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -34,3 +35,10 @@ func SetMaxWake(t interface{ Cleanup(func()) }, n int) {
 
 // RelayOutboxSQL is the relay's batch query ($1: the batch size).
 const RelayOutboxSQL = relayOutboxSQL
+
+// SetRelayFullScanEvery changes how often the relay reads the outbox from its start, for the test's duration.
+func SetRelayFullScanEvery(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := relayFullScanEvery
+	relayFullScanEvery = d
+	t.Cleanup(func() { relayFullScanEvery = old })
+}

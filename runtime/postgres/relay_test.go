@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	oms "github.com/omscloud/omscloud/runtime"
@@ -36,7 +38,7 @@ func TestRelayReadsOnlyItsBatch(t *testing.T) {
 
 	const batch = 200
 	var plan []byte
-	require.NoError(t, s.Pool().QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+postgres.RelayOutboxSQL, batch).Scan(&plan))
+	require.NoError(t, s.Pool().QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+postgres.RelayOutboxSQL, batch, 0).Scan(&plan))
 	var nodes []struct{ Plan planNode }
 	require.NoError(t, json.Unmarshal(plan, &nodes))
 	read := nodes[0].Plan.rowsFrom("events")
@@ -64,4 +66,36 @@ func (p planNode) rowsFrom(table string) float64 {
 		n += c.rowsFrom(table)
 	}
 	return n
+}
+
+// TestTheRelayFindsAnEventCommittedBelowItsCursor: an event whose transaction commits after later events were
+// relayed lies below the relay's cursor; the next read from the start relays it.
+func TestTheRelayFindsAnEventCommittedBelowItsCursor(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "relay")
+	ctx := context.Background()
+	postgres.SetRelayFullScanEvery(t, time.Hour)
+	relay := func() []string {
+		var types []string
+		_, err := s.RelayOutbox(ctx, 200, func(_ context.Context, es []*oms.Event) error {
+			for _, e := range es {
+				types = append(types, e.Type)
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		return types
+	}
+	relay() // from the start: nothing yet
+	slow, err := s.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer slow.Rollback(ctx)
+	_, err = postgres.AppendEvent(ctx, slow, "order:x", oms.EventOrderCancelled, map[string]string{})
+	require.NoError(t, err)
+	appendIn(t, s, oms.EventOrderCreated, false)
+	assert.Equal(t, []string{oms.EventOrderCreated}, relay())
+	require.NoError(t, slow.Commit(ctx))
+	assert.Empty(t, relay(), "below the cursor, until the next read from the start")
+	postgres.SetRelayFullScanEvery(t, 0)
+	assert.Equal(t, []string{oms.EventOrderCancelled}, relay())
 }

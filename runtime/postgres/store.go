@@ -19,6 +19,7 @@ type Store struct {
 	log       *slog.Logger
 	workflows workflowCache
 	runs      runs
+	relay     relayCursor
 }
 
 var _ oms.Store = (*Store)(nil)
