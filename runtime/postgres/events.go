@@ -269,10 +269,16 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func(context
 	if err != nil {
 		return 0, fmt.Errorf("relay outbox of %s: %w", s.account, err)
 	}
-	if after == 0 {
+	switch {
+	case after > 0:
+		s.relay.after = max(s.relay.after, last)
+	case n > 0:
+		// From the start the batch is the oldest rows: the cursor follows them down, past a straggler or below
+		// seqs a restore in place took back (its counter restarts at the dump's).
+		s.relay.after, s.relay.lastFull = last, started
+	default:
 		s.relay.lastFull = started
 	}
-	s.relay.after = max(s.relay.after, last)
 	return n, nil
 }
 

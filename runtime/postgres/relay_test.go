@@ -99,3 +99,33 @@ func TestTheRelayFindsAnEventCommittedBelowItsCursor(t *testing.T) {
 	postgres.SetRelayFullScanEvery(t, 0)
 	assert.Equal(t, []string{oms.EventOrderCancelled}, relay())
 }
+
+// TestTheRelayFollowsSeqsARestoreTookBack: a restore in place gives the account the dump's events, whose counter
+// restarts below what the relay had reached; the next read from the start brings the cursor down to them, and the
+// reads above it find the new events again.
+func TestTheRelayFollowsSeqsARestoreTookBack(t *testing.T) {
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "relay")
+	ctx := context.Background()
+	postgres.SetRelayFullScanEvery(t, time.Hour)
+	relay := func() int {
+		n, err := s.RelayOutbox(ctx, 200, func(context.Context, []*oms.Event) error { return nil })
+		require.NoError(t, err)
+		return n
+	}
+	for range 20 {
+		appendIn(t, s, oms.EventOrderCreated, false)
+	}
+	require.Equal(t, 20, relay())
+	// What the restore leaves: the log as of 5 events ago, its counter where the dump had it.
+	_, err := s.Pool().Exec(ctx, `DELETE FROM events WHERE seq > (SELECT max(seq) - 5 FROM events);
+		SELECT setval(pg_get_serial_sequence('events', 'seq'), (SELECT max(seq) FROM events))`)
+	require.NoError(t, err)
+	appendIn(t, s, oms.EventOrderCreated, false)
+	assert.Equal(t, 0, relay(), "below the cursor, until the next read from the start")
+	postgres.SetRelayFullScanEvery(t, 0)
+	assert.Equal(t, 1, relay())
+	postgres.SetRelayFullScanEvery(t, time.Hour)
+	appendIn(t, s, oms.EventOrderCreated, false)
+	assert.Equal(t, 1, relay(), "above the cursor again")
+}
