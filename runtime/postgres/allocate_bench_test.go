@@ -8,12 +8,11 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/stretchr/testify/require"
 
 	oms "github.com/omscloud/omscloud/runtime"
 	"github.com/omscloud/omscloud/runtime/internal/omstest"
+	"github.com/omscloud/omscloud/runtime/postgres"
 )
 
 // BenchmarkAllocateOne times the worker's handling of order.created alone (the default HD workflow:
@@ -23,22 +22,16 @@ import (
 func BenchmarkAllocateOne(b *testing.B) {
 	reg, _ := omstest.Registry(b, nil)
 	ctx := context.Background()
-	_, err := reg.CreateAccount(ctx, &oms.Account{ID: "bench", Name: "B"})
-	require.NoError(b, err)
-	st, err := reg.Store(ctx, "bench")
-	require.NoError(b, err)
+	st := newAccount(b, reg, "bench")
 	var csv strings.Builder
 	csv.WriteString("sku,location,on_hand\n")
 	for l := range 10 {
-		lat, lon := 50+float64(l)*0.1, 4.0
-		_, err := st.PutLocation(ctx, &oms.Location{Ref: fmt.Sprintf("l%d", l), Name: "L", Type: "warehouse", Lat: &lat, Lon: &lon})
-		require.NoError(b, err)
+		putLocation(b, st, fmt.Sprintf("l%d", l), oms.LocationWarehouse, 50+float64(l)*0.1, 4.0)
 		for s := range 50 {
 			fmt.Fprintf(&csv, "S%d,l%d,1000000\n", s, l)
 		}
 	}
-	_, err = st.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader(csv.String())))
-	require.NoError(b, err)
+	load(b, st, csv.String())
 	lat, lon := 50.5, 4.0
 	var evs []*oms.Event
 	for i := range b.N {
@@ -66,20 +59,15 @@ func BenchmarkAllocateOne(b *testing.B) {
 func BenchmarkCreateOrder(b *testing.B) {
 	reg, _ := omstest.Registry(b, nil)
 	ctx := context.Background()
-	_, err := reg.CreateAccount(ctx, &oms.Account{ID: "bench", Name: "B"})
-	require.NoError(b, err)
-	st, err := reg.Store(ctx, "bench")
-	require.NoError(b, err)
+	st := newAccount(b, reg, "bench")
 	lat, lon := 50.0, 4.0
-	_, err = st.PutLocation(ctx, &oms.Location{Ref: "l0", Name: "L", Type: "warehouse", Lat: &lat, Lon: &lon})
-	require.NoError(b, err)
+	putLocation(b, st, "l0", oms.LocationWarehouse, lat, lon)
 	var csv strings.Builder
 	csv.WriteString("sku,location,on_hand\n")
 	for s := range 50 {
 		fmt.Fprintf(&csv, "S%d,l0,1000000\n", s)
 	}
-	_, err = st.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader(csv.String())))
-	require.NoError(b, err)
+	load(b, st, csv.String())
 	walBefore := walLSN(b, st)
 	var next atomic.Int64
 	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
@@ -101,9 +89,9 @@ func BenchmarkCreateOrder(b *testing.B) {
 }
 
 // walLSN is the server's current WAL position in bytes.
-func walLSN(b *testing.B, st oms.Store) int64 {
+func walLSN(b *testing.B, st *postgres.Store) int64 {
 	var lsn int64
-	require.NoError(b, st.(interface{ Pool() *pgxpool.Pool }).Pool().QueryRow(context.Background(),
+	require.NoError(b, st.Pool().QueryRow(context.Background(),
 		`SELECT pg_current_wal_lsn() - '0/0'`).Scan(&lsn))
 	return lsn
 }

@@ -181,12 +181,7 @@ func (x *execution) reserve(ctx context.Context, plan []oms.PlannedFulfilment, i
 	})
 	// The queued writes, a savepoint and every line's UPDATE go in one round trip, run in this order. A line that
 	// does not fit rolls back to the savepoint, which also releases the rows the later lines locked.
-	b := x.batch
-	x.batch = nil
-	if b == nil {
-		b = &pgx.Batch{}
-	}
-	writes := b.Len()
+	b, writes := x.take()
 	b.Queue(`SAVEPOINT reserve`)
 	for _, l := range lines {
 		b.Queue(`UPDATE stock SET reserved = reserved + $3, updated_at = now()

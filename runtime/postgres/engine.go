@@ -314,12 +314,7 @@ func (x *execution) flush(ctx context.Context) error {
 // query sends the queued writes and then sql in one round trip, and reads sql's rows with each (pgx.ForEachRow's
 // scans). The statements run in the order queued, so a read sees the writes before it; recorded events wait.
 func (x *execution) query(ctx context.Context, scans []any, each func() error, sql string, args ...any) error {
-	b := x.batch
-	x.batch = nil
-	if b == nil {
-		b = &pgx.Batch{}
-	}
-	writes := b.Len()
+	b, writes := x.take()
 	b.Queue(sql, args...)
 	br := x.tx.SendBatch(ctx, b)
 	err := execAll(br, writes)
@@ -333,6 +328,16 @@ func (x *execution) query(ctx context.Context, scans []any, each func() error, s
 		err = cerr
 	}
 	return err
+}
+
+// take hands over the queued writes as the start of a batch that goes next, and how many they are.
+func (x *execution) take() (*pgx.Batch, int) {
+	b := x.batch
+	x.batch = nil
+	if b == nil {
+		b = &pgx.Batch{}
+	}
+	return b, b.Len()
 }
 
 // execAll reads the results of the next n statements of a batch, stopping at the first error.

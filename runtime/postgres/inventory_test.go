@@ -159,15 +159,9 @@ func BenchmarkLoadInventory(b *testing.B) {
 	}
 	setup := func(b *testing.B) oms.InventoryService {
 		reg, _ := omstest.Registry(b, nil)
-		ctx := context.Background()
-		_, err := reg.CreateAccount(ctx, &oms.Account{ID: "bench", Name: "B"})
-		require.NoError(b, err)
-		st, err := reg.Store(ctx, "bench")
-		require.NoError(b, err)
+		st := newAccount(b, reg, "bench")
 		for l := range locations {
-			lat, lon := 50+float64(l)*0.1, 4.0
-			_, err := st.PutLocation(ctx, &oms.Location{Ref: fmt.Sprintf("l%d", l), Name: "L", Type: "warehouse", Lat: &lat, Lon: &lon})
-			require.NoError(b, err)
+			putLocation(b, st, fmt.Sprintf("l%d", l), oms.LocationWarehouse, 50+float64(l)*0.1, 4.0)
 		}
 		return st
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 
 func ptr(f float64) *float64 { return &f }
 
-func newAccount(t *testing.T, reg *postgres.Registry, id string) *postgres.Store {
+func newAccount(t testing.TB, reg *postgres.Registry, id string) *postgres.Store {
 	t.Helper()
 	ctx := context.Background()
 	key, err := reg.CreateAccount(ctx, &oms.Account{ID: id, Name: "Test " + id})
@@ -38,13 +39,39 @@ func newAccount(t *testing.T, reg *postgres.Registry, id string) *postgres.Store
 	return s.(*postgres.Store)
 }
 
-func putLocation(t *testing.T, s *postgres.Store, ref, typ string, lat, lon float64) {
+// applyConcurrently applies events from 10 goroutines at once, as a worker's consumers do, and returns how many
+// applied (the rest were seen before).
+func applyConcurrently(t *testing.T, s *postgres.Store, events []*oms.Event) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var applied atomic.Int64
+	work := make(chan *oms.Event)
+	for range 10 {
+		wg.Go(func() {
+			for e := range work {
+				ok, err := s.ApplyEvent(context.Background(), e)
+				assert.NoError(t, err)
+				if ok {
+					applied.Add(1)
+				}
+			}
+		})
+	}
+	for _, e := range events {
+		work <- e
+	}
+	close(work)
+	wg.Wait()
+	return int(applied.Load())
+}
+
+func putLocation(t testing.TB, s *postgres.Store, ref, typ string, lat, lon float64) {
 	t.Helper()
 	_, err := s.PutLocation(context.Background(), &oms.Location{Ref: ref, Name: ref, Type: typ, Lat: ptr(lat), Lon: ptr(lon)})
 	require.NoError(t, err)
 }
 
-func load(t *testing.T, s *postgres.Store, csv string) *oms.BatchResult {
+func load(t testing.TB, s *postgres.Store, csv string) *oms.BatchResult {
 	t.Helper()
 	res, err := s.LoadInventory(context.Background(), oms.NewCSVReader(strings.NewReader(csv)))
 	require.NoError(t, err)
@@ -82,28 +109,7 @@ func TestReservationsNeverOversellUnderConcurrencyAndRedelivery(t *testing.T) {
 		events = append(events, createdEvent(t, s, "acme", o.ID))
 	}
 	// Every event delivered twice, from 10 goroutines at once.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	applied := 0
-	work := make(chan *oms.Event)
-	for range 10 {
-		wg.Go(func() {
-			for e := range work {
-				ok, err := s.ApplyEvent(ctx, e)
-				assert.NoError(t, err)
-				if ok {
-					mu.Lock()
-					applied++
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for _, e := range append(append([]*oms.Event{}, events...), events...) {
-		work <- e
-	}
-	close(work)
-	wg.Wait()
+	applied := applyConcurrently(t, s, append(append([]*oms.Event{}, events...), events...))
 	assert.Equal(t, 100, applied, "each event applied exactly once")
 
 	var reserved, resRows int64
@@ -200,21 +206,7 @@ func TestMultiLineReservationsAreAllOrNothing(t *testing.T) {
 		require.NoError(t, err)
 		events = append(events, createdEvent(t, s, "acme", o.ID))
 	}
-	var wg sync.WaitGroup
-	work := make(chan *oms.Event)
-	for range 10 {
-		wg.Go(func() {
-			for e := range work {
-				_, err := s.ApplyEvent(ctx, e)
-				assert.NoError(t, err)
-			}
-		})
-	}
-	for _, e := range events {
-		work <- e
-	}
-	close(work)
-	wg.Wait()
+	applyConcurrently(t, s, events)
 
 	rows, err := s.Pool().Query(ctx, `SELECT o.status, count(r.sku), coalesce(sum(r.qty) FILTER (WHERE r.sku = 'A'), 0)
 		FROM orders o LEFT JOIN reservations r ON r.order_id = o.id GROUP BY o.id, o.status`)

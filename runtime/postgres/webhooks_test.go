@@ -216,11 +216,7 @@ func TestClaimLeasesRecordLogsAndRedeliverStartsANewRound(t *testing.T) {
 func BenchmarkAppendEventZeroWebhooks(b *testing.B) {
 	reg, _ := omstest.Registry(b, nil)
 	ctx := context.Background()
-	_, err := reg.CreateAccount(ctx, &oms.Account{ID: "bench", Name: "Bench"})
-	require.NoError(b, err)
-	st, err := reg.Store(ctx, "bench")
-	require.NoError(b, err)
-	s := st.(*postgres.Store)
+	s := newAccount(b, reg, "bench")
 	data := []byte(`{"id":"x","status":"CREATED"}`)
 	before := func(tx pgx.Tx, i int) error {
 		var seq int64

@@ -47,16 +47,11 @@ func pgbench(ctx context.Context, pg *localenv.Postgres, d time.Duration) (pgben
 	if out, err := exec.CommandContext(ctx, bin, "-i", "-s", "10", "-q", url).CombinedOutput(); err != nil {
 		return pgbenchResult{}, fmt.Errorf("pgbench -i: %v\n%s", err, out)
 	}
-	pgCPU := func() (s float64) {
-		for _, pid := range pg.Processes() {
-			s += procCPU(pid)
-		}
-		return s
-	}
-	before := pgCPU()
+	meter := &cpuMeter{groups: cpuGroups{{"PostgreSQL", pg.Processes}}}
+	meter.begin()
 	out, err := exec.CommandContext(ctx, bin, "-N", "-c", "8", "-j", "2", "-T", strconv.Itoa(int(d.Seconds())), url).CombinedOutput()
 	time.Sleep(300 * time.Millisecond) // pgbench's backends exit with it: their CPU counts once the postmaster reaps them
-	cpu := pgCPU() - before
+	cpu := meter.end("pgbench").CPU["PostgreSQL"]
 	if err != nil {
 		return pgbenchResult{}, fmt.Errorf("pgbench: %v\n%s", err, out)
 	}
