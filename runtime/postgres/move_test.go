@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -313,4 +314,18 @@ func TestMoveIntoTheStacksProvisionedDatabase(t *testing.T) {
 	created, err := s2.(*postgres.Store).PutLocation(ctx, &oms.Location{Ref: "wh-1", Name: "wh-1", Type: oms.LocationWarehouse, Lat: ptr(52), Lon: ptr(4)})
 	require.NoError(t, err, "the account works on the target, with the target's password from the registry")
 	assert.False(t, created, "its location came along")
+}
+
+// A connection refused because its database is gone is what a pool meets when an account move finishes between its
+// look at the registry and the server's answer: the caller retries (and its next connect sees the new cell). The
+// same code from a statement is not a reason to retry.
+func TestAConnectToADroppedDatabaseIsRetried(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(omstest.ControlDB(t))
+	require.NoError(t, err)
+	cfg.Database = "dropped_by_a_move"
+	_, err = pgx.ConnectConfig(ctx, cfg)
+	require.Error(t, err)
+	assert.True(t, postgres.IsUnavailable(err), "%v", err)
+	assert.False(t, postgres.IsUnavailable(&pgconn.PgError{Code: "3D000"}))
 }

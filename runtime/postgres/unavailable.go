@@ -22,6 +22,7 @@ func IsUnavailable(err error) bool {
 		return true
 	}
 	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
 	if errors.As(err, &pe) {
 		switch {
 		case strings.HasPrefix(pe.Code, "08"): // connection exception
@@ -36,10 +37,13 @@ func IsUnavailable(err error) bool {
 			return true // closed for an account move's pause (MoveAccount)
 		case pe.Code == "40P01", pe.Code == "40001": // lost a deadlock or a serialization race: retry
 			return true
+		case pe.Code == "3D000" && errors.As(err, &ce):
+			// The database went while a connection to it was being opened: an account move finished between the
+			// pool's look at the registry (BeforeConnect) and the server's answer. The next attempt looks again.
+			return true
 		}
 		return false
 	}
-	var ce *pgconn.ConnectError
 	var ne net.Error
 	return errors.As(err, &ce) || errors.As(err, &ne) || pgconn.SafeToRetry(err) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
