@@ -573,3 +573,28 @@ func TestAdoptRefusesWhatIsNotProvisionedOrAWrongPassword(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, accounts, "a failed adoption leaves no registration behind")
 }
+
+// TestSessionsNameTheProcess: every session of a registry carries its ApplicationName, so pg_stat_activity tells
+// serve's sessions from the worker's (omsbench splits PostgreSQL's CPU by it); a name in the URL wins.
+func TestSessionsNameTheProcess(t *testing.T) {
+	ctx := context.Background()
+	url := omstest.ControlDB(t)
+	t.Cleanup(func() { omstest.DropAccounts(t, url) })
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	for id, tc := range map[string]struct{ url, want string }{
+		"named":  {url, "oms worker"},
+		"custom": {url + sep + "application_name=ops", "ops"},
+	} {
+		reg, err := postgres.Open(ctx, postgres.Options{URL: tc.url, ApplicationName: "oms worker"})
+		require.NoError(t, err)
+		require.NoError(t, reg.Migrate(ctx))
+		var got string
+		err = newAccount(t, reg, id).Pool().QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&got)
+		reg.Close()
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, got, id)
+	}
+}

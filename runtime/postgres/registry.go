@@ -50,7 +50,10 @@ type Options struct {
 	Cells Cells
 	// DefaultCell is the cell of an account created without one (default MainCell).
 	DefaultCell string
-	Logger      *slog.Logger
+	// ApplicationName is every connection's application_name (pg_stat_activity, the server's logs), unless the URL
+	// sets one: which process holds a session, a lock or the CPU ("oms serve", "oms worker").
+	ApplicationName string
+	Logger          *slog.Logger
 }
 
 var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,23}$`)
@@ -108,6 +111,7 @@ func Open(ctx context.Context, opts Options) (*Registry, error) {
 	if err := opts.Cells.invalid("default-cell", opts.DefaultCell); err != nil {
 		return nil, err
 	}
+	named(cfg, opts.ApplicationName)
 	base := cfg.Copy()
 	control, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -154,6 +158,7 @@ func (r *Registry) admin(ctx context.Context, cell string) (*pgxpool.Pool, error
 	if err != nil {
 		return nil, oms.Invalid("database-url", "not a valid PostgreSQL URL")
 	}
+	named(cfg, r.opts.ApplicationName)
 	cfg.MaxConns, cfg.MinConns = 2, 0
 	p, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -182,9 +187,17 @@ func (r *Registry) accountConfig(cell, db, role, password string) (*pgxpool.Conf
 		if cfg, err = pgxpool.ParseConfig(u); err != nil {
 			return nil, oms.Invalid("database-url", "not a valid PostgreSQL URL")
 		}
+		named(cfg, r.opts.ApplicationName)
 	}
 	cfg.ConnConfig.Database, cfg.ConnConfig.User, cfg.ConnConfig.Password = db, role, password
 	return cfg, nil
+}
+
+// named sets a pool's application_name to name, unless its URL set one.
+func named(cfg *pgxpool.Config, name string) {
+	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; name != "" && !set {
+		cfg.ConnConfig.RuntimeParams["application_name"] = name
+	}
 }
 
 // cellOf is the registered cell of an account; ENOTFOUND if it is not registered.

@@ -27,7 +27,8 @@ import (
 func openRegistry(ctx context.Context, cfg *config, log *slog.Logger, cache oms.Cache) (*postgres.Registry, error) {
 	log.Info("connecting to postgres", "url", redactURL(cfg.DatabaseURL))
 	reg, err := postgres.Open(ctx, postgres.Options{URL: cfg.DatabaseURL, NamePrefix: cfg.AccountDBPrefix,
-		MaxConnsPerAccount: int32(cfg.MaxConns), Cells: cfg.Cells, DefaultCell: cfg.DefaultCell, Cache: cache, Logger: log})
+		MaxConnsPerAccount: int32(cfg.MaxConns), Cells: cfg.Cells, DefaultCell: cfg.DefaultCell, Cache: cache, Logger: log,
+		ApplicationName: "oms " + cfg.command})
 	if err != nil {
 		return nil, err
 	}

@@ -58,6 +58,8 @@ type config struct {
 	AccountName           string
 	DevDir                string
 	Webhooks              webhookConfig
+	// command is the oms command this config runs, as validate knows it ("serve", "worker").
+	command string
 	// Backup and restore.
 	Tier        string
 	BackupURL   string

@@ -163,6 +163,7 @@ func newCommand(c command, use string, stdout io.Writer, getenv func(string) str
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			applyEnvironment(cmd.Flags(), cfg, c.options, getenv)
+			cfg.command = c.name
 			if c.preset != nil {
 				c.preset(cfg)
 			}
