@@ -192,3 +192,44 @@ func BenchmarkLoadInventory(b *testing.B) {
 		run(b, st, func(i int) []byte { return batch("S", i+1) })
 	})
 }
+
+// A reload that changes every line rewrites each stock row on its own page (a HOT update: no new index entry), and
+// so does a reservation: stock keeps half of each page free for it (migration 008).
+func TestStockRowsAreUpdatedInPlace(t *testing.T) {
+	const skus = 2000
+	reg, _ := omstest.Registry(t, nil)
+	s := newAccount(t, reg, "acme")
+	ctx := context.Background()
+	putLocation(t, s, "wh", oms.LocationWarehouse, 52, 4)
+	batch := func(qty int) string {
+		var csv strings.Builder
+		csv.WriteString("sku,location,on_hand\n")
+		for i := range skus {
+			fmt.Fprintf(&csv, "sku-%05d,wh,%d\n", i, qty)
+		}
+		return csv.String()
+	}
+	pages := func() map[string]string {
+		rows, err := s.Pool().Query(ctx, `SELECT sku, (ctid::text::point)[0]::text FROM stock`)
+		require.NoError(t, err)
+		out := map[string]string{}
+		var sku, page string
+		_, err = pgx.ForEachRow(rows, []any{&sku, &page}, func() error { out[sku] = page; return nil })
+		require.NoError(t, err)
+		return out
+	}
+	assert.EqualValues(t, skus, load(t, s, batch(10)).Accepted)
+	before := pages()
+	require.Len(t, before, skus)
+	assert.EqualValues(t, skus, load(t, s, batch(20)).Accepted)
+	_, err := s.Pool().Exec(ctx, `UPDATE stock SET reserved = reserved + 1 WHERE sku = 'sku-00000'`)
+	require.NoError(t, err)
+	after := pages()
+	moved := 0
+	for sku, page := range before {
+		if after[sku] != page {
+			moved++
+		}
+	}
+	assert.Zero(t, moved, "of %d stock rows, %d moved to another page when updated", skus, moved)
+}
