@@ -224,7 +224,8 @@ var relayFullScanEvery = time.Second
 // batch); above the last seq relayed it skips them (6 ms, half the time per order). An event whose transaction commits after later
 // ones were relayed lies below the cursor: a read from the start, at least every relayFullScanEvery, finds it.
 // Its seq is drawn just before commit on the hot paths (an order's event goes with COMMIT, a workflow's at its
-// last flush), so such stragglers are rare.
+// last flush), yet under omsbench's order load about 1 event in 70 is such a straggler (with the full reads off,
+// 796 of 53,000 events stayed in the outbox): the read from the start is what delivers them, within a second.
 type relayCursor struct {
 	mu       sync.Mutex
 	after    int64
