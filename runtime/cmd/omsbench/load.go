@@ -36,6 +36,8 @@ type pgbenchResult struct {
 	tps float64
 	// pgCPUPerTx is PostgreSQL's CPU seconds over the run divided by the transactions it committed.
 	pgCPUPerTx float64
+	// cpuPerTx adds pgbench's own CPU: the machine's CPU per transaction, to compare with the phases' CPU per op.
+	cpuPerTx float64
 }
 
 func pgbench(ctx context.Context, pg *localenv.Postgres, d time.Duration) (pgbenchResult, error) {
@@ -47,11 +49,12 @@ func pgbench(ctx context.Context, pg *localenv.Postgres, d time.Duration) (pgben
 	if out, err := exec.CommandContext(ctx, bin, "-i", "-s", "10", "-q", url).CombinedOutput(); err != nil {
 		return pgbenchResult{}, fmt.Errorf("pgbench -i: %v\n%s", err, out)
 	}
-	meter := &cpuMeter{groups: cpuGroups{{"PostgreSQL", pg.Processes}}}
+	// pgbench runs as omsbench's child: its CPU counts in omsbench's own once reaped.
+	meter := &cpuMeter{groups: cpuGroups{{"PostgreSQL", pg.Processes}, {"pgbench", func() []int { return []int{os.Getpid()} }}}}
 	meter.begin()
 	out, err := exec.CommandContext(ctx, bin, "-N", "-c", "8", "-j", "2", "-T", strconv.Itoa(int(d.Seconds())), url).CombinedOutput()
 	time.Sleep(300 * time.Millisecond) // pgbench's backends exit with it: their CPU counts once the postmaster reaps them
-	cpu := meter.end("pgbench").CPU["PostgreSQL"]
+	cpu := meter.end("pgbench", 0)
 	if err != nil {
 		return pgbenchResult{}, fmt.Errorf("pgbench: %v\n%s", err, out)
 	}
@@ -67,7 +70,7 @@ func pgbench(ctx context.Context, pg *localenv.Postgres, d time.Duration) (pgben
 	if err != nil || txs == 0 {
 		return pgbenchResult{}, fmt.Errorf("pgbench processed %q transactions", n[1])
 	}
-	return pgbenchResult{tps: tps, pgCPUPerTx: cpu / txs}, nil
+	return pgbenchResult{tps: tps, pgCPUPerTx: cpu.CPU["PostgreSQL"] / txs, cpuPerTx: (cpu.CPU["PostgreSQL"] + cpu.CPU["pgbench"]) / txs}, nil
 }
 
 // line returns inventory line i of batch generation gen: SKUs × locations, quantities that leave every SKU
@@ -106,6 +109,36 @@ func rawCopy(ctx context.Context, pg *localenv.Postgres, o options) (float64, er
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
+// mergeBound is what one PostgreSQL backend does with rawCopy's lines and nothing else: INSERT ... SELECT into a
+// table keyed like stock, then one UPDATE of every row, in rows/s. A batch is one transaction, so one backend
+// merges it: these bound the inventory figures on this machine, whatever the runtime does around them.
+func mergeBound(ctx context.Context, pg *localenv.Postgres) (insert, update float64, err error) {
+	conn, err := pgx.Connect(ctx, pg.PrimaryURL("pgbench"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close(ctx)
+	timed := func(sql string) (float64, error) {
+		start := time.Now()
+		tag, err := conn.Exec(ctx, sql)
+		if err != nil {
+			return 0, fmt.Errorf("merge bound: %w", err)
+		}
+		return float64(tag.RowsAffected()) / time.Since(start).Seconds(), nil
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE merge_bound (sku text, location text, on_hand bigint, PRIMARY KEY (sku, location))`); err != nil {
+		return 0, 0, err
+	}
+	if insert, err = timed(`INSERT INTO merge_bound SELECT sku, location, on_hand FROM raw_inventory`); err != nil {
+		return 0, 0, err
+	}
+	if update, err = timed(`UPDATE merge_bound SET on_hand = on_hand + 1`); err != nil {
+		return 0, 0, err
+	}
+	_, err = conn.Exec(ctx, `DROP TABLE merge_bound`)
+	return insert, update, err
+}
+
 // inventoryBatch streams generation gen of the lines as one CSV batch through the API.
 func inventoryBatch(ctx context.Context, c *client, o options, gen int) (float64, error) {
 	pr, pw := io.Pipe()
@@ -137,10 +170,11 @@ func inventoryBatch(ctx context.Context, c *client, o options, gen int) (float64
 func skuCount(o options) int { return o.lines / o.locations }
 
 // latency is a timed phase: p50 and p99 in ms, completed requests per second.
-type latency struct{ p50, p99, rate float64 }
+type latency struct{ p50, p99, rate, count float64 }
 
 func summarise(lat []float64, d time.Duration) latency {
-	return latency{p50: percentile(lat, 50), p99: percentile(lat, 99), rate: float64(len(lat)) / d.Seconds()}
+	n := float64(len(lat))
+	return latency{p50: percentile(lat, 50), p99: percentile(lat, 99), rate: n / d.Seconds(), count: n}
 }
 
 // availabilitySQL runs the availability query straight on the account database: the baseline.

@@ -27,6 +27,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/omscloud/omscloud/runtime/localenv"
 )
 
@@ -118,7 +120,14 @@ type report struct {
 	// PostgreSQLCPUms is PostgreSQL's CPU milliseconds per pgbench -N transaction and per order (created and
 	// allocated): how many baseline transactions' worth of database work one order is.
 	PostgreSQLCPUms map[string]float64 `json:"postgresCPUms"`
-	cpuGroupNames   []string
+	// MergeBound is mergeBound's rows/s, beside the batches' lines/s they bound.
+	MergeBound struct {
+		Insert float64 `json:"insertRowsPerSec"`
+		Update float64 `json:"updateRowsPerSec"`
+		// the batches' lines/s, to print beside them
+		newLines, reload float64
+	} `json:"mergeBound"`
+	cpuGroupNames []string
 }
 
 func (r *report) add(figure string, v float64, unit, baseline string, base float64, baseUnit string, higherIsBetter bool) {
@@ -189,6 +198,10 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	say("bound: the same lines inserted into a table keyed like stock, then every row updated, by PostgreSQL alone")
+	if rep.MergeBound.Insert, rep.MergeBound.Update, err = mergeBound(ctx, pg); err != nil {
+		return err
+	}
 
 	// The runtime: serve + worker processes.
 	if err := exec.CommandContext(ctx, pg.BinDir()+"/psql", pg.PrimaryURL("postgres"), "-qc", "CREATE DATABASE oms").Run(); err != nil {
@@ -235,15 +248,16 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	// phase measures run, which takes about d (the length of the profiles with -profile).
-	phase := func(name string, d time.Duration, run func() error) error {
+	// run returns how many operations the phase completed (lines, requests, queries, orders).
+	phase := func(name string, d time.Duration, run func() (float64, error)) error {
 		if prof != nil {
 			if err := prof.begin(ctx, name, d); err != nil {
 				return err
 			}
 		}
 		cpu.begin()
-		err := run()
-		rep.CPUSplit = append(rep.CPUSplit, cpu.end(name))
+		ops, err := run()
+		rep.CPUSplit = append(rep.CPUSplit, cpu.end(name, ops))
 		if prof != nil && err == nil {
 			err = prof.end(ctx, name)
 		}
@@ -267,26 +281,45 @@ func run(ctx context.Context, o options) error {
 
 	say("inventory batch of %d new lines through the API", o.lines)
 	var newRate float64
-	if err := phase("inventory batch, new lines", batchTime, func() (err error) { newRate, err = inventoryBatch(ctx, c, o, 0); return err }); err != nil {
+	if err := phase("inventory batch, new lines", batchTime, func() (_ float64, err error) {
+		newRate, err = inventoryBatch(ctx, c, o, 0)
+		return float64(o.lines), err
+	}); err != nil {
 		return err
 	}
 	rep.add("inventory batch, new lines (CSV, API)", newRate, "lines/s", "raw COPY", copyRate, "rows/s", true)
 	say("inventory batch of the same %d lines, every quantity changed", o.lines)
 	var reloadRate float64
-	if err := phase("inventory batch, reload", batchTime, func() (err error) { reloadRate, err = inventoryBatch(ctx, c, o, 1); return err }); err != nil {
+	if err := phase("inventory batch, reload", batchTime, func() (_ float64, err error) {
+		reloadRate, err = inventoryBatch(ctx, c, o, 1)
+		return float64(o.lines), err
+	}); err != nil {
 		return err
 	}
 	rep.add("inventory batch, reload, every line changed", reloadRate, "lines/s", "raw COPY", copyRate, "rows/s", true)
+	rep.MergeBound.newLines, rep.MergeBound.reload = newRate, reloadRate
 
 	say("availability at %d clients: the query on PostgreSQL, then the API (cached mix, then all misses)", o.clients)
 	var sql, hit, miss latency
-	if err := phase("availability, SQL baseline", o.duration, func() (err error) { sql, err = availabilitySQL(ctx, pg, o); return err }); err != nil {
+	if err := phase("availability, SQL baseline", o.duration, func() (float64, error) {
+		var err error
+		sql, err = availabilitySQL(ctx, pg, o)
+		return sql.count, err
+	}); err != nil {
 		return err
 	}
-	if err := phase("availability, cached mix", o.duration, func() (err error) { hit, err = availabilityAPI(ctx, c, o, false); return err }); err != nil {
+	if err := phase("availability, cached mix", o.duration, func() (float64, error) {
+		var err error
+		hit, err = availabilityAPI(ctx, c, o, false)
+		return hit.count, err
+	}); err != nil {
 		return err
 	}
-	if err := phase("availability, cache misses", o.duration, func() (err error) { miss, err = availabilityAPI(ctx, c, o, true); return err }); err != nil {
+	if err := phase("availability, cache misses", o.duration, func() (float64, error) {
+		var err error
+		miss, err = availabilityAPI(ctx, c, o, true)
+		return miss.count, err
+	}); err != nil {
 		return err
 	}
 	const onPG = "same query on PostgreSQL"
@@ -300,9 +333,23 @@ func run(ctx context.Context, o options) error {
 	say("orders for %s at %d clients, worker allocating alongside", o.duration, o.orderClients)
 	var created int
 	var createdRate, e2eRate float64
-	if err := phase("orders, created and allocated", o.duration, func() (err error) {
-		created, createdRate, e2eRate, err = orders(ctx, c, o)
+	pgConn, err := pgx.Connect(ctx, pg.PrimaryURL("postgres"))
+	if err != nil {
 		return err
+	}
+	defer pgConn.Close(ctx)
+	sessions := &sessionCPU{conn: pgConn}
+	var bySession map[string]float64
+	if err := phase("orders, created and allocated", o.duration, func() (float64, error) {
+		if err := sessions.begin(ctx); err != nil {
+			return 0, err
+		}
+		var err error
+		if created, createdRate, e2eRate, err = orders(ctx, c, o); err != nil {
+			return 0, err
+		}
+		bySession, err = sessions.end(ctx)
+		return float64(created), err
 	}); err != nil {
 		return err
 	}
@@ -310,7 +357,9 @@ func run(ctx context.Context, o options) error {
 	rep.Orders = created
 	if created > 0 {
 		last := rep.CPUSplit[len(rep.CPUSplit)-1]
-		rep.PostgreSQLCPUms = map[string]float64{"pgbenchTx": 1000 * pgb.pgCPUPerTx, "order": 1000 * last.CPU["PostgreSQL"] / float64(created)}
+		perOrder := func(seconds float64) float64 { return 1000 * seconds / float64(created) }
+		rep.PostgreSQLCPUms = map[string]float64{"pgbenchTx": 1000 * pgb.pgCPUPerTx, "pgbenchTxAllProcesses": 1000 * pgb.cpuPerTx, "order": perOrder(last.CPU["PostgreSQL"]),
+			"orderServeSessions": perOrder(bySession["oms serve"]), "orderWorkerSessions": perOrder(bySession["oms worker"])}
 	}
 	rep.add("orders created/s (POST /v1/orders, 201)", createdRate, "orders/s", "pgbench -N -c 8 -j 2", tps, "tx/s", true)
 	rep.add("orders allocated/s end to end (create → relay → RabbitMQ → reserve)", e2eRate, "orders/s", "pgbench -N -c 8 -j 2", tps, "tx/s", true)
