@@ -201,14 +201,6 @@ func TestStockRowsAreUpdatedInPlace(t *testing.T) {
 	s := newAccount(t, reg, "acme")
 	ctx := context.Background()
 	putLocation(t, s, "wh", oms.LocationWarehouse, 52, 4)
-	batch := func(qty int) string {
-		var csv strings.Builder
-		csv.WriteString("sku,location,on_hand\n")
-		for i := range skus {
-			fmt.Fprintf(&csv, "sku-%05d,wh,%d\n", i, qty)
-		}
-		return csv.String()
-	}
 	pages := func() map[string]string {
 		rows, err := s.Pool().Query(ctx, `SELECT sku, (ctid::text::point)[0]::text FROM stock`)
 		require.NoError(t, err)
@@ -218,10 +210,10 @@ func TestStockRowsAreUpdatedInPlace(t *testing.T) {
 		require.NoError(t, err)
 		return out
 	}
-	assert.EqualValues(t, skus, load(t, s, batch(10)).Accepted)
+	assert.EqualValues(t, skus, load(t, s, warehouseCSV(skus, 10)).Accepted)
 	before := pages()
 	require.Len(t, before, skus)
-	assert.EqualValues(t, skus, load(t, s, batch(20)).Accepted)
+	assert.EqualValues(t, skus, load(t, s, warehouseCSV(skus, 20)).Accepted)
 	_, err := s.Pool().Exec(ctx, `UPDATE stock SET reserved = reserved + 1 WHERE sku = 'sku-00000'`)
 	require.NoError(t, err)
 	after := pages()

@@ -78,6 +78,16 @@ func load(t testing.TB, s *postgres.Store, csv string) *oms.BatchResult {
 	return res
 }
 
+// warehouseCSV is a batch of n SKUs at location "wh", each with on_hand qty.
+func warehouseCSV(n, qty int) string {
+	var b strings.Builder
+	b.WriteString("sku,location,on_hand\n")
+	for i := range n {
+		fmt.Fprintf(&b, "sku-%05d,wh,%d\n", i, qty)
+	}
+	return b.String()
+}
+
 func hd(ref string, lat, lon float64, items ...oms.Item) *oms.OrderRequest {
 	return &oms.OrderRequest{Ref: ref, Items: items, Delivery: oms.Delivery{Type: oms.DeliveryHD,
 		Address: &oms.Address{Lat: ptr(lat), Lon: ptr(lon)}}}
@@ -345,18 +355,10 @@ func TestConcurrentBatchesWithOverlappingNewKeysBothApply(t *testing.T) {
 	s := newAccount(t, reg, "acme")
 	ctx := context.Background()
 	putLocation(t, s, "wh", oms.LocationWarehouse, 52, 4)
-	batch := func(qty int) string {
-		var b strings.Builder
-		b.WriteString("sku,location,on_hand\n")
-		for i := range 2000 {
-			fmt.Fprintf(&b, "S-%d,wh,%d\n", i, qty)
-		}
-		return b.String()
-	}
 	var wg sync.WaitGroup
 	for _, q := range []int{1, 2} {
 		wg.Go(func() {
-			res, err := s.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader(batch(q))))
+			res, err := s.LoadInventory(ctx, oms.NewCSVReader(strings.NewReader(warehouseCSV(2000, q))))
 			assert.NoError(t, err)
 			if err == nil {
 				assert.EqualValues(t, 2000, res.Accepted)
